@@ -1,0 +1,62 @@
+# Two commands do all the set-up:  make lab  (open the course)  and  make test  (check everything).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+KERNEL := mlsec-lessons
+# Jupyter refuses to run as root unless told; students are not root, CI containers are.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
+
+.PHONY: lab test test-fast course stubs kernel lock bench clean help
+
+help:
+	@echo "make lab        create .venv if needed and open the course in JupyterLab"
+	@echo "make test       create or update .venv, then run every test and notebook"
+	@echo "make test-fast  the same without the notebooks"
+	@echo "make course     execute every notebook and render it to HTML in build/"
+	@echo "make stubs      regenerate exercises/*.py from solutions/*.py"
+	@echo "make bench      run the benchmarks and write benchmarks/results/"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# Re-install whenever the pins change; the lock file constrains every transitive package.
+$(STAMP): pyproject.toml requirements.lock | $(PY)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+kernel: $(STAMP)
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (mlsec-lessons)" >/dev/null
+
+lab: kernel
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" notebooks/00_course_map.ipynb $(LAB_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+course: kernel
+	mkdir -p build
+	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.kernel_name=$(KERNEL) \
+		--ExecutePreprocessor.timeout=300 --output-dir build notebooks/*.ipynb exercises/*.ipynb
+
+stubs: $(STAMP)
+	$(VENV)/bin/mlsec stubs
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+# Re-resolve the whole stack from the pins in pyproject.toml (needs a network; run rarely).
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet --upgrade "pip>=24" && .lockvenv/bin/pip install --quiet -e ".[dev]"
+	{ sed -n 1,2p requirements.lock; .lockvenv/bin/pip freeze --exclude-editable | grep -v '^mlsec'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lockvenv
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,38 @@
+"""Where trained artifacts live between runs: a directory outside the repository.
+
+Set ``MLSEC_CACHE_DIR`` to move it (CI and tests point it at a scratch folder).
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_dir():
+    """The cache directory, created if needed: ``$MLSEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlsec-lessons``,
+    else ``~/.cache/mlsec-lessons``."""
+    root = os.environ.get("MLSEC_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "mlsec-lessons"
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fingerprint(*arrays):
+    """SHA-256 over the dtype, shape and bytes of each array: same data, same digest."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cache_key(**parts):
+    """A short, stable key for a JSON-serialisable description of what was computed."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
