@@ -32,7 +32,7 @@ kernel: $(STAMP)
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (mlsec-lessons)" >/dev/null
 
 lab: kernel
-	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" notebooks/00_course_map.ipynb $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --ServerApp.preferred_dir="$(CURDIR)/notebooks" $(LAB_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)

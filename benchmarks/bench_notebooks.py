@@ -1,0 +1,57 @@
+"""Every notebook under nbval, timed against the import floor measured in the same run.
+
+The peer is a notebook that only imports the stack (TensorFlow, Keras, ART, mlsec_lessons):
+the time no lesson can go below. The ratio says how much a lesson adds to it.
+"""
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_S = 45.0  # per notebook, from the course's budget
+REPEATS = 2      # keep the faster run: the slower one mostly measures the machine
+
+
+def time_notebook(path):
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                               "--nbval-current-env", "--nbval-cell-timeout=300", str(path)],
+                              cwd=ROOT, capture_output=True, text=True)
+        best = min(best, time.perf_counter() - start)
+        if done.returncode != 0:
+            return best, "FAILED"
+    return best, "passed"
+
+
+def floor_notebook(folder):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import mlsec_lessons\nmlsec_lessons.quiet()\nimport tensorflow, keras, art\n"
+        "from mlsec_lessons import data, models, metrics")]
+    path = Path(folder) / "floor.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def run():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "exercises").glob("*.ipynb"))
+    with tempfile.TemporaryDirectory() as tmp:
+        floor, _ = time_notebook(floor_notebook(tmp))
+    rows = [["import floor (peer)", f"{floor:.1f}", "1.00", "", ""]]
+    for path in notebooks:
+        seconds, status = time_notebook(path)
+        within = "yes" if seconds <= BUDGET_S and status == "passed" else "NO"
+        rows.append([str(path.relative_to(ROOT)), f"{seconds:.1f}", f"{seconds / floor:.2f}", status, within])
+    return {
+        "title": "Notebooks under nbval",
+        "columns": ["notebook", "seconds", "ratio to import floor", "nbval", f"within {BUDGET_S:.0f} s"],
+        "rows": rows,
+        "notes": ("Wall time of `pytest --nbval-lax --nbval-current-env NOTEBOOK`, best of "
+                  f"{REPEATS}, with the model cache warm (the first run of a lesson trains and caches)."),
+    }
