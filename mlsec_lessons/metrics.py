@@ -127,6 +127,33 @@ def source_attack_success_rate(clean_accuracy, adv_accuracy):
     return 1.0 - adv_accuracy / clean_accuracy
 
 
+def compare_asr_definitions(y_true, y_pred_clean, y_pred_adv):
+    """Both ASR definitions side by side, with the counts that explain where they differ.
+
+    The source's ``1 - adv_acc / clean_acc`` nets the attack's flips against the mistakes it
+    happens to fix; the standard ASR counts only flips of initially correct samples.
+
+    Returns
+    -------
+    dict
+        clean and adversarial accuracy, ``flipped`` (correct, then wrong), ``fixed`` (wrong,
+        then correct), the source's value and the standard ASR.
+
+    Examples
+    --------
+    >>> r = compare_asr_definitions([0, 0, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0])
+    >>> r["flipped"], r["fixed"], r["source"], r["standard"]
+    (1, 2, -0.5, 0.5)
+    """
+    y_true = _as_labels("y_true", y_true)
+    clean = _as_labels("y_pred_clean", y_pred_clean, len(y_true)) == y_true
+    adv = _as_labels("y_pred_adv", y_pred_adv, len(y_true)) == y_true
+    return {"clean accuracy": float(clean.mean()), "accuracy under attack": float(adv.mean()),
+            "flipped": int(np.sum(clean & ~adv)), "fixed": int(np.sum(~clean & adv)),
+            "source": source_attack_success_rate(clean.mean(), adv.mean()),
+            "standard": attack_success_rate(y_true, y_pred_clean, y_pred_adv)}
+
+
 # --------------------------------------------------------------------------- privacy loss
 def membership_advantage(is_member, predicted_member):
     """TPR - FPR of hard membership decisions (Yeom et al., 2018).

@@ -1,0 +1,57 @@
+"""Which exercises exist and where their files are.
+
+An exercise exists when the grader has checks for it: ``grading/checks/exN_name.py``. Its
+stub is ``exercises/exN_name.py`` and its reference solution ``solutions/exN_name.py``.
+"""
+from pathlib import Path
+
+import mlsec_lessons
+
+CHECKS_DIR = Path(__file__).parent / "checks"
+
+
+def known():
+    """The full names of all gradable exercises, in course order."""
+    return sorted(p.stem for p in CHECKS_DIR.glob("ex*.py"))
+
+
+def resolve(exercise):
+    """The full name of ``exercise``, given in full or by its number.
+
+    Raises
+    ------
+    ValueError
+        For an exercise the grader does not know; the message lists the ones it does.
+
+    Examples
+    --------
+    >>> resolve("ex0")
+    'ex0_security_metrics'
+    """
+    names = known()
+    for name in names:
+        if exercise in (name, name.split("_")[0]):
+            return name
+    raise ValueError(f"unknown exercise {exercise!r}; known exercises: {', '.join(names)}")
+
+
+def repo_root():
+    """The course repository: the current directory if it has ``exercises/``, else the one the
+    package is installed from."""
+    here = Path.cwd()
+    if (here / "exercises").is_dir():
+        return here
+    return Path(mlsec_lessons.__file__).resolve().parents[1]
+
+
+def checks_file(name):
+    return CHECKS_DIR / f"{name}.py"
+
+
+def solution_file(name):
+    """The reference solution: in the repository in use, else in the installed one."""
+    for root in (repo_root(), Path(mlsec_lessons.__file__).resolve().parents[1]):
+        path = root / "solutions" / f"{name}.py"
+        if path.exists():
+            return path
+    return path

@@ -1,0 +1,234 @@
+"""The grader: full marks for the solutions, none for the stubs, lost points for wrong code, and
+failed checks with a clear message (never a traceback or a hang) for code that hangs, crashes
+or does not compile."""
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlsec_lessons import cli, metrics, stubs
+from mlsec_lessons.grading import grade, grade_cell, known, resolve, try_it
+from mlsec_lessons.grading.report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "ex0_security_metrics"
+SOLUTION = ROOT / "solutions" / f"{NAME}.py"
+STUB = ROOT / "exercises" / f"{NAME}.py"
+MLSEC = Path(sys.executable).with_name("mlsec")
+
+
+def variant(tmp_path, old, new):
+    """The solution with one piece of text replaced, written to tmp_path."""
+    text = SOLUTION.read_text(encoding="utf-8")
+    assert old in text, f"the solution no longer contains {old!r}; update this test"
+    path = tmp_path / f"{NAME}.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def failed(report):
+    return {c.name: c.message for c in report.checks if not c.passed}
+
+
+def test_exercise_names():
+    assert NAME in known()
+    assert resolve("ex0") == resolve(NAME) == NAME
+    with pytest.raises(ValueError, match=f"unknown exercise 'ex99'; known exercises: .*{NAME}"):
+        resolve("ex99")
+
+
+def test_solution_scores_full_marks():
+    report = grade("ex0", SOLUTION)
+    assert report.full_marks, report.table()
+    assert report.total >= 20 and len(report.checks) >= 15
+    table = report.table()
+    assert "FAIL" not in table and f"{report.total}/{report.total}" in table.splitlines()[-1]
+
+
+def test_reference_metrics_score_full_marks():
+    # the package's metrics and the exercise's solution must agree on everything the checks test
+    assert grade("ex0", ROOT / "mlsec_lessons" / "metrics.py").full_marks
+
+
+def test_stubs_score_zero_and_show_their_hints():
+    report = grade("ex0", STUB)
+    assert report.score == 0 and not report.full_marks
+    assert all(c.message.startswith("not implemented: ") for c in report.checks), failed(report)
+    hints = {stubs.parse_hint(line) for line in SOLUTION.read_text().splitlines() if stubs.BEGIN in line}
+    shown = {c.message.removeprefix("not implemented: ") for c in report.checks}
+    assert shown <= hints and len(shown) >= 6  # one hint per function the student writes
+    assert "not implemented: count flips only among samples that were correct" in report.table()
+
+
+# Each is a mistake students make; each must cost points, in the check that explains it.
+WRONG = {
+    "divides flips by all samples": (
+        "flips.sum() / attackable.sum()", "flips.sum() / len(y_true)", "asr_divides_by_correct_samples"),
+    "counts samples misclassified before the attack": (
+        "flips = (after != y_true) & attackable", "flips = after != y_true", "asr_ignores_already_misclassified"),
+    "robustness_curve drops the last eps": (
+        "for e in eps:", "for e in eps[:-1]:", "robustness_curve_has_one_accuracy_per_eps"),
+    "privacy_loss skips the highest threshold": (
+        "np.unique(score)", "np.unique(score)[:-1]", "privacy_loss_tries_the_highest_threshold"),
+    "MRS = ASR - 1": ("return 1.0 - asr", "return asr - 1.0", "mrs_is_one_minus_asr"),
+    "PL = FPR - TPR": ("tpr - fpr)", "fpr - tpr)", "privacy_loss_separates_perfectly"),
+    "targeted ASR ignores the target mask": (
+        "eligible = (before == y_true) & (target != y_true)", "eligible = before == y_true",
+        "targeted_asr_skips_own_class_targets"),
+    "targeted ASR ignores the correctness mask": (
+        "eligible = (before == y_true) & (target != y_true)", "eligible = target != y_true",
+        "targeted_asr_skips_already_misclassified"),
+    "coverage counts controls, not components": (
+        "protected.append(all(controls.values()))", "protected.extend(controls.values())",
+        "security_coverage_needs_every_control"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG))
+def test_wrong_solutions_lose_points(mistake, tmp_path):
+    old, new, check = WRONG[mistake]
+    report = grade("ex0", variant(tmp_path, old, new))
+    assert report.score < report.total, f"{mistake}: still full marks"
+    assert check in failed(report), f"{mistake}: {check} passed; failed: {failed(report)}"
+    message = failed(report)[check]
+    assert message and "not implemented" not in message and "Traceback" not in message
+
+
+def test_hang_fails_its_check_within_the_time_limit(tmp_path):
+    start = time.monotonic()
+    report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    while True:\n        pass\n"),
+                   timeout=30, check_timeout=1)
+    assert time.monotonic() - start < 15
+    assert failed(report) == {"mrs_is_one_minus_asr": "took longer than 1 s: an endless loop, or far too slow"}
+
+
+def test_hang_past_the_whole_time_limit_stops_the_grading(tmp_path):
+    start = time.monotonic()
+    report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    while True:\n        pass\n"),
+                   timeout=3, check_timeout=60)
+    assert time.monotonic() - start < 10
+    messages = failed(report)
+    assert "time limit of 3 s for the whole exercise ran out" in messages["mrs_is_one_minus_asr"]
+    assert report.checks[0].passed  # what ran before the hang keeps its points
+
+
+def test_crash_fails_its_check_and_the_others_still_run(tmp_path):
+    report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    import os\n    os._exit(3)\n"))
+    assert failed(report) == {
+        "mrs_is_one_minus_asr": "the Python process exited with code 3: does the code call os._exit()?"}
+    assert report.score == report.total - 1
+
+
+def test_crash_on_import_fails_every_check(tmp_path):
+    report = grade("ex0", variant(tmp_path, "import numpy as np\n", "import os\nos._exit(4)\n"))
+    assert report.score == 0
+    assert set(failed(report).values()) == {
+        f"importing {NAME}.py: the Python process exited with code 4: does the code call os._exit()?"}
+
+
+def test_syntax_error_fails_every_check(tmp_path):
+    path = variant(tmp_path, "def privacy_loss(is_member, member_score):", "def privacy_loss(is_member, member_score)")
+    report = grade("ex0", path)
+    line = path.read_text().splitlines().index("def privacy_loss(is_member, member_score)") + 1
+    assert report.score == 0
+    assert set(failed(report).values()) == {f"{NAME}.py has a syntax error on line {line}: expected ':'"}
+    assert not (tmp_path / "__pycache__").exists()  # grading leaves the student's folder as it was
+
+
+def test_missing_file_fails_every_check(tmp_path):
+    report = grade("ex0", tmp_path / "nothing.py")
+    assert report.score == 0 and len(report.checks) >= 15
+    assert set(failed(report).values()) == {f"file not found: {tmp_path / 'nothing.py'}"}
+
+
+def test_report_without_checks_is_not_full_marks():
+    assert not Report(NAME, SOLUTION).full_marks
+
+
+def run_mlsec(*args):
+    command = [str(MLSEC)] if MLSEC.exists() else [sys.executable, "-m", "mlsec_lessons.cli"]
+    return subprocess.run(command + list(args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_codes():
+    solutions = run_mlsec("grade", "ex0", "--solutions")
+    assert solutions.returncode == 0, solutions.stdout + solutions.stderr
+    assert "total" in solutions.stdout and "FAIL" not in solutions.stdout
+    exercises = run_mlsec("grade", NAME)
+    assert exercises.returncode == 1
+    assert "not implemented: " in exercises.stdout
+    unknown = run_mlsec("grade", "ex99")
+    assert unknown.returncode == 2 and f"known exercises: {NAME}" in unknown.stderr
+
+
+def test_cli_grades_a_submission_folder(tmp_path, capsys):
+    (tmp_path / f"{NAME}.py").write_text(SOLUTION.read_text())
+    assert cli.main(["grade", "--all", "--path", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"summary for {tmp_path}" in out and "FAIL" not in out
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["grade", "--all", "--path", str(empty)]) == 1
+    out = capsys.readouterr().out
+    assert "file not found:" in out and f"{empty / NAME}.py" in out
+    assert out.splitlines()[-1].split() == ["total", f"0/{grade('ex0', SOLUTION).total}"]
+
+
+def test_notebook_helpers_never_raise(capsys):
+    assert grade_cell("ex99") is None
+    assert "could not grade 'ex99': unknown exercise" in capsys.readouterr().out
+    stub = load(STUB)
+    assert try_it(stub.model_robustness_score, 0.2) is None
+    assert capsys.readouterr().out.startswith("not implemented yet: ")
+    assert try_it(load(SOLUTION).model_robustness_score, 0.25) == 0.75
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(f"loaded_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_solution_agrees_with_the_reference_metrics(seed):
+    sol = load(SOLUTION)
+    rng = np.random.default_rng(seed)
+    n, k = rng.integers(5, 60), rng.integers(2, 6)
+    y = rng.integers(k, size=n)
+    clean = np.where(rng.random(n) < 0.8, y, rng.integers(k, size=n))
+    clean[0] = y[0]  # at least one correct sample, so that the ASR is defined
+    adv, target = rng.integers(k, size=n), (y + 1) % k
+    probs = rng.dirichlet(np.ones(k), size=n)
+    assert sol.attack_success_rate(y, clean, adv) == pytest.approx(metrics.attack_success_rate(y, clean, adv))
+    assert sol.attack_success_rate(y, clean, probs) == pytest.approx(metrics.attack_success_rate(y, clean, probs))
+    assert sol.targeted_attack_success_rate(y, clean, adv, target) == pytest.approx(
+        metrics.targeted_attack_success_rate(y, clean, adv, target))
+    asr = rng.random()
+    assert sol.model_robustness_score(asr) == pytest.approx(metrics.model_robustness_score(asr))
+
+    member = np.r_[True, False, rng.random(n) < 0.5]
+    score = np.round(rng.random(n + 2), 1)
+    assert sol.privacy_loss(member, score) == pytest.approx(metrics.privacy_loss(member, score))
+    inventory = {f"c{i}": {f"k{j}": bool(rng.random() < 0.7) for j in range(1, 4)} for i in range(int(k))}
+    assert sol.security_coverage(inventory) == pytest.approx(metrics.security_coverage(inventory))
+
+    w = rng.normal(size=3)
+    x = rng.normal(size=(n, 3))
+
+    def predict(x):
+        return (x @ w > 0).astype(int)
+
+    def attack(x, labels, eps):
+        return x - eps * np.sign(w) * (2 * labels - 1)[:, None]
+
+    eps = [0, 0.1, 0.5, 1.0]
+    got, want = sol.robustness_curve(predict, attack, x, predict(x), eps), metrics.robustness_curve(
+        predict, attack, x, predict(x), eps)
+    np.testing.assert_allclose(got["eps"], want["eps"])
+    np.testing.assert_allclose(got["accuracy"], want["accuracy"])
