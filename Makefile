@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml requirements.lock | $(PY)
 kernel: $(STAMP)
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (mlsec-lessons)" >/dev/null
 
+# .venv/bin goes first on PATH so that `mlsec` works in JupyterLab's terminals too.
 lab: kernel
-	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --ServerApp.preferred_dir="$(CURDIR)/notebooks" $(LAB_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --ServerApp.preferred_dir="$(CURDIR)/notebooks" $(LAB_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
