@@ -55,7 +55,8 @@ class Report:
                                        break_long_words=False, break_on_hyphens=False)  # keep paths whole
         if self.note:
             lines += textwrap.wrap(self.note, width, initial_indent="  ", subsequent_indent="  ")
-        lines.append(f"  {'total':<{name_width + 6}}  {self.score:>3}/{self.total}")
+        percent = 100 * self.score / self.total if self.total else 0
+        lines.append(f"  {'total':<{name_width + 6}}  {self.score:>3}/{self.total}  ({percent:.0f}%)")
         return "\n".join(lines)
 
     __str__ = table
@@ -77,5 +78,7 @@ def summary(reports):
     """One line per exercise and a total, for ``mlsec grade --all``."""
     name_width = max(len(r.exercise) for r in reports)
     lines = [f"  {r.exercise:<{name_width}}  {r.score:>3}/{r.total}" for r in reports]
-    lines.append(f"  {'total':<{name_width}}  {sum(r.score for r in reports):>3}/{sum(r.total for r in reports)}")
+    score, total = sum(r.score for r in reports), sum(r.total for r in reports)
+    percent = 100 * score / total if total else 0
+    lines.append(f"  {'total':<{name_width}}  {score:>3}/{total}  ({percent:.0f}%)")
     return "\n".join(lines)
