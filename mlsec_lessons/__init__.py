@@ -1,8 +1,15 @@
 """mlsec-lessons: reference implementations for a hands-on course in ML security.
 
-Each module holds one concept: ``data`` (bundled datasets), ``models`` (small Keras
-models and a cached trainer), ``metrics`` (security metrics), ``grading`` (the
-pytest-based grader) and ``stubs`` (student stubs generated from the solutions).
+Each module holds one concept:
+
+* ``data``: the bundled datasets (digits, breast cancer, synthetic fraud), seeded splits
+* ``models``: the small Keras models the lessons share and a trainer that caches weights
+* ``cache``: where trained artifacts live, and the keys that name them
+* ``metrics``: ASR, MRS, Privacy Loss, Security Coverage and robustness curves
+* ``art_bridge``: the course's models wrapped for ART, correctly
+* ``plotting``: the figures the lessons draw
+* ``grading`` and ``stubs``: the grader and the student stubs generated from the solutions
+* ``reproducibility``: one seeding helper, and quiet framework logging
 """
 import os
 
