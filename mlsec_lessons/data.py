@@ -7,6 +7,8 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from .reproducibility import check_seed
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -33,8 +35,7 @@ class Dataset:
 def _check_split(test_size, seed):
     if isinstance(test_size, bool) or not isinstance(test_size, (float, int)) or not 0 < test_size < 1:
         raise ValueError(f"test_size must be a fraction strictly between 0 and 1, got {test_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
 
 
 def _split(x, y, test_size, seed):

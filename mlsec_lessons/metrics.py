@@ -39,6 +39,13 @@ def _as_labels(name, y, n=None):
     return y
 
 
+def _attack_labels(y_true, y_pred_clean, y_pred_adv):
+    """The label triple every ASR function takes, validated together."""
+    y_true = _as_labels("y_true", y_true)
+    return (y_true, _as_labels("y_pred_clean", y_pred_clean, len(y_true)),
+            _as_labels("y_pred_adv", y_pred_adv, len(y_true)))
+
+
 def _check_rate(name, value):
     value = float(value)
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
@@ -73,9 +80,10 @@ def attack_success_rate(y_true, y_pred_clean, y_pred_adv):
     >>> attack_success_rate([0, 1, 2, 3], [0, 1, 2, 0], [0, 2, 1, 3])
     0.6666666666666666
     """
-    y_true = _as_labels("y_true", y_true)
-    clean = _as_labels("y_pred_clean", y_pred_clean, len(y_true))
-    adv = _as_labels("y_pred_adv", y_pred_adv, len(y_true))
+    return _asr(*_attack_labels(y_true, y_pred_clean, y_pred_adv))
+
+
+def _asr(y_true, clean, adv):
     correct = clean == y_true  # only these can be attacked successfully
     if not correct.any():
         raise ValueError("no sample is classified correctly before the attack, so the ASR is undefined")
@@ -93,9 +101,7 @@ def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
     >>> targeted_attack_success_rate([0, 1, 2], [0, 1, 2], [5, 1, 5], y_target=[5, 5, 5])
     0.6666666666666666
     """
-    y_true = _as_labels("y_true", y_true)
-    clean = _as_labels("y_pred_clean", y_pred_clean, len(y_true))
-    adv = _as_labels("y_pred_adv", y_pred_adv, len(y_true))
+    y_true, clean, adv = _attack_labels(y_true, y_pred_clean, y_pred_adv)
     target = _as_labels("y_target", y_target, len(y_true))
     eligible = (clean == y_true) & (target != y_true)
     if not eligible.any():
@@ -145,13 +151,12 @@ def compare_asr_definitions(y_true, y_pred_clean, y_pred_adv):
     >>> r["flipped"], r["fixed"], r["source"], r["standard"]
     (1, 2, -0.5, 0.5)
     """
-    y_true = _as_labels("y_true", y_true)
-    clean = _as_labels("y_pred_clean", y_pred_clean, len(y_true)) == y_true
-    adv = _as_labels("y_pred_adv", y_pred_adv, len(y_true)) == y_true
+    y_true, clean_pred, adv_pred = _attack_labels(y_true, y_pred_clean, y_pred_adv)
+    clean, adv = clean_pred == y_true, adv_pred == y_true
     return {"clean accuracy": float(clean.mean()), "accuracy under attack": float(adv.mean()),
             "flipped": int(np.sum(clean & ~adv)), "fixed": int(np.sum(~clean & adv)),
             "source": source_attack_success_rate(clean.mean(), adv.mean()),
-            "standard": attack_success_rate(y_true, y_pred_clean, y_pred_adv)}
+            "standard": _asr(y_true, clean_pred, adv_pred)}
 
 
 # --------------------------------------------------------------------------- privacy loss

@@ -26,9 +26,7 @@ def seed_everything(seed=0):
     >>> seed_everything(42)
     42
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)
@@ -37,6 +35,13 @@ def seed_everything(seed=0):
     # keras.utils.set_random_seed seeds Python, NumPy and the backend (TensorFlow) together.
     keras.utils.set_random_seed(seed)
     return seed
+
+
+def check_seed(seed):
+    """``seed`` as an int, or a ValueError that names it: every seeded function accepts the same seeds."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def quiet():
