@@ -28,8 +28,8 @@ def build_parser():
     grade.add_argument("--path", type=Path,
                        help="the file to grade; with --all, the folder that holds the files")
     grade.add_argument("--solutions", action="store_true", help="grade the reference solutions")
-    grade.add_argument("--timeout", type=float, default=60, metavar="S",
-                       help="seconds for one exercise (default: 60)")
+    grade.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="seconds for one exercise (default: the exercise's own limit, 60 s unless it says)")
     grade.set_defaults(run=run_grade, parser=grade)
 
     stub = commands.add_parser("stubs", help="regenerate exercises/*.py from solutions/*.py")
@@ -45,7 +45,7 @@ def run_grade(args):
         parser.error("name one exercise, or give --all")
     if args.solutions and args.path:
         parser.error("--solutions grades solutions/; it does not take --path")
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout:g}")
     if args.all:
         return grade_all(args.path, args.solutions, args.timeout)

@@ -4,6 +4,7 @@ The subprocess is what makes the grader safe: an endless loop, ``os._exit`` or a
 the code under test ends that process, not the grader. The plugin's JSON record says which
 check was running, so the grader marks that check failed and runs the remaining ones again.
 """
+import ast
 import json
 import os
 import signal
@@ -21,7 +22,28 @@ from .report import CheckResult, Report
 TIMEOUT_METHOD = "signal" if hasattr(signal, "SIGALRM") else "thread"
 
 
-def grade(exercise, path=None, solutions=False, timeout=60, check_timeout=10):
+DEFAULT_LIMITS = {"TIME_LIMIT": 60, "CHECK_TIME_LIMIT": 10}
+
+
+def limits(name):
+    """The time limits an exercise's checks module declares (``TIME_LIMIT = 120`` for the whole
+    run, ``CHECK_TIME_LIMIT = 30`` for one check), else the defaults. Read without importing it.
+
+    Examples
+    --------
+    >>> limits("ex0_security_metrics")
+    {'TIME_LIMIT': 60, 'CHECK_TIME_LIMIT': 10}
+    """
+    found = dict(DEFAULT_LIMITS)
+    tree = ast.parse(exercises.checks_file(name).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in found:
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
+def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None):
     """Run the checks of ``exercise`` on a file and return a :class:`Report`.
 
     Parameters
@@ -32,10 +54,11 @@ def grade(exercise, path=None, solutions=False, timeout=60, check_timeout=10):
         The file to grade. Default: ``exercises/<name>.py`` in the repository.
     solutions : bool, default=False
         Grade ``solutions/<name>.py`` instead (the reference must score full marks).
-    timeout : float, default=60
-        Seconds for the whole run; checks still running then fail.
-    check_timeout : float, default=10
-        Seconds for one check.
+    timeout : float, optional
+        Seconds for the whole run; checks still running then fail. Default: the exercise's
+        ``TIME_LIMIT`` (see :func:`limits`).
+    check_timeout : float, optional
+        Seconds for one check. Default: the exercise's ``CHECK_TIME_LIMIT``.
 
     Raises
     ------
@@ -54,6 +77,9 @@ def grade(exercise, path=None, solutions=False, timeout=60, check_timeout=10):
     if path is None:
         path = exercises.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
     path = Path(path).absolute()
+    declared = limits(name)
+    timeout = declared["TIME_LIMIT"] if timeout is None else timeout
+    check_timeout = declared["CHECK_TIME_LIMIT"] if check_timeout is None else check_timeout
     checks, results, note = run_checks(name, path, timeout, check_timeout)
     report = Report(name, path, note=note)
     for check in checks:
