@@ -1,0 +1,63 @@
+"""Exercise 3 (secure deployment): the solution scores full marks, the stub none, and each
+classic mistake, made by editing one line of the solution, loses the points of its check."""
+from pathlib import Path
+
+import pytest
+
+from mlsec_lessons.grading import grade
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "ex3_secure_deployment"
+SOLUTION = ROOT / "solutions" / f"{NAME}.py"
+
+
+def variant(tmp_path, old, new):
+    text = SOLUTION.read_text(encoding="utf-8")
+    assert old in text, f"the solution no longer contains {old!r}; update this test"
+    path = tmp_path / f"{NAME}.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def failed(report):
+    return {c.name for c in report.checks if not c.passed}
+
+
+def test_solution_scores_full_marks():
+    report = grade("ex3", solutions=True)
+    assert report.full_marks, report.table()
+    assert len(report.checks) >= 30
+
+
+def test_stub_scores_nothing():
+    report = grade("ex3", ROOT / "exercises" / f"{NAME}.py")
+    assert report.score == 0, report.table()
+    assert "not implemented" in report.table()
+
+
+MISTAKES = [
+    pytest.param('options={"require": REQUIRED_CLAIMS})',
+                 'options={"require": REQUIRED_CLAIMS, "verify_signature": False})',
+                 {"bad_signature", "alg_none", "expired", "wrong_audience"}, id="verify_signature_off"),
+    pytest.param("algorithms=[ALGORITHM]", 'algorithms=[jwt.get_unverified_header(token)["alg"]]',
+                 {"alg_from_header"}, id="algorithms_from_the_token_header"),
+    pytest.param("    for w in model.get_weights():", "    for w in []:",
+                 {"digest_covers_the_weights", "verify_rejects_a_tampered_model"}, id="hash_over_config_only"),
+    pytest.param('hmac.compare_digest(model_digest(model), record["model_sha256"])',
+                 'model_digest(model) == record["model_sha256"]',
+                 {"verify_compares_in_constant_time"}, id="equality_instead_of_compare_digest"),
+    pytest.param('options={"require": REQUIRED_CLAIMS})',
+                 'options={"require": REQUIRED_CLAIMS, "verify_aud": False})',
+                 {"wrong_audience"}, id="no_audience_check"),
+    pytest.param("            self.public_key.verify(", "            (lambda *a: None)(",
+                 {"verify_rejects_an_edited_registry"}, id="signature_not_checked"),
+    pytest.param('    if ROLES[claims["role"]] < ROLES[required_role]:', "    if False:",
+                 {"role_escalation"}, id="no_role_check"),
+]
+
+
+@pytest.mark.parametrize("old, new, must_fail", MISTAKES)
+def test_mistake_loses_points(tmp_path, old, new, must_fail):
+    report = grade("ex3", variant(tmp_path, old, new))
+    assert must_fail <= failed(report), f"expected {sorted(must_fail)} to fail:\n{report.table()}"
+    assert not report.full_marks
