@@ -2,6 +2,7 @@
 failed checks with a clear message (never a traceback or a hang) for code that hangs, crashes
 or does not compile."""
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -167,16 +168,24 @@ def test_cli_exit_codes():
 
 def test_cli_grades_a_submission_folder(tmp_path, capsys):
     (tmp_path / f"{NAME}.py").write_text(SOLUTION.read_text())
-    assert cli.main(["grade", "--all", "--path", str(tmp_path)]) == 0
+    total = grade("ex0", SOLUTION).total
+    # the other exercises' files are missing: they score 0, so the run is not at full marks
+    assert cli.main(["grade", "--all", "--path", str(tmp_path)]) == (0 if known() == [NAME] else 1)
     out = capsys.readouterr().out
-    assert f"summary for {tmp_path}" in out and "FAIL" not in out
+    assert f"summary for {tmp_path}" in out
+    assert re.search(rf"^\s+{NAME}\s+{total}/{total}$", out, re.M), out
+    for other in set(known()) - {NAME}:
+        assert f"{tmp_path / other}.py" in out and re.search(rf"^\s+{other}\s+0/\d+$", out, re.M)
 
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["grade", "--all", "--path", str(empty)]) == 1
     out = capsys.readouterr().out
     assert "file not found:" in out and f"{empty / NAME}.py" in out
-    assert out.splitlines()[-1].split() == ["total", f"0/{grade('ex0', SOLUTION).total}", "(0%)"]
+    rows = re.findall(r"^\s+(\S+)\s+(\d+)/(\d+)$", out, re.M)
+    assert [r[0] for r in rows] == known() and all(r[1] == "0" for r in rows)
+    grand_total = sum(int(r[2]) for r in rows)
+    assert out.splitlines()[-1].split() == ["total", f"0/{grand_total}", "(0%)"]
 
 
 def test_notebook_helpers_never_raise(capsys):

@@ -1,0 +1,368 @@
+"""Checks for exercise 2 (part 1), a privacy-preserving system.
+
+``impl`` is the student's module, ``ref`` the reference solution. Unit checks isolate each
+piece of DP-SGD and of the audit and compare it with an oracle: finite differences for the
+per-example gradients, ``dp_accounting`` for epsilon, ``scipy`` for the Clopper-Pearson
+interval, and statistics of many draws for the noise and the sampling. End-to-end checks train
+the student's system and the reference with the same settings on digits with audit canaries,
+once with DP-SGD and once without noise, and compare accuracy, epsilon, the attack and the audit;
+one more short run, with far too much noise, checks that training uses the noise at all.
+
+The tolerances of the end-to-end checks were set from the spread over 8 training seeds of the
+reference (DP accuracy 0.86-0.90; canary TPR at 5% FPR 0.20-0.42 without noise, 0.02-0.09 with).
+"""
+import dp_accounting
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from mlsec_lessons.data import load_digits
+from mlsec_lessons.grading.expect import expect_close, expect_value_error
+
+# five training runs (two of the reference, three of the student's code), 1-3 s each: about
+# 15 s for the whole grading of a complete file
+TIME_LIMIT = 90
+CHECK_TIME_LIMIT = 30
+
+DP = dict(l2_norm_clip=1.0, noise_multiplier=1.5, batch_size=64, epochs=15, learning_rate=1.0, delta=1e-5, seed=0)
+# no noise and a clip norm no gradient reaches: plain SGD through the same code
+NON_PRIVATE = dict(DP, noise_multiplier=0.0, l2_norm_clip=1e3, batch_size=32, epochs=30, learning_rate=0.5)
+# so much noise that nothing is learnt: without noise 3 epochs reach 0.8
+LOUD = dict(DP, noise_multiplier=20.0, epochs=3)
+LOW_FPR = 0.05  # 200 non-member canaries: 5% FPR is 10 of them, 1% only 2
+
+
+def points(n):
+    return pytest.mark.points(n)
+
+
+def oracle_epsilon(noise_multiplier, sample_rate, steps, delta):
+    event = dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier))
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, steps))
+    return accountant.get_epsilon(delta)
+
+
+def oracle_interval(k, n, alpha):
+    ci = binomtest(k, n).proportion_ci(confidence_level=1 - alpha, method="exact")
+    return ci.low, ci.high
+
+
+def oracle_bound(tp, fn, fp, tn, delta, alpha):
+    tpr_low, fpr_high = oracle_interval(tp, tp + fn, alpha)[0], oracle_interval(fp, fp + tn, alpha)[1]
+    bounds = [np.log((tpr_low - delta) / fpr_high) if tpr_low > delta else 0.0,
+              np.log((1 - fpr_high - delta) / (1 - tpr_low)) if 1 - fpr_high > delta else 0.0]
+    return max(0.0, *bounds)
+
+
+def clipped(grads, clip):
+    norms = np.linalg.norm(grads, axis=1, keepdims=True)
+    return grads * np.minimum(1.0, clip / np.maximum(norms, 1e-12))
+
+
+# --------------------------------------------------------------------------- shared training runs
+@pytest.fixture(scope="module")
+def digits(ref):
+    """Digits, with the reference's 400 canaries: both systems train on the same records."""
+    data = load_digits()
+    train, canaries = ref.add_canaries(data)
+    members = (canaries["x"][canaries["is_member"]], canaries["y"][canaries["is_member"]])
+    non_members = (canaries["x"][~canaries["is_member"]], canaries["y"][~canaries["is_member"]])
+    return data, train, members, non_members
+
+
+def fit(module, params, digits):
+    system = module.PrivacyPreservingSystem(**params)
+    model = system.train_private_model(digits[1])
+    return system, model
+
+
+@pytest.fixture(scope="module")
+def ref_dp(ref, digits):
+    return fit(ref, DP, digits)
+
+
+@pytest.fixture(scope="module")
+def impl_dp(impl, digits):
+    return fit(impl, DP, digits)
+
+
+@pytest.fixture(scope="module")
+def ref_plain(ref, digits):
+    return fit(ref, NON_PRIVATE, digits)
+
+
+@pytest.fixture(scope="module")
+def impl_plain(impl, digits):
+    return fit(impl, NON_PRIVATE, digits)
+
+
+def canary_attack(system, model, digits, max_fpr=LOW_FPR):
+    return system.evaluate_privacy(model, digits[2], digits[3], max_fpr=max_fpr)
+
+
+# --------------------------------------------------------------------------- DP-SGD, piece by piece
+@points(2)
+def test_per_example_gradients_match_finite_differences(impl, ref):
+    rng = np.random.default_rng(0)
+    model = ref.TinyMLP(5, 3, hidden=4, rng=rng)
+    x, y = rng.normal(size=(6, 5)), rng.integers(3, size=6)
+    got = impl.per_example_gradients(model, x, y)
+    assert np.shape(got) == (6, model.n_params), (
+        f"per_example_gradients returned shape {np.shape(got)}; expected one row per record and one "
+        f"column per parameter, (6, {model.n_params})")
+    want = np.zeros((6, model.n_params))
+    column, h = 0, 1e-6
+    for p in model.params:
+        for index in np.ndindex(p.shape):
+            saved = p[index]
+            p[index] = saved + h
+            up = model.losses(x, y)
+            p[index] = saved - h
+            down = model.losses(x, y)
+            p[index] = saved
+            want[:, column] = (up - down) / (2 * h)
+            column += 1
+    worst = np.abs(np.asarray(got) - want).max()
+    assert worst < 1e-5, (
+        f"per_example_gradients differs from finite differences of model.losses by up to {worst:.3g}; "
+        "row i must be the gradient of record i's loss, in the order W1, b1, W2, b2")
+
+
+@points(1)
+def test_clipping_bounds_every_gradient(impl):
+    rng = np.random.default_rng(1)
+    grads = rng.normal(size=(8, 10)) * np.array([0.1, 0.5, 1, 2, 5, 10, 100, 0])[:, None]
+    got = impl.clip_gradients(grads, 2.5)
+    expect_close(got, clipped(grads, 2.5), "clip_gradients(grads, l2_norm_clip=2.5)",
+                 "rows longer than 2.5 are scaled down to norm 2.5, in the same direction; shorter rows stay")
+
+
+@points(2)
+def test_one_example_influence_is_bounded_by_the_clip_norm(impl):
+    rng = np.random.default_rng(2)
+    batch = rng.normal(size=(5, 30)) * 3
+    outlier = rng.normal(size=(1, 30))
+    outlier *= 1000 / np.linalg.norm(outlier)
+    clip, expected = 0.5, 5
+    without = impl.privatize_gradients(batch, clip, 0.0, expected, np.random.default_rng(0))
+    with_outlier = impl.privatize_gradients(np.vstack([batch, outlier]), clip, 0.0, expected, np.random.default_rng(0))
+    moved = np.linalg.norm(np.asarray(with_outlier) - np.asarray(without))
+    assert moved <= clip / expected * (1 + 1e-9), (
+        f"adding one record whose gradient has norm 1000 moved the update by {moved:.4g}; after clipping "
+        f"to {clip} it can move it by at most l2_norm_clip / expected_batch_size = {clip / expected:.4g}")
+
+
+@points(1)
+def test_noiseless_update_is_the_clipped_sum_over_the_expected_batch_size(impl):
+    grads = np.array([[3.0, 4.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, -10.0]])
+    got = impl.privatize_gradients(grads, 1.0, 0.0, 8, np.random.default_rng(0))
+    expect_close(got, clipped(grads, 1.0).sum(axis=0) / 8,
+                 "privatize_gradients(3 gradients, l2_norm_clip=1, noise_multiplier=0, expected_batch_size=8)",
+                 "the sum of the clipped gradients divided by the expected batch size, 8 (not by the 3 rows "
+                 "this Poisson batch happens to have)")
+
+
+@points(2)
+def test_noise_std_is_multiplier_times_clip_over_batch_size(impl):
+    clip, multiplier, expected = 3.0, 2.0, 16
+    rng = np.random.default_rng(3)
+    zeros = np.zeros((expected, 20000))  # zero gradients: what comes out is the noise alone
+    first = np.asarray(impl.privatize_gradients(zeros, clip, multiplier, expected, rng))
+    second = np.asarray(impl.privatize_gradients(zeros, clip, multiplier, expected, rng))
+    want = multiplier * clip / expected
+    std = first.std()
+    assert abs(std / want - 1) < 0.05, (
+        f"with zero gradients the update's std is {std:.4g}; expected noise_multiplier * l2_norm_clip / "
+        f"expected_batch_size = {want:.4g}: noise of std {multiplier * clip:g} added once to the sum "
+        f"(noise per record would give {want * np.sqrt(expected):.4g}, noise not scaled by the clip norm "
+        f"{want / clip:.4g})")
+    assert abs(first.mean()) < 5 * want / np.sqrt(first.size), f"the noise has mean {first.mean():.3g}, not 0"
+    assert abs(np.corrcoef(first, second)[0, 1]) < 0.05, "two steps drew the same noise; each step needs fresh noise"
+
+
+@points(2)
+def test_poisson_sampling_includes_each_record_independently(impl):
+    n, rate, draws = 200, 0.1, 2000
+    rng = np.random.default_rng(4)
+    counts, sizes = np.zeros(n), []
+    for _ in range(draws):
+        batch = np.asarray(impl.poisson_sample(n, rate, rng))
+        assert batch.ndim == 1 and len(np.unique(batch)) == len(batch) and np.all((0 <= batch) & (batch < n)), (
+            f"poisson_sample({n}, {rate}, rng) must return distinct indices from 0 to {n - 1}, got {batch[:10]}...")
+        counts[batch] += 1
+        sizes.append(len(batch))
+    mean, var = np.mean(sizes), np.var(sizes)
+    assert abs(mean - n * rate) < 0.5, (
+        f"the batches hold {mean:.2f} records on average; expected n * rate = {n * rate:g}")
+    assert 13 < var < 23, (
+        f"the batch size varies with variance {var:.2f}; Poisson sampling gives a binomial size, variance "
+        f"n * rate * (1 - rate) = {n * rate * (1 - rate):g} (fixed-size batches give 0)")
+    worst = np.abs(counts / draws - rate).max()
+    assert worst < 0.04, (
+        f"one record's share of the batches is off the rate {rate} by {worst:.3f}; each record must join "
+        f"independently with probability {rate}")
+
+
+EPSILON_CASES = [(1.1, 256 / 60000, 60 * 60000 // 256, 1e-5), (1.5, 64 / 1257, 15 * 1257 // 64, 1e-5),
+                 (3.0, 0.01, 1000, 1e-6), (1.0, 1.0, 10, 1e-5), (0.0, 0.1, 10, 1e-5)]
+
+
+@points(2)
+def test_epsilon_matches_the_accountant(impl):
+    for case in EPSILON_CASES:
+        call = "epsilon_spent(noise_multiplier={}, sample_rate={:.4g}, steps={}, delta={:g})".format(*case)
+        expect_close(impl.epsilon_spent(*case), oracle_epsilon(*case), call,
+                     "what dp_accounting's RdpAccountant gives for that many Poisson-sampled Gaussian steps "
+                     "(infinite when there is no noise)")
+
+
+# --------------------------------------------------------------------------- auditing, piece by piece
+@points(1)
+def test_clopper_pearson_matches_scipy(impl):
+    for k, n, alpha in [(0, 50, 0.05), (3, 10, 0.05), (50, 50, 0.05), (17, 200, 0.1), (1, 2, 0.2)]:
+        expect_close(impl.clopper_pearson(k, n, alpha), oracle_interval(k, n, alpha),
+                     f"clopper_pearson(k={k}, n={n}, alpha={alpha})",
+                     "the exact interval, as scipy.stats.binomtest(k, n).proportion_ci(method='exact') gives it")
+
+
+AUDIT_CASES = [
+    ((90, 10, 5, 95), "90 of 100 members flagged, 5 of 100 non-members"),
+    ((50, 0, 0, 50), "every member flagged and no non-member: the observed FPR is 0, so log(TPR / FPR) is "
+                     "infinite; only the upper end of the FPR's interval gives a finite bound"),
+    ((30, 20, 10, 40), "30 of 50 members flagged, 10 of 50 non-members"),
+    ((5, 95, 0, 100), "few members flagged and no non-member"),
+]
+
+
+@points(2)
+def test_audit_bound_uses_confidence_intervals(impl):
+    for (tp, fn, fp, tn), why in AUDIT_CASES:
+        expect_close(impl.epsilon_lower_bound(tp, fn, fp, tn, 1e-5, 0.05), oracle_bound(tp, fn, fp, tn, 1e-5, 0.05),
+                     f"epsilon_lower_bound(tp={tp}, fn={fn}, fp={fp}, tn={tn})",
+                     f"{why}; the bound uses the lowest TPR and the highest FPR of the Clopper-Pearson intervals")
+
+
+# --------------------------------------------------------------------------- the system, end to end
+@points(2)
+def test_training_spends_the_accounted_epsilon(impl_dp, digits):
+    system, _ = impl_dp
+    n = len(digits[1].x_train)
+    rate, steps = DP["batch_size"] / n, DP["epochs"] * n // DP["batch_size"]
+    expect_close(getattr(system, "steps_", None), steps, "PrivacyPreservingSystem(...).steps_",
+                 f"epochs * n // batch_size with n = {n} training records")
+    expect_close(getattr(system, "epsilon_", None), oracle_epsilon(DP["noise_multiplier"], rate, steps, DP["delta"]),
+                 "PrivacyPreservingSystem(...).epsilon_",
+                 f"the RDP accountant's epsilon for {steps} steps at sample_rate = batch_size / n = "
+                 f"{DP['batch_size']}/{n} (the rate each training record is sampled at) and "
+                 f"noise_multiplier {DP['noise_multiplier']}")
+
+
+@points(1)
+def test_training_adds_the_noise(impl, digits):
+    data, train = digits[0], digits[1]
+    system = impl.PrivacyPreservingSystem(**LOUD)
+    accuracy = system.train_private_model(train).accuracy(data.x_test, data.y_test)
+    assert accuracy < 0.4, (
+        f"trained with noise_multiplier={LOUD['noise_multiplier']} for {LOUD['epochs']} epochs (epsilon 0.07), "
+        f"your model reaches test accuracy {accuracy:.2f}; noise that large swamps the gradients, and the "
+        "reference stays near chance (0.1 to 0.2). Does training pass noise_multiplier to privatize_gradients?")
+
+
+@points(3)
+def test_accuracy_matches_reference_at_the_same_epsilon(impl_dp, ref_dp, digits):
+    data = digits[0]
+    got, want = impl_dp[1].accuracy(data.x_test, data.y_test), ref_dp[1].accuracy(data.x_test, data.y_test)
+    assert abs(got - want) <= 0.06, (
+        f"your DP-SGD model has test accuracy {got:.3f}; the reference reaches {want:.3f} with the same settings "
+        f"(epsilon {ref_dp[0].epsilon_:.2f}), and training seeds move it by less than 0.06")
+
+
+@points(2)
+def test_evaluate_privacy_matches_reference(impl, ref_plain, digits):
+    system, model = ref_plain
+    for max_fpr in (0.01, LOW_FPR):
+        got = canary_attack(impl.PrivacyPreservingSystem(**NON_PRIVATE), model, digits, max_fpr)
+        want = canary_attack(system, model, digits, max_fpr)
+        for key in ("auc", "tpr_at_low_fpr"):
+            expect_close(got.get(key) if isinstance(got, dict) else None, want[key],
+                         f"evaluate_privacy(model, canary members, canary non-members, max_fpr={max_fpr})[{key!r}]",
+                         "the loss-threshold attack (score = minus the loss) on the reference's model, which "
+                         "was trained without noise")
+    expect_close(got["scores"], want["scores"], "evaluate_privacy(...)['scores']",
+                 "minus each record's loss, members first")
+
+
+@points(2)
+def test_membership_leak_matches_reference(impl_plain, ref_plain, impl_dp, ref_dp, digits):
+    for name, (mine, theirs), tolerance in [("without noise", (impl_plain, ref_plain), 0.25),
+                                            ("with DP-SGD", (impl_dp, ref_dp), 0.12)]:
+        got = canary_attack(*mine, digits)["tpr_at_low_fpr"]
+        want = canary_attack(*theirs, digits)["tpr_at_low_fpr"]
+        assert abs(got - want) <= tolerance, (
+            f"trained {name}, your model lets the attack find {got:.2f} of the member canaries at "
+            f"{LOW_FPR:.0%} FPR; the reference's model, {want:.2f} (training seeds move it by less than {tolerance})")
+
+
+@points(2)
+def test_audit_matches_reference(impl, ref_plain, digits):
+    system, model = ref_plain
+    evaluation = canary_attack(system, model, digits)
+    got = impl.PrivacyPreservingSystem(**NON_PRIVATE).audit(evaluation)
+    want = system.audit(evaluation)
+    for key in ("epsilon_lower_bound", "threshold"):
+        expect_close(got.get(key) if isinstance(got, dict) else None, want[key], f"audit(evaluation)[{key!r}]",
+                     "the threshold chosen on the first half of the records, the bound computed on the second")
+
+
+@points(1)
+def test_audit_stays_below_the_accountant_with_dp(impl_dp, digits):
+    system, model = impl_dp
+    bound = system.audit(canary_attack(system, model, digits))["epsilon_lower_bound"]
+    assert bound < min(1.0, system.epsilon_), (
+        f"the audit proves epsilon >= {bound:.2f} for your DP-SGD model, whose accountant says "
+        f"{system.epsilon_:.2f}; the reference's audit finds 0 here (the noise hides the canaries)")
+
+
+@points(2)
+def test_audit_finds_the_leak_without_noise(impl_plain, digits):
+    system, model = impl_plain
+    bound = system.audit(canary_attack(system, model, digits))["epsilon_lower_bound"]
+    assert bound >= 0.5, (
+        f"trained without noise, the model memorises its mislabeled canaries, yet your audit proves only "
+        f"epsilon >= {bound:.2f}; the reference proves 0.9 to 2.1 (depending on the seed)")
+
+
+# --------------------------------------------------------------------------- bad input
+BAD_INPUT = [
+    pytest.param("clip_gradients", [
+        ("for l2_norm_clip=0", np.ones((2, 3)), 0.0),
+        ("for a negative l2_norm_clip", np.ones((2, 3)), -1.0),
+    ], id="clip_gradients_rejects_bad_input", marks=points(1)),
+    pytest.param("privatize_gradients", [
+        ("for a negative noise_multiplier", np.ones((2, 3)), 1.0, -0.5, 2, np.random.default_rng(0)),
+        ("for expected_batch_size=0", np.ones((2, 3)), 1.0, 1.0, 0, np.random.default_rng(0)),
+    ], id="privatize_gradients_rejects_bad_input", marks=points(1)),
+    pytest.param("poisson_sample", [
+        ("for sample_rate=0", 10, 0.0, np.random.default_rng(0)),
+        ("for sample_rate=1.5", 10, 1.5, np.random.default_rng(0)),
+        ("for n=0", 0, 0.5, np.random.default_rng(0)),
+    ], id="poisson_sample_rejects_bad_input", marks=points(1)),
+    pytest.param("epsilon_spent", [
+        ("for delta=0", 1.0, 0.1, 10, 0.0),
+        ("for delta=1", 1.0, 0.1, 10, 1.0),
+        ("for sample_rate=0", 1.0, 0.0, 10, 1e-5),
+        ("for a negative noise_multiplier", -1.0, 0.1, 10, 1e-5),
+    ], id="epsilon_spent_rejects_bad_input", marks=points(1)),
+    pytest.param("clopper_pearson", [
+        ("for k > n", 5, 3, 0.05),
+        ("for a negative k", -1, 3, 0.05),
+        ("for alpha=0", 1, 3, 0.0),
+    ], id="clopper_pearson_rejects_bad_input", marks=points(1)),
+]
+
+
+@pytest.mark.parametrize("function, cases", BAD_INPUT)
+def test_rejects_bad_input(impl, function, cases):
+    for why, *args in cases:
+        expect_value_error(getattr(impl, function), why, *args)

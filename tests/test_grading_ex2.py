@@ -1,0 +1,178 @@
+"""Exercise 2's grader: full marks for the solution within the budget, none for the stub, and each
+deliberately wrong variant of the solution loses points in the check that explains its mistake.
+
+A full grading run trains four small models, so each variant is graded only on the checks that
+should catch it (the same pytest run the grader makes, restricted to those checks)."""
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlsec_lessons import stubs
+from mlsec_lessons.grading import exercises, grade, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "ex2_privacy_preserving_system"
+SOLUTION = ROOT / "solutions" / f"{NAME}.py"
+STUB = ROOT / "exercises" / f"{NAME}.py"
+
+
+def variant(tmp_path, old, new):
+    """The solution with one piece of text replaced, written to tmp_path."""
+    text = SOLUTION.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"the solution should contain {old!r} exactly once; update this test"
+    path = tmp_path / f"{NAME}.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def grade_only(path, checks, timeout=90):
+    """{check: (passed, message)} for the named checks alone, graded like the grader does."""
+    nodeids = [f"{exercises.checks_file(NAME)}::test_{check}" for check in checks]
+    with tempfile.TemporaryDirectory() as tmp:
+        state, _, output = runner._pytest(nodeids, Path(path).absolute(), SOLUTION, Path(tmp), timeout,
+                                          runner.limits(NAME)["CHECK_TIME_LIMIT"])
+    assert state and state["finished"], output[-2000:]
+    names = {c["nodeid"]: c["name"] for c in state["checks"]}
+    return {names[k]: (r["passed"], r["message"]) for k, r in state["results"].items()}
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(f"loaded_{path.parent.name}_{NAME}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_solution_scores_full_marks_within_the_budget():
+    start = time.monotonic()
+    report = grade("ex2", solutions=True)
+    seconds = time.monotonic() - start
+    assert report.full_marks, report.table()
+    assert report.total >= 30 and len(report.checks) >= 20
+    assert seconds <= 90, f"grading the solution took {seconds:.0f} s, the budget is 90 s"
+
+
+def test_stub_scores_zero_and_shows_hints():
+    report = grade("ex2", STUB)
+    assert report.score == 0 and not report.full_marks, report.table()
+    assert all(c.message.startswith("not implemented: ") for c in report.checks), report.table()
+    hints = {stubs.parse_hint(line) for line in SOLUTION.read_text().splitlines() if stubs.BEGIN in line}
+    shown = {c.message.removeprefix("not implemented: ") for c in report.checks}
+    assert shown <= hints and len(shown) >= 8
+
+
+def test_stub_is_generated_from_the_solution():
+    assert STUB.read_text(encoding="utf-8") == stubs.make_stub(SOLUTION.read_text(encoding="utf-8"),
+                                                               f"solutions/{NAME}.py")
+
+
+# mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
+WRONG = {
+    "no clipping": (
+        "return grads * np.minimum(1.0, l2_norm_clip / np.maximum(norms, 1e-12))", "return grads",
+        ["clipping_bounds_every_gradient", "one_example_influence_is_bounded_by_the_clip_norm"],
+        "one_example_influence_is_bounded_by_the_clip_norm"),
+    "privatize skips the clipping": (
+        "clipped = clip_gradients(grads, l2_norm_clip)", "clipped = np.asarray(grads, dtype=float)",
+        ["one_example_influence_is_bounded_by_the_clip_norm"], "one_example_influence_is_bounded_by_the_clip_norm"),
+    "noise not scaled by the clip norm": (
+        "rng.normal(0.0, noise_multiplier * l2_norm_clip, size=clipped.shape[1])",
+        "rng.normal(0.0, noise_multiplier, size=clipped.shape[1])",
+        ["noise_std_is_multiplier_times_clip_over_batch_size"], "noise_std_is_multiplier_times_clip_over_batch_size"),
+    "noise added per example instead of to the sum": (
+        "noise = rng.normal(0.0, noise_multiplier * l2_norm_clip, size=clipped.shape[1])\n"
+        "    return (clipped.sum(axis=0) + noise) / expected_batch_size",
+        "noise = rng.normal(0.0, noise_multiplier * l2_norm_clip, size=clipped.shape)\n"
+        "    return (clipped + noise).sum(axis=0) / expected_batch_size",
+        ["noise_std_is_multiplier_times_clip_over_batch_size"], "noise_std_is_multiplier_times_clip_over_batch_size"),
+    "epsilon from the wrong sampling rate (all records, test set included)": (
+        "epsilon_spent(self.noise_multiplier, sample_rate, steps, self.delta)",
+        "epsilon_spent(self.noise_multiplier, self.batch_size / (n + len(data.x_test)), steps, self.delta)",
+        ["training_spends_the_accounted_epsilon"], "training_spends_the_accounted_epsilon"),
+    "epsilon without amplification by sampling": (
+        "epsilon_spent(self.noise_multiplier, sample_rate, steps, self.delta)",
+        "epsilon_spent(self.noise_multiplier, 1.0, steps, self.delta)",
+        ["training_spends_the_accounted_epsilon"], "training_spends_the_accounted_epsilon"),
+    "training ignores the noise multiplier": (
+        "privatize_gradients(grads, self.l2_norm_clip, self.noise_multiplier, self.batch_size, rng)",
+        "privatize_gradients(grads, self.l2_norm_clip, 0.0, self.batch_size, rng)",
+        ["training_adds_the_noise"], "training_adds_the_noise"),
+    "audit bound without confidence intervals": (
+        "tpr_low = clopper_pearson(tp, tp + fn, alpha)[0]\n    fpr_high = clopper_pearson(fp, fp + tn, alpha)[1]",
+        "tpr_low = tp / (tp + fn)\n    fpr_high = fp / (fp + tn)",
+        ["audit_bound_uses_confidence_intervals"], "audit_bound_uses_confidence_intervals"),
+    "fixed-size batches instead of Poisson sampling": (
+        "return np.flatnonzero(rng.random(n) < sample_rate)",
+        "return np.sort(rng.choice(n, int(round(sample_rate * n)), replace=False))",
+        ["poisson_sampling_includes_each_record_independently"], "poisson_sampling_includes_each_record_independently"),
+    "divides by the actual batch size": (
+        "return (clipped.sum(axis=0) + noise) / expected_batch_size",
+        "return (clipped.sum(axis=0) + noise) / max(len(clipped), 1)",
+        ["noiseless_update_is_the_clipped_sum_over_the_expected_batch_size"],
+        "noiseless_update_is_the_clipped_sum_over_the_expected_batch_size"),
+    "ReLU left out of the backward pass": (
+        "delta1 = (delta2 @ W2.T) * (a > 0)            # the ReLU", "delta1 = delta2 @ W2.T  # the ReLU",
+        ["per_example_gradients_match_finite_differences"], "per_example_gradients_match_finite_differences"),
+    "the source's confidence score instead of the loss": (
+        "scores = -np.concatenate([model.losses(x_in, y_in), model.losses(x_out, y_out)])",
+        "scores = np.concatenate([np.exp(model.log_probs(x_in)).max(axis=1), "
+        "np.exp(model.log_probs(x_out)).max(axis=1)])",
+        ["evaluate_privacy_matches_reference"], "evaluate_privacy_matches_reference"),
+    "audit threshold tuned on the records it is scored on": (
+        "tp, fn, fp, tn = counts(count, threshold)", "tp, fn, fp, tn = counts(choose, threshold)",
+        ["audit_matches_reference"], "audit_matches_reference"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG))
+def test_wrong_solutions_lose_points(mistake, tmp_path):
+    old, new, checks, must_fail = WRONG[mistake]
+    results = grade_only(variant(tmp_path, old, new), checks)
+    passed, message = results[must_fail]
+    assert not passed, f"{mistake}: {must_fail} still passes"
+    assert message and "not implemented" not in message and "Traceback" not in message, message
+
+
+def test_solution_bounds_hold_on_the_solution_itself():
+    # the audit's bound never exceeds what the counts allow, and epsilon grows with the steps
+    sol = load(SOLUTION)
+    assert sol.epsilon_lower_bound(50, 0, 0, 50) < np.log(1 / sol.clopper_pearson(0, 50)[1]) + 1e-9
+    eps = [sol.epsilon_spent(1.5, 0.05, steps, 1e-5) for steps in (10, 100, 1000)]
+    assert eps == sorted(eps) and eps[0] > 0
+    assert sol.epsilon_spent(0.0, 0.05, 10, 1e-5) == np.inf
+
+
+def test_solution_agrees_with_the_course_modules():
+    # the exercise is self-contained; where the course's own modules exist, the two must agree
+    accounting = pytest.importorskip("mlsec_lessons.privacy.accounting")
+    auditing = pytest.importorskip("mlsec_lessons.privacy_attacks.auditing")
+    membership = pytest.importorskip("mlsec_lessons.privacy_attacks.membership")
+    sol = load(SOLUTION)
+    for case in [(1.1, 256 / 60000, 60 * 60000 // 256, 1e-5), (1.5, 64 / 1057, 15 * 1057 // 64, 1e-5)]:
+        assert sol.epsilon_spent(*case) == pytest.approx(accounting.epsilon(*case, accountant="rdp"), rel=1e-9)
+    for k, n in [(0, 50), (3, 10), (50, 50), (17, 200)]:
+        np.testing.assert_allclose(sol.clopper_pearson(k, n), auditing.clopper_pearson(k, n))
+    for counts in [(90, 10, 5, 95), (50, 0, 0, 50), (30, 20, 10, 40), (5, 95, 0, 100)]:
+        assert sol.epsilon_lower_bound(*counts, delta=1e-5) == pytest.approx(
+            auditing.epsilon_lower_bound(*counts, delta=1e-5))
+
+    class Scored:  # a "model" whose loss is minus a given score, to compare the attack's bookkeeping
+        def __init__(self, score):
+            self.score = score
+
+        def losses(self, x, y):
+            return -self.score[np.asarray(x)]
+
+    rng = np.random.default_rng(0)
+    is_member = rng.random(400) < 0.5
+    score = np.round(rng.normal(is_member * 1.0, 1.0), 1)  # rounding makes ties
+    index = np.arange(400)
+    result = sol.PrivacyPreservingSystem().evaluate_privacy(
+        Scored(score), (index[is_member], None), (index[~is_member], None), max_fpr=0.05)
+    ordered = np.r_[score[is_member], score[~is_member]]
+    truth = np.r_[np.ones(is_member.sum(), bool), np.zeros((~is_member).sum(), bool)]
+    assert result["tpr_at_low_fpr"] == pytest.approx(membership.tpr_at_fpr(truth, ordered, 0.05))
