@@ -1,0 +1,236 @@
+# Generated from solutions/ex1_adversarial_defense.py by `make stubs`: do not edit by hand in the
+# course repository (change the solution, then run `make stubs`). Students: this is your
+# copy; replace each `raise NotImplementedError(...)` with your code, then run the grader.
+"""Exercise 1: an adversarial defense that is measured, not claimed.
+
+The source material's ``AdversarialDefense`` is three empty methods, and the code around it
+evaluates an untrained model, on its training data, with ``1 - adv_acc / clean_acc`` as the
+attack success rate. Here you write the real thing, on the 8x8 digits, in TensorFlow:
+
+* ``pgd_step``: one step of projected gradient descent (PGD) on the loss, in the L-inf ball of
+  radius ``eps`` around the clean input, and inside the valid pixel range;
+* ``AdversarialDefense.perturb``: PGD itself, a random start and ``steps`` of those steps;
+* ``AdversarialDefense.train_robust_model``: adversarial training (Madry et al., 2018), where each
+  batch is replaced by its PGD examples before the gradient step;
+* ``AdversarialDefense.fit_detector`` / ``detect_attack``: a feature-squeezing detector
+  (Xu et al., 2018), which flags an input when the model's prediction moves a lot once the input's
+  bit depth is reduced; its threshold is set on clean data for a chosen false-positive rate;
+* ``AdversarialDefense.evaluate_robustness``: clean accuracy, accuracy under attack, the attack
+  success rate (flips among the samples that were correct before the attack) and MRS = 1 - ASR,
+  on the held-out data it is given.
+
+Everything that runs inside the training step (``pgd_step``, ``perturb``, ``_train_step``) is
+compiled by ``tf.function``, so write it with TensorFlow operations (``tf.sign``,
+``tf.clip_by_value``, ``tf.GradientTape``), not NumPy. Input checks live in ``_check``: a bad
+argument is a ``ValueError`` that names it.
+
+Try each piece in ``exercises/ex1_adversarial_defense.ipynb``, then grade your file with
+``mlsec grade ex1`` (or the notebook's last cell). The grader attacks your model with its own
+PGD, not yours: a weak attack cannot make a model look robust.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlsec_lessons.models import small_cnn
+
+
+def loss_per_example(model, x, y):
+    """Cross-entropy of ``model``'s logits at ``x`` against the labels ``y``, one value per sample."""
+    return keras.losses.sparse_categorical_crossentropy(y, model(x, training=False), from_logits=True)
+
+
+def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
+    """One PGD step: up the loss by ``eps_step`` per pixel, back into the eps-ball and the clip range.
+
+    .. math:: x' = \\mathrm{clip}_{[lo, hi]}\\bigl(\\Pi_{\\|x' - x\\|_\\infty \\le \\varepsilon}
+              (x_{adv} + \\alpha \\, \\mathrm{sign}(\\nabla_{x_{adv}} L(f(x_{adv}), y)))\\bigr)
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs logits.
+    x_adv : tf.Tensor
+        The current adversarial inputs.
+    x : tf.Tensor
+        The clean inputs: the centre of the eps-ball.
+    y : tf.Tensor
+        The true labels (integers).
+    eps : float
+        The L-inf budget: no pixel may move further than ``eps`` from ``x``.
+    eps_step : float
+        How far each pixel moves in this step (alpha above).
+    clip : (float, float), default=(0.0, 1.0)
+        The valid pixel range.
+
+    Returns
+    -------
+    tf.Tensor
+        The new adversarial inputs, with ``|x' - x| <= eps`` and ``lo <= x' <= hi`` everywhere.
+
+    Examples
+    --------
+    >>> model = small_cnn()
+    >>> x = tf.fill((2, 8, 8, 1), 0.5)
+    >>> x1 = pgd_step(model, x, x, tf.constant([0, 1]), eps=0.1, eps_step=0.3)
+    >>> float(tf.reduce_max(tf.abs(x1 - x))) <= 0.1 + 1e-6
+    True
+    """
+    raise NotImplementedError("a tf.GradientTape that watches x_adv gives the gradient of tf.reduce_sum(loss_per_example(...)); step eps_step * tf.sign(gradient) up the loss, then tf.clip_by_value into [x - eps, x + eps], then into clip")
+
+
+def predict_labels(model, X, batch_size=512):
+    """The model's predicted classes (argmax of its logits) for a NumPy array ``X``."""
+    return np.concatenate([np.argmax(model(X[i:i + batch_size], training=False), axis=1)
+                           for i in range(0, len(X), batch_size)])
+
+
+class AdversarialDefense:
+    """PGD adversarial training, a feature-squeezing detector, and an honest robustness report.
+
+    Parameters
+    ----------
+    eps : float, default=0.1
+        The L-inf budget of the attack the model is trained against, in pixel units ([0, 1]).
+    steps : int, default=3
+        PGD steps per training batch (and in :meth:`perturb`).
+    eps_step : float, optional
+        The size of one PGD step. Default ``2.5 * eps / steps``, so that the attack can cross the
+        ball and come back.
+    epochs, batch_size, learning_rate
+        Adversarial training with Adam.
+    squeeze_bits : int, default=2
+        The detector compares the prediction on ``X`` with the one on ``X`` reduced to this many
+        bits per pixel.
+    fpr : float, default=0.05
+        The false-positive rate the detector's threshold is set for, on clean data.
+    clip : (float, float), default=(0.0, 1.0)
+        The valid input range.
+    seed : int, default=0
+        Seeds the model's initial weights, the batch order and the random starts.
+
+    Examples
+    --------
+    >>> from mlsec_lessons.data import load_digits
+    >>> d = load_digits()
+    >>> defense = AdversarialDefense(eps=0.1)
+    >>> model = defense.train_robust_model(d.x_train, d.y_train)  # doctest: +SKIP
+    >>> defense.evaluate_robustness(model, d.x_test, d.y_test)  # doctest: +SKIP
+    {'clean_accuracy': 0.97, 'adversarial_accuracy': 0.74, 'attack_success_rate': 0.24, ...}
+    """
+
+    def __init__(self, eps=0.1, steps=3, eps_step=None, epochs=8, batch_size=64, learning_rate=1e-3,
+                 squeeze_bits=2, fpr=0.05, clip=(0.0, 1.0), seed=0):
+        # scikit-learn style: store the parameters unchanged, check them when they are used
+        self.eps = eps
+        self.steps = steps
+        self.eps_step = eps_step
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.squeeze_bits = squeeze_bits
+        self.fpr = fpr
+        self.clip = clip
+        self.seed = seed
+
+    # ------------------------------------------------------------------ checks
+    def _check(self, X, y=None):
+        """Check the parameters and the data; return ``X`` as float32 and ``y`` as int64 (or None).
+
+        Raises
+        ------
+        ValueError
+            Naming the bad argument: ``eps < 0``, ``steps < 1``, ``eps_step <= 0``, ``X`` empty or
+            outside ``clip``, ``y`` of another length than ``X``.
+        """
+        raise NotImplementedError("ValueError (naming the argument and its value) if eps < 0, steps < 1, eps_step is given and <= 0, X is empty, X has values outside self.clip, or len(y) != len(X); then return X as float32 and y as int64")
+
+    def _eps_step(self):
+        return 2.5 * self.eps / self.steps if self.eps_step is None else self.eps_step
+
+    # ------------------------------------------------------------------ the attack
+    def perturb(self, model, x, y):
+        """PGD with a random start: ``self.steps`` calls of :func:`pgd_step` from a random point
+        of the eps-ball (clipped to the valid range). ``x`` and ``y`` are tensors."""
+        raise NotImplementedError("start at x + tf.random.uniform(tf.shape(x), -self.eps, self.eps), clipped to self.clip; then self.steps times x_adv = pgd_step(model, x_adv, x, y, self.eps, self._eps_step(), self.clip)")
+
+    def adversarial_examples(self, model, X, y, batch_size=512):
+        """:meth:`perturb` on NumPy arrays, compiled and in batches; returns a NumPy array."""
+        X, y = self._check(X, y)
+        if getattr(self, "_compiled", None) is None:
+            self._compiled = tf.function(self.perturb)  # one graph, reused for every batch
+        return np.concatenate([self._compiled(model, tf.constant(X[i:i + batch_size]), tf.constant(y[i:i + batch_size]))
+                               for i in range(0, len(X), batch_size)])
+
+    # ------------------------------------------------------------------ adversarial training
+    def train_robust_model(self, X_train, y_train):
+        """Train a small CNN with PGD adversarial training; return it (it outputs logits).
+
+        The training data are kept as ``X_train_`` and ``y_train_`` (the detector's default
+        calibration data); the model as ``model_``.
+        """
+        X, y = self._check(X_train, y_train)
+        keras.utils.set_random_seed(self.seed)
+        model = small_cnn(X.shape[1:], int(y.max()) + 1)
+        optimizer = keras.optimizers.Adam(self.learning_rate)
+        step = tf.function(self._train_step)  # compiled: the attack and the update in one graph
+        order = np.random.default_rng(self.seed)
+        for _ in range(self.epochs):
+            batches = order.permutation(len(X))
+            for i in range(0, len(X), self.batch_size):
+                batch = batches[i:i + self.batch_size]
+                step(model, optimizer, tf.constant(X[batch]), tf.constant(y[batch]))
+        self.X_train_, self.y_train_, self.model_ = X, y, model
+        return model
+
+    def _train_step(self, model, optimizer, x, y):
+        """One step of adversarial training on the batch ``(x, y)``; returns the batch's loss."""
+        raise NotImplementedError("x_adv = self.perturb(model, x, y); under a tf.GradientTape, the mean of keras.losses.sparse_categorical_crossentropy(y, model(x_adv, training=True), from_logits=True); then optimizer.apply_gradients over model.trainable_variables")
+
+    # ------------------------------------------------------------------ detection
+    def squeeze(self, X):
+        """``X`` reduced to ``self.squeeze_bits`` bits per pixel: ``2**bits`` levels across ``clip``."""
+        raise NotImplementedError("with levels = 2**self.squeeze_bits - 1, scale X from clip to [0, 1], round(x * levels) / levels, and scale back")
+
+    def detector_score(self, X):
+        """How far the prediction moves when ``X`` is squeezed: the L1 distance between the softmax
+        outputs of ``detector_model_`` on ``X`` and on ``squeeze(X)``. Higher is more suspicious."""
+        X, _ = self._check(X)
+        raise NotImplementedError("tf.nn.softmax of self.detector_model_ on X and on self.squeeze(X); return the L1 distance of each row pair as a NumPy array")
+
+    def fit_detector(self, model, X_clean=None):
+        """Set the detector's threshold so that it flags a share ``fpr`` of the clean ``X_clean``
+        (default: the training data). Returns ``self``."""
+        if X_clean is None:
+            X_clean = self.X_train_
+        self.detector_model_ = model
+        raise NotImplementedError("scores = self.detector_score(X_clean); the threshold is their (1 - self.fpr) quantile, so that a share fpr of clean inputs scores above it")
+        return self
+
+    def detect_attack(self, X):
+        """A boolean per input: True where the detector flags it as adversarial."""
+        return self.detector_score(X) > self.threshold_
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_robustness(self, model, X_test, y_test, attack=None):
+        """Clean accuracy, accuracy under attack, ASR and MRS of ``model`` on held-out data.
+
+        Parameters
+        ----------
+        model : keras.Model
+        X_test, y_test : arrays
+            Held-out data, never the training data.
+        attack : callable, optional
+            ``attack(model, X, y)`` returns the adversarial inputs. Default: this defense's PGD,
+            :meth:`adversarial_examples`.
+
+        Returns
+        -------
+        dict
+            ``clean_accuracy``, ``adversarial_accuracy``, ``attack_success_rate`` (the share of the
+            correctly classified samples that the attack flips) and ``model_robustness_score``
+            (1 - ASR).
+        """
+        X, y = self._check(X_test, y_test)
+        X_adv = np.asarray((attack or self.adversarial_examples)(model, X, y))
+        raise NotImplementedError("predict_labels on X and X_adv; ASR counts flips only among the samples predicted correctly before the attack (ValueError if there are none); MRS = 1 - ASR")
