@@ -1,0 +1,425 @@
+"""DP-SGD from scratch in TensorFlow / Keras 3 (Abadi et al., 2016).
+
+One step, the equation the lesson writes down::
+
+    g_i   = grad loss(model(x_i), y_i)                      per example, vectorised
+    g_i  <- g_i * min(1, C / ||g_i||_2)                     clip: one example moves the sum by <= C
+    g     = (sum_i g_i + N(0, (sigma * C)^2 I)) / B         noise on the SUM, then average
+
+The sum has L2 sensitivity ``C`` (add or remove one example), so the noisy sum is a
+Gaussian mechanism with noise multiplier ``sigma``. Batches are Poisson samples (each
+example joins with probability ``q``), which is what the accountant assumes when it
+amplifies privacy by sampling; ``B`` is then the *expected* batch size, a public number.
+"""
+import json
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import __version__
+from ..cache import cache_dir, cache_key, fingerprint
+from ..models import _EpochBar, _in_notebook, build, compile_for_training
+from ..reproducibility import check_seed, seed_everything
+from . import accounting
+from .mechanisms import _positive
+
+
+def _losses(loss_fn, y, logits):
+    """Each example's loss, unreduced: ``Loss.call`` skips the batch mean of a Keras loss."""
+    if isinstance(loss_fn, keras.losses.Loss):
+        return loss_fn.call(y, logits)
+    return tf.vectorized_map(lambda yl: tf.reduce_sum(loss_fn(yl[0][None], yl[1][None])), (y, logits))
+
+
+def _per_example_loss(loss_fn):
+    """``loss_fn(y, logits)`` for a batch of one, as a scalar (Keras losses already reduce)."""
+    return lambda y, logits: tf.reduce_sum(loss_fn(y, logits))
+
+
+def per_example_gradients(model, loss_fn, x, y):
+    """The gradient of each example's loss, vectorised (no Python loop over the batch).
+
+    Sequential models of Dense, Conv2D and Flatten layers (all the course's models) take
+    the fast path, :func:`layerwise_per_example_gradients`; any other model falls back to
+    ``tf.vectorized_map`` over single-example gradients.
+
+    Returns a list aligned with ``model.trainable_variables``; entry ``k`` has shape
+    ``(batch,) + variable_k.shape``.
+    """
+    if _layerwise_supported(model):
+        return layerwise_per_example_gradients(model, loss_fn, x, y)
+    return vmap_per_example_gradients(model, loss_fn, x, y)
+
+
+def vmap_per_example_gradients(model, loss_fn, x, y):
+    """Per-example gradients with ``tf.vectorized_map``: general, but slow for convolutions."""
+    loss_one = _per_example_loss(loss_fn)
+    variables = model.trainable_variables
+
+    def one(xy):
+        xi, yi = xy
+        with tf.GradientTape() as tape:
+            loss = loss_one(yi[None], model(xi[None], training=True))
+        return tape.gradient(loss, variables)
+
+    # vectorized_map turns the single-example graph into batched ops (pfor), not a Python loop
+    return tf.vectorized_map(one, (x, y))
+
+
+def _layerwise_supported(model):
+    if not isinstance(model, keras.Sequential):
+        return False
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            if (tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1
+                    or layer.data_format != "channels_last"):
+                return False
+        elif not isinstance(layer, (keras.layers.Dense, keras.layers.Flatten)):
+            return False
+    owned = [id(w) for layer in model.layers for w in layer.trainable_weights]
+    return sorted(owned) == sorted(id(v) for v in model.trainable_variables)
+
+
+def _backward_record(model, loss_fn, x, y):
+    """One batched forward and backward pass that keeps, for each Dense / Conv2D layer, its
+    input ``h`` and ``dz = d(sum of losses) / d(pre-activation)``."""
+    x = tf.convert_to_tensor(x)
+    h, inputs, pre_activations, layers = x, [], [], []
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Flatten):
+                h = tf.reshape(h, [tf.shape(h)[0], -1])
+                continue
+            if isinstance(layer, keras.layers.Conv2D):
+                z = tf.nn.conv2d(h, layer.kernel, strides=layer.strides, padding=layer.padding.upper())
+            else:
+                z = tf.matmul(h, layer.kernel)
+            if layer.use_bias:
+                z = z + layer.bias
+            inputs.append(h)
+            pre_activations.append(z)
+            layers.append(layer)
+            h = layer.activation(z)
+        losses = _losses(loss_fn, y, h)
+        total = tf.reduce_sum(losses)  # each example's own loss, summed
+    return layers, inputs, tape.gradient(total, pre_activations), losses
+
+
+def _conv_kernel_grads(layer, h, dz):
+    """Per-example kernel gradients of a convolution: patches (outer) dz, summed over positions."""
+    kh, kw = layer.kernel_size
+    patches = tf.image.extract_patches(h, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+                                       rates=[1, 1, 1, 1], padding=layer.padding.upper())
+    dw = tf.einsum("bhwk,bhwc->bkc", patches, dz)
+    return tf.reshape(dw, [-1, *layer.kernel.shape])
+
+
+def layerwise_per_example_gradients(model, loss_fn, x, y):
+    """Per-example gradients from ONE batched backward pass (Goodfellow 2015's trick).
+
+    For a layer ``z = h W + b``, example i's gradient is ``dW_i = h_i^T dz_i`` and
+    ``db_i = dz_i``, where ``dz_i = d loss_i / d z_i`` is what an ordinary backward pass of the
+    summed loss already computes (example i's loss depends only on its own z_i). A
+    convolution is the same outer product summed over positions, with ``h`` unfolded into
+    patches. So the batch is never looped over.
+    """
+    by_variable = {}
+    layers, inputs, dzs, _ = _backward_record(model, loss_fn, x, y)
+    for layer, h, dz in zip(layers, inputs, dzs):
+        if isinstance(layer, keras.layers.Conv2D):
+            by_variable[id(layer.kernel)] = _conv_kernel_grads(layer, h, dz)
+            bias_grad = tf.reduce_sum(dz, axis=[1, 2])
+        else:
+            by_variable[id(layer.kernel)] = tf.einsum("bi,bj->bij", h, dz)
+            bias_grad = dz
+        if layer.use_bias:
+            by_variable[id(layer.bias)] = bias_grad
+    return [by_variable[id(v)] for v in model.trainable_variables]
+
+
+def _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip):
+    """sum_i clip(g_i) without materialising the Dense layers' per-example gradients.
+
+    ``||h_i^T dz_i||^2 = ||h_i||^2 ||dz_i||^2`` gives each example's Dense gradient norm
+    (the "ghost norm", Li et al. 2022); the clipped sum is then ``h^T (w * dz)`` with
+    ``w_i = min(1, C / ||g_i||)``: one matrix product instead of a batch of outer products.
+    Convolution gradients are small here, so they are materialised.
+    """
+    layers, inputs, dzs, losses = _backward_record(model, loss_fn, x, y)
+    sq, parts = 0.0, []
+    for layer, h, dz in zip(layers, inputs, dzs):
+        if isinstance(layer, keras.layers.Conv2D):
+            dw, db = _conv_kernel_grads(layer, h, dz), tf.reduce_sum(dz, axis=[1, 2])
+            sq += tf.reduce_sum(tf.reshape(tf.square(dw), [tf.shape(dw)[0], -1]), axis=1)
+        else:
+            dw, db = None, dz
+            sq += tf.reduce_sum(tf.square(h), axis=1) * tf.reduce_sum(tf.square(dz), axis=1)
+        if layer.use_bias:
+            sq += tf.reduce_sum(tf.reshape(tf.square(db), [tf.shape(db)[0], -1]), axis=1)
+        parts.append((layer, h, dz, dw, db))
+    w = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(sq) + 1e-12))  # ||w_i g_i|| <= C
+    by_variable = {}
+    for layer, h, dz, dw, db in parts:
+        if dw is None:
+            by_variable[id(layer.kernel)] = tf.matmul(h, dz * w[:, None], transpose_a=True)
+        else:
+            by_variable[id(layer.kernel)] = tf.tensordot(w, dw, axes=1)
+        if layer.use_bias:
+            by_variable[id(layer.bias)] = tf.tensordot(w, db, axes=1)
+    return [by_variable[id(v)] for v in model.trainable_variables], losses
+
+
+def clip_gradients(grads, l2_norm_clip):
+    """Scale each example's whole gradient (all variables together) to L2 norm <= ``l2_norm_clip``."""
+    batch = tf.shape(grads[0])[0]
+    sq = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(g), [batch, -1]), axis=1) for g in grads])
+    scale = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(sq) + 1e-12))  # ||g_i|| * scale <= C
+    return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+
+
+def clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip):
+    """sum_i clip(g_i): the quantity whose L2 sensitivity is ``l2_norm_clip``."""
+    return _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip)[0]
+
+
+def _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip):
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    y = tf.convert_to_tensor(y)
+    if _layerwise_supported(model):
+        return _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip)
+    clipped = clip_gradients(vmap_per_example_gradients(model, loss_fn, x, y), l2_norm_clip)
+    return [tf.reduce_sum(g, axis=0) for g in clipped], _losses(loss_fn, y, model(x, training=False))
+
+
+def _noise(shape, std, seed, index):
+    if seed is None:
+        return tf.random.normal(shape, stddev=std)
+    # stateless: the same seed gives the same noise, and each variable gets its own stream
+    return tf.random.stateless_normal(shape, seed=[seed, index], stddev=std)
+
+
+def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier, seed=None,
+                        denominator=None):
+    """The DP-SGD gradient: clipped per-example gradients, summed, noised, averaged.
+
+    Parameters
+    ----------
+    model : keras.Model
+    loss_fn : callable
+        ``loss_fn(y_true, logits)``, e.g. ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``.
+    x, y : array-like
+        One batch.
+    l2_norm_clip : float
+        C: each example's gradient is scaled to L2 norm at most C.
+    noise_multiplier : float
+        sigma: Gaussian noise of std ``sigma * C`` is added to the sum. 0 gives the
+        clipped, non-private gradient.
+    seed : int or None
+        Seed of the noise (stateless), or None for TensorFlow's global generator.
+    denominator : float or None
+        What the noisy sum is divided by: the batch size by default. With Poisson
+        sampling pass the expected batch size, so the divisor reveals nothing.
+
+    Returns
+    -------
+    list of tf.Tensor
+        Aligned with ``model.trainable_variables``.
+
+    Examples
+    --------
+    >>> from mlsec_lessons import models
+    >>> m = models.build("logistic", (4,), 3)
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> g = privatize_gradients(m, loss, np.ones((8, 4), "float32"), np.zeros(8, "int64"),
+    ...                         l2_norm_clip=1.0, noise_multiplier=1.1, seed=0)
+    >>> [tuple(t.shape) for t in g]
+    [(4, 3), (3,)]
+    """
+    l2_norm_clip = _positive("l2_norm_clip", l2_norm_clip)
+    noise_multiplier = _positive("noise_multiplier", noise_multiplier, allow_zero=True)
+    if seed is not None:
+        seed = check_seed(seed)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    if denominator is None:
+        denominator = len(x)
+    denominator = _positive("denominator", denominator)
+    sums = clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip)
+    std = noise_multiplier * l2_norm_clip  # the sum's sensitivity is C, so the noise scales with C
+    return [(s + _noise(tf.shape(s), std, seed, k)) / denominator for k, s in enumerate(sums)]
+
+
+def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch):
+    """A compiled DP-SGD step; the batch dimension is dynamic so Poisson batches never retrace.
+
+    Returns ``step(x, y, seed) -> loss`` and ``noise_step(seed)`` for an empty batch, whose
+    clipped sum is zero but whose noise must still be released: skipping the step would tell
+    an observer that the batch was empty.
+    """
+    spec_x = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    spec_seed = tf.TensorSpec([2], tf.int64)
+    std = noise_multiplier * l2_norm_clip
+
+    sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+
+    def apply_noisy(sums, seed):
+        # one draw for all variables, split after: fewer ops per step than a draw per variable
+        noise = tf.split(tf.random.stateless_normal([sum(sizes)], seed=seed, stddev=std), sizes)
+        noisy = [(s + tf.reshape(z, tf.shape(s))) / expected_batch for s, z in zip(sums, noise)]
+        optimizer.apply_gradients(zip(noisy, model.trainable_variables))
+
+    @tf.function(input_signature=[spec_x, tf.TensorSpec([None], tf.int64), spec_seed])
+    def step(x, y, seed):
+        sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip)
+        apply_noisy(sums, seed)
+        return tf.reduce_mean(losses)  # the loss before the step, for the progress bar
+
+    @tf.function(input_signature=[spec_seed])
+    def noise_step(seed):
+        apply_noisy([tf.zeros_like(v) for v in model.trainable_variables], seed)
+
+    return step, noise_step
+
+
+def poisson_batches(n, sample_rate, steps, rng):
+    """Index arrays of ``steps`` Poisson-sampled batches: each example joins each batch w.p. q."""
+    for _ in range(steps):
+        yield np.flatnonzero(rng.random(n) < sample_rate)
+
+
+def _check_train_args(epochs, batch_size, learning_rate, n, delta):
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples")
+    _positive("learning_rate", learning_rate)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+
+
+def _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip):
+    """The privacy spent, as fitted attributes: epsilon_ is inf for noise_multiplier=0."""
+    model.epsilon_ = (accounting.epsilon(noise_multiplier, sample_rate, steps, delta)
+                      if noise_multiplier > 0 else math.inf)
+    model.delta_, model.sample_rate_, model.steps_ = delta, sample_rate, steps
+    model.noise_multiplier_, model.l2_norm_clip_ = noise_multiplier, l2_norm_clip
+    return model
+
+
+def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
+          learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, cache=True, progress=None, **arch_kwargs):
+    """Train a model with DP-SGD (or load it from the cache), and account for the privacy spent.
+
+    Each of ``epochs * round(n / batch_size)`` steps draws a Poisson batch with
+    ``q = batch_size / n``, takes a :func:`privatize_gradients` step (divided by the
+    expected batch size) with SGD and momentum, and the RDP accountant gives the epsilon
+    spent so far (shown on the progress bar in notebooks).
+
+    Parameters
+    ----------
+    data : Dataset
+        Uses ``x_train``, ``y_train``, ``input_shape``, ``n_classes``.
+    arch : str, default="small_cnn"
+    l2_norm_clip : float, default=1.0
+    noise_multiplier : float, default=1.1
+        0 trains with clipping but no noise (``epsilon_ = inf``): the non-private peer.
+    batch_size : int, default=64
+        The expected Poisson batch size.
+    epochs : int, default=10
+    learning_rate : float, default=0.05
+    momentum : float, default=0.9
+        SGD momentum; post-processing of private gradients costs no privacy.
+    delta : float, default=1e-5
+        Should be well below 1 / n.
+    seed : int, default=0
+        Seeds the initial weights, the batches and the noise.
+    cache : bool, default=True
+    progress : bool or None
+        ``None`` shows a bar only inside a notebook.
+
+    Returns
+    -------
+    keras.Model
+        Compiled, outputs logits, with ``epsilon_``, ``delta_``, ``sample_rate_``,
+        ``steps_``, ``noise_multiplier_``, ``l2_norm_clip_``, ``cache_path`` and
+        ``from_cache``.
+
+    Examples
+    --------
+    >>> from mlsec_lessons import data
+    >>> model = train(data.load_digits(), "mlp", hidden=(64,), learning_rate=0.2)  # doctest: +SKIP
+    >>> model.steps_, round(model.sample_rate_, 4), round(model.epsilon_, 2)       # doctest: +SKIP
+    (200, 0.0509, 4.53)
+    """
+    n = len(data.x_train)
+    if len(data.y_train) != n:
+        raise ValueError(f"x_train has {n} rows but y_train has {len(data.y_train)}")
+    _check_train_args(epochs, batch_size, learning_rate, n, delta)
+    l2_norm_clip = _positive("l2_norm_clip", l2_norm_clip)
+    noise_multiplier = _positive("noise_multiplier", noise_multiplier, allow_zero=True)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    seed = check_seed(seed)
+
+    sample_rate = batch_size / n
+    steps = epochs * max(1, round(n / batch_size))
+    seed_everything(seed)
+    model = build(arch, data.input_shape, data.n_classes, **arch_kwargs)
+    config = dict(kind="dp_sgd", arch=arch, arch_kwargs=arch_kwargs, l2_norm_clip=l2_norm_clip,
+                  noise_multiplier=noise_multiplier, batch_size=batch_size, epochs=epochs,
+                  learning_rate=learning_rate, momentum=momentum, seed=seed,
+                  data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
+    path = (cache_dir() / "models" / f"{data.name}-{arch}-dpsgd-{cache_key(**config)}.weights.h5"
+            if cache else None)
+
+    if path is not None and path.exists():
+        model.load_weights(path)
+        model.from_cache = True
+    else:
+        _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
+             delta, seed, _in_notebook() if progress is None else progress)
+        model.from_cache = False
+        if path is not None:
+            _save(model, path, config)
+    compile_for_training(model)  # for evaluate/predict and ART; training used its own loop
+    model.cache_path = path
+    return _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip)
+
+
+def _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
+         delta, seed, progress):
+    n = len(data.x_train)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
+    step, noise_step = _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, float(sample_rate * n))
+    x = tf.constant(data.x_train)
+    y = tf.constant(np.asarray(data.y_train, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = max(1, round(1 / sample_rate))
+    epochs = steps // steps_per_epoch
+    bar = _EpochBar(epochs, f"DP-SGD {model.name} on {data.name}") if progress else None
+    losses = []
+    for t, idx in enumerate(poisson_batches(n, sample_rate, steps, rng)):
+        step_seed = tf.constant([seed, t], tf.int64)
+        if len(idx) == 0:
+            noise_step(step_seed)
+        else:
+            losses.append(float(step(tf.gather(x, idx), tf.gather(y, idx), step_seed)))
+        if bar is not None and (t + 1) % steps_per_epoch == 0:
+            eps = (accounting.epsilon(noise_multiplier, sample_rate, t + 1, delta)
+                   if noise_multiplier > 0 else math.inf)
+            bar.on_epoch_end(t // steps_per_epoch, {"loss": np.mean(losses[-steps_per_epoch:]), "epsilon": eps})
+    if bar is not None:
+        bar.on_train_end()
+
+
+def _save(model, path, config):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(tmp)
+    tmp.replace(path)  # atomic: a half-written file is never mistaken for a cached model
+    path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))

@@ -1,0 +1,226 @@
+"""DP-SGD from scratch: checked against a brute-force loop, the clip bound, the noise, training."""
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mlsec_lessons import data, models
+from mlsec_lessons.privacy import accounting, dp_sgd
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def brute_force(model, x, y, clip):
+    """The definition, one example at a time: clip each gradient, sum, divide by B."""
+    total = [np.zeros(v.shape) for v in model.trainable_variables]
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:
+            loss = LOSS(y[i:i + 1], model(x[i:i + 1], training=True))
+        g = [t.numpy().astype(np.float64) for t in tape.gradient(loss, model.trainable_variables)]
+        norm = math.sqrt(sum(float(np.sum(t * t)) for t in g))
+        for acc, t in zip(total, g):
+            acc += t * min(1.0, clip / norm)
+    return [t / len(x) for t in total]
+
+
+def max_rel_err(got, want):
+    return max(float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b))) for a, b in zip(got, want))
+
+
+class Residual(keras.Model):
+    """Not a Sequential of Dense/Conv2D layers: exercises the tf.vectorized_map path."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)
+
+    def call(self, x, training=False):
+        return self.b(self.a(x) + x[:, :8])
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "mlp", "logistic"])
+@pytest.mark.parametrize("clip", [0.1, 1.0, 1e3])  # clip most, some, none of the examples
+def test_matches_brute_force_loop_without_noise(digits, arch, clip):
+    keras.utils.set_random_seed(0)
+    model = models.build(arch, digits.input_shape, 10)
+    x, y = digits.x_train[:24], digits.y_train[:24]
+    got = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=clip, noise_multiplier=0.0)
+    assert len(got) == len(model.trainable_variables)
+    assert max_rel_err(got, brute_force(model, x, y, clip)) < 1e-5
+
+
+def test_vectorized_map_path_matches_brute_force():
+    keras.utils.set_random_seed(0)
+    model = Residual()
+    x = np.random.default_rng(0).normal(size=(16, 12)).astype("float32")
+    y = np.arange(16) % 3
+    model(x)
+    assert not dp_sgd._layerwise_supported(model)
+    got = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=0.5, noise_multiplier=0.0)
+    assert max_rel_err(got, brute_force(model, x, y, 0.5)) < 1e-5
+
+
+def test_both_per_example_paths_agree(digits):
+    model = models.build("small_cnn", digits.input_shape, 10)
+    x, y = digits.x_train[:8], digits.y_train[:8]
+    fast = dp_sgd.layerwise_per_example_gradients(model, LOSS, x, y)
+    slow = dp_sgd.vmap_per_example_gradients(model, LOSS, x, y)
+    assert [tuple(t.shape) for t in fast] == [(8,) + tuple(v.shape) for v in model.trainable_variables]
+    assert max_rel_err(fast, [t.numpy() for t in slow]) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "mlp"])
+def test_one_example_moves_the_update_by_at_most_clip_over_batch(digits, arch):
+    keras.utils.set_random_seed(1)
+    model = models.build(arch, digits.input_shape, 10)
+    clip, batch = 0.5, 32
+    x, y = digits.x_train[:batch].copy(), digits.y_train[:batch].copy()
+    base = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=clip, noise_multiplier=0.0)
+    # the worst replacement we can think of: an extreme image with a wrong label
+    x[0], y[0] = 1.0, (y[0] + 5) % 10
+    moved = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=clip, noise_multiplier=0.0)
+    gap = math.sqrt(sum(float(tf.reduce_sum((a - b) ** 2)) for a, b in zip(base, moved)))
+    assert 0 < gap <= 2 * clip / batch + 1e-7  # replace = remove + add: at most 2C / B
+    # removing the example (same public denominator) moves it by at most C / B
+    removed = dp_sgd.privatize_gradients(model, LOSS, x[1:], y[1:], l2_norm_clip=clip,
+                                         noise_multiplier=0.0, denominator=batch)
+    gap = math.sqrt(sum(float(tf.reduce_sum((a - b) ** 2)) for a, b in zip(moved, removed)))
+    assert 0 < gap <= clip / batch + 1e-7
+    # without clipping the same example moves it far more: the clip is what bounds it
+    huge = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1e6, noise_multiplier=0.0)
+    huge_removed = dp_sgd.privatize_gradients(model, LOSS, x[1:], y[1:], l2_norm_clip=1e6,
+                                              noise_multiplier=0.0, denominator=batch)
+    gap = math.sqrt(sum(float(tf.reduce_sum((a - b) ** 2)) for a, b in zip(huge, huge_removed)))
+    assert gap > clip / batch
+
+
+def test_noise_has_std_sigma_times_clip_over_batch(digits):
+    model = models.build("logistic", digits.input_shape, 10)
+    x, y = digits.x_train[:50], digits.y_train[:50]
+    clean = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=2.0, noise_multiplier=0.0)
+    noisy = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=2.0, noise_multiplier=1.5, seed=3)
+    resid = np.concatenate([np.ravel(a - b) for a, b in zip(noisy, clean)])
+    assert np.std(resid) == pytest.approx(1.5 * 2.0 / 50, rel=0.05)  # 650 coordinates
+    again = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=2.0, noise_multiplier=1.5, seed=3)
+    other = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=2.0, noise_multiplier=1.5, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, again))
+    assert not np.allclose(noisy[0], other[0])
+
+
+def test_noise_is_added_to_the_sum_not_per_example(digits):
+    # Noise on the sum: std of the mean gradient is sigma*C/B. Per-example noise would give
+    # sigma*C/sqrt(B), much more. Doubling B with everything else fixed must halve the noise.
+    model = models.build("logistic", digits.input_shape, 10)
+    stds = []
+    for b in (25, 100):
+        x, y = digits.x_train[:b], digits.y_train[:b]
+        clean = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1.0, noise_multiplier=1.0)
+        noisy = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1.0, noise_multiplier=1.0, seed=0)
+        stds.append(np.std(np.concatenate([np.ravel(a - c) for a, c in zip(noisy, clean)])))
+    assert stds[0] / stds[1] == pytest.approx(4.0, rel=0.1)
+
+
+def test_poisson_batches_have_the_expected_size():
+    sizes = [len(b) for b in dp_sgd.poisson_batches(1000, 0.05, 400, np.random.default_rng(0))]
+    assert np.mean(sizes) == pytest.approx(50, rel=0.03)
+    assert np.std(sizes) == pytest.approx(math.sqrt(1000 * 0.05 * 0.95), rel=0.15)  # binomial, not fixed
+
+
+def test_training_learns_reports_epsilon_and_caches(cache, digits):
+    kw = dict(noise_multiplier=1.1, epochs=4, batch_size=64, learning_rate=0.05)
+    model = dp_sgd.train(digits, "mlp", hidden=(32,), **kw)
+    assert not model.from_cache
+    acc = models.accuracy(model, digits.x_test, digits.y_test)
+    assert acc > 0.5  # well above chance (0.1) after four noisy epochs
+    steps = 4 * round(len(digits.x_train) / 64)
+    assert model.steps_ == steps and model.sample_rate_ == pytest.approx(64 / len(digits.x_train))
+    assert model.epsilon_ == pytest.approx(accounting.epsilon(1.1, model.sample_rate_, steps, 1e-5))
+    assert (model.delta_, model.noise_multiplier_) == (1e-5, 1.1)
+    files = sorted(p.name for p in (cache / "models").iterdir())
+    assert any(f.endswith(".weights.h5") for f in files)
+    assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+
+    again = dp_sgd.train(digits, "mlp", hidden=(32,), **kw)
+    assert again.from_cache and again.epsilon_ == model.epsilon_
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = dp_sgd.train(digits, "mlp", hidden=(32,), **(kw | {"noise_multiplier": 2.0}))
+    assert not other.from_cache and other.epsilon_ < model.epsilon_
+
+
+def test_training_is_reproducible_and_noise_matters(digits):
+    kw = dict(epochs=1, batch_size=128, cache=False)
+    a = dp_sgd.train(digits, "logistic", **kw)
+    b = dp_sgd.train(digits, "logistic", **kw)
+    c = dp_sgd.train(digits, "logistic", noise_multiplier=0.0, **kw)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.allclose(a.get_weights()[0], c.get_weights()[0])
+    assert c.epsilon_ == math.inf
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(l2_norm_clip=0.0), "l2_norm_clip must be a positive finite number, got 0.0"),
+    (dict(noise_multiplier=-1.0), "noise_multiplier must be a non-negative finite number, got -1.0"),
+    (dict(batch_size=0), "batch_size must be a positive integer, got 0"),
+    (dict(batch_size=10_000), "batch_size=10000 is larger than the 1257 training examples"),
+    (dict(epochs=2.5), "epochs must be a positive integer, got 2.5"),
+    (dict(learning_rate=0), "learning_rate must be a positive finite number, got 0.0"),
+    (dict(delta=1.0), "delta must be in \\(0, 1\\), got 1.0"),
+    (dict(momentum=1.0), "momentum must be in \\[0, 1\\), got 1.0"),
+    (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+])
+def test_bad_training_arguments(digits, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dp_sgd.train(digits, "logistic", cache=False, **kwargs)
+
+
+def test_bad_privatize_arguments(digits):
+    model = models.build("logistic", digits.input_shape, 10)
+    x, y = digits.x_train[:4], digits.y_train[:4]
+    with pytest.raises(ValueError, match="l2_norm_clip must be a positive finite number, got -1.0"):
+        dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=-1.0, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="noise_multiplier must be a non-negative finite number, got nan"):
+        dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1.0, noise_multiplier=float("nan"))
+    with pytest.raises(ValueError, match="x has 4 rows but y has 3"):
+        dp_sgd.privatize_gradients(model, LOSS, x, y[:3], l2_norm_clip=1.0, noise_multiplier=1.0)
+
+
+def test_privacy_spent_is_reported_while_training(digits, capsys):
+    dp_sgd.train(digits, "logistic", epochs=2, batch_size=128, cache=False, progress=True)
+    shown = capsys.readouterr().err
+    expected = accounting.epsilon(1.1, 128 / len(digits.x_train), 2 * round(len(digits.x_train) / 128), 1e-5)
+    assert "epsilon=" in shown and f"{expected:.3f}" in shown  # the bar ends on the spend so far
+
+
+def test_empty_poisson_batches_still_release_noise():
+    # Five rows, expected batch 1: about a third of the batches are empty. Skipping those steps
+    # would reveal that the batch was empty, so a noise-only step is taken instead.
+    from mlsec_lessons.data import Dataset
+
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    y = np.array([0, 1, 0, 1, 0])
+    tiny = Dataset("tiny", x, y, x, y, n_classes=2)
+    assert any(len(b) == 0 for b in dp_sgd.poisson_batches(5, 0.2, 10, np.random.default_rng(0)))
+    model = dp_sgd.train(tiny, "logistic", batch_size=1, epochs=2, cache=False, seed=0)
+    assert model.steps_ == 10 and np.all(np.isfinite(model.get_weights()[0]))
+
+    keras.utils.set_random_seed(0)
+    m = models.build("logistic", (3,), 2)
+    before = [w.copy() for w in m.get_weights()]
+    _, noise_step = dp_sgd._step_fn(m, LOSS, keras.optimizers.SGD(1.0), 1.0, 1.0, 1.0)
+    noise_step(tf.constant([0, 0], tf.int64))
+    assert all(not np.allclose(a, b) for a, b in zip(before, m.get_weights()))
