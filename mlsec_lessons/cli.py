@@ -7,7 +7,19 @@
                                            grade every exercise found in a folder
     mlsec stubs [--check]                  regenerate exercises/*.py from solutions/*.py
 
-Exit codes: 0 at full marks (or stubs up to date), 1 otherwise, 2 for a usage error.
+    mlsec serve [--model-dir DIR] [--secret-file F] [--host 127.0.0.1] [--port 8000] [--tls | --cert C --key K]
+                                           serve a signed model over HTTP(S) (default: the demo model)
+    mlsec token --sub NAME --role {user,admin} [--secret-file F | --private-key K] [--models a,b] [--ttl S]
+                                           print a JWT for the server (HS256, or EdDSA with --private-key)
+    mlsec sign DIR [--key K]               write DIR/MANIFEST.json and its Ed25519 signature
+    mlsec verify DIR [--public-key P]      check DIR against its signed manifest
+    mlsec audit verify LOG [--key-file F | --secret-file F]
+                                           check the audit log's HMAC chain
+
+Without --secret-file, --key, --public-key or --key-file the development keys in the cache are used.
+
+Exit codes: 0 at full marks (or stubs up to date, or a valid signature or log), 1 otherwise,
+2 for a usage error.
 """
 import argparse
 import sys
@@ -18,7 +30,7 @@ from .grading import exercises, report, runner
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mlsec", description="mlsec-lessons: grade exercises, make stubs.")
+    parser = argparse.ArgumentParser(prog="mlsec", description="mlsec-lessons: grade exercises, make stubs, serve models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     grade = commands.add_parser("grade", help="grade an exercise (or --all of them)",
@@ -36,7 +48,63 @@ def build_parser():
     stub.add_argument("--check", action="store_true",
                       help="change nothing; exit 1 and list the stubs that are out of date")
     stub.set_defaults(run=run_stubs, parser=stub)
+    _add_deploy_commands(commands)
     return parser
+
+
+def _add_deploy_commands(commands):
+    serve = commands.add_parser("serve", help="serve a signed model over HTTP(S)",
+                                description="Serve a signed model (default: the demo digits model) with "
+                                            "JWT auth, rate limits, input validation and an audit log.")
+    serve.add_argument("--model-dir", type=Path, help="a signed model directory, or a folder of them")
+    serve.add_argument("--secret-file", type=Path, help="the HS256 JWT secret (default: the development secret)")
+    serve.add_argument("--public-key", type=Path, help="the Ed25519 key models must be signed with")
+    serve.add_argument("--jwt-public-key", type=Path,
+                       help="accept EdDSA tokens verified with this Ed25519 public key instead of HS256 ones")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--tls", action="store_true", help="HTTPS with a generated self-signed certificate")
+    serve.add_argument("--cert", type=Path, help="HTTPS with this certificate (PEM); needs --key")
+    serve.add_argument("--key", type=Path, help="the private key (PEM) of --cert")
+    serve.add_argument("--audit-log", type=Path, help="the JSONL audit log (default: in the cache)")
+    serve.add_argument("--audit-key-file", type=Path, help="the audit log's HMAC key")
+    serve.add_argument("--model-key-file", type=Path,
+                       help="AES key for a model encrypted at rest (default: $MLSEC_MODEL_KEY if set)")
+    serve.add_argument("--rate", type=float, default=20.0, help="requests per second per token subject")
+    serve.add_argument("--burst", type=int, default=40, help="burst size per token subject")
+    serve.set_defaults(run=run_serve, parser=serve)
+
+    token = commands.add_parser("token", help="print a JWT for the model server")
+    which = token.add_mutually_exclusive_group()
+    which.add_argument("--secret-file", type=Path, help="the HS256 secret (default: the development secret)")
+    which.add_argument("--private-key", type=Path, help="sign with EdDSA and this Ed25519 private key instead")
+    token.add_argument("--sub", required=True, help="who the token is for")
+    token.add_argument("--role", required=True, choices=["user", "admin"])
+    token.add_argument("--models", help="comma-separated model names the token may use (default: all)")
+    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds (default: 900)")
+    token.add_argument("--aud", default=None, help="audience (default: the server's)")
+    token.add_argument("--iss", default=None, help="issuer (default: the course's)")
+    token.set_defaults(run=run_token, parser=token)
+
+    sign = commands.add_parser("sign", help="sign a model directory (MANIFEST.json + MANIFEST.sig)")
+    sign.add_argument("dir", type=Path)
+    sign.add_argument("--key", type=Path, help="Ed25519 private key (default: the development key)")
+    sign.set_defaults(run=run_sign, parser=sign)
+
+    verify = commands.add_parser("verify", help="verify a signed model directory; exit 1 if anything changed")
+    verify.add_argument("dir", type=Path)
+    verify.add_argument("--public-key", type=Path, help="Ed25519 public key (default: the development key)")
+    verify.set_defaults(run=run_verify, parser=verify)
+
+    audit = commands.add_parser("audit", help="audit-log tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    check = audit_commands.add_parser("verify", help="check the log's HMAC chain; exit 1 at the first bad entry")
+    check.add_argument("log", type=Path)
+    which = check.add_mutually_exclusive_group()
+    which.add_argument("--key-file", type=Path, help="the HMAC key, if the server was given --audit-key-file")
+    which.add_argument("--secret-file", type=Path,
+                       help="derive the key from this JWT secret, as the server does (default: the development secret)")
+    check.set_defaults(run=run_audit_verify, parser=check)
 
 
 def run_grade(args):
@@ -86,6 +154,82 @@ def run_stubs(args):
     for path in stubs.write(root):
         print(f"wrote {path.relative_to(root)}")
     return 0
+
+
+def _reports_errors(run):
+    """A bad key, file or signature (a ValueError; IntegrityError is one) is a message and exit 1."""
+    def wrapped(args):
+        try:
+            return run(args)
+        except ValueError as e:
+            print(f"mlsec {args.command}: {e}", file=sys.stderr)
+            return 1
+    return wrapped
+
+
+@_reports_errors
+def run_serve(args):
+    import os
+
+    from .deployment import keys, server
+
+    if (args.cert is None) != (args.key is None):
+        args.parser.error("--cert and --key go together")
+    if not 0 <= args.port <= 65535:
+        args.parser.error(f"--port must be in 0-65535, got {args.port}")
+    model_key = None
+    if args.model_key_file or os.environ.get("MLSEC_MODEL_KEY"):
+        model_key = keys.load_encryption_key(args.model_key_file)
+    server.serve(host=args.host, port=args.port, tls=args.tls or args.cert is not None, cert=args.cert,
+                 key=args.key, model_dir=args.model_dir, secret_file=args.secret_file,
+                 public_key=args.public_key, audit_log=args.audit_log, audit_key_file=args.audit_key_file,
+                 rate=args.rate, burst=args.burst, encryption_key=model_key, jwt_public_key=args.jwt_public_key)
+    return 0
+
+
+@_reports_errors
+def run_token(args):
+    from .deployment import auth, keys
+
+    if args.private_key:
+        secret, algorithm = keys.load_private_key(args.private_key), "EdDSA"
+    else:
+        secret, algorithm = keys.load_jwt_secret(args.secret_file or keys.dev_jwt_secret_file()), "HS256"
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    print(auth.issue_token(secret, args.sub, args.role, models=models, ttl=args.ttl, aud=args.aud or auth.AUDIENCE,
+                           iss=args.iss or auth.ISSUER, algorithm=algorithm))
+    return 0
+
+
+@_reports_errors
+def run_sign(args):
+    from .deployment import artifacts, keys
+
+    artifacts.sign_dir(args.dir, args.key or keys.dev_signing_key()[0])
+    print(f"signed {args.dir}")
+    return 0
+
+
+@_reports_errors
+def run_verify(args):
+    from .deployment import artifacts, keys
+
+    manifest = artifacts.verify_dir(args.dir, args.public_key or keys.dev_signing_key()[1])
+    print(f"{args.dir}: signature valid, {len(manifest['files'])} file(s) match the manifest")
+    return 0
+
+
+@_reports_errors
+def run_audit_verify(args):
+    from .deployment import audit, server
+
+    key = server.audit_key(args.key_file, args.secret_file)
+    result = audit.verify_log(args.log, key)
+    if result.ok:
+        print(f"{args.log}: {result.entries} entries, chain intact")
+        return 0
+    print(f"{args.log}: first bad entry at line {result.first_bad}: {result.reason}", file=sys.stderr)
+    return 1
 
 
 def main(argv=None):
