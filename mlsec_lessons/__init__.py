@@ -7,6 +7,9 @@ Each module holds one concept:
 * ``cache``: where trained artifacts live, and the keys that name them
 * ``metrics``: ASR, MRS, Privacy Loss, Security Coverage and robustness curves
 * ``art_bridge``: the course's models wrapped for ART, correctly
+* ``privacy``: differential privacy: mechanisms, DP-SGD from scratch, accounting (dp_accounting), diffprivlib models
+* ``deployment``: a real model server (JWT, rate limits, validation, headers, TLS), signed and encrypted
+  artifacts, a tamper-evident audit log
 * ``plotting``: the figures the lessons draw
 * ``grading`` and ``stubs``: the grader and the student stubs generated from the solutions
 * ``reproducibility``: one seeding helper, and quiet framework logging

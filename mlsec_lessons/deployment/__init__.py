@@ -1,0 +1,15 @@
+"""Secure deployment: a real model server and the controls around it (lesson 07).
+
+* ``auth``: JWT with PyJWT (pinned algorithm, required claims, 401 vs 403)
+* ``ratelimit``: a token bucket per token subject (429 + Retry-After)
+* ``validation``: body size (413), then JSON, shape, type, finiteness and range (422)
+* ``headers``: the OWASP security headers every response carries
+* ``server``: the FastAPI app, ``serve`` and ``BackgroundServer``
+* ``tls``: a self-signed certificate for HTTPS on your own machine
+* ``keys``, ``artifacts``: development keys; signed, encrypted, safely loaded model artifacts
+* ``audit``: the HMAC-chained, tamper-evident audit log
+* ``unsafe_pickle``: why the course never unpickles a model
+
+Submodules are imported on first use (``from mlsec_lessons.deployment import server``), so
+importing the package does not pull in FastAPI or TensorFlow.
+"""

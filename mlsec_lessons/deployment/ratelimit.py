@@ -1,0 +1,99 @@
+"""A token-bucket rate limit, one bucket per token subject.
+
+The source's "rate limit" was a string in a dict (design.md, mistake 13). A token bucket holds up
+to ``burst`` tokens and refills at ``rate`` tokens per second; each request takes one. A client
+may burst up to ``burst`` requests, then is held to ``rate`` per second on average. When the bucket
+is empty the wait until the next token is exactly ``(1 - tokens) / rate``: that is the
+``Retry-After`` the server sends with its 429.
+"""
+import math
+import threading
+import time
+from collections import OrderedDict
+
+
+class TokenBucket:
+    """One bucket: ``burst`` tokens at most, refilled at ``rate`` per second.
+
+    Parameters
+    ----------
+    rate : float
+        Tokens added per second.
+    burst : int
+        The bucket's capacity (and how full it starts).
+    clock : callable
+        Returns the time in seconds; :func:`time.monotonic` unless a test passes a fake one.
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> bucket = TokenBucket(rate=2, burst=3, clock=lambda: t[0])
+    >>> [bucket.take() for _ in range(4)]    # 3 allowed, then wait 0.5 s for the next token
+    [0.0, 0.0, 0.0, 0.5]
+    >>> t[0] = 0.5
+    >>> bucket.take()
+    0.0
+    """
+
+    def __init__(self, rate, burst, clock=time.monotonic):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or math.isinf(rate):
+            raise ValueError(f"rate must be a positive, finite number of requests per second, got {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be a positive integer, got {burst!r}")
+        self.rate, self.burst, self.clock = float(rate), burst, clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def take(self):
+        """Take one token: return 0.0 if allowed, else the seconds until one is available."""
+        now = self.clock()
+        # refill for the time elapsed, never above capacity
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """A :class:`TokenBucket` per key (the token's ``sub``), safe to call from several threads.
+
+    At most ``max_keys`` buckets are kept; the least recently used is dropped first. Only holders
+    of a valid token get a bucket (authentication runs first), so the keys cannot be flooded by
+    anonymous clients.
+
+    Examples
+    --------
+    >>> limiter = RateLimiter(rate=1, burst=2, clock=lambda: 0.0)
+    >>> [limiter.check("alice") for _ in range(3)], limiter.check("bob")
+    ([0.0, 0.0, 1.0], 0.0)
+    """
+
+    def __init__(self, rate, burst, max_keys=10_000, clock=time.monotonic):
+        TokenBucket(rate, burst, clock)  # validates rate and burst now, not on the first request
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
+        self.rate, self.burst, self.max_keys, self.clock = rate, burst, max_keys, clock
+        self._buckets = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, key):
+        """Take one token from ``key``'s bucket: 0.0 if allowed, else the seconds to wait."""
+        with self._lock:
+            bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst, self.clock)
+            self._buckets[key] = bucket  # most recently used goes last
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return bucket.take()
+
+
+def retry_after_header(wait_s):
+    """``Retry-After`` is whole seconds (RFC 9110); round up so a client that obeys it succeeds.
+
+    Examples
+    --------
+    >>> retry_after_header(0.05), retry_after_header(1.0), retry_after_header(1.2)
+    ('1', '1', '2')
+    """
+    return str(max(1, math.ceil(wait_s)))
