@@ -8,6 +8,7 @@ Each module holds one concept:
 * ``metrics``: ASR, MRS, Privacy Loss, Security Coverage and robustness curves
 * ``art_bridge``: the course's models wrapped for ART, correctly
 * ``privacy``: differential privacy: mechanisms, DP-SGD from scratch, accounting (dp_accounting), diffprivlib models
+* ``privacy_attacks``: membership inference (loss threshold, ART, LiRA), reconstruction, privacy auditing
 * ``deployment``: a real model server (JWT, rate limits, validation, headers, TLS), signed and encrypted
   artifacts, a tamper-evident audit log
 * ``plotting``: the figures the lessons draw

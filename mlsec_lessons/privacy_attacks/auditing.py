@@ -1,0 +1,226 @@
+"""Privacy auditing: an empirical *lower* bound on epsilon from membership-inference trials.
+
+If a training algorithm is (eps, delta)-DP, then for any attack that decides "member" on an
+output set ``S`` (Kairouz et al., 2015; Jagielski et al., 2020)::
+
+    TPR     <= e^eps * FPR     + delta
+    1 - FPR <= e^eps * (1 - TPR) + delta
+
+so an attack measured at some TPR and FPR proves ``eps >= log((TPR - delta) / FPR)`` (and the
+same with the roles of the two worlds swapped). Measured rates are estimates, so the bound
+uses the Clopper-Pearson interval: the *lower* end of TPR and the *upper* end of FPR. With
+point estimates instead, 3 lucky trials out of 3 "prove" eps = infinity.
+
+An accountant gives an upper bound (what the proof allows); an audit gives a lower bound (what
+an attack demonstrated). A correct DP implementation keeps audit <= accountant; a bug shows
+up as an audit above it.
+"""
+import numpy as np
+from scipy.stats import beta
+from sklearn.base import clone
+
+from ..reproducibility import check_seed
+from .membership import _check_members, _check_scores
+
+
+def clopper_pearson(k, n, alpha=0.05):
+    """Exact two-sided ``1 - alpha`` confidence interval for a binomial proportion ``k / n``.
+
+    Equal to ``scipy.stats.binomtest(k, n).proportion_ci(1 - alpha, method="exact")``,
+    vectorised over ``k``.
+
+    Examples
+    --------
+    >>> lo, hi = clopper_pearson(0, 100)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (0.0, 0.0362)
+    """
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    with np.errstate(invalid="ignore"):
+        lo = np.where(k == 0, 0.0, beta.ppf(alpha / 2, k, n - k + 1))
+        hi = np.where(k == n, 1.0, beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def epsilon_lower_bound(tp, fn, fp, tn, delta=0.0, alpha=0.05):
+    """Largest epsilon that the counts of one membership test prove, with confidence ``1 - alpha``.
+
+    Parameters
+    ----------
+    tp, fn : int
+        Member trials the attack called "member" / "non-member".
+    fp, tn : int
+        Non-member trials the attack called "member" / "non-member".
+    delta : float, default=0.0
+        The delta of the (eps, delta) guarantee being audited.
+    alpha : float or None, default=0.05
+        Each rate is replaced by the far end of its two-sided ``1 - alpha`` Clopper-Pearson
+        interval, so the bound holds with probability at least ``1 - alpha``. ``None`` uses the
+        raw rates (a point estimate, *not* a bound: shown only to compare).
+
+    Returns
+    -------
+    float
+        ``max(0, log((TPR - delta) / FPR), log((1 - FPR - delta) / (1 - TPR)))``; may be
+        ``inf`` only when ``alpha`` is None.
+
+    Examples
+    --------
+    >>> round(epsilon_lower_bound(500, 0, 0, 500), 2)       # a perfect attack on 500 + 500 trials
+    4.91
+    >>> epsilon_lower_bound(500, 0, 0, 500, alpha=None)     # the same without intervals
+    inf
+    """
+    counts = [int(c) for c in (tp, fn, fp, tn)]
+    if min(counts) < 0 or counts != [tp, fn, fp, tn]:
+        raise ValueError(f"tp, fn, fp, tn must be non-negative integers, got {(tp, fn, fp, tn)}")
+    if tp + fn == 0 or fp + tn == 0:
+        raise ValueError("need at least one member trial (tp + fn) and one non-member trial (fp + tn)")
+    if not 0 <= delta < 1:
+        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+    if alpha is None:
+        tpr_lo, fpr_hi = tp / (tp + fn), fp / (fp + tn)
+    else:
+        tpr_lo = clopper_pearson(tp, tp + fn, alpha)[0]
+        fpr_hi = clopper_pearson(fp, fp + tn, alpha)[1]
+    return max(0.0, _log_ratio(tpr_lo - delta, fpr_hi), _log_ratio(1 - fpr_hi - delta, 1 - tpr_lo))
+
+
+def _log_ratio(a, b):
+    a, b = float(a), float(b)
+    if a <= 0:
+        return 0.0
+    return float("inf") if b <= 0 else float(np.log(a / b))
+
+
+def _best_threshold(is_member, score, delta, alpha):
+    """Threshold on ``score`` (decide "member" when ``score >= t``) with the largest bound."""
+    order = np.argsort(-score, kind="stable")
+    s, m = score[order], is_member[order]
+    tp, fp = np.cumsum(m), np.cumsum(~m)
+    cut = np.r_[s[1:] != s[:-1], True]  # a threshold cannot split tied scores
+    tp, fp, t = tp[cut], fp[cut], s[cut]
+    n_in, n_out = m.sum(), (~m).sum()
+    tpr_lo = clopper_pearson(tp, n_in, alpha)[0]
+    fpr_hi = clopper_pearson(fp, n_out, alpha)[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eps = np.maximum(np.log(np.maximum(tpr_lo - delta, 0) / fpr_hi),
+                         np.log(np.maximum(1 - fpr_hi - delta, 0) / (1 - tpr_lo)))
+    return float(t[np.nanargmax(np.where(np.isfinite(eps), eps, -np.inf))])
+
+
+def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
+    """Empirical epsilon lower bound from membership-inference trials, with an honest threshold.
+
+    The threshold is chosen on a random ``fit_fraction`` of the trials and the bound is computed
+    on the others: choosing it on the same trials would pick the luckiest one and void the
+    interval.
+
+    Parameters
+    ----------
+    is_member : bool array of shape (n,)
+        Whether the record (or canary) was in the training set in each trial.
+    score : array of shape (n,)
+        The attack's score; higher means "member".
+    delta, alpha : float
+        As in :func:`epsilon_lower_bound`.
+    fit_fraction : float, default=0.5
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+        ``epsilon lower bound``, the ``threshold``, and ``tp``, ``fn``, ``fp``, ``tn`` on the
+        held-out trials.
+
+    Notes
+    -----
+    Clopper-Pearson assumes independent trials. Canary trials (one fresh training per trial)
+    are; records scored by the same model are not quite, so a bound from pooled records is an
+    estimate rather than a guarantee.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> member = np.arange(2000) < 1000
+    >>> score = member + rng.normal(0, 0.3, 2000)      # a strong attack
+    >>> r = audit(member, score)
+    >>> 2 < r["epsilon lower bound"] < 6, r["tp"] + r["fn"] + r["fp"] + r["tn"]
+    (True, 1000)
+    """
+    truth = _check_members(is_member)
+    score = _check_scores(score, len(truth))
+    if not 0 < fit_fraction < 1:
+        raise ValueError(f"fit_fraction must be strictly between 0 and 1, got {fit_fraction!r}")
+    rng = np.random.default_rng(check_seed(seed))
+    fit = np.zeros(len(truth), bool)
+    fit[rng.permutation(len(truth))[: int(round(fit_fraction * len(truth)))]] = True
+    for part in (fit, ~fit):
+        if truth[part].all() or not truth[part].any():
+            raise ValueError("too few trials: each half needs both member and non-member trials")
+    t = _best_threshold(truth[fit], score[fit], delta, alpha)
+    guess, held = score[~fit] >= t, truth[~fit]
+    tp, fn = int(np.sum(guess & held)), int(np.sum(~guess & held))
+    fp, tn = int(np.sum(guess & ~held)), int(np.sum(~guess & ~held))
+    return {"epsilon lower bound": epsilon_lower_bound(tp, fn, fp, tn, delta, alpha),
+            "threshold": t, "tp": tp, "fn": fn, "fp": fp, "tn": tn}
+
+
+def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, score_fn=None):
+    """Train ``n_trials`` models on ``(x, y)``, half of them with one extra canary record; score the canary.
+
+    The two training sets differ in exactly one record, which is what DP's definition compares,
+    and each trial is a fresh, independent training, so the Clopper-Pearson interval of
+    :func:`audit` applies. The score is the model's logit-scaled confidence in the canary's label,
+    unless ``score_fn`` gives another (an auditor may look inside the released model).
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier (unfitted)
+        Cloned per trial; its ``random_state``, if any, is set to ``seed + trial``.
+    x, y : arrays
+        The fixed rest of the training set.
+    x_canary : array of shape (n_features,)
+    y_canary : int
+    n_trials : int, default=200
+        Even; half with the canary.
+    seed : int, default=0
+    score_fn : callable, optional
+        ``score_fn(model, x_canary, y_canary) -> float``, higher meaning "the canary was in".
+
+    Returns
+    -------
+    is_member, score : arrays of shape (n_trials,)
+
+    Examples
+    --------
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> x, y = np.random.default_rng(0).random((40, 3)), np.arange(40) % 2
+    >>> member, score = canary_trials(GaussianNB(), x, y, [5.0, 5.0, 5.0], 0, n_trials=20)
+    >>> bool(score[member].min() > score[~member].max())    # a plain model: the canary always shows
+    True
+    """
+    from .membership import logit_confidence
+    from .shadows import _fit_one, model_logits
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y)
+    x_canary = np.asarray(x_canary, dtype=float).reshape(1, -1)
+    if x.ndim != 2 or x_canary.shape[1] != x.shape[1]:
+        raise ValueError(f"x_canary must have {x.shape[1]} features like x, got shape {x_canary.shape}")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 2 or n_trials % 2:
+        raise ValueError(f"n_trials must be an even integer >= 2, got {n_trials!r}")
+    seed = check_seed(seed)
+    is_member = np.random.default_rng(seed).permutation(np.arange(n_trials) < n_trials // 2)
+    x_in, y_in = np.vstack([x, x_canary]), np.r_[y, int(y_canary)]
+    score = np.empty(n_trials)
+    for i, member in enumerate(is_member):
+        model = _fit_one(clone(estimator), *((x_in, y_in) if member else (x, y)), seed + i)
+        if score_fn is None:
+            score[i] = logit_confidence(model_logits(model, x_canary), np.array([int(y_canary)]))[0]
+        else:
+            score[i] = float(score_fn(model, x_canary[0], int(y_canary)))
+    return is_member, score

@@ -1,0 +1,240 @@
+"""Shadow models: many copies of the target's training recipe, each on a random half of the data.
+
+LiRA needs, for every record, models trained *with* it and models trained *without* it. The
+standard design (Carlini et al., 2022) draws, for each model, a random half of a data pool
+as its training set. Every model's outputs on the whole pool are kept, so any one model can
+play the target while the others are its shadows, and members (its half) and non-members
+(the other half) come from the same distribution, in equal numbers.
+
+The outputs are cached (``.npz``, no pickle) under :func:`mlsec_lessons.cache.cache_dir`, keyed
+by the estimator's parameters, the data and the seed, so a lesson re-run loads them.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from .. import __version__
+from ..cache import cache_dir, cache_key, fingerprint
+from ..reproducibility import check_seed
+from .membership import logit_confidence
+
+
+def model_logits(model, x):
+    """Logits of a fitted scikit-learn classifier, computed so that confident outputs stay finite.
+
+    ``predict_proba`` rounds to exactly 1 for confident records, and ``log(1 - 1)`` is ``-inf``:
+    the membership signal is lost where it is strongest. So the logits are taken before the
+    softmax: the forward pass of an ``MLPClassifier``, the joint log-likelihood of a Gaussian
+    naive Bayes, the ``decision_function`` of a linear model (``[0, d]`` for two classes).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> m = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    >>> model_logits(m, [[0.0]]).shape
+    (1, 2)
+    """
+    x = np.asarray(x, dtype=float)
+    if hasattr(model, "coefs_"):  # MLPClassifier: replay the forward pass without the softmax
+        h = x
+        for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
+            h = h @ w + b
+            if i < len(model.coefs_) - 1:
+                h = _ACTIVATIONS[model.activation](h)
+        return np.column_stack([-h[:, 0] / 2, h[:, 0] / 2]) if h.shape[1] == 1 else h
+    if hasattr(model, "predict_joint_log_proba"):  # naive Bayes: log p(x, y) are logits up to a constant
+        return model.predict_joint_log_proba(x)
+    if hasattr(model, "decision_function"):
+        d = np.asarray(model.decision_function(x), dtype=float)
+        return np.column_stack([np.zeros(len(d)), d]) if d.ndim == 1 else d
+    raise ValueError(f"cannot get logits from {type(model).__name__}: it has no coefs_, "
+                     "predict_joint_log_proba or decision_function")
+
+
+_ACTIVATIONS = {"relu": lambda h: np.maximum(h, 0), "tanh": np.tanh, "identity": lambda h: h,
+                "logistic": lambda h: 1 / (1 + np.exp(-h))}
+
+
+@dataclass(frozen=True, eq=False)
+class ShadowSet:
+    """Outputs of ``n_models`` models, each trained on a random half of a pool of records."""
+
+    logits: np.ndarray   # (n_models, n_records, n_classes)
+    in_mask: np.ndarray  # (n_models, n_records): True where the record was in that model's training set
+    y: np.ndarray        # (n_records,) labels
+    from_cache: bool = False
+
+    @property
+    def scores(self):
+        """Logit-scaled confidence in the true label, shape (n_models, n_records)."""
+        return np.stack([logit_confidence(z, self.y) for z in self.logits])
+
+    @property
+    def losses(self):
+        """Cross-entropy loss of every model on every record, shape (n_models, n_records)."""
+        from .membership import loss_scores
+
+        return -np.stack([loss_scores(z, self.y) for z in self.logits])
+
+    def accuracy(self):
+        """Mean accuracy of the models on their members and on their non-members (the generalisation gap)."""
+        correct = self.logits.argmax(-1) == self.y
+        return {"members": float(correct[self.in_mask].mean()), "non-members": float(correct[~self.in_mask].mean())}
+
+
+def half_masks(n_models, n_records, seed=0):
+    """For each model, exactly ``n_records // 2`` records drawn at random as its training set.
+
+    Examples
+    --------
+    >>> m = half_masks(4, 10, seed=0)
+    >>> m.shape, m.sum(axis=1).tolist()
+    ((4, 10), [5, 5, 5, 5])
+    """
+    rng = np.random.default_rng(check_seed(seed))
+    mask = np.zeros((n_models, n_records), bool)
+    for k in range(n_models):
+        mask[k, rng.permutation(n_records)[: n_records // 2]] = True
+    return mask
+
+
+def train_shadow_models(estimator, x, y, n_models=17, *, seed=0, cache=True):
+    """Fit ``n_models`` clones of ``estimator``, each on a random half of ``(x, y)``; keep their logits.
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier (unfitted)
+        The training recipe, e.g. ``MLPClassifier(...)`` or a diffprivlib model. It is cloned
+        for each model; a ``random_state`` parameter, if it has one, is set to ``seed + k`` so
+        each model starts differently but reproducibly.
+    x, y : arrays
+        The pool: 2-D features and integer labels.
+    n_models : int, default=17
+        One target plus 16 shadows, the fewest the course uses for LiRA.
+    seed : int, default=0
+    cache : bool, default=True
+
+    Returns
+    -------
+    ShadowSet
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> x, y = np.arange(8.0).reshape(-1, 1), np.arange(8) % 2
+    >>> s = train_shadow_models(LogisticRegression(), x, y, n_models=3, cache=False)
+    >>> s.logits.shape, s.in_mask.sum(axis=1).tolist()
+    ((3, 8, 2), [4, 4, 4])
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y)
+    if x.ndim != 2 or y.shape != (len(x),):
+        raise ValueError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
+    if isinstance(n_models, bool) or not isinstance(n_models, (int, np.integer)) or n_models < 2:
+        raise ValueError(f"n_models must be an integer >= 2, got {n_models!r}")
+    seed = check_seed(seed)
+    y = y.astype(np.int64)
+    path = None
+    if cache:
+        key = cache_key(estimator=type(estimator).__module__ + "." + type(estimator).__name__,
+                        params=sorted((k, repr(v)) for k, v in estimator.get_params().items()),
+                        data=fingerprint(x, y), n_models=int(n_models), seed=seed, mlsec=__version__)
+        path = cache_dir() / "shadows" / f"{type(estimator).__name__}-{key}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return ShadowSet(f["logits"], f["in_mask"], y, from_cache=True)
+    in_mask = half_masks(n_models, len(x), seed)
+    logits = np.stack([model_logits(_fit_one(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, logits=logits.astype(np.float32), in_mask=in_mask)
+        tmp.replace(path)  # atomic: a half-written file is never read as a cached result
+        logits = logits.astype(np.float32)  # the same values a cache hit returns
+    return ShadowSet(logits, in_mask, y)
+
+
+def fit_model(estimator, x, y, in_mask, k, seed=0):
+    """Refit model ``k`` of a shadow set exactly as :func:`train_shadow_models` did, to use it as a target.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> x, y = np.arange(8.0).reshape(-1, 1), np.arange(8) % 2
+    >>> s = train_shadow_models(LogisticRegression(), x, y, n_models=2, cache=False)
+    >>> m = fit_model(LogisticRegression(), x, y, s.in_mask, 1)
+    >>> bool(np.allclose(model_logits(m, x), s.logits[1]))
+    True
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y).astype(np.int64)
+    return _fit_one(estimator, x[in_mask[k]], y[in_mask[k]], check_seed(seed) + int(k))
+
+
+def _fit_one(estimator, x, y, seed):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    model = clone(estimator)
+    if "random_state" in model.get_params():
+        model.set_params(random_state=seed)
+    with warnings.catch_warnings():
+        # shadows are meant to overfit, so "not converged" is noise here; any other warning (such as
+        # diffprivlib's PrivacyLeakWarning when bounds are missing) still reaches the caller
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, y)
+
+
+class DPSGDClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn style front for :func:`mlsec_lessons.privacy.dp_sgd.train` on tabular rows.
+
+    So that DP-SGD models can be shadow models like any other estimator: an attack that knows
+    the defense trains its shadows with the same private recipe. ``noise_multiplier=0`` gives
+    the same recipe with clipping and no noise.
+
+    Parameters
+    ----------
+    hidden : tuple of int, default=(64,)
+        Hidden layers of the ``mlp`` architecture.
+    l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta
+        As in ``dp_sgd.train``.
+    random_state : int, default=0
+        The seed of the initial weights, the batches and the noise.
+
+    Examples
+    --------
+    >>> clf = DPSGDClassifier(noise_multiplier=1.0, epochs=5)
+    >>> clf.get_params()["noise_multiplier"]
+    1.0
+    """
+
+    def __init__(self, hidden=(64,), l2_norm_clip=1.0, noise_multiplier=1.0, batch_size=64, epochs=15,
+                 learning_rate=0.1, delta=1e-5, random_state=0):
+        self.hidden, self.l2_norm_clip, self.noise_multiplier = hidden, l2_norm_clip, noise_multiplier
+        self.batch_size, self.epochs, self.learning_rate = batch_size, epochs, learning_rate
+        self.delta, self.random_state = delta, random_state
+
+    def fit(self, x, y):
+        from ..data import Dataset
+        from ..privacy import dp_sgd
+
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        if x.ndim != 2 or y.shape != (len(x),):
+            raise ValueError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
+        self.classes_ = np.unique(y)
+        if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
+            raise ValueError(f"y must hold the labels 0..n_classes-1, got {self.classes_.tolist()}")
+        data = Dataset("rows", x, y, x[:0], y[:0], n_classes=len(self.classes_))
+        self.model_ = dp_sgd.train(data, "mlp", hidden=tuple(self.hidden), l2_norm_clip=self.l2_norm_clip,
+                                   noise_multiplier=self.noise_multiplier, batch_size=self.batch_size,
+                                   epochs=self.epochs, learning_rate=self.learning_rate, delta=self.delta,
+                                   seed=self.random_state, cache=False, progress=False)
+        self.epsilon_, self.delta_ = self.model_.epsilon_, self.model_.delta_
+        return self
+
+    def decision_function(self, x):
+        """Logits, shape (n, n_classes)."""
+        return self.model_.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0)
+
+    def predict(self, x):
+        return self.classes_[np.argmax(self.decision_function(x), axis=1)]

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from mlsec_lessons import metrics
+from mlsec_lessons.privacy_attacks import auditing as au
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (17, 1000), (500, 1000)])
+def test_clopper_pearson_matches_scipy_exact_interval(k, n):
+    want = binomtest(k, n).proportion_ci(0.95, method="exact")
+    lo, hi = au.clopper_pearson(k, n, 0.05)
+    assert float(lo) == pytest.approx(want.low, abs=1e-12) and float(hi) == pytest.approx(want.high, abs=1e-12)
+
+
+def test_bound_from_counts_uses_the_far_ends_of_the_intervals():
+    tp, fn, fp, tn = 90, 10, 5, 95
+    lo, _ = au.clopper_pearson(tp, 100)
+    _, hi = au.clopper_pearson(fp, 100)
+    want = max(np.log(lo / hi), np.log((1 - hi) / (1 - lo)))
+    assert au.epsilon_lower_bound(tp, fn, fp, tn) == pytest.approx(want)
+    # without intervals the "bound" is larger, and a perfect run claims infinity
+    assert au.epsilon_lower_bound(tp, fn, fp, tn, alpha=None) > want
+    assert au.epsilon_lower_bound(50, 0, 0, 50, alpha=None) == np.inf
+    assert np.isfinite(au.epsilon_lower_bound(50, 0, 0, 50))
+    # more trials prove more
+    assert au.epsilon_lower_bound(500, 0, 0, 500) > au.epsilon_lower_bound(50, 0, 0, 50)
+
+
+def test_point_bound_is_at_least_the_advantage_bound_of_lesson_01():
+    """Both DP inequalities together say at least as much as their sum, the advantage bound."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        tp, fp = rng.integers(1, 100, 2)
+        delta = rng.choice([0.0, 0.01])
+        mine = au.epsilon_lower_bound(int(tp), 100 - int(tp), int(fp), 100 - int(fp), delta=delta, alpha=None)
+        lesson01 = metrics.epsilon_lower_bound(max(0.0, (tp - fp) / 100), delta)
+        assert mine >= lesson01 - 1e-12
+
+
+def _randomized_response(eps, n, rng):
+    """The tight eps-DP mechanism: a member says 1 w.p. e^eps / (1 + e^eps), a non-member w.p. 1 / (1 + e^eps)."""
+    member = rng.permutation(np.arange(n) < n // 2)
+    p = np.where(member, np.exp(eps) / (1 + np.exp(eps)), 1 / (1 + np.exp(eps)))
+    return member, (rng.random(n) < p).astype(float)
+
+
+def test_audit_of_an_exact_eps_mechanism_is_valid_and_nearly_tight():
+    rng = np.random.default_rng(0)
+    bounds = [au.audit(*_randomized_response(1.0, 4000, rng), seed=i)["epsilon lower bound"] for i in range(60)]
+    assert np.mean(np.array(bounds) > 1.0) <= 0.05 + 0.05  # holds with 95% confidence (+ slack for 60 runs)
+    assert np.median(bounds) > 0.7  # and randomized response is tight, so the audit comes close
+
+
+def test_canary_audit_positive_for_a_plain_model_and_below_eps_for_a_dp_one():
+    from sklearn.naive_bayes import GaussianNB
+
+    from mlsec_lessons.privacy import dp_models
+
+    d = dp_models.load_breast_cancer_public()
+    x, y = d.x_train[:150], d.y_train[:150]
+    canary = np.ones(x.shape[1])  # every measurement at its public maximum, labelled benign (1)
+    plain = au.audit(*au.canary_trials(GaussianNB(), x, y, canary, 1, n_trials=400, seed=0))
+    assert plain["epsilon lower bound"] > 2.5  # a plain model has no finite epsilon; the audit shows it
+    eps = 1.0
+    member, score = au.canary_trials(dp_models.make_model("gaussian_nb", eps, x.shape[1]), x, y, canary, 1,
+                                     n_trials=300, seed=0)
+    dp = au.audit(member, score)
+    assert dp["epsilon lower bound"] <= eps
+
+
+def test_threshold_is_chosen_on_other_trials_than_the_bound():
+    rng = np.random.default_rng(3)
+    member = rng.random(200) < 0.5
+    score = rng.normal(size=200)  # no signal: an honest audit proves nothing
+    assert au.audit(member, score)["epsilon lower bound"] < 0.5
+    r = au.audit(member, score)
+    assert r["tp"] + r["fn"] + r["fp"] + r["tn"] == 100
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tp=-1, fn=1, fp=1, tn=1), "non-negative integers"),
+    (dict(tp=0, fn=0, fp=1, tn=1), "at least one member trial"),
+    (dict(tp=1, fn=1, fp=1, tn=1, delta=1.5), "delta"),
+    (dict(tp=1, fn=1, fp=1, tn=1, alpha=0), "alpha"),
+])
+def test_bad_counts_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        au.epsilon_lower_bound(**kwargs)
+
+
+def test_bad_trials_are_named():
+    from sklearn.naive_bayes import GaussianNB
+
+    with pytest.raises(ValueError, match="n_trials"):
+        au.canary_trials(GaussianNB(), np.zeros((4, 2)), [0, 1, 0, 1], [0.0, 0.0], 1, n_trials=3)
+    with pytest.raises(ValueError, match="x_canary"):
+        au.canary_trials(GaussianNB(), np.zeros((4, 2)), [0, 1, 0, 1], [0.0], 1)
+    with pytest.raises(ValueError, match="fit_fraction"):
+        au.audit([1, 0, 1, 0], [1.0, 0.0, 1.0, 0.0], fit_fraction=1.0)
