@@ -7,6 +7,9 @@ Each module holds one concept:
 * ``cache``: where trained artifacts live, and the keys that name them
 * ``metrics``: ASR, MRS, Privacy Loss, Security Coverage and robustness curves
 * ``art_bridge``: the course's models wrapped for ART, correctly
+* ``attacks``: FGSM and PGD (L-inf, L2, targeted) as compiled loops, and the same attacks through ART
+* ``defenses``: adversarial training, preprocessing defenses with the adaptive attacks that break them,
+  detection, AutoAttack evaluation
 * ``privacy``: differential privacy: mechanisms, DP-SGD from scratch, accounting (dp_accounting), diffprivlib models
 * ``privacy_attacks``: membership inference (loss threshold, ART, LiRA), reconstruction, privacy auditing
 * ``deployment``: a real model server (JWT, rate limits, validation, headers, TLS), signed and encrypted

@@ -1,0 +1,17 @@
+"""Defenses against evasion, and how to evaluate them honestly.
+
+* ``adversarial_training``: PGD and fast (FGSM-RS) adversarial training as compiled steps; ART's trainers used correctly
+* ``preprocessing``: input transforms (Gaussian noise, bit-depth reduction, median smoothing) and the
+  adaptive attacks that break them (EOT, BPDA)
+* ``detection``: an adversarial-input detector, its TPR/FPR, and an attacker who knows it is there
+* ``evaluation``: AutoAttack (via ART) on a fixed subset, with eps, norm and subset size in the result
+"""
+from . import detection, evaluation, preprocessing
+from .adversarial_training import adversarial_train, art_adversarial_training, art_madry_training
+from .detection import AdversarialDetector, detector_aware_pgd
+from .evaluation import autoattack
+from .preprocessing import adaptive_pgd, evaluate_preprocessing
+
+__all__ = ["adversarial_train", "art_adversarial_training", "art_madry_training", "AdversarialDetector",
+           "detector_aware_pgd", "autoattack", "adaptive_pgd", "evaluate_preprocessing",
+           "detection", "evaluation", "preprocessing"]

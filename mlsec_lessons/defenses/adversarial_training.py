@@ -1,0 +1,252 @@
+"""Adversarial training as compiled train steps, and ART's trainers used correctly.
+
+Madry et al. (2018) train on the worst case inside the ball:
+
+    min_theta  E_(x,y) [ max_{||delta|| <= eps} L(f_theta(x + delta), y) ]
+
+The inner max is approximated by PGD (``method="pgd"``), or by one FGSM step from a random
+start with step ``1.25 * eps`` (``method="fgsm_rs"``, the "fast" adversarial training of
+Wong et al., 2020). Each batch's attack and update run inside one ``tf.function``.
+"""
+import contextlib
+import json
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import __version__, models
+from ..attacks import _check_nonneg, _check_positive_int, _compiled_pgd, sample_ball
+from ..cache import cache_dir, cache_key, fingerprint
+from ..reproducibility import quiet, seed_everything
+
+METHODS = ("pgd", "fgsm_rs")
+
+
+def _attack_schedule(method, eps, steps, eps_step):
+    """(steps, step size) of the inner maximisation for each method."""
+    if method == "fgsm_rs":
+        return 1, 1.25 * eps  # Wong et al.: alpha = 1.25 eps from a uniform random start
+    return steps, (2.5 * eps / steps if eps_step is None else eps_step)
+
+
+def _train_step(model, optimizer, lo, hi):
+    """One compiled step: craft x_adv against the current weights, then descend on it."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32), spec,
+                                  tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
+                                  tf.TensorSpec([], tf.int32)])
+    def step(x, y, x_start, eps, eps_step, steps):
+        # the inner max: the same PGD loop as attacks.pgd (last iterate, as Madry et al. train)
+        x_adv = _compiled_pgd(model, np.inf, False, False)(x, y, x_start, eps, eps_step, lo, hi, steps)
+        x_adv = tf.stop_gradient(x_adv)  # the attack is data, not part of the model's graph
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x_adv, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def _save(model, path, config):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(tmp)
+    tmp.replace(path)  # atomic, as in models.train: no half-written cache entry
+    path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))
+
+
+def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7, eps_step=None, epochs=20,
+                      batch_size=64, learning_rate=1e-3, seed=0, cache=True, progress=None):
+    """Train (or load from the cache) a model on adversarial examples crafted on the fly.
+
+    Parameters
+    ----------
+    data : Dataset
+        Uses ``x_train``, ``y_train``, ``input_shape``, ``n_classes`` and ``clip``.
+    arch : str, default="small_cnn"
+        A name from :data:`mlsec_lessons.models.ARCHITECTURES`.
+    method : {"pgd", "fgsm_rs"}, default="pgd"
+        PGD adversarial training (Madry) or FGSM from a random start (Wong et al., 2020).
+    eps : float, default=0.1
+        L-inf radius of the training attack.
+    steps : int, default=7
+        PGD steps per batch (ignored by ``"fgsm_rs"``, which takes one).
+    eps_step : float or None
+        PGD step size; ``None`` means ``2.5 * eps / steps``.
+    epochs, batch_size : int
+    learning_rate : float
+        Adam's learning rate.
+    seed : int
+    cache : bool, default=True
+        Load the weights if this exact training was done before; ``False`` always trains.
+    progress : bool or None
+        Epoch progress bar; ``None`` shows it only inside a notebook.
+
+    Returns
+    -------
+    keras.Model
+        Compiled, outputs logits. ``model.from_cache``, ``model.cache_path`` and
+        ``model.train_seconds`` (0.0 when loaded) say how it was obtained.
+
+    Examples
+    --------
+    >>> from mlsec_lessons import data
+    >>> from mlsec_lessons.defenses import adversarial_train
+    >>> robust = adversarial_train(data.load_digits(), method="fgsm_rs", eps=0.1)   # doctest: +SKIP
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    eps = _check_nonneg("eps", eps)
+    steps = _check_positive_int("steps", steps)
+    if eps_step is not None:
+        eps_step = _check_nonneg("eps_step", eps_step)
+    epochs, batch_size = _check_positive_int("epochs", epochs), _check_positive_int("batch_size", batch_size)
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    if data.clip is None:
+        raise ValueError(f"data {data.name!r} has no valid input range (clip=None); adversarial training needs one")
+    if len(data.x_train) != len(data.y_train):
+        raise ValueError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
+    n_steps, alpha = _attack_schedule(method, eps, steps, eps_step)
+
+    seed_everything(seed)
+    model = models.build(arch, data.input_shape, data.n_classes)
+    config = dict(kind="adversarial", arch=arch, method=method, eps=eps, steps=n_steps, eps_step=alpha,
+                  epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                  data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
+    path = cache_dir() / "models" / f"{data.name}-{arch}-adv-{cache_key(**config)}.weights.h5" if cache else None
+    model.train_seconds = 0.0
+    if path is not None and path.exists():
+        model.load_weights(path)
+        model.from_cache = True
+    else:
+        model.train_seconds = _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress)
+        model.from_cache = False
+        if path is not None:
+            _save(model, path, config)
+    models.compile_for_training(model, learning_rate)
+    model.cache_path = path
+    return model
+
+
+def _fit(model, data, steps, eps_step, eps, epochs, batch_size, learning_rate, seed, progress):
+    """The training loop; returns the seconds it took."""
+    start = time.perf_counter()
+    lo, hi = (float(c) for c in data.clip)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)  # variables exist before tracing
+    step = _train_step(model, optimizer, lo, hi)
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(data.x_train, np.float32), np.asarray(data.y_train, np.int32)
+    scalars = tf.constant(eps, tf.float32), tf.constant(eps_step, tf.float32), tf.constant(steps, tf.int32)
+    show = models._in_notebook() if progress is None else progress
+    bar = models._EpochBar(epochs, f"adversarial training ({steps}-step attack)") if show else None
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            x_start = sample_ball(x[idx], eps, np.inf, data.clip, seed=rng)  # the random start
+            loss = step(x[idx], y[idx], x_start, *scalars)
+        if bar is not None:
+            bar.on_epoch_end(0, {"adv_loss": float(loss)})
+    if bar is not None:
+        bar.on_train_end()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- ART's trainers
+@contextlib.contextmanager
+def _no_art_bars(*modules):
+    """ART's trainers draw tqdm bars with no switch to turn them off; swap in a plain iterator."""
+    saved = [(m, m.trange, m.tqdm) for m in modules]
+    for m in modules:
+        m.trange = lambda n, *a, **k: range(n)
+        m.tqdm = lambda it, *a, **k: it
+    try:
+        yield
+    finally:
+        for m, trange, tqdm in saved:
+            m.trange, m.tqdm = trange, tqdm
+
+
+def art_adversarial_training(model, data, *, eps=0.1, ratio=0.5, epochs=5, batch_size=64, learning_rate=1e-3,
+                             seed=0):
+    """ART's ``AdversarialTrainer`` with an FGSM attack, used the right way.
+
+    The source wrote ``robust_model = trainer.fit(...)``. ``fit`` trains the classifier *in
+    place* and returns ``None``; and ART's TF2 classifier can only train if it was given an
+    optimizer. So: build the classifier with an optimizer, call ``fit``, keep the classifier.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs logits; it is trained in place.
+    data : Dataset
+    eps : float, default=0.1
+    ratio : float, default=0.5
+        Share of each batch replaced by adversarial examples.
+    epochs, batch_size : int
+    learning_rate : float
+    seed : int
+
+    Returns
+    -------
+    (classifier, returned)
+        The trained ART classifier, and what ``fit`` returned (``None``: the lesson checks it).
+
+    Examples
+    --------
+    >>> clf, returned = art_adversarial_training(model, d, eps=0.1, epochs=2)   # doctest: +SKIP
+    >>> returned is None                                                        # doctest: +SKIP
+    True
+    """
+    quiet()  # ART warns on import that PyTorch is absent
+    from art.attacks.evasion import FastGradientMethod
+    from art.defences.trainer import AdversarialTrainer
+    from art.defences.trainer import adversarial_trainer as module
+
+    from ..art_bridge import art_classifier
+
+    eps = _check_nonneg("eps", eps)
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    seed_everything(seed)  # ART shuffles with NumPy's global generator
+    clf = art_classifier(model, data.n_classes, data.input_shape, data.clip, learning_rate)
+    attack = FastGradientMethod(clf, eps=eps, batch_size=batch_size)
+    trainer = AdversarialTrainer(clf, attacks=attack, ratio=ratio)
+    with _no_art_bars(module):
+        returned = trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train], nb_epochs=epochs,
+                               batch_size=batch_size)
+    return clf, returned
+
+
+def art_madry_training(model, data, *, eps=0.1, steps=7, eps_step=None, epochs=10, batch_size=64,
+                       learning_rate=1e-3, seed=0):
+    """ART's ``AdversarialTrainerMadryPGD`` (PGD adversarial training), for comparison with ours.
+
+    Returns the trained ART classifier (``fit`` returns ``None``; the classifier is trained in place).
+
+    Examples
+    --------
+    >>> clf = art_madry_training(model, d, eps=0.1, epochs=10)   # doctest: +SKIP
+    """
+    quiet()
+    from art.defences.trainer import AdversarialTrainerMadryPGD
+    from art.defences.trainer import adversarial_trainer as module
+
+    from ..art_bridge import art_classifier
+
+    eps = _check_nonneg("eps", eps)
+    seed_everything(seed)
+    clf = art_classifier(model, data.n_classes, data.input_shape, data.clip, learning_rate)
+    trainer = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch_size, eps=eps,
+                                         eps_step=2.5 * eps / steps if eps_step is None else eps_step,
+                                         max_iter=steps, num_random_init=1)
+    with _no_art_bars(module):
+        trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train])
+    return clf

@@ -1,0 +1,181 @@
+"""Defenses, each evaluated by an attack that knows about it."""
+import numpy as np
+import pytest
+
+from mlsec_lessons import attacks, data, models
+from mlsec_lessons.defenses import adversarial_train, art_adversarial_training, detection, evaluation
+from mlsec_lessons.defenses import preprocessing as pre
+
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits()
+
+
+@pytest.fixture(scope="module")
+def clean_model(digits):
+    return models.train(digits, "small_cnn", epochs=15, seed=0, cache=False)
+
+
+@pytest.fixture(scope="module")
+def robust_model(digits):
+    return adversarial_train(digits, method="pgd", eps=EPS, steps=5, epochs=12, seed=0, cache=False)
+
+
+def _pgd_acc(model, x, y, eps=EPS):
+    return models.accuracy(model, attacks.pgd(model, x, y, eps, eps / 8, 20, seed=0), y)
+
+
+# --------------------------------------------------------------------------- adversarial training
+def test_pgd_training_beats_clean_training_under_pgd(digits, clean_model, robust_model):
+    x, y = digits.x_test, digits.y_test
+    clean_pgd, robust_pgd = _pgd_acc(clean_model, x, y), _pgd_acc(robust_model, x, y)
+    assert robust_pgd > clean_pgd + 0.2, (robust_pgd, clean_pgd)
+    assert robust_pgd > 0.7
+    assert models.accuracy(robust_model, x, y) > 0.9  # still useful on clean inputs
+
+
+def test_fast_fgsm_rs_training_is_robust_too(digits, clean_model):
+    fast = adversarial_train(digits, method="fgsm_rs", eps=EPS, epochs=10, seed=0, cache=False)
+    assert _pgd_acc(fast, digits.x_test, digits.y_test) > _pgd_acc(clean_model, digits.x_test, digits.y_test) + 0.15
+
+
+def test_adversarial_training_caches_its_weights(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+    first = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
+    again = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
+    other = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1, eps=0.2)
+    assert not first.from_cache and again.from_cache and not other.from_cache
+    assert first.train_seconds > 0 and again.train_seconds == 0.0
+    assert len({first.cache_path, other.cache_path}) == 2
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(method="trades"), "method must be one of"),
+    (dict(eps=-0.1), "eps must be"),
+    (dict(steps=0), "steps must be"),
+    (dict(epochs=0), "epochs must be"),
+    (dict(learning_rate=0), "learning_rate must be positive"),
+])
+def test_adversarial_training_bad_arguments(digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        adversarial_train(digits, **kwargs)
+
+
+def test_adversarial_training_needs_a_valid_range():
+    with pytest.raises(ValueError, match="clip=None"):
+        adversarial_train(data.load_breast_cancer())
+
+
+def test_art_adversarial_trainer_fit_returns_none_and_trains_in_place(digits):
+    model = models.build("small_cnn", digits.input_shape, digits.n_classes)
+    before = [w.copy() for w in model.get_weights()]
+    clf, returned = art_adversarial_training(model, digits, eps=EPS, epochs=1, batch_size=256)
+    assert returned is None  # the source's `robust_model = trainer.fit(...)` keeps None
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    acc = np.mean(np.argmax(clf.predict(digits.x_test), axis=1) == digits.y_test)
+    assert acc > 0.3  # one short epoch: trained, if not well
+
+
+# --------------------------------------------------------------------------- preprocessing
+def test_source_noise_defense_gives_no_protection(digits, clean_model):
+    x, y = digits.x_test[:300], digits.y_test[:300]
+    result = pre.evaluate_preprocessing(clean_model, pre.gaussian_noise(0.01), x, y, EPS, EPS / 8, 20)
+    assert abs(result["non_adaptive"] - _pgd_acc(clean_model, x, y)) < 0.05
+    assert result["clean"] > 0.9
+
+
+def test_bpda_breaks_spatial_smoothing(digits, clean_model):
+    x, y = digits.x_test[:300], digits.y_test[:300]
+    result = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, 0.02, 30)
+    assert result["adaptive"] < result["non_adaptive"] - 0.05, result
+    assert set(result) >= {"clean", "non_adaptive", "adaptive", "eps", "norm", "steps", "eot_samples", "n"}
+
+
+def test_bpda_attacks_feature_squeezing_at_least_as_well(digits, clean_model):
+    x, y = digits.x_test[:300], digits.y_test[:300]
+    result = pre.evaluate_preprocessing(clean_model, pre.feature_squeezing(1), x, y, 0.2, 0.025, 30)
+    assert result["adaptive"] <= result["non_adaptive"] + 0.02, result
+    assert result["adaptive"] < result["clean"] - 0.3
+
+
+def test_eot_gradient_estimates_the_expected_gradient(digits, clean_model):
+    x, y = digits.x_test[:50], digits.y_test[:50]
+    noise = pre.gaussian_noise(0.3)
+    draws = [attacks.input_gradient(clean_model, pre.transform(noise, x), y) for _ in range(200)]
+    expected = np.mean(draws, axis=0)
+
+    def cosine(a, b):
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        return np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12))
+
+    one = attacks.input_gradient(clean_model, pre.transform(noise, x), y)
+    eot = np.mean([attacks.input_gradient(clean_model, pre.transform(noise, x), y) for _ in range(20)], axis=0)
+    assert cosine(eot, expected) > cosine(one, expected) + 0.1
+
+
+def test_preprocessors_are_arts_and_validate():
+    x = np.linspace(0, 1, 16, dtype=np.float32).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(pre.transform(pre.feature_squeezing(1), x), (x >= 0.5).astype(np.float32))
+    noisy = pre.transform(pre.gaussian_noise(0.1), x)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not np.array_equal(noisy, x)
+    with pytest.raises(ValueError, match="bit_depth"):
+        pre.feature_squeezing(0)
+    with pytest.raises(ValueError, match="sigma"):
+        pre.gaussian_noise(-1)
+    with pytest.raises(ValueError, match="eot_samples"):
+        pre.adaptive_pgd(None, pre.feature_squeezing(1), x, [0], 0.1, 0.01, 1, eot_samples=0)
+
+
+# --------------------------------------------------------------------------- detection
+@pytest.fixture(scope="module")
+def detector(digits, clean_model):
+    x_adv = attacks.pgd(clean_model, digits.x_train, digits.y_train, 0.15, 0.02, 20, seed=0)
+    return detection.AdversarialDetector(epochs=6).fit(*detection.detection_data(digits.x_train, x_adv))
+
+
+def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_model, detector):
+    x, y = digits.x_test, digits.y_test
+    plain = detection.evaluate_detection(clean_model, detector, x, y,
+                                         attacks.pgd(clean_model, x, y, 0.15, 0.02, 30, seed=1))
+    assert plain["tpr"] > 0.9 and plain["fpr"] < 0.1, plain
+    adaptive = detection.evaluate_detection(
+        clean_model, detector, x, y, detection.detector_aware_pgd(clean_model, detector, x, y, 0.15, 0.02, 30, seed=1))
+    assert adaptive["tpr"] < 0.3, adaptive
+    assert adaptive["undetected_success"] > plain["undetected_success"] + 0.4
+
+
+def test_detector_is_an_estimator(digits):
+    det = detection.AdversarialDetector(epochs=0, threshold=2.0)  # the constructor only stores
+    assert det.epochs == 0 and not hasattr(det, "model_")
+    with pytest.raises(ValueError, match="not fitted"):
+        det.predict(digits.x_test[:2])
+    X, y = detection.detection_data(digits.x_test[:20], digits.x_test[:20])
+    with pytest.raises(ValueError, match="epochs"):
+        det.fit(X, y)
+    with pytest.raises(ValueError, match="both labels"):
+        detection.AdversarialDetector().fit(X, np.zeros(len(X), int))
+    with pytest.raises(ValueError, match="same input shape"):
+        detection.detection_data(digits.x_test[:2], np.zeros((2, 3)))
+
+
+# --------------------------------------------------------------------------- evaluation
+def test_autoattack_is_at_least_as_strong_as_pgd_and_states_its_setting(digits, robust_model):
+    result = evaluation.autoattack(robust_model, digits.x_test, digits.y_test, eps=EPS, n=60, max_iter=10)
+    assert (result["eps"], result["norm"], result["n"]) == (EPS, "inf", 60)
+    idx = result["indices"]
+    np.testing.assert_array_equal(idx, evaluation.fixed_subset(len(digits.x_test), 60, seed=0))
+    x, y = digits.x_test[idx], digits.y_test[idx]
+    assert np.abs(result["x_adv"].astype(np.float64) - x).max() <= EPS * (1 + 1e-4)
+    assert result["robust_accuracy"] <= _pgd_acc(robust_model, x, y) + 0.05
+    assert result["robust_accuracy"] < result["clean_accuracy"]
+
+
+def test_fixed_subset_validates():
+    assert len(set(evaluation.fixed_subset(100, 30, seed=1))) == 30
+    with pytest.raises(ValueError, match="larger than"):
+        evaluation.fixed_subset(10, 11)
