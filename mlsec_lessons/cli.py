@@ -3,6 +3,8 @@
     mlsec grade ex0                        grade exercises/ex0_security_metrics.py
     mlsec grade ex0 --path my_ex0.py       grade another file
     mlsec grade ex0 --solutions            grade the reference solution (must score full marks)
+    mlsec grade ex1 --check pgd_step_increases_the_loss
+                                           run only the named check(s), to iterate on one part
     mlsec grade --all --path submissions/alice
                                            grade every exercise found in a folder
     mlsec stubs [--check]                  regenerate exercises/*.py from solutions/*.py
@@ -42,6 +44,8 @@ def build_parser():
     grade.add_argument("--solutions", action="store_true", help="grade the reference solutions")
     grade.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="seconds for one exercise (default: the exercise's own limit, 60 s unless it says)")
+    grade.add_argument("--check", action="append", metavar="NAME",
+                       help="run only this check (repeat for more); the error for a wrong name lists them")
     grade.set_defaults(run=run_grade, parser=grade)
 
     stub = commands.add_parser("stubs", help="regenerate exercises/*.py from solutions/*.py")
@@ -116,12 +120,14 @@ def run_grade(args):
     if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout:g}")
     if args.all:
+        if args.check:
+            parser.error("--check names checks of one exercise; it does not go with --all")
         return grade_all(args.path, args.solutions, args.timeout)
     try:
         name = exercises.resolve(args.exercise)
+        result = runner.grade(name, args.path, args.solutions, args.timeout, checks=args.check)
     except ValueError as e:
         parser.error(str(e))
-    result = runner.grade(name, args.path, args.solutions, args.timeout)
     print(result)
     return 0 if result.full_marks else 1
 

@@ -13,6 +13,7 @@ import pytest
 
 from mlsec_lessons import cli, metrics, stubs
 from mlsec_lessons.grading import grade, grade_cell, known, resolve, try_it
+from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,16 +24,11 @@ MLSEC = Path(sys.executable).with_name("mlsec")
 
 
 def variant(tmp_path, old, new):
-    """The solution with one piece of text replaced, written to tmp_path."""
-    text = SOLUTION.read_text(encoding="utf-8")
-    assert old in text, f"the solution no longer contains {old!r}; update this test"
-    path = tmp_path / f"{NAME}.py"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
+    return solution_variant("ex0", old, new, tmp_path)
 
 
 def failed(report):
-    return {c.name: c.message for c in report.checks if not c.passed}
+    return report.failed()
 
 
 def test_exercise_names():
@@ -164,6 +160,30 @@ def test_cli_exit_codes():
     assert "not implemented: " in exercises.stdout
     unknown = run_mlsec("grade", "ex99")
     assert unknown.returncode == 2 and f"known exercises: {NAME}" in unknown.stderr
+
+
+def test_grading_only_some_checks(tmp_path):
+    wrong = variant(tmp_path, "    return 1.0 - asr\n", "    return asr\n")
+    report = grade("ex0", wrong, checks=["example", "rejects_bad_input"])
+    names = [c.name for c in report.checks]  # every case of the two parametrized checks, nothing else
+    assert "mrs_is_one_minus_asr" in names and "asr_rejects_bad_input" in names, names
+    assert "robustness_curve_matches_reference" not in names and len(names) == 17, names
+    assert not report.full_marks and "mrs_is_one_minus_asr" in report.failed()
+    with pytest.raises(ValueError, match="has no check named 'no_such_check'; its checks are: matches_reference"):
+        grade("ex0", SOLUTION, checks=["no_such_check"])
+
+
+def test_cli_grades_one_check():
+    one = run_mlsec("grade", "ex0", "--solutions", "--check", "example")
+    assert one.returncode == 0 and "mrs_is_one_minus_asr" in one.stdout, one.stdout + one.stderr
+    assert "rejects_bad_input" not in one.stdout
+    bad = run_mlsec("grade", "ex0", "--check", "nope")
+    assert bad.returncode == 2 and "its checks are:" in bad.stderr
+
+
+def test_a_variant_must_edit_one_place(tmp_path):
+    with pytest.raises(ValueError, match="not once"):
+        solution_variant("ex0", "text that is not in the solution", "x", tmp_path)
 
 
 def test_cli_grades_a_submission_folder(tmp_path, capsys):

@@ -4,40 +4,19 @@ deliberately wrong variant of the solution loses points in the check that explai
 A full grading run trains four small models, so each variant is graded only on the checks that
 should catch it (the same pytest run the grader makes, restricted to those checks)."""
 import importlib.util
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlsec_lessons import stubs
-from mlsec_lessons.grading import exercises, grade, runner
+from mlsec_lessons.grading import grade
+from mlsec_lessons.grading.exercises import solution_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex2_privacy_preserving_system"
 SOLUTION = ROOT / "solutions" / f"{NAME}.py"
 STUB = ROOT / "exercises" / f"{NAME}.py"
-
-
-def variant(tmp_path, old, new):
-    """The solution with one piece of text replaced, written to tmp_path."""
-    text = SOLUTION.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"the solution should contain {old!r} exactly once; update this test"
-    path = tmp_path / f"{NAME}.py"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
-
-
-def grade_only(path, checks, timeout=90):
-    """{check: (passed, message)} for the named checks alone, graded like the grader does."""
-    nodeids = [f"{exercises.checks_file(NAME)}::test_{check}" for check in checks]
-    with tempfile.TemporaryDirectory() as tmp:
-        state, _, output = runner._pytest(nodeids, Path(path).absolute(), SOLUTION, Path(tmp), timeout,
-                                          runner.limits(NAME)["CHECK_TIME_LIMIT"])
-    assert state and state["finished"], output[-2000:]
-    names = {c["nodeid"]: c["name"] for c in state["checks"]}
-    return {names[k]: (r["passed"], r["message"]) for k, r in state["results"].items()}
 
 
 def load(path):
@@ -47,13 +26,11 @@ def load(path):
     return module
 
 
-def test_solution_scores_full_marks_within_the_budget():
-    start = time.monotonic()
+def test_solution_scores_full_marks():
+    # its time against the 90 s budget is measured by benchmarks/bench_grading.py
     report = grade("ex2", solutions=True)
-    seconds = time.monotonic() - start
     assert report.full_marks, report.table()
     assert report.total >= 30 and len(report.checks) >= 20
-    assert seconds <= 90, f"grading the solution took {seconds:.0f} s, the budget is 90 s"
 
 
 def test_stub_scores_zero_and_shows_hints():
@@ -131,9 +108,9 @@ WRONG = {
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, tmp_path):
     old, new, checks, must_fail = WRONG[mistake]
-    results = grade_only(variant(tmp_path, old, new), checks)
-    passed, message = results[must_fail]
-    assert not passed, f"{mistake}: {must_fail} still passes"
+    report = grade("ex2", solution_variant("ex2", old, new, tmp_path), checks=checks)
+    assert must_fail in report.failed(), f"{mistake}: {must_fail} still passes"
+    message = report.failed()[must_fail]
     assert message and "not implemented" not in message and "Traceback" not in message, message
 
 

@@ -5,22 +5,10 @@ from pathlib import Path
 import pytest
 
 from mlsec_lessons.grading import grade
+from mlsec_lessons.grading.exercises import solution_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex3_secure_deployment"
-SOLUTION = ROOT / "solutions" / f"{NAME}.py"
-
-
-def variant(tmp_path, old, new):
-    text = SOLUTION.read_text(encoding="utf-8")
-    assert old in text, f"the solution no longer contains {old!r}; update this test"
-    path = tmp_path / f"{NAME}.py"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
-
-
-def failed(report):
-    return {c.name for c in report.checks if not c.passed}
 
 
 def test_solution_scores_full_marks():
@@ -39,7 +27,8 @@ MISTAKES = [
     pytest.param('options={"require": REQUIRED_CLAIMS})',
                  'options={"require": REQUIRED_CLAIMS, "verify_signature": False})',
                  {"bad_signature", "alg_none", "expired", "wrong_audience"}, id="verify_signature_off"),
-    pytest.param("algorithms=[ALGORITHM]", 'algorithms=[jwt.get_unverified_header(token)["alg"]]',
+    pytest.param("self.secret, algorithms=[ALGORITHM]",
+                 'self.secret, algorithms=[jwt.get_unverified_header(token)["alg"]]',
                  {"alg_from_header"}, id="algorithms_from_the_token_header"),
     pytest.param("    for w in model.get_weights():", "    for w in []:",
                  {"digest_covers_the_weights", "verify_rejects_a_tampered_model"}, id="hash_over_config_only"),
@@ -58,6 +47,6 @@ MISTAKES = [
 
 @pytest.mark.parametrize("old, new, must_fail", MISTAKES)
 def test_mistake_loses_points(tmp_path, old, new, must_fail):
-    report = grade("ex3", variant(tmp_path, old, new))
-    assert must_fail <= failed(report), f"expected {sorted(must_fail)} to fail:\n{report.table()}"
+    report = grade("ex3", solution_variant("ex3", old, new, tmp_path))
+    assert must_fail <= set(report.failed()), f"expected {sorted(must_fail)} to fail:\n{report.table()}"
     assert not report.full_marks

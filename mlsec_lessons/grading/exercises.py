@@ -55,3 +55,27 @@ def solution_file(name):
         if path.exists():
             return path
     return path
+
+
+def solution_variant(exercise, old, new, directory):
+    """Write the reference solution with ``old`` replaced by ``new`` to ``directory``; return its path.
+
+    This is how the course tests its checks: a deliberate mistake, made in one place of a
+    solution that scores full marks, must lose the points of the check that explains it.
+
+    Raises
+    ------
+    ValueError
+        When ``old`` is not in the solution exactly once, so a test cannot edit the wrong place.
+
+    Examples
+    --------
+    >>> path = solution_variant("ex0", "return 1.0 - asr", "return asr", tmp)   # doctest: +SKIP
+    """
+    name = resolve(exercise)
+    text = solution_file(name).read_text(encoding="utf-8")
+    if text.count(old) != 1:
+        raise ValueError(f"solutions/{name}.py contains {old!r} {text.count(old)} times, not once")
+    path = Path(directory) / f"{name}.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path

@@ -41,6 +41,10 @@ class Report:
         # no checks at all means the grader could not run: that is not full marks
         return bool(self.checks) and not self.note and self.score == self.total
 
+    def failed(self):
+        """``{check name: why it failed}`` for every check that did not pass."""
+        return {c.name: c.message for c in self.checks if not c.passed}
+
     def table(self, width=96):
         """The report as text: a row per check, a total, and the reason for each failure."""
         name_width = max([len(c.name) for c in self.checks] + [5])

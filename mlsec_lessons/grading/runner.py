@@ -43,7 +43,20 @@ def limits(name):
     return found
 
 
-def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None):
+def check_functions(name):
+    """The names of an exercise's check functions (``test_x`` is check ``x``), read without importing them.
+
+    Examples
+    --------
+    >>> check_functions("ex0_security_metrics")[:2]
+    ['matches_reference', 'robustness_curve_matches_reference']
+    """
+    tree = ast.parse(exercises.checks_file(name).read_text(encoding="utf-8"))
+    return [node.name.removeprefix("test_") for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+
+
+def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None, checks=None):
     """Run the checks of ``exercise`` on a file and return a :class:`Report`.
 
     Parameters
@@ -59,11 +72,14 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
         ``TIME_LIMIT`` (see :func:`limits`).
     check_timeout : float, optional
         Seconds for one check. Default: the exercise's ``CHECK_TIME_LIMIT``.
+    checks : list of str, optional
+        Run only these check functions (``"pgd_step_increases_the_loss"``; every case of a
+        parametrized one), to iterate on one part of an exercise. Default: all of them.
 
     Raises
     ------
     ValueError
-        For an unknown exercise, or when both ``path`` and ``solutions`` are given.
+        For an unknown exercise or check name, or when both ``path`` and ``solutions`` are given.
 
     Examples
     --------
@@ -80,19 +96,27 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     declared = limits(name)
     timeout = declared["TIME_LIMIT"] if timeout is None else timeout
     check_timeout = declared["CHECK_TIME_LIMIT"] if check_timeout is None else check_timeout
-    checks, results, note = run_checks(name, path, timeout, check_timeout)
+    todo = [str(exercises.checks_file(name))]
+    if checks is not None:
+        known = check_functions(name)
+        unknown = [c for c in checks if c not in known]
+        if unknown or not checks:
+            raise ValueError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
+                             f"its checks are: {', '.join(known)}")
+        todo = [f"{todo[0]}::test_{c}" for c in checks]
+    found, results, note = run_checks(name, path, timeout, check_timeout, todo)
     report = Report(name, path, note=note)
-    for check in checks:
+    for check in found:
         passed, message = results[check["nodeid"]]
         report.checks.append(CheckResult(check["name"], check["points"], passed, message))
     return report
 
 
-def run_checks(name, path, timeout, check_timeout):
-    """Run the checks until every one has an outcome; return (checks, {nodeid: (passed, message)}, note)."""
+def run_checks(name, path, timeout, check_timeout, todo):
+    """Run the checks in ``todo`` (pytest node ids) until every one has an outcome;
+    return (checks, {nodeid: (passed, message)}, note)."""
     deadline = time.monotonic() + timeout
     checks, results, stop = [], {}, ""
-    todo = [str(exercises.checks_file(name))]
     with tempfile.TemporaryDirectory(prefix="mlsec-grade-") as tmp:
         while todo:
             left = deadline - time.monotonic()
