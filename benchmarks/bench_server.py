@@ -10,7 +10,7 @@ and is appended to the HMAC-chained audit log. Each server runs in its own proce
 generator is this process. Rounds alternate plain/secured so that a busy machine slows both alike.
 
 A third server, the secured one with its audit log switched off, is measured as a diagnostic: it
-shows how much of the cost is the log (whose every append rewrites a signed anchor file).
+shows how much of the cost is the log (whose every append also overwrites a small signed anchor).
 
 Run: ``python benchmarks/run.py server``. Goal: the security layer costs at most 20% of throughput.
 """
@@ -195,7 +195,7 @@ def run():
                   "and range, adds the security headers, and appends an HMAC-chained audit "
                   f"entry ({audited} entries written in this run, no fsync). 'plain' does none of that. "
                   "The gap between 'secured' and the diagnostic row is the audit log: every append also "
-                  "rewrites the log's signed anchor file (a temporary file renamed over the old one). "
+                  "overwrites the log's fixed-size signed anchor in place (both files stay open between requests). "
                   "Each server is a separate process; this process generates the load, so on a machine with few "
                   "cores the client competes with the servers for CPU and absolute figures are lower bounds."),
     }

@@ -144,6 +144,25 @@ def test_appending_continues_the_chain_after_reopening(log):
     assert report.ok and report.entries == 7
 
 
+def test_a_writer_follows_a_rotated_log_and_a_deleted_anchor(tmp_path):
+    # the writer keeps its files open between appends; it must not go on writing to a file
+    # that is no longer at the path
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog(path, KEY)
+    audit.append(sub="a")
+    path.rename(tmp_path / "audit.1.jsonl")  # rotation
+    anchor_path(path).rename(tmp_path / "audit.1.jsonl.anchor")
+    audit.append(sub="b")
+    assert [json.loads(x)["sub"] for x in lines(path)] == ["b"] and json.loads(lines(path)[0])["seq"] == 1
+    assert verify_log(path, KEY) and verify_log(tmp_path / "audit.1.jsonl", KEY)
+    anchor_path(path).unlink()
+    audit.append(sub="c")
+    assert verify_log(path, KEY).entries == 2
+    audit.close()
+    audit.append(sub="d")  # reopens
+    assert verify_log(path, KEY).entries == 3
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="at least 32 bytes"):
         AuditLog(tmp_path / "a.jsonl", b"short")

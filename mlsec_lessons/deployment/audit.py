@@ -97,6 +97,8 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # threads of this process
         self._state = None  # (file size, seq, mac) after our last write
+        self._anchor = anchor_path(self.path)
+        self._fds = {}  # path -> descriptor kept open between appends (an open per request is costly)
 
     def append(self, **fields):
         """Append one entry; ``time`` (UTC, ISO 8601) is added unless given. Returns the entry."""
@@ -104,32 +106,52 @@ class AuditLog:
         if clash:
             raise ValueError(f"fields {clash} are reserved for the hash chain")
         fields.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
-        with self._lock, open(self.path, "ab+") as f:
+        with self._lock:
+            fd = self._descriptor(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_EX)  # other processes; released when f closes
-            seq, prev = self._tail(f)
-            entry = {**fields, "seq": seq + 1, "prev": prev}
-            entry["mac"] = entry_mac(self.key, entry)
-            f.write(canonical(entry) + b"\n")
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-            self._state = (f.tell(), entry["seq"], entry["mac"])
-            self._write_anchor(entry["seq"], entry["mac"])
+                fcntl.flock(fd, fcntl.LOCK_EX)  # other processes
+            try:
+                size = os.fstat(fd).st_size
+                seq, prev = self._tail(size)
+                entry = {**fields, "seq": seq + 1, "prev": prev}
+                body = canonical(entry)  # what the MAC covers: the entry without its mac
+                entry["mac"] = hmac.new(self.key, body, hashlib.sha256).hexdigest()
+                line = body[:-1] + b',"mac":"' + entry["mac"].encode() + b'"}\n'  # the same JSON, one encoding
+                os.write(fd, line)  # O_APPEND: lands at the end even if another process wrote meanwhile
+                if self.fsync:
+                    os.fsync(fd)
+                self._state = (size + len(line), entry["seq"], entry["mac"])
+                self._write_anchor(entry["seq"], entry["mac"])
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
         return entry
 
-    def _tail(self, f):
+    def _descriptor(self, path, flags):
+        """An open descriptor for ``path``, reopened if the file was deleted or replaced (rotation)."""
+        fd = self._fds.get(path)
+        if fd is not None:
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        self._fds[path] = fd = os.open(path, flags, 0o600)
+        return fd
+
+    def _tail(self, size):
         """``(seq, mac)`` of the last entry; from memory unless another writer moved the file."""
-        size = f.seek(0, os.SEEK_END)
         if self._state is not None and self._state[0] == size:
             return self._state[1], self._state[2]
         if size == 0:
             return 0, GENESIS
-        f.seek(max(0, size - 65536))
-        lines = f.read().splitlines()
-        if size > 65536 and len(lines) < 2:  # one huge last entry: read it all
-            f.seek(0)
-            lines = f.read().splitlines()
+        with open(self.path, "rb") as f:
+            f.seek(max(0, size - 65536))
+            lines = f.read(size).splitlines()
+            if size > 65536 and len(lines) < 2:  # one huge last entry: read it all
+                f.seek(0)
+                lines = f.read(size).splitlines()
         last = json.loads(lines[-1])
         return int(last["seq"]), last["mac"]
 
@@ -139,11 +161,26 @@ class AuditLog:
         record = canonical(anchor).ljust(ANCHOR_BYTES - 1) + b"\n"
         # overwritten in place at a fixed width: one small write, far cheaper than a temp file
         # and a rename per request, and never a shorter record that leaves an old tail behind
-        fd = os.open(anchor_path(self.path), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, record)  # at offset 0: the file was opened without O_APPEND
-        finally:
-            os.close(fd)
+        fd = self._descriptor(self._anchor, os.O_WRONLY | os.O_CREAT)
+        if hasattr(os, "pwrite"):
+            os.pwrite(fd, record, 0)
+        else:  # Windows
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, record)
+
+    def close(self):
+        """Close the files this log keeps open; the next append opens them again."""
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def __del__(self):
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 @dataclass
