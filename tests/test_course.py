@@ -3,6 +3,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -58,3 +60,27 @@ def test_notebooks_use_the_course_kernel():
     for nb in NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb")):
         spec = json.loads(nb.read_text())["metadata"].get("kernelspec", {})
         assert spec.get("name") == "mlsec-lessons", f"{nb.name}: kernelspec is {spec}"
+
+
+def test_cell_sources_have_no_control_characters():
+    # a "\v" typed into a Python string in a notebook builder becomes a vertical tab, and
+    # "$e^\varepsilon$" silently renders as "e^ arepsilon"
+    bad = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+    for nb in NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            found = bad.search("".join(cell["source"]))
+            assert found is None, f"{nb.name}, cell {i}: control character {found.group()!r} in its source"
+
+
+# the source's mistakes (shared/design.md) and the lessons that teach them
+PITFALLS = {1: "01", 2: "03", 3: "02", 4: "03", 5: "03", 6: "03", 7: "03", 8: "03", 9: "04", 10: "05",
+            11: "07", 12: "07", 13: "07", 14: "01", 15: "00"}
+
+
+@pytest.mark.parametrize("mistake, lesson", PITFALLS.items())
+def test_every_source_mistake_is_a_pitfall_callout(mistake, lesson):
+    nb = next((ROOT / "notebooks").glob(f"{lesson}_*.ipynb"))
+    markdown = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"]
+                       if c["cell_type"] == "markdown")
+    callout = re.compile(rf"^> \*\*Pitfall \(source mistakes? (?:\d+, )*{mistake}\b", re.M)
+    assert callout.search(markdown), f"{nb.name} has no '> **Pitfall (source mistake {mistake})' callout"
