@@ -103,11 +103,26 @@ def test_audit_verify_names_the_first_bad_entry(deployment, env, tmp_path):
     assert ok.returncode == 0 and "5 entries" in ok.stdout, ok.stderr
     wrong_key = mlsec(env, "audit", "verify", log_path)  # the dev secret: a different key
     assert wrong_key.returncode == 1 and "line 1" in wrong_key.stderr
-    lines = log_path.read_text().splitlines()
-    lines[2], lines[3] = lines[3], lines[2]  # reorder
-    log_path.write_text("\n".join(lines) + "\n")
+
+
+TAMPER = {  # what is done to the 5 lines, and the line the verifier must name
+    "modified": (lambda lines: lines[:1] + [lines[1].replace('"allow"', '"deny"')] + lines[2:], 2),
+    "deleted": (lambda lines: lines[:2] + lines[3:], 3),
+    "inserted": (lambda lines: lines[:4] + [lines[1]] + lines[4:], 5),
+    "reordered": (lambda lines: lines[:2] + [lines[3], lines[2]] + lines[4:], 3),
+}
+
+
+@pytest.mark.parametrize("kind", TAMPER)
+def test_audit_verify_exits_1_naming_the_first_bad_line(deployment, env, tmp_path, kind):
+    log_path = tmp_path / "audit.jsonl"
+    log = AuditLog(log_path, server.audit_key(secret_file=deployment.secret_file))
+    for i in range(5):
+        log.append(sub=f"user{i}", status=200, decision="allow")
+    edit, line = TAMPER[kind]
+    log_path.write_text("\n".join(edit(log_path.read_text().splitlines())) + "\n")
     bad = mlsec(env, "audit", "verify", log_path, "--secret-file", deployment.secret_file)
-    assert bad.returncode == 1 and "line 3" in bad.stderr, bad.stderr
+    assert bad.returncode == 1 and f"line {line}" in bad.stderr, bad.stderr
 
 
 def test_serve_with_tls_answers_and_exits_cleanly_on_ctrl_c(deployment, env, tmp_path):

@@ -17,7 +17,10 @@ JSON, shape, type, NaN, range     422     :func:`~mlsec_lessons.deployment.valid
 
 Every response carries the security headers (:mod:`.headers`) and no ``Server`` header, and every
 request, allowed or not, is appended to the HMAC-chained audit log before its response is
-finished. A model is served only if its signed manifest verifies; ``/reload`` re-verifies, and a
+finished: time, method, path, status, decision, latency, the token's ``sub`` and the model once they
+are known, the reason for a refusal, and ``input_sha256``, the hash of the body, for requests whose
+body was read (``null`` when the request was refused before that: 401, 403, 413, 415, 429).
+A model is served only if its signed manifest verifies; ``/reload`` re-verifies, and a
 model that no longer verifies is refused with 409 while the last verified one goes on serving.
 
 Examples
