@@ -36,3 +36,21 @@ def cache_key(**parts):
     """A short, stable key for a JSON-serialisable description of what was computed."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def save_weights(model, path, config):
+    """Write ``model``'s weights to ``path`` (``*.weights.h5``) and ``config`` beside it as JSON.
+
+    The weights go to a temporary file that is then renamed, so a half-written file is never
+    mistaken for a cached model; the file holds weights only, never optimizer state.
+    """
+    import keras  # here, not at the top: reading the cache needs no TensorFlow
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    weights_only = keras.models.clone_model(model)
+    weights_only.set_weights(model.get_weights())
+    weights_only.save_weights(tmp)
+    tmp.replace(path)
+    path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))

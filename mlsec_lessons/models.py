@@ -3,13 +3,12 @@
 Every model outputs logits (no softmax layer): attacks and losses want logits, and
 ``from_logits=True`` is numerically safer than taking the log of a softmax.
 """
-import json
 
 import keras
 import numpy as np
 
 from . import __version__
-from .cache import cache_dir, cache_key, fingerprint
+from .cache import cache_dir, cache_key, fingerprint, save_weights
 from .reproducibility import seed_everything
 
 
@@ -153,13 +152,7 @@ def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-
                   shuffle=True, verbose=0, callbacks=callbacks)
         model.from_cache = False
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-            weights_only = keras.models.clone_model(model)  # no optimizer state in the file
-            weights_only.set_weights(model.get_weights())
-            weights_only.save_weights(tmp)
-            tmp.replace(path)  # atomic: a half-written file is never mistaken for a cached model
-            path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))
+            save_weights(model, path, config)
     model.cache_path = path
     return model
 

@@ -249,6 +249,8 @@ class AdversarialDefense:
         """Set the detector's threshold so that it flags a share ``fpr`` of the clean ``X_clean``
         (default: the training data). Returns ``self``."""
         if X_clean is None:
+            if not hasattr(self, "X_train_"):
+                raise ValueError("fit_detector needs clean inputs: pass X_clean, or call train_robust_model first")
             X_clean = self.X_train_
         self.detector_model_ = model
         ### BEGIN SOLUTION hint: scores = self.detector_score(X_clean); the threshold is their (1 - self.fpr) quantile, so that a share fpr of clean inputs scores above it
@@ -260,6 +262,8 @@ class AdversarialDefense:
 
     def detect_attack(self, X):
         """A boolean per input: True where the detector flags it as adversarial."""
+        if not hasattr(self, "threshold_"):
+            raise ValueError("the detector is not calibrated yet: call fit_detector(model) first")
         return self.detector_score(X) > self.threshold_
 
     # ------------------------------------------------------------------ evaluation

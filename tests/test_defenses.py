@@ -149,6 +149,19 @@ def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_m
     assert adaptive["undetected_success"] > plain["undetected_success"] + 0.4
 
 
+def test_detector_comes_from_the_cache_the_second_time(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+    x_clean = digits.x_train[:200]
+    X, y = detection.detection_data(x_clean, np.clip(x_clean + 0.15 * np.sign(x_clean - 0.5), 0, 1))
+    first = detection.AdversarialDetector(epochs=2, seed=0).fit(X, y)
+    again = detection.AdversarialDetector(epochs=2, seed=0).fit(X, y)
+    assert not first.from_cache_ and again.from_cache_
+    np.testing.assert_array_equal(first.score_samples(X), again.score_samples(X))
+    other = detection.AdversarialDetector(epochs=2, seed=0).fit(X[::-1], y[::-1])  # other data: trains
+    assert not other.from_cache_
+    assert not detection.AdversarialDetector(epochs=2, seed=0, cache=False).fit(X, y).from_cache_
+
+
 def test_detector_is_an_estimator(digits):
     det = detection.AdversarialDetector(epochs=0, threshold=2.0)  # the constructor only stores
     assert det.epochs == 0 and not hasattr(det, "model_")

@@ -9,7 +9,6 @@ start with step ``1.25 * eps`` (``method="fgsm_rs"``, the "fast" adversarial tra
 Wong et al., 2020). Each batch's attack and update run inside one ``tf.function``.
 """
 import contextlib
-import json
 import time
 
 import keras
@@ -18,7 +17,7 @@ import tensorflow as tf
 
 from .. import __version__, models
 from ..attacks import _check_nonneg, _check_positive_int, _compiled_pgd, sample_ball
-from ..cache import cache_dir, cache_key, fingerprint
+from ..cache import cache_dir, cache_key, fingerprint, save_weights
 from ..reproducibility import quiet, seed_everything
 
 METHODS = ("pgd", "fgsm_rs")
@@ -50,14 +49,6 @@ def _train_step(model, optimizer, lo, hi):
         return loss
 
     return step
-
-
-def _save(model, path, config):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    model.save_weights(tmp)
-    tmp.replace(path)  # atomic, as in models.train: no half-written cache entry
-    path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))
 
 
 def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7, eps_step=None, epochs=20,
@@ -128,7 +119,7 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
         model.train_seconds = _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress)
         model.from_cache = False
         if path is not None:
-            _save(model, path, config)
+            save_weights(model, path, config)
     models.compile_for_training(model, learning_rate)
     model.cache_path = path
     return model
@@ -161,7 +152,7 @@ def _fit(model, data, steps, eps_step, eps, epochs, batch_size, learning_rate, s
 
 # --------------------------------------------------------------------------- ART's trainers
 @contextlib.contextmanager
-def _no_art_bars(*modules):
+def art_progress_bars_off(*modules):
     """ART's trainers draw tqdm bars with no switch to turn them off; swap in a plain iterator."""
     saved = [(m, m.trange, m.tqdm) for m in modules]
     for m in modules:
@@ -219,7 +210,7 @@ def art_adversarial_training(model, data, *, eps=0.1, ratio=0.5, epochs=5, batch
     clf = art_classifier(model, data.n_classes, data.input_shape, data.clip, learning_rate)
     attack = FastGradientMethod(clf, eps=eps, batch_size=batch_size)
     trainer = AdversarialTrainer(clf, attacks=attack, ratio=ratio)
-    with _no_art_bars(module):
+    with art_progress_bars_off(module):
         returned = trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train], nb_epochs=epochs,
                                batch_size=batch_size)
     return clf, returned
@@ -247,6 +238,6 @@ def art_madry_training(model, data, *, eps=0.1, steps=7, eps_step=None, epochs=1
     trainer = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch_size, eps=eps,
                                          eps_step=2.5 * eps / steps if eps_step is None else eps_step,
                                          max_iter=steps, num_random_init=1)
-    with _no_art_bars(module):
+    with art_progress_bars_off(module):
         trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train])
     return clf

@@ -14,8 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import models
+from .. import __version__, models
 from ..attacks import _check_nonneg, _check_positive_int, _loss, pgd_loop
+from ..cache import cache_dir, cache_key, fingerprint, save_weights
 from ..reproducibility import check_seed, seed_everything
 
 
@@ -40,11 +41,15 @@ class AdversarialDetector:
     threshold : float, default=0.5
         Inputs with ``score_samples >= threshold`` are flagged.
     seed : int
+    cache : bool, default=True
+        Load the weights if the same detector was trained on the same data before.
 
     Attributes
     ----------
     model_ : keras.Model
         The trained detector; logit 1 means "adversarial".
+    from_cache_ : bool
+        Whether ``fit`` loaded the weights instead of training.
 
     Examples
     --------
@@ -54,13 +59,15 @@ class AdversarialDetector:
     {'tpr': 0.998, 'fpr': 0.002}
     """
 
-    def __init__(self, arch="small_cnn", epochs=10, batch_size=64, learning_rate=1e-3, threshold=0.5, seed=0):
+    def __init__(self, arch="small_cnn", epochs=10, batch_size=64, learning_rate=1e-3, threshold=0.5, seed=0,
+                 cache=True):
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.threshold = threshold
         self.seed = seed
+        self.cache = cache
 
     def fit(self, X, y):
         """Train on inputs ``X`` with labels ``y`` (0 clean, 1 adversarial). Returns self."""
@@ -74,8 +81,20 @@ class AdversarialDetector:
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         seed_everything(check_seed(self.seed))
-        self.model_ = models.compile_for_training(models.build(self.arch, X.shape[1:], 2), self.learning_rate)
-        self.model_.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, shuffle=True, verbose=0)
+        model = models.build(self.arch, X.shape[1:], 2)
+        config = dict(kind="detector", arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
+                      learning_rate=self.learning_rate, seed=self.seed, data=fingerprint(X, y),
+                      keras=keras.__version__, mlsec=__version__)
+        path = cache_dir() / "models" / f"detector-{self.arch}-{cache_key(**config)}.weights.h5"
+        self.from_cache_ = bool(self.cache and path.exists())
+        if self.from_cache_:
+            model.load_weights(path)
+        models.compile_for_training(model, self.learning_rate)
+        if not self.from_cache_:
+            model.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, shuffle=True, verbose=0)
+            if self.cache:
+                save_weights(model, path, config)
+        self.model_ = model
         return self
 
     def _check_fitted(self):
