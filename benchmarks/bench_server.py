@@ -29,8 +29,9 @@ GOAL = 0.20         # the most throughput the security layer may cost
 SECONDS = 2.0       # per measurement
 ROUNDS = 3          # the servers alternate this many times per setting
 SETTINGS = ((1, 1), (1, 4), (32, 4))  # (instances per request, concurrent clients)
-KINDS = ("plain", "secured", "no-audit")
-LABELS = {"plain": "plain (peer)", "secured": "secured", "no-audit": "secured, audit log off (diagnostic)"}
+KINDS = ("plain", "secured", "no-audit", "headers")
+LABELS = {"plain": "plain (peer)", "secured": "secured", "no-audit": "secured, audit log off (diagnostic)",
+          "headers": "plain + security headers only (diagnostic)"}
 
 
 def plain_app(served):
@@ -48,6 +49,20 @@ def plain_app(served):
     return app
 
 
+def _with_headers(app):
+    """``app`` with the secured server's response headers added, and nothing else."""
+    from mlsec_lessons.deployment.headers import ASGI_HEADERS
+
+    async def wrapped(scope, receive, send):
+        async def add(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + ASGI_HEADERS}
+            await send(message)
+        await app(scope, receive, add if scope["type"] == "http" else send)
+
+    return wrapped
+
+
 def _serve(kind, folder):
     """Child process: build the ``kind`` server, print its URL, serve until stdin closes."""
     import mlsec_lessons
@@ -56,8 +71,10 @@ def _serve(kind, folder):
     from mlsec_lessons.deployment import artifacts, keys, server
 
     model_dir, public = artifacts.demo_model_dir(), keys.dev_signing_key()[1]
-    if kind == "plain":
+    if kind in ("plain", "headers"):
         app = plain_app(server.load_model(model_dir, public))
+        if kind == "headers":  # diagnostic: the response headers alone, which the client must parse
+            app = _with_headers(app)
     else:
         from mlsec_lessons.deployment.audit import AuditLog
 
@@ -147,7 +164,8 @@ def run():
     with tempfile.TemporaryDirectory() as folder:
         procs = {kind: _start(kind, folder) for kind in KINDS}
         try:
-            headers = {kind: {} if kind == "plain" else {"Authorization": f"Bearer {token}"} for kind in KINDS}
+            headers = {kind: {} if kind in ("plain", "headers") else {"Authorization": f"Bearer {token}"}
+                       for kind in KINDS}
             rows = []
             for batch, concurrency in SETTINGS:
                 bodies = [json.dumps({"instances": x[i:i + batch].tolist()}).encode()
@@ -194,10 +212,13 @@ def run():
                   "the content type, reads the body against its size limit, validates shape, type, finiteness "
                   "and range, adds the security headers, and appends an HMAC-chained audit "
                   f"entry ({audited} entries written in this run, no fsync). 'plain' does none of that. "
-                  "The gap between 'secured' and the diagnostic row is the audit log: every append also "
+                  "The gap between 'secured' and the 'audit log off' row is the audit log: every append also "
                   "overwrites the log's fixed-size signed anchor in place (both files stay open between requests). "
-                  "Each server is a separate process; this process generates the load, so on a machine with few "
-                  "cores the client competes with the servers for CPU and absolute figures are lower bounds."),
+                  "The 'security headers only' row is the plain server plus the 11 response headers: its gap to "
+                  "'plain' is mostly the load generator's, which parses them in Python. "
+                  "Each server is a separate process; this process generates the load (its threads share one "
+                  "GIL), so on a machine with few cores the client competes with the servers for CPU and absolute "
+                  "figures are lower bounds."),
     }
 
 
