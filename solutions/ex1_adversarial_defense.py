@@ -261,9 +261,15 @@ class AdversarialDefense:
         return self
 
     def detect_attack(self, X):
-        """A boolean per input: True where the detector flags it as adversarial."""
+        """A boolean per input: True where the detector flags it as adversarial.
+
+        The detector is calibrated on first use, on the robust model and its training data, unless
+        ``fit_detector`` was called before (to watch another model, or calibrate on other data).
+        """
         if not hasattr(self, "threshold_"):
-            raise ValueError("the detector is not calibrated yet: call fit_detector(model) first")
+            if not hasattr(self, "model_"):
+                raise ValueError("the detector is not calibrated: call train_robust_model or fit_detector first")
+            self.fit_detector(self.model_)
         return self.detector_score(X) > self.threshold_
 
     # ------------------------------------------------------------------ evaluation
