@@ -1,4 +1,4 @@
-"""Exercise 2's grader: full marks for the solution within the budget, none for the stub, and each
+"""Exercise 2's grader: full marks for the solution, and each
 deliberately wrong variant of the solution loses points in the check that explains its mistake.
 
 A full grading run trains four small models, so each variant is graded only on the checks that
@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlsec_lessons import stubs
 from mlsec_lessons.grading import grade
 from mlsec_lessons.grading.exercises import solution_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex2_privacy_preserving_system"
 SOLUTION = ROOT / "solutions" / f"{NAME}.py"
-STUB = ROOT / "exercises" / f"{NAME}.py"
 
 
 def load(path):
@@ -31,20 +29,6 @@ def test_solution_scores_full_marks():
     report = grade("ex2", solutions=True)
     assert report.full_marks, report.table()
     assert report.total >= 30 and len(report.checks) >= 20
-
-
-def test_stub_scores_zero_and_shows_hints():
-    report = grade("ex2", STUB)
-    assert report.score == 0 and not report.full_marks, report.table()
-    assert all(c.message.startswith("not implemented: ") for c in report.checks), report.table()
-    hints = {stubs.parse_hint(line) for line in SOLUTION.read_text().splitlines() if stubs.BEGIN in line}
-    shown = {c.message.removeprefix("not implemented: ") for c in report.checks}
-    assert shown <= hints and len(shown) >= 8
-
-
-def test_stub_is_generated_from_the_solution():
-    assert STUB.read_text(encoding="utf-8") == stubs.make_stub(SOLUTION.read_text(encoding="utf-8"),
-                                                               f"solutions/{NAME}.py")
 
 
 # mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
