@@ -3,17 +3,12 @@ import keras
 import numpy as np
 import pytest
 
-from mlsec_lessons import attacks, data, models
+from mlsec_lessons import attacks, models
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return data.load_digits()
-
-
-@pytest.fixture(scope="module")
-def model(digits):
-    return models.train(digits, "small_cnn", epochs=15, seed=0, cache=False)
+def model(small_cnn):
+    return small_cnn
 
 
 def _l2(a, b):

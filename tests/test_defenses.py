@@ -10,13 +10,8 @@ EPS = 0.1
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return data.load_digits()
-
-
-@pytest.fixture(scope="module")
-def clean_model(digits):
-    return models.train(digits, "small_cnn", epochs=15, seed=0, cache=False)
+def clean_model(small_cnn):
+    return small_cnn
 
 
 @pytest.fixture(scope="module")
