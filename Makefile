@@ -8,7 +8,7 @@ KERNEL := mlsec-lessons
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 
-.PHONY: lab test test-fast course stubs kernel lock bench clean help
+.PHONY: lab test test-fast course stubs kernel lock bench federated clean help
 
 help:
 	@echo "make lab        create .venv if needed and open the course in JupyterLab"
@@ -17,6 +17,7 @@ help:
 	@echo "make course     execute every notebook and render it to HTML in build/"
 	@echo "make stubs      regenerate exercises/*.py from solutions/*.py"
 	@echo "make bench      run the benchmarks and write benchmarks/results/"
+	@echo "make federated  lesson 06's FedAvg on a real Flower SuperLink and SuperNodes (FED_ARGS=\"--clients 10\")"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -51,6 +52,10 @@ stubs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# A real Flower deployment on 127.0.0.1: one SuperLink, one SuperNode process per client, `flwr run`.
+federated: $(STAMP)
+	$(VENV)/bin/mlsec federated $(FED_ARGS)
 
 # Re-resolve the whole stack from the pins in pyproject.toml (needs a network; run rarely).
 lock:

@@ -17,6 +17,9 @@
     mlsec verify DIR [--public-key P]      check DIR against its signed manifest
     mlsec audit verify LOG [--key-file F | --secret-file F]
                                            check the audit log's HMAC chain
+    mlsec federated [--clients 4] [--rounds 3] [--scheme dirichlet]
+                                           lesson 06's FedAvg as a real deployment: a Flower
+                                           SuperLink and SuperNodes as processes on 127.0.0.1
 
 Without --secret-file, --key, --public-key or --key-file the development keys in the cache are used.
 
@@ -53,6 +56,15 @@ def build_parser():
                       help="change nothing; exit 1 and list the stubs that are out of date")
     stub.set_defaults(run=run_stubs, parser=stub)
     _add_deploy_commands(commands)
+
+    federated = commands.add_parser("federated", help="run FedAvg on a local Flower SuperLink and SuperNodes")
+    federated.add_argument("--clients", type=int, default=4, help="SuperNodes to start (default: 4)")
+    federated.add_argument("--rounds", type=int, default=3, help="FedAvg rounds (default: 3)")
+    federated.add_argument("--scheme", choices=["dirichlet", "iid"], default="dirichlet",
+                           help="how digits is split among the clients (default: dirichlet, non-IID)")
+    federated.add_argument("--print-commands", action="store_true",
+                           help="print the commands for each process (to run them on several machines) and exit")
+    federated.set_defaults(run=run_federated, parser=federated)
     return parser
 
 
@@ -236,6 +248,25 @@ def run_audit_verify(args):
         return 0
     print(f"{args.log}: first bad entry at line {result.first_bad}: {result.reason}", file=sys.stderr)
     return 1
+
+
+def run_federated(args):
+    from .federated import deployment
+
+    if args.print_commands:
+        superlink, supernodes = deployment.commands(args.clients)
+        for command in [superlink, *supernodes]:
+            print(" ".join(command))
+        print(f"FLWR_HOME=<dir with config.toml> flwr run {deployment.APP_DIR} {deployment.CONNECTION} --stream")
+        return 0
+    try:
+        status = deployment.launch(args.clients, args.rounds, args.scheme)
+    except ValueError as e:
+        args.parser.error(str(e))
+    except RuntimeError as e:
+        print(f"mlsec federated: {e}", file=sys.stderr)
+        return 1
+    return status
 
 
 def main(argv=None):

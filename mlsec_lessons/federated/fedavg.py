@@ -1,0 +1,244 @@
+"""Federated averaging on Flower: the ``ClientApp``, the ``ServerApp`` and a quiet simulation runner.
+
+Each client holds one part of digits' training set (:mod:`.partition`) and trains the course's
+``small_cnn`` on it for a few local epochs; the server averages the returned weights, weighted by
+each client's number of records (FedAvg, McMahan et al. 2017), and scores the global model on the
+held-out test set after every round.
+
+The settings of a run travel with each message as a ``ConfigRecord`` (``scheme``, ``alpha``,
+``local-epochs``...), so one ``ServerApp`` can run several experiments (IID, non-IID, with
+client-level DP) against the same clients in one simulation, and Ray starts once
+(:mod:`.apps` holds the ``ClientApp``, the ``ServerApp`` and the runner).
+"""
+import dataclasses
+import time
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
+from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+from .partition import partition
+
+NUM_CLASSES = 10
+
+
+# --------------------------------------------------------------------------- settings
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One federated training run.
+
+    Parameters
+    ----------
+    name : str
+    scheme : {"iid", "dirichlet"}
+        How digits' training set is split among the clients.
+    alpha : float
+        Dirichlet concentration for ``scheme="dirichlet"`` (smaller is more skewed).
+    rounds : int
+    local_epochs : int
+    learning_rate : float
+        Of each client's plain SGD (no momentum, so no optimizer state crosses clients).
+    batch_size : int
+    noise_multiplier : float or None
+        Client-level DP (Flower's ``DifferentialPrivacyServerSideFixedClipping``): each client's
+        update is clipped to ``clipping_norm`` and Gaussian noise of std
+        ``noise_multiplier * clipping_norm / clients`` is added to the average. None: no DP.
+    clipping_norm : float
+    delta : float
+        The delta at which the DP run's epsilon is reported.
+    seed : int
+        Seeds the split, the initial weights and each client's shuffling.
+    """
+
+    name: str
+    scheme: str = "iid"
+    alpha: float = 0.3
+    rounds: int = 5
+    local_epochs: int = 2
+    learning_rate: float = 0.1
+    batch_size: int = 16
+    noise_multiplier: float | None = None
+    clipping_norm: float = 1.0
+    delta: float = 1e-3
+    seed: int = 0
+
+    def run(self, grid, context, num_clients, evaluate=None):
+        """Run this experiment from inside a ``ServerApp``; see :func:`run_experiment`."""
+        return run_experiment(grid, self, num_clients, evaluate)
+
+    def __post_init__(self):
+        if self.scheme not in ("iid", "dirichlet"):
+            raise ValueError(f"scheme must be 'iid' or 'dirichlet', got {self.scheme!r}")
+        for field in ("rounds", "local_epochs", "batch_size"):
+            value = getattr(self, field)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.noise_multiplier is not None and not self.noise_multiplier > 0:
+            raise ValueError(f"noise_multiplier must be positive (or None for no DP), got {self.noise_multiplier!r}")
+        if not self.clipping_norm > 0:
+            raise ValueError(f"clipping_norm must be positive, got {self.clipping_norm!r}")
+
+    def client_config(self):
+        """What the server sends each client with the weights."""
+        return ConfigRecord({"scheme": self.scheme, "alpha": float(self.alpha), "seed": int(self.seed),
+                             "local-epochs": self.local_epochs, "lr": float(self.learning_rate),
+                             "batch-size": self.batch_size})
+
+
+@dataclasses.dataclass
+class History:
+    """What one experiment measured: the global model's test accuracy after each round.
+
+    ``accuracy[0]`` is the initial model's; ``epsilon`` is set for DP runs (Flower's accountant),
+    ``weights`` holds the final global weights, and ``seconds`` the wall time of the run.
+    """
+
+    experiment: Experiment
+    accuracy: list = dataclasses.field(default_factory=list)
+    train_loss: list = dataclasses.field(default_factory=list)
+    epsilon: float | None = None
+    weights: list | None = None
+    seconds: float = 0.0
+
+    @property
+    def final_accuracy(self):
+        return self.accuracy[-1]
+
+
+# --------------------------------------------------------------------------- data and model
+def client_data(partition_id, num_partitions, scheme, alpha, seed):
+    """Client ``partition_id``'s share of digits' training set, as ``(x, y)``."""
+    from ..data import load_digits
+
+    data = load_digits()
+    parts = partition(data.y_train, num_partitions, scheme, alpha, seed)
+    idx = parts[int(partition_id)]
+    return data.x_train[idx], data.y_train[idx]
+
+
+_MODELS = {}  # one compiled model per process: a new Keras model would retrace its train step
+
+
+def _model(learning_rate):
+    import keras
+
+    from ..models import small_cnn
+
+    if "cnn" not in _MODELS:
+        model = small_cnn()
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate), metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        _MODELS["cnn"] = model
+    model = _MODELS["cnn"]
+    model.optimizer.learning_rate.assign(learning_rate)
+    return model
+
+
+def initial_weights(seed=0):
+    """The global model's starting weights: ``small_cnn`` built under ``seed``."""
+    import keras
+
+    from ..models import small_cnn
+
+    keras.utils.set_random_seed(seed)
+    return small_cnn().get_weights()
+
+
+def local_update(weights, x, y, epochs, learning_rate, batch_size, seed):
+    """Train a copy of the global model on one client's records; return its weights and loss."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = _model(learning_rate)
+    model.set_weights(weights)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    return model.get_weights(), float(history.history["loss"][-1])
+
+
+# --------------------------------------------------------------------------- the client
+def train(msg: Message, context: Context) -> Message:
+    """The ``ClientApp``'s train handler: train the received weights on this node's partition."""
+    config = msg.content["config"]
+    pid, n = context.node_config["partition-id"], context.node_config["num-partitions"]
+    x, y = client_data(pid, n, config["scheme"], config["alpha"], config["seed"])
+    weights, loss = local_update(msg.content["arrays"].to_numpy_ndarrays(), x, y, int(config["local-epochs"]),
+                                 float(config["lr"]), int(config["batch-size"]),
+                                 client_seed(config["seed"], config.get("server-round", 0), pid))
+    metrics = MetricRecord({"train-loss": loss, "num-examples": len(x), "equal-weight": 1})
+    return Message(RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics}), reply_to=msg)
+
+
+def client_seed(seed, server_round, partition_id):
+    """A different shuffle per client and round, the same on every rerun."""
+    return int(seed) * 100_003 + int(server_round) * 1009 + int(partition_id)
+
+
+# --------------------------------------------------------------------------- the server
+def test_accuracy_fn(seed=0):
+    """A Flower ``evaluate_fn``: the global model's accuracy on digits' test set."""
+    from ..data import load_digits
+    from ..models import small_cnn
+
+    data = load_digits()
+    model = small_cnn()
+
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        model.set_weights(arrays.to_numpy_ndarrays())
+        logits = model.predict(data.x_test, verbose=0, batch_size=512)
+        return MetricRecord({"accuracy": float(np.mean(logits.argmax(axis=1) == data.y_test))})
+
+    return evaluate
+
+
+class _RoundSeed(FedAvg):
+    """FedAvg that tells each client the round number, so local shuffling is reproducible."""
+
+    def configure_train(self, server_round, arrays, config, grid):
+        config = ConfigRecord({**config, "server-round": server_round})
+        return super().configure_train(server_round, arrays, config, grid)
+
+
+def make_strategy(experiment, num_clients):
+    """FedAvg over every client, wrapped in server-side clipping and noise for a DP run."""
+    if experiment.noise_multiplier is None:
+        return _RoundSeed(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=num_clients,
+                          min_train_nodes=num_clients), None
+    # client-level DP needs every client to weigh the same: one client is the unit of privacy
+    base = _RoundSeed(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=num_clients,
+                      min_train_nodes=num_clients, weighted_by_key="equal-weight")
+    accountant = RdpAccountant(PrivacyConfig(
+        target_delta=experiment.delta, population_size=num_clients,
+        neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+        # every client takes part in every round: no amplification by sampling to claim
+        sampling_method=SamplingMethod.NO_AMPLIFICATION))
+    strategy = DifferentialPrivacyServerSideFixedClipping(
+        base, noise_multiplier=experiment.noise_multiplier, clipping_norm=experiment.clipping_norm,
+        num_sampled_clients=num_clients, accountant=accountant)
+    return strategy, accountant
+
+
+def run_experiment(grid, experiment, num_clients, evaluate=None):
+    """Run one :class:`Experiment` on ``grid`` (inside a ``ServerApp``); return its :class:`History`."""
+    start = time.perf_counter()
+    evaluate = evaluate or test_accuracy_fn()
+    strategy, accountant = make_strategy(experiment, num_clients)
+    if accountant is not None:
+        # Flower's noise uses numpy's global generator: seed it for a reproducible lesson
+        np.random.seed(experiment.seed)
+    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial_weights(experiment.seed)),
+                            num_rounds=experiment.rounds, train_config=experiment.client_config(),
+                            evaluate_fn=evaluate)
+    history = History(experiment)
+    history.accuracy = [m["accuracy"] for _, m in sorted(result.evaluate_metrics_serverapp.items())]
+    history.train_loss = [m["train-loss"] for _, m in sorted(result.train_metrics_clientapp.items())]
+    history.weights = result.arrays.to_numpy_ndarrays()
+    if accountant is not None:
+        history.epsilon = float(accountant.get_epsilon(experiment.delta))
+    history.seconds = time.perf_counter() - start
+    return history
+
+
