@@ -160,15 +160,28 @@ def local_update(weights, x, y, epochs, learning_rate, batch_size, seed):
 
 
 # --------------------------------------------------------------------------- the client
+def client_update(weights, config, partition_id, num_partitions):
+    """One client's part of a round: train ``weights`` on its records, as ``config`` says.
+
+    Returns
+    -------
+    weights : list of ndarray
+    num_examples : int
+    loss : float
+        The training loss of the last local epoch.
+    """
+    x, y = client_data(partition_id, num_partitions, config["scheme"], config["alpha"], config["seed"])
+    seed = client_seed(config["seed"], config.get("server-round", 0), partition_id)
+    weights, loss = local_update(weights, x, y, int(config["local-epochs"]), float(config["lr"]),
+                                 int(config["batch-size"]), seed)
+    return weights, len(x), loss
+
+
 def train(msg: Message, context: Context) -> Message:
     """The ``ClientApp``'s train handler: train the received weights on this node's partition."""
-    config = msg.content["config"]
-    pid, n = context.node_config["partition-id"], context.node_config["num-partitions"]
-    x, y = client_data(pid, n, config["scheme"], config["alpha"], config["seed"])
-    weights, loss = local_update(msg.content["arrays"].to_numpy_ndarrays(), x, y, int(config["local-epochs"]),
-                                 float(config["lr"]), int(config["batch-size"]),
-                                 client_seed(config["seed"], config.get("server-round", 0), pid))
-    metrics = MetricRecord({"train-loss": loss, "num-examples": len(x), "equal-weight": 1})
+    weights, n, loss = client_update(msg.content["arrays"].to_numpy_ndarrays(), msg.content["config"],
+                                     context.node_config["partition-id"], context.node_config["num-partitions"])
+    metrics = MetricRecord({"train-loss": loss, "num-examples": n, "equal-weight": 1})
     return Message(RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics}), reply_to=msg)
 
 

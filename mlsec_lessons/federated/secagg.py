@@ -54,13 +54,9 @@ class RecordingGrid:
 def _legacy_train(msg, context):
     """The client's training in the legacy FitIns/FitRes format that ``secaggplus_mod`` speaks."""
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
-    config = fitins.config
-    pid, n = context.node_config["partition-id"], context.node_config["num-partitions"]
-    x, y = fedavg.client_data(pid, n, config["scheme"], config["alpha"], config["seed"])
-    weights, _ = fedavg.local_update(parameters_to_ndarrays(fitins.parameters), x, y, int(config["local-epochs"]),
-                                     float(config["lr"]), int(config["batch-size"]),
-                                     fedavg.client_seed(config["seed"], config["server-round"], pid))
-    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(weights), len(x), {})
+    weights, n, _ = fedavg.client_update(parameters_to_ndarrays(fitins.parameters), fitins.config,
+                                         context.node_config["partition-id"], context.node_config["num-partitions"])
+    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(weights), n, {})
     return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
 
 

@@ -1,0 +1,178 @@
+"""Federated learning on Flower: the data splits, the client's update, client-level DP accounting,
+one small simulation with FedAvg, DP and SecAgg+, and the real SuperLink/SuperNode deployment."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, PrivacyConfig, SamplingMethod
+from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+from mlsec_lessons.data import load_digits
+from mlsec_lessons.federated import fedavg
+from mlsec_lessons.federated.apps import run_simulation
+from mlsec_lessons.federated.partition import dirichlet_partition, iid_partition, label_counts, partition
+from mlsec_lessons.federated.secagg import SecureRound
+from mlsec_lessons.privacy import accounting
+
+MLSEC = Path(sys.executable).with_name("mlsec")
+
+
+# --------------------------------------------------------------------------- splits
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
+def test_every_record_goes_to_exactly_one_client(scheme):
+    y = load_digits().y_train
+    parts = partition(y, 10, scheme, alpha=0.3, seed=1)
+    together = np.concatenate(parts)
+    assert len(parts) == 10 and sorted(together.tolist()) == list(range(len(y)))
+    assert min(len(p) for p in parts) >= 10
+
+
+def test_dirichlet_skews_labels_and_alpha_sets_how_much():
+    y = load_digits().y_train
+
+    def top_class_share(parts):
+        counts = label_counts(y, parts)
+        return float(np.mean(counts.max(axis=1) / counts.sum(axis=1)))
+
+    iid, mild, harsh = (top_class_share(p) for p in (iid_partition(len(y), 10), dirichlet_partition(y, 10, 10.0),
+                                                     dirichlet_partition(y, 10, 0.1)))
+    assert iid < 0.2 and iid < mild < harsh and harsh > 0.4, (iid, mild, harsh)
+
+
+def test_splits_are_reproducible():
+    y = load_digits().y_train
+    assert all(np.array_equal(a, b) for a, b in zip(dirichlet_partition(y, 5, 0.5, seed=3),
+                                                    dirichlet_partition(y, 5, 0.5, seed=3)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda y: partition(y, 10, "shards"), "unknown scheme 'shards'"),
+    (lambda y: dirichlet_partition(y, 10, alpha=0), "alpha must be positive"),
+    (lambda y: dirichlet_partition(y.reshape(-1, 1), 10), "one label per record"),
+    (lambda y: iid_partition(len(y), 0), "num_clients must be a positive integer"),
+    (lambda y: iid_partition(5, 10), "5 records cannot give 10 clients"),
+])
+def test_bad_splits_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(load_digits().y_train)
+
+
+# --------------------------------------------------------------------------- settings and the client
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scheme": "shards"}, "scheme must be"), ({"rounds": 0}, "rounds must be a positive integer"),
+    ({"learning_rate": -1}, "learning_rate must be positive"), ({"noise_multiplier": 0.0}, "noise_multiplier"),
+    ({"clipping_norm": 0}, "clipping_norm must be positive"),
+])
+def test_bad_experiments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fedavg.Experiment("bad", **kwargs)
+
+
+def test_run_simulation_refuses_bad_jobs_before_starting_ray():
+    with pytest.raises(ValueError, match="each with its own name"):
+        run_simulation([fedavg.Experiment("a"), fedavg.Experiment("a")])
+    with pytest.raises(ValueError, match="num_clients must be an integer >= 2"):
+        run_simulation(fedavg.Experiment("a"), num_clients=1)
+
+
+def test_client_update_trains_on_its_own_partition():
+    start = fedavg.initial_weights(0)
+    config = dict(fedavg.Experiment("x", scheme="dirichlet", local_epochs=1).client_config())
+    weights, n, loss = fedavg.client_update(start, config, 2, 10)
+    x, y = fedavg.client_data(2, 10, "dirichlet", 0.3, 0)
+    assert n == len(y) and [w.shape for w in weights] == [w.shape for w in start]
+    assert np.isfinite(loss) and any(not np.allclose(a, b) for a, b in zip(weights, start))
+    again, _, _ = fedavg.client_update(start, config, 2, 10)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(weights, again)), "the same seed must give the same update"
+
+
+# --------------------------------------------------------------------------- client-level DP accounting
+@pytest.mark.parametrize("noise, rounds", [(0.5, 5), (1.0, 5), (1.5, 20)])
+def test_course_accountant_agrees_with_flowers_without_sampling(noise, rounds):
+    # every client in every round: Flower's NO_AMPLIFICATION model is DP-SGD with sample rate 1
+    flower = RdpAccountant(PrivacyConfig(1e-3, 10, NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                         SamplingMethod.NO_AMPLIFICATION))
+    flower.compose(GaussianPrivacyEvent(noise, 10, 10), rounds)
+    ours = accounting.epsilon(noise, 1.0, rounds, 1e-3)
+    assert ours == pytest.approx(flower.get_epsilon(1e-3), rel=1e-6)
+
+
+def test_course_accountant_agrees_with_flowers_under_poisson_sampling():
+    flower = RdpAccountant(PrivacyConfig(1e-5, 1000, NeighboringRelation.ADD_OR_REMOVE_ONE, SamplingMethod.POISSON))
+    flower.compose(GaussianPrivacyEvent(1.1, 50, 1000), 200)
+    assert accounting.epsilon(1.1, 50 / 1000, 200, 1e-5) == pytest.approx(flower.get_epsilon(1e-5), rel=1e-6)
+
+
+def test_secagg_error_bound_shrinks_with_finer_quantisation():
+    coarse, fine = SecureRound("a", quantization_range=2**16), SecureRound("b", quantization_range=2**22)
+    sizes = [100, 200, 300]
+    assert coarse.error_bound(sizes) == pytest.approx(3 * (16 / 2**16) / 0.6)
+    assert fine.error_bound(sizes) == pytest.approx(coarse.error_bound(sizes) / 64)
+
+
+# --------------------------------------------------------------------------- one small simulation
+@pytest.fixture(scope="module")
+def simulation():
+    base = fedavg.Experiment("plain", scheme="iid", rounds=2, local_epochs=1)
+    jobs = [base, fedavg.Experiment("dp", scheme="iid", rounds=2, local_epochs=1, noise_multiplier=1.0),
+            SecureRound("secure", experiment=base, num_shares=3, reconstruction_threshold=2)]
+    return run_simulation(jobs, num_clients=3)
+
+
+def test_fedavg_learns(simulation):
+    accuracy = simulation["plain"].accuracy
+    assert len(accuracy) == 3 and accuracy[0] < 0.2 and accuracy[-1] > 0.6, accuracy
+
+
+def test_dp_run_reports_the_accounted_epsilon(simulation):
+    history = simulation["dp"]
+    assert history.epsilon == pytest.approx(accounting.epsilon(1.0, 1.0, 2, history.experiment.delta), rel=1e-6)
+    # three clients, noise std 1.0 * clip / 3 on the average: far worse than without noise
+    assert history.final_accuracy < simulation["plain"].final_accuracy - 0.2
+
+
+def test_secure_aggregate_matches_plain_fedavg_within_quantisation(simulation):
+    result = simulation["secure"]
+    sizes = [len(fedavg.client_data(i, 3, "iid", 0.3, 0)[1]) for i in range(3)]
+    assert 0 < result.max_abs_difference <= result.round.error_bound(sizes), (
+        result.max_abs_difference, result.round.error_bound(sizes))
+    assert abs(result.secure_accuracy - result.plain.accuracy[1]) <= 0.01
+
+
+def test_secagg_server_sees_only_masked_vectors(simulation):
+    result = simulation["secure"]
+    assert result.arrays_the_server_saw() == []
+    updates, masked = result.client_updates(), result.masked_vectors()
+    assert len(updates) == len(masked) == 3
+    for update in updates.values():
+        flat = np.concatenate([a.ravel() for a in update])
+        for vector in masked.values():
+            values = np.concatenate([a.ravel() for a in vector[1:]]).astype(float)
+            # masked integers spread over the whole of Z_(2^32), unrelated to any client's weights
+            assert abs(np.corrcoef(flat, values)[0, 1]) < 0.05
+            assert values.min() < 2**32 * 0.01 and values.max() > 2**32 * 0.99
+
+
+# --------------------------------------------------------------------------- the real deployment
+def test_print_commands_lists_one_superlink_and_a_supernode_per_client():
+    out = subprocess.run([str(MLSEC), "federated", "--clients", "3", "--print-commands"],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and "flower-superlink" in lines[0]
+    assert sum("flower-supernode" in line for line in lines) == 3 and "partition-id=2 num-partitions=3" in out.stdout
+
+
+def test_bad_deployment_arguments_are_a_usage_error():
+    out = subprocess.run([str(MLSEC), "federated", "--clients", "1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "num_clients must be an integer from 2 to 50" in out.stderr
+
+
+def test_deployment_runs_fedavg_across_processes():
+    out = subprocess.run([str(MLSEC), "federated", "--clients", "2", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    line = next(line for line in out.stdout.splitlines() if "global test accuracy after each round" in line)
+    final = float(line.rsplit(",", 1)[-1])
+    assert final > 0.5, line
