@@ -1,0 +1,79 @@
+"""Lesson 06's figures: who holds which labels, accuracy per round, and what a server sees."""
+import numpy as np
+
+from ..plotting import _axes, _finish
+
+
+def plot_label_split(counts, ax=None, title=None):
+    """One stacked bar per client: how many records of each class it holds.
+
+    Parameters
+    ----------
+    counts : array-like, shape (clients, classes)
+        From :func:`.partition.label_counts`.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2:
+        raise ValueError(f"counts must be a (clients, classes) table, got shape {counts.shape}")
+    import matplotlib
+
+    ax = _axes(ax)
+    bottom = np.zeros(len(counts))
+    colors = matplotlib.colormaps["tab10"]
+    for label in range(counts.shape[1]):
+        ax.bar(np.arange(len(counts)), counts[:, label], bottom=bottom, color=colors(label % 10), label=str(label))
+        bottom += counts[:, label]
+    ax.set_xlabel("client")
+    ax.set_ylabel("records")
+    ax.set_xticks(np.arange(len(counts)))
+    ax = _finish(ax, title, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.get_legend().set_title("class", prop={"size": "small"})
+    return ax
+
+
+def plot_rounds(histories, ax=None, title=None):
+    """The global model's test accuracy after each round, one line per run.
+
+    Parameters
+    ----------
+    histories : mapping of str to History
+        The legend shows each run's name, and its epsilon when it has one.
+    """
+    if not hasattr(histories, "items") or not histories:
+        raise ValueError("histories must be a non-empty mapping {label: History}")
+    ax = _axes(ax)
+    for label, history in histories.items():
+        if history.epsilon is not None:
+            label = f"{label} (eps={history.epsilon:.1f})"
+        ax.plot(np.arange(len(history.accuracy)), history.accuracy, marker="o", ms=3, label=label)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    return _finish(ax, title, loc="lower right")
+
+
+def plot_server_view(update, masked, modulus=2**32, axes=None):
+    """What the server receives from one client: its weights under FedAvg, uniform noise under SecAgg.
+
+    Parameters
+    ----------
+    update : array-like
+        The client's weights, flattened, as a FedAvg server receives them.
+    masked : array-like
+        The same client's masked vector under secure aggregation (integers mod ``modulus``).
+    axes : pair of matplotlib Axes, optional
+    """
+    update, masked = np.ravel(update).astype(float), np.ravel(masked).astype(float)
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(8.0, 2.8), dpi=100, layout="constrained")
+    axes[0].hist(update, bins=60, color="tab:red")
+    axes[0].set_title("FedAvg: the client's weights", fontsize="medium")
+    axes[0].set_xlabel("weight")
+    axes[1].hist(masked / modulus, bins=60, color="tab:blue")
+    axes[1].set_title("SecAgg+: its masked vector", fontsize="medium")
+    axes[1].set_xlabel(f"value / {modulus:.3g}")
+    for ax in axes:
+        ax.set_ylabel("count")
+    return axes
