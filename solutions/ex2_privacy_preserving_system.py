@@ -1,4 +1,4 @@
-"""Exercise 2 (part 1): a privacy-preserving system that is private, measured and audited.
+"""Exercise 2: a privacy-preserving system that is private, measured and audited.
 
 The source's ``PrivacyPreservingSystem`` is three empty methods, and its ``PrivacyPreservingML``
 adds Laplace noise to the *features*, which is not differential privacy (no sensitivity, the
@@ -17,9 +17,18 @@ labels unprotected), then "simulates" membership inference. Here every part is r
 The model is a tiny numpy MLP (``TinyMLP``, given), so that a whole DP-SGD run takes about a
 second. Write the functions in the order they appear; the class uses them all.
 
+Part 2, after lesson 06, adds federated learning to the same class:
+
+* ``federated_average(client_updates, weights)``: FedAvg, the mean of the clients' updates
+  weighted by their number of records.
+* ``secure_aggregate(client_vectors, dropouts=...)``: the sum of the clients' vectors, computed
+  by a server that sees none of them: pairwise masking with Shamir-shared secrets (Bonawitz et
+  al., 2017), which survives clients that drop out. The cryptographic building blocks (X25519 key
+  agreement, a ChaCha20 PRG, Shamir sharing) are given in ``mlsec_lessons.federated.masking``;
+  you write the protocol.
+
 Try your code in ``exercises/ex2_privacy_preserving_system.ipynb``, then grade it with
-``mlsec grade ex2`` (or the notebook's last cell). Part 2 (a later lesson) adds federated
-averaging and secure aggregation to the same class.
+``mlsec grade ex2`` (or the notebook's last cell).
 """
 import dataclasses
 
@@ -27,6 +36,8 @@ import dp_accounting
 import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from mlsec_lessons.federated import masking
 
 
 def flatten(x):
@@ -375,6 +386,9 @@ class PrivacyPreservingSystem:
     hidden : int, default=64
         Width of the model's hidden layer.
     seed : int, default=0
+    threshold : int, default=3
+        The Shamir threshold of ``secure_aggregate``: at least ``threshold`` clients must survive
+        to recover the sum, and any ``threshold`` clients together could unmask an input.
 
     Attributes
     ----------
@@ -383,6 +397,8 @@ class PrivacyPreservingSystem:
     steps_ : int
     epsilon_ : float
         The privacy spent, from the RDP accountant.
+    masked_vectors_ : dict
+        ``{client: masked vector}``, what the server received in the last ``secure_aggregate``.
 
     Examples
     --------
@@ -394,7 +410,7 @@ class PrivacyPreservingSystem:
     """
 
     def __init__(self, l2_norm_clip=1.0, noise_multiplier=1.5, batch_size=64, epochs=15, learning_rate=1.0,
-                 delta=1e-5, hidden=64, seed=0):
+                 delta=1e-5, hidden=64, seed=0, threshold=3):
         self.l2_norm_clip = l2_norm_clip
         self.noise_multiplier = noise_multiplier
         self.batch_size = batch_size
@@ -403,6 +419,7 @@ class PrivacyPreservingSystem:
         self.delta = delta
         self.hidden = hidden
         self.seed = seed
+        self.threshold = threshold
 
     def _check(self, n):
         """Refuse hyperparameters that make no sense for ``n`` training records."""
@@ -505,4 +522,126 @@ class PrivacyPreservingSystem:
         bound = epsilon_lower_bound(tp, fn, fp, tn, delta=self.delta, alpha=alpha)
         return {"epsilon_lower_bound": bound, "threshold": float(threshold), "counts": (tp, fn, fp, tn),
                 "epsilon_accountant": getattr(self, "epsilon_", None)}
+        ### END SOLUTION
+
+    # ----------------------------------------------------------------------- part 2: federated learning
+    def federated_average(self, client_updates, weights):
+        """FedAvg's aggregation: ``sum_k w_k u_k / sum_k w_k`` over the clients' updates ``u_k``.
+
+        The weights are usually the clients' numbers of training records (McMahan et al., 2017):
+        a plain mean would let a client with 10 records pull the model as hard as one with 10000.
+
+        Parameters
+        ----------
+        client_updates : sequence of arrays, all of one shape
+        weights : sequence of float >= 0, one per client, with a positive sum
+
+        Returns
+        -------
+        ndarray, the shape of one update
+
+        Raises
+        ------
+        ValueError
+            For updates of different shapes, a number of weights other than the number of
+            updates, a negative weight, or weights whose sum is not positive.
+
+        Examples
+        --------
+        >>> PrivacyPreservingSystem().federated_average([[0.0, 2.0], [4.0, 6.0]], weights=[3, 1])
+        array([1., 3.])
+        """
+        ### BEGIN SOLUTION hint: check the shapes, the number of weights, no negative weight and a positive sum (ValueError); then sum_k w_k * update_k / sum_k w_k (np.tensordot(weights, np.stack(updates), axes=1))
+        updates = [np.asarray(u, dtype=float) for u in client_updates]
+        weights = np.asarray(weights, dtype=float)
+        if any(u.shape != updates[0].shape for u in updates):
+            raise ValueError(f"client updates must all have one shape, got {[u.shape for u in updates]}")
+        if weights.shape != (len(updates),):
+            raise ValueError(f"need one weight per client update ({len(updates)}), "
+                             f"got weights of shape {weights.shape}")
+        if np.any(weights < 0) or not weights.sum() > 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
+        return np.tensordot(weights, np.stack(updates), axes=1) / weights.sum()
+        ### END SOLUTION
+
+    def secure_aggregate(self, client_vectors, dropouts=()):
+        """The sum of the clients' vectors mod ``R = masking.MODULUS``, by a server that never
+        sees one of them (pairwise masking, Bonawitz et al., 2017).
+
+        1. Each client ``u`` makes an X25519 key pair ``(sk_u, pk_u)`` (``masking.generate_keypair``)
+           and a 32-byte self-mask seed ``b_u``, and splits both secrets into Shamir shares with
+           ``threshold`` (``masking.share_secret``): share ``j`` goes to client ``j``.
+        2. Each client sends ``y_u = x_u + PRG(b_u) + sum_{v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv)``
+           mod ``R``, with ``s_uv = masking.agree(sk_u, pk_v)`` and ``PRG = masking.prg``. The
+           pairwise masks cancel in the sum.
+        3. The clients in ``dropouts`` masked their vectors, which never reach the server. The
+           server adds up the survivors' ``y_u``; from the survivors' shares it rebuilds
+           (``masking.recover_secret``) each survivor's ``b_u`` and removes ``PRG(b_u)``, and each
+           dropped client's secret key, with which it recomputes the pairwise masks that client
+           left in the survivors' vectors and removes them too.
+
+        All the randomness comes from ``np.random.default_rng(self.seed)``, so that a round is
+        reproducible (a real deployment uses the OS's randomness).
+
+        Parameters
+        ----------
+        client_vectors : sequence of integer arrays, all of one shape, values in ``[0, R)``
+            Quantise float updates first (``masking.quantize``).
+        dropouts : sequence of int, default=()
+            The clients whose masked vectors never arrive.
+
+        Returns
+        -------
+        ndarray of int64
+            The sum of the survivors' vectors mod ``R``, exactly.
+
+        Sets ``masked_vectors_``, ``{client: y_u}`` for the survivors: all the server received
+        from the clients.
+
+        Raises
+        ------
+        ValueError
+            For vectors of different shapes, a ``threshold`` larger than the number of clients (or
+            below 2), or fewer than ``threshold`` survivors.
+
+        Examples
+        --------
+        >>> system = PrivacyPreservingSystem(threshold=2)
+        >>> system.secure_aggregate([[1, 2], [10, 20], [100, 200]], dropouts=[1])
+        array([101, 202])
+        """
+        ### BEGIN SOLUTION hint: ValueError for mixed shapes, threshold outside [2, n] or fewer than threshold survivors; keys, seeds b_u and their shares; y_u = x_u + PRG(b_u), then for each pair u < v add PRG(s_uv) to y_u and subtract it from y_v (mod R); sum the survivors' y_u, remove each survivor's PRG(b_u) and each dropped client's masks with the survivors
+        x = [np.asarray(v, dtype=np.int64) for v in client_vectors]
+        n, R, shape = len(x), masking.MODULUS, x[0].shape if x else ()
+        if any(v.shape != shape for v in x):
+            raise ValueError(f"client vectors must all have one shape, got {[v.shape for v in x]}")
+        if not 2 <= self.threshold <= n:
+            raise ValueError(f"threshold must be from 2 to the number of clients ({n}), got {self.threshold!r}")
+        dropped = sorted(set(int(v) for v in dropouts))
+        survivors = [u for u in range(n) if u not in dropped]
+        if len(survivors) < self.threshold:
+            raise ValueError(f"only {len(survivors)} clients survived; recovering the sum needs "
+                             f"threshold={self.threshold}")
+        rng = np.random.default_rng(self.seed)
+        keys = [masking.generate_keypair(rng) for _ in range(n)]  # (sk_u, pk_u)
+        seeds = [rng.bytes(32) for _ in range(n)]                 # b_u
+        seed_shares = [masking.share_secret(b, n, self.threshold, rng) for b in seeds]
+        key_shares = [masking.share_secret(sk, n, self.threshold, rng) for sk, _ in keys]
+        masked = [(v + masking.prg(b, shape)) % R for v, b in zip(x, seeds)]
+        for u in range(n):
+            for v in range(u + 1, n):
+                pair = masking.prg(masking.agree(keys[u][0], keys[v][1]), shape)
+                masked[u] = (masked[u] + pair) % R  # u adds the pair's mask,
+                masked[v] = (masked[v] - pair) % R  # v takes it away
+        self.masked_vectors_ = {u: masked[u] for u in survivors}
+        total = sum(masked[u] for u in survivors) % R
+        for u in survivors:  # the survivors' shares of b_u remove the self masks
+            b = masking.recover_secret([seed_shares[u][w] for w in survivors])
+            total = (total - masking.prg(b, shape)) % R
+        for v in dropped:  # a dropped client's key rebuilds the masks it left with the survivors
+            sk = masking.recover_secret([key_shares[v][w] for w in survivors])
+            for u in survivors:
+                pair = masking.prg(masking.agree(sk, keys[u][1]), shape)
+                total = (total - pair) % R if u < v else (total + pair) % R
+        return total
         ### END SOLUTION

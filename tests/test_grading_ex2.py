@@ -28,7 +28,7 @@ def test_solution_scores_full_marks():
     # its time against the 90 s budget is measured by benchmarks/bench_grading.py
     report = grade("ex2", solutions=True)
     assert report.full_marks, report.table()
-    assert report.total >= 30 and len(report.checks) >= 20
+    assert report.total >= 45 and len(report.checks) >= 25
 
 
 # mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
@@ -86,6 +86,29 @@ WRONG = {
     "audit threshold tuned on the records it is scored on": (
         "tp, fn, fp, tn = counts(count, threshold)", "tp, fn, fp, tn = counts(choose, threshold)",
         ["audit_matches_reference"], "audit_matches_reference"),
+    # part 2: federated averaging and secure aggregation
+    "unweighted averaging": (
+        "return np.tensordot(weights, np.stack(updates), axes=1) / weights.sum()",
+        "return np.mean(np.stack(updates), axis=0)",
+        ["federated_average_weights_each_client"], "federated_average_weights_each_client"),
+    "weighted sum divided by the number of clients": (
+        "axes=1) / weights.sum()", "axes=1) / len(updates)",
+        ["federated_average_weights_each_client"], "federated_average_weights_each_client"),
+    "pairwise masks that don't cancel": (
+        "masked[v] = (masked[v] - pair) % R  # v takes it away", "masked[v] = (masked[v] + pair) % R  # v adds it too",
+        ["secure_aggregate_returns_the_exact_sum"], "secure_aggregate_returns_the_exact_sum"),
+    "no dropout recovery": (
+        "for v in dropped:  # a dropped client's key", "for v in []:  # a dropped client's key",
+        ["secure_aggregate_returns_the_exact_sum", "secure_aggregate_recovers_from_dropouts"],
+        "secure_aggregate_recovers_from_dropouts"),
+    "a dropped client's masks removed with the wrong sign": (
+        "total = (total - pair) % R if u < v else (total + pair) % R",
+        "total = (total + pair) % R if u < v else (total - pair) % R",
+        ["secure_aggregate_recovers_from_dropouts"], "secure_aggregate_recovers_from_dropouts"),
+    "the server is handed the inputs instead of the masked vectors": (
+        "self.masked_vectors_ = {u: masked[u] for u in survivors}",
+        "self.masked_vectors_ = {u: x[u] for u in survivors}",
+        ["secure_aggregate_returns_the_exact_sum", "masked_vectors_reveal_nothing"], "masked_vectors_reveal_nothing"),
 }
 
 

@@ -2,6 +2,20 @@
 
 Modules
 -------
+partition
+    Splitting a dataset among clients: IID, or label-skewed by a Dirichlet draw (non-IID).
+fedavg
+    The client's local update, FedAvg and client-level DP strategies, and one experiment's history.
+secagg
+    Flower's SecAgg+ round beside the same round in the clear, and a record of what the server saw.
+apps
+    The ``ClientApp`` and ``ServerApp`` and a quiet ``run_simulation`` that starts Ray once for many jobs.
+deployment
+    The same apps as a real SuperLink and SuperNodes on 127.0.0.1 (``mlsec federated``).
 masking
     Pairwise masking from scratch (Bonawitz et al. 2017): what Flower's SecAgg+ does inside.
+shamir
+    Shamir secret sharing from scratch over the prime field 2**521 - 1: ``split`` and ``combine``.
+plots
+    Lesson 06's figures.
 """

@@ -11,6 +11,7 @@ server receives: in the plain round the clients' weights, in the SecAgg+ round o
 integers. :mod:`.masking` builds the same protocol from scratch in numpy.
 """
 import dataclasses
+import time
 
 import numpy as np
 from flwr.app import Message
@@ -126,10 +127,12 @@ class SecureRound:
             num_shares=self.num_shares, reconstruction_threshold=self.reconstruction_threshold,
             max_weight=self.max_weight, clipping_range=self.clipping_range, quantization_range=self.quantization_range,
             modulus_range=self.modulus_range))
+        start = time.perf_counter()
         workflow(secure_grid, legacy)
+        seconds = time.perf_counter() - start
         secure_weights = legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()
         return SecureResult(self, plain, secure_weights, float(evaluate(1, _arrays(secure_weights))["accuracy"]),
-                            plain_grid.received, secure_grid.received)
+                            plain_grid.received, secure_grid.received, seconds)
 
 
 def _arrays(weights):
@@ -148,6 +151,7 @@ class SecureResult:
     secure_accuracy: float
     plain_view: list
     secure_view: list
+    secure_seconds: float = 0.0
 
     @property
     def max_abs_difference(self):

@@ -1,4 +1,4 @@
-"""Checks for exercise 2 (part 1), a privacy-preserving system.
+"""Checks for exercise 2, a privacy-preserving system.
 
 ``impl`` is the student's module, ``ref`` the reference solution. Unit checks isolate each
 piece of DP-SGD and of the audit and compare it with an oracle: finite differences for the
@@ -10,14 +10,20 @@ one more short run, with far too much noise, checks that training uses the noise
 
 The tolerances of the end-to-end checks were set from the spread over 8 training seeds of the
 reference (DP accuracy 0.86-0.90; canary TPR at 5% FPR 0.20-0.42 without noise, 0.02-0.09 with).
+
+Part 2 (federated averaging and secure aggregation) is checked against oracles alone: a weighted
+mean, and the plain sum mod R of the surviving clients' vectors, which secure aggregation must
+return exactly. What the server received is checked for what it must not show: its histogram
+must be uniform on Z_R whatever the input, and uncorrelated with it.
 """
 import dp_accounting
 import numpy as np
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, chisquare
 
 from mlsec_lessons.data import load_digits
-from mlsec_lessons.grading.expect import expect_close, expect_value_error
+from mlsec_lessons.federated.masking import MODULUS as R
+from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
 
 # five training runs (two of the reference, three of the student's code), 1-3 s each: about
 # 15 s for the whole grading of a complete file
@@ -366,3 +372,113 @@ BAD_INPUT = [
 def test_rejects_bad_input(impl, function, cases):
     for why, *args in cases:
         expect_value_error(getattr(impl, function), why, *args)
+
+
+# --------------------------------------------------------------------------- part 2: federated learning
+def expect_equal(got, want, call, why=""):
+    """Assert that ``got`` is the integer array ``want``, exactly (``expect_close`` would let a
+    value near 2**32 be off by hundreds)."""
+    try:
+        ok = np.array_equal(np.asarray(got, dtype=np.int64), want)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    assert ok, f"{call} returned {show(got)}, expected {show(want)}" + (f": {why}" if why else "")
+
+
+def client_vectors(n, d, seed):
+    return np.random.default_rng(seed).integers(0, R, size=(n, d))
+
+
+def uniform_pvalue(values, bins=64):
+    counts = np.bincount(np.asarray(values, dtype=np.int64) % R * bins // R, minlength=bins)
+    return chisquare(counts).pvalue
+
+
+@points(2)
+def test_federated_average_weights_each_client(impl):
+    system = impl.PrivacyPreservingSystem()
+    rng = np.random.default_rng(10)
+    for shape, weights, why in [((4, 5), [10, 200, 3000, 40000], "clients with 10 to 40000 records"),
+                                ((3, 2, 3), [1.5, 0.0, 2.5], "a client of weight 0 does not count"),
+                                ((2, 4), [1, 1], "equal weights: the plain mean")]:
+        updates = rng.normal(size=shape)
+        want = np.average(updates, axis=0, weights=weights)
+        expect_close(system.federated_average(list(updates), weights),
+                     want, f"federated_average({len(updates)} updates of shape {shape[1:]}, weights={weights})",
+                     f"{why}; FedAvg weights each update by its client's weight: sum_k w_k u_k / sum_k w_k")
+
+
+@points(2)
+def test_secure_aggregate_returns_the_exact_sum(impl):
+    vectors = client_vectors(5, 300, seed=11)  # values up to R - 1: the sum wraps around
+    got = impl.PrivacyPreservingSystem(threshold=3, seed=0).secure_aggregate(list(vectors))
+    expect_equal(got, vectors.sum(axis=0) % R, "secure_aggregate(5 client vectors, no dropouts)",
+                 "the plain sum mod R = 2**32, exactly: each pairwise mask is added by one client of the pair "
+                 "and subtracted by the other, so the masks cancel, and the survivors' self masks PRG(b_u) "
+                 "are removed")
+
+
+@points(3)
+def test_secure_aggregate_recovers_from_dropouts(impl):
+    n, t = 6, 3
+    vectors = client_vectors(n, 200, seed=12)
+    for dropouts in ([4], [0, 5], [1, 2, 3]):  # up to n - t clients
+        survivors = [u for u in range(n) if u not in dropouts]
+        got = impl.PrivacyPreservingSystem(threshold=t, seed=1).secure_aggregate(list(vectors), dropouts=dropouts)
+        expect_equal(got, vectors[survivors].sum(axis=0) % R,
+                     f"secure_aggregate(6 client vectors, dropouts={dropouts}) with threshold=3",
+                     "the sum mod R of the survivors' vectors. A dropped client's pairwise masks stay in its "
+                     "partners' vectors: rebuild its secret key from the survivors' shares, recompute those masks "
+                     "and remove them")
+
+
+@points(1)
+def test_secure_aggregate_refuses_too_many_dropouts(impl):
+    system = impl.PrivacyPreservingSystem(threshold=3, seed=0)
+    expect_value_error(system.secure_aggregate, "when only 2 of 5 clients survive and the threshold is 3 (the "
+                       "secrets cannot be rebuilt from fewer than threshold shares)",
+                       list(client_vectors(5, 10, seed=13)), [0, 1, 2])
+
+
+@points(2)
+def test_masked_vectors_reveal_nothing(impl):
+    d = 20000
+    others = client_vectors(2, d, seed=14)
+    for name, mine in [("all zeros", np.zeros(d, dtype=np.int64)), ("all R - 1", np.full(d, R - 1)),
+                       ("uniform on Z_R", client_vectors(1, d, seed=15)[0])]:
+        system = impl.PrivacyPreservingSystem(threshold=2, seed=2)
+        system.secure_aggregate([mine, *others])
+        received = getattr(system, "masked_vectors_", None)
+        assert isinstance(received, dict) and 0 in received and np.shape(received[0]) == (d,), (
+            "secure_aggregate must set masked_vectors_ to {client: the masked vector it sent}, got "
+            f"{show(received)}")
+        y = np.asarray(received[0], dtype=np.int64)
+        where = f"client 0's masked vector, for an input {name},"
+        assert np.mean(y == mine) < 0.01, f"{where} equals the input in {np.mean(y == mine):.0%} of its entries"
+        assert uniform_pvalue(y) > 1e-6, (
+            f"{where} is not uniform on Z_R (chi-squared p = {uniform_pvalue(y):.2g}): the server can read "
+            "something of the input. Every mask must be uniform on all of Z_R = [0, 2**32) (masking.prg)")
+        if name == "uniform on Z_R":
+            r = np.corrcoef(mine, y)[0, 1]
+            assert abs(r) < 0.05, f"{where} has correlation {r:.3f} with the input; a masked vector must not"
+
+
+@points(1)
+def test_federated_average_rejects_bad_input(impl):
+    system = impl.PrivacyPreservingSystem()
+    for why, updates, weights in [
+        ("for updates of different shapes", [np.zeros(3), np.zeros(4)], [1, 1]),
+        ("for weights that sum to 0", [np.zeros(3), np.ones(3)], [0, 0]),
+        ("for weights that sum to a negative number", [np.zeros(3), np.ones(3)], [-1, -2]),
+        ("for a number of weights other than the number of updates", [np.zeros(3), np.ones(3)], [1, 2, 3]),
+    ]:
+        expect_value_error(system.federated_average, why, updates, weights)
+
+
+@points(1)
+def test_secure_aggregate_rejects_bad_input(impl):
+    vectors = list(client_vectors(3, 4, seed=16))
+    expect_value_error(impl.PrivacyPreservingSystem(threshold=2).secure_aggregate, "for vectors of different shapes",
+                       [vectors[0], vectors[1], vectors[2][:3]])
+    expect_value_error(impl.PrivacyPreservingSystem(threshold=4).secure_aggregate,
+                       "for a threshold (4) larger than the number of clients (3)", vectors)
