@@ -172,6 +172,30 @@ def test_training_is_reproducible_and_noise_matters(digits):
     assert c.epsilon_ == math.inf
 
 
+def test_fgsm_rs_examples_stay_in_the_ball_and_raise_the_loss(digits):
+    model = dp_sgd.train(digits, "logistic", epochs=2, cache=False)
+    x, y = tf.constant(digits.x_test[:64]), tf.constant(digits.y_test[:64].astype(np.int64))
+    adv = dp_sgd.fgsm_rs_examples(model, LOSS, x, y, 0.1, tf.constant([0, 1], tf.int64)).numpy()
+    assert np.abs(adv - x.numpy()).max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert LOSS(y, model(adv)) > LOSS(y, model(x))
+
+
+def test_dp_adversarial_training_is_more_robust_at_the_same_epsilon(digits):
+    from mlsec_lessons import attacks
+
+    kw = dict(noise_multiplier=1.1, epochs=15, cache=False, progress=False)
+    plain, robust = dp_sgd.train(digits, "small_cnn", **kw), dp_sgd.train(digits, "small_cnn", adversarial_eps=0.1, **kw)
+    assert robust.epsilon_ == plain.epsilon_ and robust.adversarial_eps_ == 0.1
+
+    def pgd_accuracy(model):
+        x_adv = attacks.pgd(model, digits.x_test, digits.y_test, eps=0.1, eps_step=0.01, steps=20, seed=0)
+        return models.accuracy(model, x_adv, digits.y_test)
+
+    # measured: clean 0.89 and 0.91; PGD 0.29 and 0.53
+    assert models.accuracy(robust, digits.x_test, digits.y_test) > 0.8
+    assert pgd_accuracy(robust) > pgd_accuracy(plain) + 0.1
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(l2_norm_clip=0.0), "l2_norm_clip must be a positive finite number, got 0.0"),
     (dict(noise_multiplier=-1.0), "noise_multiplier must be a non-negative finite number, got -1.0"),
@@ -182,6 +206,7 @@ def test_training_is_reproducible_and_noise_matters(digits):
     (dict(delta=1.0), "delta must be in \\(0, 1\\), got 1.0"),
     (dict(momentum=1.0), "momentum must be in \\[0, 1\\), got 1.0"),
     (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+    (dict(adversarial_eps=1.5), "adversarial_eps must be in \\[0, 1\\]"),
 ])
 def test_bad_training_arguments(digits, kwargs, match):
     with pytest.raises(ValueError, match=match):

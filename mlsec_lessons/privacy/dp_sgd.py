@@ -252,8 +252,25 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
     return [(s + _noise(tf.shape(s), std, seed, k)) / denominator for k, s in enumerate(sums)]
 
 
-def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch):
+def fgsm_rs_examples(model, loss_fn, x, y, eps, seed):
+    """FGSM with a random start (Wong et al. 2020): the inputs DP adversarial training learns from.
+
+    Each adversarial example depends only on its own record and the current (already private)
+    weights, so training on it and clipping its gradient keeps DP-SGD's guarantee.
+    """
+    start = x + tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
+    start = tf.clip_by_value(start, 0.0, 1.0)
+    with tf.GradientTape() as tape:
+        tape.watch(start)
+        loss = tf.reduce_sum(_losses(loss_fn, y, model(start, training=False)))
+    step = start + 1.25 * eps * tf.sign(tape.gradient(loss, start))
+    return tf.clip_by_value(tf.clip_by_value(step, x - eps, x + eps), 0.0, 1.0)
+
+
+def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch, adversarial_eps=0.0):
     """A compiled DP-SGD step; the batch dimension is dynamic so Poisson batches never retrace.
+
+    With ``adversarial_eps > 0`` each batch is first replaced by its :func:`fgsm_rs_examples`.
 
     Returns ``step(x, y, seed) -> loss`` and ``noise_step(seed)`` for an empty batch, whose
     clipped sum is zero but whose noise must still be released: skipping the step would tell
@@ -273,6 +290,8 @@ def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected
 
     @tf.function(input_signature=[spec_x, tf.TensorSpec([None], tf.int64), spec_seed])
     def step(x, y, seed):
+        if adversarial_eps > 0:
+            x = fgsm_rs_examples(model, loss_fn, x, y, adversarial_eps, seed + tf.constant([0, 1 << 40], tf.int64))
         sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip)
         apply_noisy(sums, seed)
         return tf.reduce_mean(losses)  # the loss before the step, for the progress bar
@@ -311,7 +330,8 @@ def _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip):
 
 
 def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
-          learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, cache=True, progress=None, **arch_kwargs):
+          learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, cache=True, progress=None, adversarial_eps=0.0,
+          **arch_kwargs):
     """Train a model with DP-SGD (or load it from the cache), and account for the privacy spent.
 
     Each of ``epochs * round(n / batch_size)`` steps draws a Poisson batch with
@@ -340,6 +360,10 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
     cache : bool, default=True
     progress : bool or None
         ``None`` shows a bar only inside a notebook.
+    adversarial_eps : float, default=0.0
+        Above 0, DP adversarial training: every step learns from FGSM-RS examples within this
+        L-inf budget (:func:`fgsm_rs_examples`) instead of the clean batch. Robust and private;
+        the privacy accounting is unchanged.
 
     Returns
     -------
@@ -364,6 +388,8 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     seed = check_seed(seed)
+    if not 0 <= adversarial_eps <= 1:
+        raise ValueError(f"adversarial_eps must be in [0, 1] (inputs lie in [0, 1]), got {adversarial_eps!r}")
 
     sample_rate = batch_size / n
     steps = epochs * max(1, round(n / batch_size))
@@ -373,6 +399,8 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
                   noise_multiplier=noise_multiplier, batch_size=batch_size, epochs=epochs,
                   learning_rate=learning_rate, momentum=momentum, seed=seed,
                   data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
+    if adversarial_eps > 0:  # only then: the keys of the plain DP-SGD models already cached stay the same
+        config["adversarial_eps"] = float(adversarial_eps)
     path = (cache_dir() / "models" / f"{data.name}-{arch}-dpsgd-{cache_key(**config)}.weights.h5"
             if cache else None)
 
@@ -381,21 +409,23 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
         model.from_cache = True
     else:
         _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
-             delta, seed, _in_notebook() if progress is None else progress)
+             delta, seed, _in_notebook() if progress is None else progress, adversarial_eps)
         model.from_cache = False
         if path is not None:
             _save(model, path, config)
     compile_for_training(model)  # for evaluate/predict and ART; training used its own loop
     model.cache_path = path
+    model.adversarial_eps_ = float(adversarial_eps)
     return _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip)
 
 
 def _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
-         delta, seed, progress):
+         delta, seed, progress, adversarial_eps=0.0):
     n = len(data.x_train)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
-    step, noise_step = _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, float(sample_rate * n))
+    step, noise_step = _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, float(sample_rate * n),
+                                adversarial_eps)
     x = tf.constant(data.x_train)
     y = tf.constant(np.asarray(data.y_train, dtype=np.int64))
     rng = np.random.default_rng(seed)
