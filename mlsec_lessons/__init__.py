@@ -14,6 +14,11 @@ Each module holds one concept:
 * ``privacy_attacks``: membership inference (loss threshold, ART, LiRA), reconstruction, privacy auditing
 * ``deployment``: a real model server (JWT, rate limits, validation, headers, TLS), signed and encrypted
   artifacts, a tamper-evident audit log
+* ``poisoning``: training-time attacks: label flipping, backdoors (ART) and their detection, a backdoor that
+  survives transfer learning, model poisoning, model skewing through a feedback loop
+* ``federated``: federated learning on Flower (FedAvg, SecAgg+, client-level DP) and pairwise masking from scratch
+* ``governance``: audit-log queries, model cards from measurements, Security Coverage from live checks, a
+  compliance checklist
 * ``plotting``: the figures the lessons draw
 * ``grading`` and ``stubs``: the grader and the student stubs generated from the solutions
 * ``reproducibility``: one seeding helper, and quiet framework logging
