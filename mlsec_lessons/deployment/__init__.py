@@ -9,6 +9,7 @@
 * ``keys``, ``artifacts``: development keys; signed, encrypted, safely loaded model artifacts
 * ``audit``: the HMAC-chained, tamper-evident audit log
 * ``unsafe_pickle``: why the course never unpickles a model
+* ``response_signing``: Ed25519-signed prediction responses, verified by the client (lesson 11, OWASP ML09)
 
 Submodules are imported on first use (``from mlsec_lessons.deployment import server``), so
 importing the package does not pull in FastAPI or TensorFlow.

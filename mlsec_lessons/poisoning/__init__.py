@@ -1,0 +1,24 @@
+"""Training-time attacks and their defenses (lesson 11; OWASP ML02, ML07, ML08, ML10).
+
+* ``label_flipping``: random and targeted label flips, and the accuracy curve they give
+* ``backdoor``: a trigger and ART's ``PoisoningAttackBackdoor``; clean accuracy and attack success rate
+* ``defenses``: ART's activation clustering and spectral signatures, precision and recall of what they flag,
+  retraining on what is left
+* ``transfer``: a backdoored pretrained extractor that survives fine-tuning a new head (ML07)
+* ``model_poisoning``: a backdoor written into the weights by fine-tuning, which only an integrity check sees (ML10)
+* ``skewing``: poisoning through a model's own feedback loop, and a retraining gate (ML08)
+
+Signed prediction responses (ML09) live with the other deployment controls, in
+:mod:`mlsec_lessons.deployment.response_signing`.
+"""
+from .backdoor import add_trigger, attack_success_rate, poison_backdoor, train_backdoored
+from .defenses import detect_poison, detection_scores, retrain_without
+from .label_flipping import flip_labels, flipping_curve
+from .model_poisoning import implant_backdoor, weight_change
+from .skewing import simulate_feedback_loop
+from .transfer import fine_tune, pretrain, retargeted_asr, split_tasks, trigger_class
+
+__all__ = ["add_trigger", "attack_success_rate", "poison_backdoor", "train_backdoored", "detect_poison",
+           "detection_scores", "retrain_without", "flip_labels", "flipping_curve", "implant_backdoor",
+           "weight_change", "simulate_feedback_loop", "fine_tune", "pretrain", "retargeted_asr", "split_tasks",
+           "trigger_class"]
