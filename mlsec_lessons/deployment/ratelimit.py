@@ -5,6 +5,9 @@ to ``burst`` tokens and refills at ``rate`` tokens per second; each request take
 may burst up to ``burst`` requests, then is held to ``rate`` per second on average. When the bucket
 is empty the wait until the next token is exactly ``(1 - tokens) / rate``: that is the
 ``Retry-After`` the server sends with its 429.
+
+:class:`QueryQuota` is the other limit a model server needs: how many instances one subject may have
+predicted per day, whatever its rate (lesson 08: a quota bounds what a model thief can learn).
 """
 import math
 import threading
@@ -86,6 +89,69 @@ class RateLimiter:
             if len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
             return bucket.take()
+
+
+class QueryQuota:
+    """At most ``limit`` predicted instances per key (the token's ``sub``) in each ``period_s`` window.
+
+    A rate limit caps how *fast* a client may ask; a quota caps how *much* it may learn from the model
+    in a day, which is what a model thief needs. Instances are counted, not requests, so one request
+    with 256 instances uses 256. Each key's window starts at its first query and is a fixed window:
+    when it ends, the count starts again from zero. A request that would go over the quota is refused
+    whole, and nothing is counted for it.
+
+    Parameters
+    ----------
+    limit : int
+        Instances allowed per window.
+    period_s : float, default=86400
+        The window's length in seconds (a day).
+    clock : callable
+        Returns the time in seconds; :func:`time.monotonic` unless a test passes a fake one.
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> quota = QueryQuota(limit=100, period_s=60, clock=lambda: t[0])
+    >>> quota.take("eve", 80), quota.take("eve", 30), quota.remaining("eve")   # 30 more would be 110
+    (0.0, 60.0, 20)
+    >>> t[0] = 60.0
+    >>> quota.take("eve", 30), quota.remaining("eve")
+    (0.0, 70)
+    """
+
+    def __init__(self, limit, period_s=86400.0, clock=time.monotonic):
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer number of instances, got {limit!r}")
+        if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not period_s > 0 \
+                or math.isinf(period_s):
+            raise ValueError(f"period_s must be a positive, finite number of seconds, got {period_s!r}")
+        self.limit, self.period_s, self.clock = limit, float(period_s), clock
+        self._used = {}  # key -> [window start, instances used]
+        self._lock = threading.Lock()
+
+    def _window(self, key, now):
+        window = self._used.get(key)
+        if window is None or now - window[0] >= self.period_s:
+            window = self._used[key] = [now, 0]
+        return window
+
+    def take(self, key, n=1):
+        """Count ``n`` instances for ``key``: 0.0 if allowed, else the seconds until its window resets."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        with self._lock:
+            now = self.clock()
+            window = self._window(key, now)
+            if window[1] + n > self.limit:
+                return window[0] + self.period_s - now
+            window[1] += n
+            return 0.0
+
+    def remaining(self, key):
+        """Instances ``key`` may still ask for in its current window."""
+        with self._lock:
+            return self.limit - self._window(key, self.clock())[1]
 
 
 def retry_after_header(wait_s):

@@ -13,13 +13,21 @@ the model exists                  404
 content type is JSON              415
 body size, before parsing         413     :func:`~mlsec_lessons.deployment.validation.read_body`
 JSON, shape, type, NaN, range     422     :func:`~mlsec_lessons.deployment.validation.validate_instances`
+query quota, if one is set        429     :class:`~mlsec_lessons.deployment.ratelimit.QueryQuota`
 ================================  ======  ========================================================
 
 Every response carries the security headers (:mod:`.headers`) and no ``Server`` header, and every
 request, allowed or not, is appended to the HMAC-chained audit log before its response is
 finished: time, method, path, status, decision, latency, the token's ``sub`` and the model once they
 are known, the reason for a refusal, and ``input_sha256``, the hash of the body, for requests whose
-body was read (``null`` when the request was refused before that: 401, 403, 413, 415, 429).
+body was read (``null`` when the request was refused before that: 401, 403, 413, 415, and 429 from
+the rate limit).
+
+Options for lesson 08 (model theft): ``outputs="probabilities"`` returns class probabilities beside
+the labels, optionally through an output ``postprocessor``; ``monitors`` see every allowed prediction
+request (a PRADA detector, an adversarial-input detector, a drift test) and their alerts become
+``event="alert"`` entries of the same audit log.
+
 A model is served only if its signed manifest verifies; ``/reload`` re-verifies, and a
 model that no longer verifies is refused with 409 while the last verified one goes on serving.
 
@@ -48,7 +56,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import auth
 from .headers import ASGI_HEADERS
-from .ratelimit import RateLimiter, retry_after_header
+from .ratelimit import QueryQuota, RateLimiter, retry_after_header
 from .validation import BodyTooLarge, ValidationError, parse_json, read_body, validate_instances
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,19 @@ class RateLimited(Exception):
     def __init__(self, wait_s):
         super().__init__(f"rate limit exceeded; retry in {wait_s:.2f} s")
         self.wait_s = wait_s
+
+
+class QuotaExceeded(RateLimited):
+    """The subject has used its query quota for this period; answered 429 with ``Retry-After``."""
+
+    def __init__(self, quota, sub, n, wait_s):
+        Exception.__init__(self, f"query quota exhausted: this subject may have {quota.limit} instances predicted "
+                                 f"per {quota.period_s:g} s, {quota.remaining(sub)} are left and the request "
+                                 f"asked for {n}; the quota resets in {wait_s:.0f} s")
+        self.wait_s = wait_s
+
+
+OUTPUTS = ("labels", "probabilities")
 
 
 class ModelRefused(Exception):
@@ -81,6 +102,12 @@ class ServedModel:
     def predict(self, x):
         """Class labels for a validated batch. Only labels: scores would help an attacker copy the model."""
         return np.argmax(self.model.predict_on_batch(x), axis=1).tolist()
+
+    def predict_with_scores(self, x):
+        """Class labels and class probabilities (the softmax of the model's logits) from one forward pass."""
+        logits = np.asarray(self.model.predict_on_batch(x), dtype=np.float64)
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.argmax(logits, axis=1).tolist(), z / z.sum(axis=1, keepdims=True)
 
     def describe(self):
         return {"name": self.name, "model_sha256": self.sha256,
@@ -148,7 +175,8 @@ def audit_key(audit_key_file=None, secret_file=None):
 
 def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None, audit_key_file=None, *,
                rate=20.0, burst=40, max_body_bytes=1_000_000, max_batch=256, audience=auth.AUDIENCE,
-               issuer=auth.ISSUER, leeway=auth.LEEWAY_S, jwt_public_key=None, encryption_key=None):
+               issuer=auth.ISSUER, leeway=auth.LEEWAY_S, jwt_public_key=None, encryption_key=None,
+               outputs="labels", postprocessor=None, quota=None, quota_period_s=86400.0, monitors=()):
     """Build the model server's FastAPI app.
 
     Parameters
@@ -180,11 +208,27 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     encryption_key : bytes or None
         The AES-256 key for models encrypted at rest
         (:func:`~mlsec_lessons.deployment.keys.load_encryption_key`).
+    outputs : {"labels", "probabilities"}
+        What a prediction returns besides the labels: nothing (the default), or the class
+        probabilities under ``"probabilities"`` (the softmax of the model's logits). Scores help honest
+        users and model thieves alike (lesson 08).
+    postprocessor : callable or None
+        Applied to the probabilities before they are returned, e.g. ART's ``Rounded`` or
+        ``ReverseSigmoid`` (an output defense against model extraction); needs
+        ``outputs="probabilities"``. The labels are always the model's own.
+    quota, quota_period_s : int or None, float
+        At most ``quota`` instances predicted per token subject per ``quota_period_s`` seconds
+        (a day by default); more gets 429 (:class:`~mlsec_lessons.deployment.ratelimit.QueryQuota`).
+        ``None``: no quota.
+    monitors : sequence
+        Objects with ``observe(sub, x, labels)``, shown every allowed prediction request (inputs and
+        labels) in order, e.g. :class:`~mlsec_lessons.theft.prada.PRADA`. Each dict ``observe``
+        returns is an alert, appended to the audit log as ``event="alert"``.
 
     Returns
     -------
     fastapi.FastAPI
-        ``app.state`` holds ``models``, ``audit`` and ``limiter``.
+        ``app.state`` holds ``models``, ``audit``, ``limiter``, ``quota`` and ``monitors``.
 
     Raises
     ------
@@ -196,6 +240,16 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     for name, value in (("max_body_bytes", max_body_bytes), ("max_batch", max_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
+    if postprocessor is not None and (outputs != "probabilities" or not callable(postprocessor)):
+        raise ValueError(f"postprocessor must be a callable and needs outputs='probabilities', got "
+                         f"{postprocessor!r} with outputs={outputs!r}")
+    quota = None if quota is None else QueryQuota(quota, quota_period_s)
+    monitors = tuple(monitors)
+    for monitor in monitors:
+        if not callable(getattr(monitor, "observe", None)):
+            raise ValueError(f"each monitor needs an observe(sub, x, labels) method, got {monitor!r}")
     if jwt_public_key is not None:
         jwt_key, algorithms = keys.load_public_key(jwt_public_key), ("EdDSA",)
     else:
@@ -222,6 +276,8 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     app.state.public_key, app.state.encryption_key = public_key, encryption_key
     app.state.audit = audit
     app.state.limiter = RateLimiter(rate, burst)
+    app.state.outputs, app.state.postprocessor = outputs, postprocessor
+    app.state.quota, app.state.monitors = quota, monitors
     app.state.max_body_bytes, app.state.max_batch = max_body_bytes, max_batch
 
     def authenticate(request):
@@ -253,13 +309,29 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request):
         request.state.audit["model"] = name
-        auth.authorize(authenticate(request), model=name)
+        claims = authenticate(request)
+        auth.authorize(claims, model=name)
         served = find(name)
         _require_json(request)
         body = await read_body(request, app.state.max_body_bytes)
         request.state.audit["input_sha256"] = hashlib.sha256(body).hexdigest()
         x = validate_instances(parse_json(body), served.shape, served.low, served.high, app.state.max_batch)
-        return {"predictions": served.predict(x), "model": served.name, "model_sha256": served.sha256}
+        if app.state.quota is not None:  # counted only for valid requests: a 422 costs no quota
+            wait = app.state.quota.take(claims["sub"], len(x))
+            if wait > 0:
+                raise QuotaExceeded(app.state.quota, claims["sub"], len(x), wait)
+        answer = {"model": served.name, "model_sha256": served.sha256}
+        if app.state.outputs == "probabilities":
+            labels, scores = served.predict_with_scores(x)
+            if app.state.postprocessor is not None:
+                scores = np.asarray(app.state.postprocessor(scores), dtype=np.float64)
+            answer["probabilities"] = scores.tolist()
+        else:
+            labels = served.predict(x)
+        for monitor in app.state.monitors:
+            for alert in monitor.observe(claims["sub"], x, np.asarray(labels)) or ():
+                app.state.audit.append(event="alert", model=name, **alert)
+        return {"predictions": labels, **answer}
 
     @app.post("/v1/models/{name}/reload")
     async def reload(name: str, request: Request):
