@@ -18,6 +18,7 @@ Each module holds one concept:
   survives transfer learning, model poisoning, model skewing through a feedback loop
 * ``theft``: model extraction over HTTP (Copycat, Jacobian augmentation, ART) and the PRADA detector
 * ``monitoring``: live-traffic monitors (adversarial inputs, drift) whose alerts go to the audit log, and a report
+* ``applications``: the source's three application cases (fraud, healthcare, perception), measured
 * ``federated``: federated learning on Flower (FedAvg, SecAgg+, client-level DP) and pairwise masking from scratch
 * ``governance``: audit-log queries, model cards from measurements, Security Coverage from live checks, a
   compliance checklist

@@ -1,0 +1,233 @@
+"""Case 2, healthcare: what accuracy the breast-cancer data supports, and what DP costs and buys.
+
+The source claims "99.5% diagnostic accuracy" for a hospital model trained with federated
+learning and differential privacy. Two measurements answer it:
+
+* **Realistic accuracy.** Repeated stratified 10-fold cross-validation of a standardised
+  logistic regression on all 569 patients: the mean, the spread across folds, and the recall
+  on malignant tumours (a missed cancer costs more than a false alarm).
+* **Privacy, measured from both sides.** Logistic regressions trained with DP-SGD (lesson 04)
+  at a few epsilons, beside the same recipe without noise. For each: the accuracy on
+  patients it did not see, and the exposure to membership inference, as LiRA's TPR at low
+  FPR (lesson 05). LiRA's shadow models are trained with the *same* private recipe: an
+  attack that knows the defense. Features are scaled with public ranges (lesson 04), so no
+  statistic of a patient sets the sensitivity.
+
+An (eps, delta)-DP training caps every membership test at
+``TPR <= min(e^eps * FPR + delta, 1 - e^-eps * (1 - delta - FPR))``, whatever the attack.
+"""
+import dataclasses
+
+import numpy as np
+from sklearn import datasets as skdatasets
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import make_scorer, recall_score
+from sklearn.model_selection import RepeatedStratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..privacy import accounting
+from ..privacy.dp_models import scale_public
+from ..privacy_attacks import lira, membership
+from ..reproducibility import check_seed
+
+MALIGNANT = 0  # scikit-learn's label for a malignant tumour (1 is benign)
+
+
+def realistic_accuracy(n_splits=10, n_repeats=3, seed=0):
+    """Accuracy and malignant recall of a standardised logistic regression, fold by fold.
+
+    The scaler is fitted inside each fold, on its training part only.
+
+    Returns
+    -------
+    dict
+        ``"accuracy"`` and ``"malignant recall"``: arrays with one value per fold
+        (``n_splits * n_repeats``); ``"test size"``: patients per fold.
+
+    Examples
+    --------
+    >>> r = realistic_accuracy(n_splits=5, n_repeats=1)
+    >>> r["accuracy"].shape, bool(0.9 < r["accuracy"].mean() < 1.0)
+    ((5,), True)
+    """
+    for name, value, least in (("n_splits", n_splits, 2), ("n_repeats", n_repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    raw = skdatasets.load_breast_cancer()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=check_seed(seed))
+    scores = cross_validate(model, raw.data, raw.target, cv=folds, scoring={
+        "accuracy": "accuracy", "malignant recall": make_scorer(recall_score, pos_label=MALIGNANT)})
+    return {"accuracy": scores["test_accuracy"], "malignant recall": scores["test_malignant recall"],
+            "test size": len(raw.target) // n_splits}
+
+
+def dp_tpr_bound(epsilon, fpr, delta=0.0):
+    """The largest TPR any membership test can reach at false-positive rate ``fpr`` against (eps, delta)-DP.
+
+    Examples
+    --------
+    >>> round(dp_tpr_bound(1.0, 0.01), 4)
+    0.0272
+    >>> dp_tpr_bound(np.inf, 0.01)
+    1.0
+    """
+    fpr = np.asarray(fpr, dtype=float)
+    if np.any(fpr < 0) or np.any(fpr > 1) or not 0 <= delta < 1 or not epsilon >= 0:
+        raise ValueError(f"need epsilon >= 0, 0 <= fpr <= 1 and 0 <= delta < 1; got {epsilon!r}, {fpr!r}, {delta!r}")
+    if np.isinf(epsilon):  # no DP: nothing caps the attack
+        bound = np.ones_like(fpr)
+    else:
+        bound = np.clip(np.minimum(np.exp(epsilon) * fpr + delta, 1 - np.exp(-epsilon) * (1 - delta - fpr)), 0, 1)
+    return float(bound) if bound.ndim == 0 else bound
+
+
+def public_pool():
+    """All 569 patients, scaled with the public ranges of :mod:`mlsec_lessons.privacy.dp_models`."""
+    raw = skdatasets.load_breast_cancer()
+    return scale_public(raw.data, list(raw.feature_names)).astype(np.float32), raw.target.astype(np.int64)
+
+
+def dp_sgd_shadows(x, y, noise_multiplier, *, n_models=17, l2_norm_clip=1.0, batch_size=64, epochs=20,
+                   learning_rate=0.5, momentum=0.9, seed=0, cache=True):
+    """What ``train_shadow_models(DPSGDClassifier(hidden=(), ...), x, y, n_models, seed=seed)`` computes, faster.
+
+    Model ``k`` is trained with lesson 04's DP-SGD on the half ``in_mask[k]`` of the records, with seed
+    ``seed + k``: the same initial weights, Poisson batches and noise as ``dp_sgd.train`` draws for that
+    seed (``tests/test_applications.py`` checks one model against ``DPSGDClassifier``). ``dp_sgd.train``
+    traces its compiled step anew for every model; the models of one recipe differ only in their data
+    and seed, so here they share one model object and one trace, and the weights and momentum are reset
+    between them.
+
+    Returns
+    -------
+    ShadowSet
+        Logits of every model on every record, and which records each model trained on.
+    """
+    import keras
+    import tensorflow as tf
+
+    from .. import __version__
+    from ..cache import cache_dir, cache_key, fingerprint
+    from ..models import build
+    from ..privacy import dp_sgd
+    from ..privacy_attacks.shadows import ShadowSet, half_masks
+    from ..reproducibility import seed_everything
+
+    x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+    seed = check_seed(seed)
+    in_mask = half_masks(n_models, len(x), seed)
+    config = dict(kind="dp_sgd_shadows", noise_multiplier=float(noise_multiplier), l2_norm_clip=l2_norm_clip,
+                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, momentum=momentum,
+                  n_models=n_models, seed=seed, data=fingerprint(x, y), keras=keras.__version__, mlsec=__version__)
+    path = cache_dir() / "shadows" / f"dp_sgd-{cache_key(**config)}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            return ShadowSet(f["logits"], in_mask, y, from_cache=True)
+
+    n = int(in_mask[0].sum())
+    sample_rate, steps = batch_size / n, epochs * max(1, round(n / batch_size))  # as dp_sgd.train sets them
+    model = build("mlp", x.shape[1:], 2, hidden=())
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    step, noise_step = dp_sgd._step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier,
+                                       float(sample_rate * n))
+    logits = []
+    for k, mask in enumerate(in_mask):
+        seed_everything(seed + k)
+        model.set_weights(build("mlp", x.shape[1:], 2, hidden=()).get_weights())  # dp_sgd.train's initial weights
+        for v in optimizer.momentums:
+            v.assign(tf.zeros_like(v))
+        x_k, y_k = tf.constant(x[mask]), tf.constant(y[mask])
+        batches = dp_sgd.poisson_batches(n, sample_rate, steps, np.random.default_rng(seed + k))
+        for t, idx in enumerate(batches):
+            step_seed = tf.constant([seed + k, t], tf.int64)
+            if len(idx) == 0:
+                noise_step(step_seed)  # an empty batch still releases its noise
+            else:
+                step(tf.gather(x_k, idx), tf.gather(y_k, idx), step_seed)
+        logits.append(model(x, training=False).numpy())
+    logits = np.stack(logits).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, logits=logits)
+        tmp.replace(path)
+    return ShadowSet(logits, in_mask, y)
+
+
+def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_size=64, learning_rate=0.5,
+                  delta=1e-5, seed=0, cache=True):
+    """DP-SGD logistic regressions at each epsilon (and without noise): accuracy and LiRA exposure.
+
+    Each of ``n_models`` models is trained on a random half of the 569 patients
+    (:func:`dp_sgd_shadows`), so every model has as many held-out patients as members. Each
+    model in turn is LiRA's target and the others its shadows (``lira.leave_one_out``), which
+    pools ``n_models * 569`` membership trials.
+
+    Returns
+    -------
+    list of dict
+        One per setting, no noise first: ``epsilon`` (inf without noise), ``noise multiplier``,
+        ``accuracy`` and ``malignant recall`` on held-out patients (mean over models),
+        ``train accuracy``, and LiRA's ``auc``, ``tpr@0.1%``, ``tpr@1%``, with the DP caps
+        ``bound tpr@0.1%`` and ``bound tpr@1%``.
+
+    Examples
+    --------
+    >>> rows = privacy_sweep((1.0,))                                     # doctest: +SKIP
+    >>> rows[1]["epsilon"], rows[1]["tpr@1%"] <= rows[1]["bound tpr@1%"] # doctest: +SKIP
+    (1.0, True)
+    """
+    if any(not (np.isfinite(e) and e > 0) for e in epsilons):
+        raise ValueError(f"epsilons must be positive and finite, got {list(epsilons)!r}")
+    x, y = public_pool()
+    n_train = len(y) // 2
+    sample_rate, steps = batch_size / n_train, epochs * max(1, round(n_train / batch_size))
+    rows = []
+    for eps in (np.inf, *epsilons):
+        sigma = 0.0 if np.isinf(eps) else accounting.noise_multiplier_for(eps, sample_rate, steps, delta)
+        shadows = dp_sgd_shadows(x, y, sigma, n_models=n_models, batch_size=batch_size, epochs=epochs,
+                                 learning_rate=learning_rate, seed=seed, cache=cache)
+        report = membership.attack_report(*lira.leave_one_out(shadows, "online"))
+        correct = shadows.logits.argmax(-1) == y    # (n_models, n_patients)
+        held_out = ~shadows.in_mask
+        rows.append({"epsilon": float(eps), "noise multiplier": sigma,
+                     "accuracy": float(correct[held_out].mean()),
+                     "malignant recall": float(correct[held_out & (y == MALIGNANT)].mean()),
+                     "train accuracy": shadows.accuracy()["members"],
+                     "auc": report["auc"], "tpr@0.1%": report["tpr@0.1%"], "tpr@1%": report["tpr@1%"],
+                     "bound tpr@0.1%": float(dp_tpr_bound(eps, 0.001, delta)),
+                     "bound tpr@1%": float(dp_tpr_bound(eps, 0.01, delta)),
+                     "trials": report["n members"] + report["n non-members"]})
+    return rows
+
+
+@dataclasses.dataclass(eq=False)
+class HealthcareCase:
+    """What :func:`healthcare_case` measured."""
+
+    cv: dict        # realistic_accuracy(...)
+    privacy: list   # privacy_sweep(...)
+    config: dict
+
+    def table(self):
+        """The privacy sweep as a DataFrame, one row per epsilon."""
+        import pandas as pd
+
+        return pd.DataFrame(self.privacy).set_index("epsilon")
+
+
+def healthcare_case(*, epsilons=(1.0, 2.0, 4.0), n_models=17, seed=0, cache=True):
+    """Cross-validated accuracy of a plain model, then the DP-SGD sweep with LiRA (both cached or fast).
+
+    Examples
+    --------
+    >>> case = healthcare_case()                                     # doctest: +SKIP
+    >>> case.table()[["accuracy", "tpr@1%", "bound tpr@1%"]]         # doctest: +SKIP
+    """
+    return HealthcareCase(realistic_accuracy(seed=seed),
+                          privacy_sweep(epsilons, n_models=n_models, seed=seed, cache=cache),
+                          dict(epsilons=list(epsilons), n_models=n_models, seed=seed))
