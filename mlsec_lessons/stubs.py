@@ -97,11 +97,17 @@ def header(source):
             f"# copy; replace each `raise NotImplementedError(...)` with your code, then run the grader.\n")
 
 
+def exercise_files(directory):
+    """The exercise modules in ``directory``, in course order: ``ex0_*.py`` ... ``exN_*.py``, then ``capstone.py``."""
+    directory = Path(directory)
+    return sorted(directory.glob("ex*.py")) + sorted(directory.glob("capstone.py"))
+
+
 def generate(root):
-    """Every stub the solutions in ``root`` produce, as ``{exercises/exN.py path: text}``."""
+    """Every stub the solutions in ``root`` produce, as ``{exercises/<name>.py path: text}``."""
     root = Path(root)
     stubs = {}
-    for solution in sorted((root / "solutions").glob("ex*.py")):
+    for solution in exercise_files(root / "solutions"):
         source = solution.relative_to(root).as_posix()
         stubs[root / "exercises" / solution.name] = make_stub(solution.read_text(encoding="utf-8"), source)
     return stubs

@@ -1,18 +1,20 @@
 """Which exercises exist and where their files are.
 
-An exercise exists when the grader has checks for it: ``grading/checks/exN_name.py``. Its
-stub is ``exercises/exN_name.py`` and its reference solution ``solutions/exN_name.py``.
+An exercise exists when the grader has checks for it: ``grading/checks/exN_name.py`` (or
+``capstone.py``, the last one). Its stub is ``exercises/<name>.py`` and its reference solution
+``solutions/<name>.py``.
 """
 from pathlib import Path
 
 import mlsec_lessons
+from mlsec_lessons.stubs import exercise_files
 
 CHECKS_DIR = Path(__file__).parent / "checks"
 
 
 def known():
     """The full names of all gradable exercises, in course order."""
-    return sorted(p.stem for p in CHECKS_DIR.glob("ex*.py"))
+    return [p.stem for p in exercise_files(CHECKS_DIR)]
 
 
 def resolve(exercise):

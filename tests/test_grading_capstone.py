@@ -1,0 +1,173 @@
+"""The capstone's grader: full marks for the solution, and each deliberately wrong variant of the
+solution loses the points of the check that explains its mistake, with a clear message.
+
+The reference pipeline (train from the cache, evaluate, deploy, monitor, audit) runs in every
+grading, so each variant is graded only on the checks that should catch it."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from mlsec_lessons.grading import grade
+from mlsec_lessons.grading.exercises import solution_variant
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "capstone.py"
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location("capstone_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_solution_scores_full_marks():
+    report = grade("capstone", solutions=True)
+    assert report.full_marks, report.table()
+    assert report.total >= 35 and len(report.checks) >= 15
+
+
+FGSM = '''x_adv = attacks.fgsm(self.model_, data.x_test, data.y_test, self.eps)
+        correct = int((self.model_.predict(x_adv, verbose=0).argmax(axis=1) == data.y_test).sum())
+        return measure.Measurement("robust accuracy", correct / len(x_adv), "FGSM", n=len(x_adv),
+                                   params={"attack": "FGSM", "eps": self.eps, "steps": 1})'''
+
+# mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
+WRONG = {
+    "robust accuracy measured on the training set": (
+        "measure.robust_accuracy(self.model_, data.x_test, data.y_test,",
+        "measure.robust_accuracy(self.model_, data.x_train, data.y_train,",
+        ["robustness_measured_on_the_test_set"], "robustness_measured_on_the_test_set"),
+    "robustness measured with FGSM": (
+        "return measure.robust_accuracy(self.model_, data.x_test, data.y_test, eps=self.eps, steps=self.pgd_steps,\n"
+        "                                       seed=self.seed)", FGSM,
+        ["robustness_measured_with_the_stated_pgd"], "robustness_measured_with_the_stated_pgd"),
+    "robustness measured with too few PGD steps": (
+        "eps=self.eps, steps=self.pgd_steps,", "eps=self.eps, steps=5,",
+        ["robustness_measured_with_the_stated_pgd"], "robustness_measured_with_the_stated_pgd"),
+    "epsilon without the sampling rate": (
+        "sample_rate = self.batch_size / n ", "sample_rate = 1.0 ",
+        ["epsilon_from_the_accountant"], "epsilon_from_the_accountant"),
+    "epsilon from the wrong step count": (
+        "steps = self.epochs * round(n / self.batch_size)", "steps = self.epochs * n // self.batch_size",
+        ["epsilon_from_the_accountant"], "epsilon_from_the_accountant"),
+    "card's robust accuracy typed in": (
+        "list(self.evaluation_.values()), intended_use",
+        '[self.evaluation_["accuracy"], measure.Measurement("robust accuracy", 0.9, "PGD-40 at eps=0.1", n=540), '
+        'self.evaluation_["privacy"], self.evaluation_["membership"]], intended_use',
+        ["card_holds_the_measurements"], "card_holds_the_measurements"),
+    "card's robust accuracy copied from the clean accuracy": (
+        "list(self.evaluation_.values()), intended_use",
+        '[self.evaluation_["accuracy"], measure.Measurement("robust accuracy", self.evaluation_["accuracy"].value, '
+        'self.evaluation_["robustness"].method, n=540, params=self.evaluation_["robustness"].params), '
+        'self.evaluation_["privacy"], self.evaluation_["membership"]], intended_use',
+        ["card_holds_the_measurements"], "card_holds_the_measurements"),
+    "signed before the model is saved": (
+        '        artifacts.save_keras_model(self.model_, release, input_range=(0.0, 1.0))\n'
+        '        artifacts.encrypt_file(release / "model.keras", self.encryption_key_)\n'
+        '        artifacts.sign_dir(release, signing_key)\n',
+        '        artifacts.sign_dir(release, signing_key)\n'
+        '        artifacts.save_keras_model(self.model_, release, input_range=(0.0, 1.0))\n'
+        '        artifacts.encrypt_file(release / "model.keras", self.encryption_key_)\n',
+        ["deploy_signs_what_it_serves"], "deploy_signs_what_it_serves"),
+    "served without comparing with the evaluated weights": (
+        "if artifacts.weights_sha256(served) != self.evaluated_weights_:", "if False:",
+        ["deploy_serves_only_the_evaluated_model"], "deploy_serves_only_the_evaluated_model"),
+    "model stored in the clear": (
+        '        artifacts.encrypt_file(release / "model.keras", self.encryption_key_)\n', "",
+        ["deploy_encrypts_the_model_at_rest"], "deploy_encrypts_the_model_at_rest"),
+    "tokens valid for ten years": (
+        "return auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl)",
+        "return auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=10 * 365 * 86400)",
+        ["tokens_are_short_lived_and_scoped"], "tokens_are_short_lived_and_scoped"),
+    "tokens without expiry": (
+        "return auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl)",
+        'import jwt, time; return jwt.encode({"sub": sub, "role": role, "models": [self.model_name], '
+        '"aud": auth.AUDIENCE, "iss": auth.ISSUER, "iat": int(time.time())}, self.secret_, algorithm="HS256")',
+        ["tokens_are_short_lived_and_scoped"], "tokens_are_short_lived_and_scoped"),
+    "tokens for every model": (
+        "return auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl)",
+        "return auth.issue_token(self.secret_, sub, role, models=None, ttl=self.token_ttl)",
+        ["tokens_are_short_lived_and_scoped"], "tokens_are_short_lived_and_scoped"),
+    "admin role for a plain user": (
+        "return auth.issue_token(self.secret_, sub, role,", 'return auth.issue_token(self.secret_, sub, "admin",',
+        ["user_tokens_cannot_act_as_admin"], "user_tokens_cannot_act_as_admin"),
+    "detector threshold set on the monitored traffic": (
+        "score_samples(self.x_validation_)", "score_samples(np.concatenate([x for _, _, x, _ in traffic]))",
+        ["detector_threshold_set_on_clean_validation", "monitoring_reports_the_attack"],
+        "detector_threshold_set_on_clean_validation"),
+    "membership TPR at a convenient FPR": (
+        "data.y_test,\n                                  fpr=self.membership_fpr)",
+        "data.y_test,\n                                  fpr=0.1)",
+        ["membership_tpr_at_low_fpr"], "membership_tpr_at_low_fpr"),
+    "a missing control left off the inventory": (
+        '            coverage.Control("an operator is alerted and responds", None,\n'
+        '                             "alerts are only written to the log; nobody is paged, no incident process"),\n',
+        "", ["coverage_counts_every_control"], "coverage_counts_every_control"),
+    "DP-SGD without adversarial examples": (
+        "delta=self.delta, seed=self.seed, adversarial_eps=self.eps, progress=False)",
+        "delta=self.delta, seed=self.seed, progress=False)",
+        ["trains_with_dp_on_adversarial_examples", "trained_model_is_robust_and_accurate"],
+        "trained_model_is_robust_and_accurate"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG))
+def test_wrong_solutions_lose_points(mistake, tmp_path):
+    old, new, checks, must_fail = WRONG[mistake]
+    report = grade("capstone", solution_variant("capstone", old, new, tmp_path), checks=checks)
+    assert must_fail in report.failed(), f"{mistake}: {must_fail} still passes\n{report.table()}"
+    message = report.failed()[must_fail]
+    assert message and "not implemented" not in message and "Traceback" not in message, message
+
+
+def test_bad_settings_are_refused_with_clear_errors(tmp_path):
+    from mlsec_lessons.data import load_breast_cancer, load_digits
+
+    cap = load(SOLUTION)
+    digits = load_digits()
+    for kwargs, name in [({"eps": 0}, "eps"), ({"eps": 1.5}, "eps"), ({"detector_fpr": 1.0}, "detector_fpr"),
+                         ({"pgd_steps": 0}, "pgd_steps"), ({"token_ttl": -5}, "token_ttl"),
+                         ({"noise_multiplier": 0.0}, "noise_multiplier")]:
+        with pytest.raises(ValueError, match=name):
+            cap.MLSecuritySystem(**kwargs).train(digits)
+    with pytest.raises(ValueError, match="images in"):
+        cap.MLSecuritySystem().train(load_breast_cancer())
+    system = cap.MLSecuritySystem()
+    for step, call in [("train", lambda: system.evaluate(digits)),
+                       ("evaluate", lambda: system.deploy(tmp_path, "k.pem", "k.pub.pem")),
+                       ("deploy", lambda: system.issue_token("alice"))]:
+        with pytest.raises(ValueError, match=f"call {step}\\(\\) first"):
+            call()
+
+
+def test_monitor_refuses_phases_that_do_not_fill_windows():
+    cap = load(SOLUTION)
+    system = cap.MLSecuritySystem()
+    system.server_ = object()  # monitor() checks the traffic before it sends anything
+    with pytest.raises(ValueError, match="multiple of window=50"):
+        system.monitor([("alice", "honest", [[0.0]] * 30, None)])
+
+
+def test_alerts_in_log_needs_a_log_that_verifies(tmp_path):
+    from mlsec_lessons.deployment.audit import AuditLog
+
+    cap = load(SOLUTION)
+    log = AuditLog(tmp_path / "audit.jsonl", key=bytes(32))
+    log.append(event="alert", monitor="drift", sub="bob", window=3, reason="drift")
+    assert cap.alerts_in_log(tmp_path / "audit.jsonl", bytes(32), "drift")[0]
+    assert not cap.alerts_in_log(tmp_path / "audit.jsonl", bytes(32), cap.DETECTOR)[0]
+    lines = (tmp_path / "audit.jsonl").read_text().replace('"bob"', '"eve"')
+    (tmp_path / "audit.jsonl").write_text(lines)
+    ok, detail = cap.alerts_in_log(tmp_path / "audit.jsonl", bytes(32), "drift")
+    assert not ok and "does not verify" in detail
+
+
+def test_epsilon_agrees_with_the_dp_sgd_run():
+    # the accountant's epsilon for the run's own q and steps is what dp_sgd.train attaches
+    from mlsec_lessons.privacy import accounting
+
+    n, batch, epochs = 1257, 64, 15
+    assert math.isclose(accounting.epsilon(1.1, batch / n, epochs * round(n / batch), 1e-5), 5.4749, rel_tol=1e-3)
