@@ -5,6 +5,7 @@ Set ``MLSEC_CACHE_DIR`` to move it (CI and tests point it at a scratch folder).
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,25 @@ def save_weights(model, path, config):
     weights_only.save_weights(tmp)
     tmp.replace(path)
     path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))
+
+
+def load_or_fit(model, path, config, fit):
+    """Load ``model``'s weights from ``path``, or train it with ``fit()`` and save them there.
+
+    ``path`` None trains without caching. ``fit()`` trains ``model`` in place and may return the
+    seconds it took (else the wall time is used). Sets ``model.from_cache``, ``model.train_seconds``
+    (0.0 when loaded) and ``model.cache_path``; returns ``model``.
+    """
+    model.train_seconds = 0.0
+    if path is not None and Path(path).exists():
+        model.load_weights(path)
+        model.from_cache = True
+    else:
+        start = time.perf_counter()
+        seconds = fit()
+        model.train_seconds = time.perf_counter() - start if seconds is None else seconds
+        model.from_cache = False
+        if path is not None:
+            save_weights(model, path, config)
+    model.cache_path = path
+    return model

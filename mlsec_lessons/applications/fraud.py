@@ -20,7 +20,6 @@ Adversarial training uses the same attack, on the frauds only: the fraudster is 
 adapts, legitimate customers do not.
 """
 import dataclasses
-import time
 import weakref
 
 import keras
@@ -30,7 +29,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from sklearn.model_selection import train_test_split
 
 from .. import __version__, data, models
-from ..cache import cache_dir, cache_key, fingerprint, save_weights
+from ..cache import cache_dir, cache_key, fingerprint, load_or_fit
 from ..reproducibility import check_seed, seed_everything
 
 MUTABLE = tuple(range(10))
@@ -302,17 +301,8 @@ def adversarial_train(fit, *, eps=1.0, bounds, mutable=MUTABLE, steps=7, hidden=
                   learning_rate=learning_rate, seed=seed, data=fingerprint(fit.x_train, fit.y_train),
                   keras=keras.__version__, mlsec=__version__)
     path = cache_dir() / "models" / f"{fit.name}-mlp-adv-{cache_key(**config)}.weights.h5" if cache else None
-    model.train_seconds = 0.0
-    if path is not None and path.exists():
-        model.load_weights(path)
-        model.from_cache = True
-    else:
-        start = time.perf_counter()
-        _fit(model, fit, lo, hi, mask, float(eps), steps, epochs, batch_size, learning_rate, seed)
-        model.train_seconds = time.perf_counter() - start
-        model.from_cache = False
-        if path is not None:
-            save_weights(model, path, config)
+    load_or_fit(model, path, config,
+                lambda: _fit(model, fit, lo, hi, mask, float(eps), steps, epochs, batch_size, learning_rate, seed))
     models.compile_for_training(model, learning_rate)
     model.cache_path = path
     return model

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from .. import __version__, models
 from ..attacks import _check_nonneg, _check_positive_int, _compiled_pgd, sample_ball
-from ..cache import cache_dir, cache_key, fingerprint, save_weights
+from ..cache import cache_dir, cache_key, fingerprint, load_or_fit
 from ..reproducibility import quiet, seed_everything
 
 METHODS = ("pgd", "fgsm_rs")
@@ -111,17 +111,9 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
                   epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                   data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
     path = cache_dir() / "models" / f"{data.name}-{arch}-adv-{cache_key(**config)}.weights.h5" if cache else None
-    model.train_seconds = 0.0
-    if path is not None and path.exists():
-        model.load_weights(path)
-        model.from_cache = True
-    else:
-        model.train_seconds = _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress)
-        model.from_cache = False
-        if path is not None:
-            save_weights(model, path, config)
+    load_or_fit(model, path, config,
+                lambda: _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress))
     models.compile_for_training(model, learning_rate)
-    model.cache_path = path
     return model
 
 

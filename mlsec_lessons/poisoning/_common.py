@@ -1,12 +1,11 @@
 """Input checks and the cached training step the poisoning modules share."""
 import dataclasses
-import time
 
 import keras
 import numpy as np
 
 from .. import __version__
-from ..cache import cache_dir, cache_key, save_weights
+from ..cache import cache_dir, cache_key, load_or_fit
 from ..reproducibility import check_seed, seed_everything
 
 
@@ -64,17 +63,9 @@ def cached_fit(model, kind, config, fit, *, cache=True, seed=0):
     check_seed(seed)
     config = dict(config, kind=kind, seed=seed, keras=keras.__version__, mlsec=__version__)
     path = cache_dir() / "models" / f"{kind}-{cache_key(**config)}.weights.h5" if cache else None
-    model.train_seconds = 0.0
-    if path is not None and path.exists():
-        model.load_weights(path)
-        model.from_cache = True
-    else:
+
+    def train():
         seed_everything(seed)
-        start = time.perf_counter()
         fit(model)
-        model.train_seconds = time.perf_counter() - start
-        model.from_cache = False
-        if path is not None:
-            save_weights(model, path, config)
-    model.cache_path = path
-    return model
+
+    return load_or_fit(model, path, config, train)
