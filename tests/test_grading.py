@@ -1,7 +1,6 @@
 """The grader: full marks for the solutions, none for the stubs, lost points for wrong code, and
 failed checks with a clear message (never a traceback or a hang) for code that hangs, crashes
 or does not compile."""
-import importlib.util
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from mlsec_lessons import cli, metrics, stubs
 from mlsec_lessons.grading import grade, grade_cell, known, resolve, try_it
 from mlsec_lessons.grading.exercises import solution_variant
+from mlsec_lessons.grading.plugin import load as load_file
 from mlsec_lessons.grading.report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,10 +230,7 @@ def test_notebook_helpers_never_raise(capsys):
 
 
 def load(path):
-    spec = importlib.util.spec_from_file_location(f"loaded_{path.parent.name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, f"loaded_{path.parent.name}")
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -3,7 +3,6 @@ solution loses the points of the check that explains its mistake, with a clear m
 
 The reference pipeline (train from the cache, evaluate, deploy, monitor, audit) runs in every
 grading, so each variant is graded only on the checks that should catch it."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -11,16 +10,14 @@ import pytest
 
 from mlsec_lessons.grading import grade
 from mlsec_lessons.grading.exercises import solution_variant
+from mlsec_lessons.grading.plugin import load as load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "capstone.py"
 
 
 def load(path):
-    spec = importlib.util.spec_from_file_location("capstone_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, "capstone_under_test")
 
 
 def test_solution_scores_full_marks():

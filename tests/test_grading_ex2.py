@@ -3,7 +3,6 @@ deliberately wrong variant of the solution loses points in the check that explai
 
 A full grading run trains four small models, so each variant is graded only on the checks that
 should catch it (the same pytest run the grader makes, restricted to those checks)."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from mlsec_lessons.grading import grade
 from mlsec_lessons.grading.exercises import solution_variant
+from mlsec_lessons.grading.plugin import load as load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex2_privacy_preserving_system"
@@ -18,10 +18,7 @@ SOLUTION = ROOT / "solutions" / f"{NAME}.py"
 
 
 def load(path):
-    spec = importlib.util.spec_from_file_location(f"loaded_{path.parent.name}_{NAME}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, f"loaded_{path.parent.name}_{NAME}")
 
 
 def test_solution_scores_full_marks():
