@@ -1,37 +1,59 @@
-"""The pytest plugin behind the grader.
+"""The pytest plugin behind the grader: the *judge*.
 
-It gives the checks two fixtures, ``impl`` (the code under test, from ``--impl``) and ``ref``
-(the reference solution, from ``--ref``), and writes each check's points and outcome to the
-JSON file named by ``--grade-json``. The file is rewritten before and after every check, so
-when the code under test kills the process, the record says which check was running.
+It gives the checks two fixtures: ``impl``, the student's module, which lives in a separate
+worker process (:mod:`.remote`; the student's code never runs in the judge), and ``ref``, the
+reference solution, loaded here and never sent to the worker. It decides every check's outcome
+and reports it to the grader over a pipe the worker does not hold, one JSON line per change,
+each authenticated with an HMAC key the grader hands over on a pipe that is read, and closed,
+before any student code runs. The judge then
+makes itself non-dumpable, so that a process of the same user cannot read its memory or open
+its file descriptors (``--sandbox`` also hides the judge entirely).
 """
+import ctypes
+import hashlib
+import hmac
 import importlib.util
 import json
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 import pytest
 
+from . import remote
+
 TIMEOUT_PREFIX = "Timeout (>"  # how pytest-timeout's failure message starts
+PR_SET_DUMPABLE = 4
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("mlsec grading")
     group.addoption("--impl", help="the file under test, e.g. exercises/ex0_security_metrics.py")
     group.addoption("--ref", help="the reference solution the checks compare with")
-    group.addoption("--grade-json", help="where to write each check's points and outcome")
+    group.addoption("--module-name", default="student_solution", help="the name the student's module gets")
+    group.addoption("--grade-fd", type=int, help="the pipe to report each check's points and outcome on")
+    group.addoption("--key-fd", type=int, help="the pipe the record's HMAC key is read from")
+    group.addoption("--worker-config", default="{}", help="JSON: the worker's limits and off-limits shadows")
+    group.addoption("--sandbox", action="store_true", help="run the student's worker in the sandbox")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): how many points a check is worth")
-    if config.getoption("grade_json"):
-        config.pluginmanager.register(Recorder(config.getoption("grade_json")), "mlsec-recorder")
+    if config.getoption("grade_fd") is not None:
+        with os.fdopen(config.getoption("key_fd"), "rb") as pipe:  # before any student code exists anywhere
+            key = pipe.read(256).strip()
+        try:
+            ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        except (OSError, AttributeError):  # not Linux: the sandbox is what protects the judge there
+            pass
+        config.pluginmanager.register(Recorder(config.getoption("grade_fd"), key), "mlsec-recorder")
 
 
 def load(path, module_name):
-    """Import a Python file as a module; turn every way this can fail into a one-line failure."""
+    """Import a Python file as a module, here, in the judge: for the reference solution and the
+    course's own tests, never for a student's file. Every failure is a one-line failure."""
     path = Path(path)
     if not path.is_file():
         pytest.fail(f"file not found: {path}", pytrace=False)
@@ -51,62 +73,105 @@ def load(path, module_name):
 
 @pytest.fixture(scope="session")
 def impl(pytestconfig):
-    """The module under test. Loaded once; a failure to load fails every check with its reason."""
-    recorder = pytestconfig.pluginmanager.get_plugin("mlsec-recorder")
-    if recorder:
-        recorder.note(loading=True)  # a crash from here on is the import's fault
-    try:
-        return load(pytestconfig.getoption("impl"), "mlsec_impl_under_test")
-    finally:
-        if recorder:
-            recorder.note(loading=False)
+    """The student's module, in its worker process (started on first use, again after a crash)."""
+    options = pytestconfig.getoption
+    config = json.loads(options("worker_config"))
+    with tempfile.TemporaryDirectory(prefix="mlsec-worker-") as workdir:
+        home = Path(workdir) / "home"
+        sandbox = None
+        if options("sandbox"):
+            from .sandbox import HOME, Sandbox
+
+            sandbox = Sandbox(config.get("shadows"))
+            env = remote.scrubbed_environment(HOME)
+        else:
+            env = remote.scrubbed_environment(home)
+        worker = remote.Worker(options("impl"), options("module_name"), workdir, config, sandbox, env)
+        try:
+            yield remote.Student(worker)
+        finally:
+            worker.stop()
 
 
 @pytest.fixture(scope="session")
 def ref(pytestconfig):
-    """The reference solution."""
-    return load(pytestconfig.getoption("ref"), "mlsec_reference_solution")
+    """The reference solution, in the judge only."""
+    path = pytestconfig.getoption("ref")
+    if not path or not Path(path).is_file():
+        pytest.fail("needs the reference solution, which this copy of the course leaves out: "
+                    "your instructor grades this check", pytrace=False)
+    return load(path, remote.REFERENCE_MODULE)
 
 
 def describe(exc, path):
     """``TypeError: ... (line 12, in f)``, with the last line of ``path`` the traceback passes."""
+    if isinstance(exc, remote.StudentRaised):
+        return f"{exc.type_name}: {_text(exc)}{exc.where}"
     where = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == Path(path)]
     at = f" (line {where[-1].lineno}, in {where[-1].name})" if where else ""
-    return f"{type(exc).__name__}: {exc}{at}"
+    return f"{type(exc).__name__}: {_text(exc)}{at}"
+
+
+def _text(exc):
+    try:
+        return str(exc)
+    except Exception:
+        return "(its message could not be printed)"
 
 
 def message(exc, impl_path):
     """One line that tells a student why a check failed."""
     if isinstance(exc, NotImplementedError):
-        return f"not implemented: {exc}" if str(exc) else "not implemented yet"
+        return f"not implemented: {_text(exc)}" if _text(exc) else "not implemented yet"
+    if isinstance(exc, remote.Verdict):
+        return _text(exc)
     if isinstance(exc, AssertionError):
         # pytest appends its own explanation ("\nassert ...") to the check's message
-        text = str(exc).split("\nassert ")[0]
+        text = _text(exc).split("\nassert ")[0]
         return " ".join(text.split()) or "a check failed"
     if isinstance(exc, pytest.fail.Exception):
         if exc.msg.startswith(TIMEOUT_PREFIX):
             seconds = float(exc.msg[len(TIMEOUT_PREFIX):].split("s)")[0])
             return f"took longer than {seconds:g} s: an endless loop, or far too slow"
         return exc.msg
-    if isinstance(exc, SystemExit):
-        return f"your code called exit({exc.code!r}); a function should return or raise instead"
-    if isinstance(exc, AttributeError) and getattr(exc, "obj", None) is sys.modules.get("mlsec_impl_under_test"):
-        return f"your file does not define {exc.name}"
-    return f"raised {describe(exc, impl_path)}"
+    if isinstance(exc, remote.StudentRaised) and isinstance(exc, AttributeError) and \
+            _text(exc).startswith("your file does not define"):
+        return _text(exc)
+    if isinstance(exc, remote.StudentRaised):
+        return f"raised {describe(exc, impl_path)}"
+    return f"the grader's check raised {describe(exc, impl_path)} (a problem with your result's type or shape?)"
+
+
+def sign(key, state):
+    """One record line: the state and its HMAC."""
+    body = json.dumps(state, sort_keys=True)
+    return json.dumps({"state": state, "mac": hmac.new(key, body.encode(), hashlib.sha256).hexdigest()})
+
+
+def verify(key, line):
+    """The state in a record line, or None when its MAC is wrong or it is not a record at all."""
+    try:
+        record = json.loads(line)
+        state = record["state"]
+        body = json.dumps(state, sort_keys=True)
+        expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+        return state if hmac.compare_digest(expected, str(record["mac"])) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class Recorder:
-    """Keeps the JSON record of a grading run up to date."""
+    """Reports the grading run's state to the grader, a signed JSON line per change."""
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self.state = {"checks": [], "results": {}, "running": None, "loading": False, "finished": False}
+    def __init__(self, fd, key):
+        self.stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+        self.key = key
+        self.state = {"checks": [], "results": {}, "running": None, "finished": False}
 
     def note(self, **changes):
         self.state.update(changes)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)  # atomic: a crash never leaves half a file
+        self.stream.write(sign(self.key, self.state) + "\n")
+        self.stream.flush()
 
     def pytest_collection_finish(self, session):
         checks = []

@@ -27,6 +27,7 @@ class Report:
     path: Path
     checks: list = field(default_factory=list)
     note: str = ""  # a problem with the run as a whole, when there is one
+    isolation: str = ""  # how the student's code was isolated while it was graded
 
     @property
     def score(self):
@@ -59,6 +60,9 @@ class Report:
                                        break_long_words=False, break_on_hyphens=False)  # keep paths whole
         if self.note:
             lines += textwrap.wrap(self.note, width, initial_indent="  ", subsequent_indent="  ")
+        if self.isolation:
+            lines += textwrap.wrap(f"graded under: {self.isolation}", width, initial_indent="  ",
+                                   subsequent_indent="    ")
         percent = 100 * self.score / self.total if self.total else 0
         lines.append(f"  {'total':<{name_width + 6}}  {self.score:>3}/{self.total}  ({percent:.0f}%)")
         return "\n".join(lines)

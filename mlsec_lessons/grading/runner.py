@@ -1,12 +1,27 @@
-"""Grade a file: run an exercise's checks under pytest, in a subprocess with a time limit.
+"""Grade a file: the judge runs an exercise's checks, the student's code runs in a worker.
 
-The subprocess is what makes the grader safe: an endless loop, ``os._exit`` or a segfault in
-the code under test ends that process, not the grader. The plugin's JSON record says which
-check was running, so the grader marks that check failed and runs the remaining ones again.
+The threat model: **the student's file is untrusted code.** Nothing it does may raise its grade
+except computing correct results. So three processes take part:
+
+* the grader (this module), which starts the judge, reads its authenticated record, and
+  makes the report; the totals come from the checks the judge collected before any student
+  code ran;
+* the judge (pytest with :mod:`.plugin`), which holds the checks and the reference solution
+  and decides every verdict;
+* the worker (:mod:`.worker`, under its :mod:`.keeper`), the only process that runs the
+  student's code; it gets no path to the reference or the checks, answers with plain data
+  (:mod:`.wire`), cannot use the library's answers (:mod:`.offlimits`), and lives under
+  resource limits, in a bubblewrap sandbox with ``sandbox=True`` (:mod:`.sandbox`).
+
+An endless loop, ``os._exit``, a crash or a process left running ends with the worker, never
+with the judge or the grader; when the judge itself dies, the check it was running fails and the
+grader runs the rest again in a new one.
 """
 import ast
 import json
 import os
+import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -14,15 +29,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import exercises
+from . import exercises, offlimits
+from .plugin import verify
 from .report import CheckResult, Report
 
 # SIGALRM fails the one check and goes on; without it (Windows), pytest-timeout's thread ends
 # the process, and the grader goes on with the next check in a new one
 TIMEOUT_METHOD = "signal" if hasattr(signal, "SIGALRM") else "thread"
 
-
 DEFAULT_LIMITS = {"TIME_LIMIT": 60, "CHECK_TIME_LIMIT": 10}
+GRACE = 10  # seconds past the time limit for the judge to finish its report, then it is killed
+MAX_RECORD = 4 * 2**20  # bytes of record the grader reads from one judge
+PROCESS_LEVEL = "process (the student's code in its own worker process; files and network not isolated)"
+MEMORY_LIMIT = 8 * 2**30  # bytes of address space (TensorFlow alone maps about 2 GiB)
+FILE_SIZE_LIMIT = 256 * 2**20
+PROCESS_LIMIT = 256  # with --sandbox only: outside, the count is the whole user's
+
+
+def declared(name, variable, default=None):
+    """The value a checks module assigns to ``variable`` (a literal), read without importing it."""
+    tree = ast.parse(exercises.checks_file(name).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == variable:
+                return ast.literal_eval(node.value)
+    return default
 
 
 def limits(name):
@@ -34,13 +65,13 @@ def limits(name):
     >>> limits("ex0_security_metrics")
     {'TIME_LIMIT': 60, 'CHECK_TIME_LIMIT': 10}
     """
-    found = dict(DEFAULT_LIMITS)
-    tree = ast.parse(exercises.checks_file(name).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in found:
-                found[node.targets[0].id] = ast.literal_eval(node.value)
-    return found
+    return {key: declared(name, key, default) for key, default in DEFAULT_LIMITS.items()}
+
+
+def off_limits(name):
+    """The library modules and names an exercise asks students to write rather than import
+    (``OFF_LIMITS`` in its checks module; see :mod:`.offlimits`)."""
+    return declared(name, "OFF_LIMITS", {})
 
 
 def check_functions(name):
@@ -56,7 +87,7 @@ def check_functions(name):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
 
 
-def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None, checks=None):
+def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None, checks=None, sandbox=False):
     """Run the checks of ``exercise`` on a file and return a :class:`Report`.
 
     Parameters
@@ -75,6 +106,10 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     checks : list of str, optional
         Run only these check functions (``"pgd_step_increases_the_loss"``; every case of a
         parametrized one), to iterate on one part of an exercise. Default: all of them.
+    sandbox : bool, default=False
+        Run the student's code in the bubblewrap sandbox (:mod:`.sandbox`): no network, no view
+        of ``solutions/``, the checks or other students' files. Raises
+        :class:`~mlsec_lessons.grading.sandbox.SandboxUnavailable` where it cannot run.
 
     Raises
     ------
@@ -88,6 +123,10 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     True
     """
     name = exercises.resolve(exercise)
+    if sandbox:
+        from .sandbox import require
+
+        require()  # never a weaker isolation than the one asked for
     if path is not None and solutions:
         raise ValueError(f"give path or solutions=True, not both (path={str(path)!r})")
     if path is None:
@@ -104,75 +143,146 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
             raise ValueError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
                              f"its checks are: {', '.join(known)}")
         todo = [f"{todo[0]}::test_{c}" for c in checks]
-    found, results, note = run_checks(name, path, timeout, check_timeout, todo)
-    report = Report(name, path, note=note)
+    if not path.is_file():
+        raise ValueError(f"no file to grade at {path}")
+    found, results, note = run_checks(name, path, timeout, check_timeout, todo, sandbox)
+    report = Report(name, path, note=note, isolation=_level(sandbox))
     for check in found:
         passed, message = results[check["nodeid"]]
         report.checks.append(CheckResult(check["name"], check["points"], passed, message))
     return report
 
 
-def run_checks(name, path, timeout, check_timeout, todo):
+def _level(sandbox):
+    if sandbox:
+        from .sandbox import LEVEL
+
+        return LEVEL
+    return PROCESS_LEVEL
+
+
+def run_checks(name, path, timeout, check_timeout, todo, sandbox=False):
     """Run the checks in ``todo`` (pytest node ids) until every one has an outcome;
     return (checks, {nodeid: (passed, message)}, note)."""
     deadline = time.monotonic() + timeout
     checks, results, stop = [], {}, ""
-    with tempfile.TemporaryDirectory(prefix="mlsec-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlsec-judge-") as tmp:
+        config = worker_config(name, Path(tmp) / "shadows", timeout, sandbox)
         while todo:
             left = deadline - time.monotonic()
             if left <= 0:
                 stop = f"not run: the time limit of {timeout:g} s for the whole exercise ran out"
                 break
-            state, returncode, output = _pytest(todo, path, exercises.solution_file(name), Path(tmp),
-                                                left, check_timeout)
+            state, returncode, output = judge(todo, path, name, Path(tmp), left, check_timeout, config, sandbox)
             if state is None or not state["checks"]:  # pytest itself failed: a problem of the grader
                 stop = f"the grader could not run the checks for {name}: {_tail(output)}"
                 break
             checks = checks or state["checks"]  # the first run collects every check
-            results.update({k: (r["passed"], r["message"]) for k, r in state["results"].items()})
+            results.update({k: (bool(r["passed"]), str(r["message"])) for k, r in state["results"].items()
+                            if k in {c["nodeid"] for c in checks}})
             if state["finished"]:
                 break
             why = _stopped(returncode, timeout)
-            if state["loading"] or state["running"] is None:  # every check would die the same way
-                stop = f"importing {path.name}: {why}" if state["loading"] else why
+            if state["running"] is None:  # it died between checks: every check would die the same way
+                stop = why
                 break
             results.setdefault(state["running"], (False, why))
             todo = [str(exercises.CHECKS_DIR / c["nodeid"]) for c in checks if c["nodeid"] not in results]
     if not checks:
         return [], {}, stop
-    return checks, {c["nodeid"]: results.get(c["nodeid"], (False, stop)) for c in checks}, ""
+    return checks, {c["nodeid"]: results.get(c["nodeid"], (False, stop or "not run")) for c in checks}, ""
 
 
-def _pytest(args, impl, ref, tmp, seconds, check_timeout):
-    """One pytest process; returns (the plugin's record or None, return code or None on timeout, output)."""
-    record = tmp / "record.json"
-    record.unlink(missing_ok=True)
+def worker_config(name, shadow_dir, timeout, sandbox):
+    """The worker's resource limits and its off-limits shadows."""
+    shadows = offlimits.write_shadows(off_limits(name), shadow_dir)
+    limits = {"memory": MEMORY_LIMIT, "cpu": int(timeout) + 60, "file_size": FILE_SIZE_LIMIT,
+              "processes": PROCESS_LIMIT if sandbox else None}
+    return {"shadows": shadows, "limits": limits}
+
+
+def judge(args, impl, name, tmp, seconds, check_timeout, config, sandbox):
+    """One judge (pytest) process; returns (its last authenticated record or None, return code or
+    None on timeout, the end of its output)."""
     ini = tmp / "pytest.ini"
     ini.write_text("[pytest]\n")
+    key = secrets.token_hex(32)
+    record_read, record_write = os.pipe()
+    key_read, key_write = os.pipe()
+    os.write(key_write, key.encode())  # 64 bytes: far below a pipe's buffer
+    os.close(key_write)
     command = [sys.executable, "-m", "pytest", *args, "-q",
                # the course's own pytest settings, conftest.py and plugins stay out of grading
                "-c", str(ini), "--rootdir", str(exercises.CHECKS_DIR), "--noconftest", "-p", "no:cacheprovider",
                "--import-mode=importlib", "-p", "pytest_timeout", "-p", "mlsec_lessons.grading.plugin",
                f"--timeout={check_timeout}", f"--timeout-method={TIMEOUT_METHOD}",
-               f"--impl={impl}", f"--ref={ref}", f"--grade-json={record}"]
+               f"--impl={impl}", f"--ref={exercises.solution_file(name)}", f"--module-name={name}",
+               f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--worker-config={json.dumps(config)}"]
+    if sandbox:
+        command.append("--sandbox")
     # PYTHONDONTWRITEBYTECODE: leave no __pycache__ in a student's folder
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=hasattr(os, "killpg"))
-    try:
-        output, returncode = process.communicate(timeout=seconds)[0], process.returncode
-    except subprocess.TimeoutExpired:
-        if hasattr(os, "killpg"):
-            os.killpg(process.pid, signal.SIGKILL)  # the whole group: the code under test may have forked
-        else:
-            process.kill()
-        output, returncode = process.communicate()[0], None
-    state = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
-    return state, returncode, output
+    with tempfile.TemporaryFile(dir=tmp) as output:
+        process = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT, pass_fds=(record_write, key_read),
+                                   start_new_session=hasattr(os, "killpg"))
+        os.close(record_write)
+        os.close(key_read)
+        state, returncode = _follow(process, record_read, key.encode(), seconds)
+        output.seek(max(0, output.seek(0, os.SEEK_END) - 4000))
+        text = output.read().decode("utf-8", errors="replace")
+    return state, returncode, text
+
+
+def _follow(process, fd, key, seconds):
+    """Read the judge's record until it ends or ``seconds`` pass; the last valid state, and the
+    return code (None when it had to be killed)."""
+    deadline, state, buffer, total = time.monotonic() + seconds + GRACE, None, b"", 0
+    with os.fdopen(fd, "rb", buffering=0) as record:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([record], [], [], min(left, 1.0))
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            chunk = record.read(65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_RECORD:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                found = verify(key, line.decode("utf-8", errors="replace"))
+                if found is not None:
+                    state = found
+    if process.poll() is None:
+        try:
+            process.wait(timeout=max(0.0, min(GRACE, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+    returncode = process.poll()
+    if returncode is None:
+        _kill(process)
+    return state, returncode
+
+
+def _kill(process):
+    if hasattr(os, "killpg"):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the judge's group; its worker follows (PDEATHSIG)
+        except OSError:
+            pass
+    process.kill()
+    process.wait()
 
 
 def _stopped(returncode, timeout):
-    """Why the process stopped in the middle of a check."""
+    """Why the judge stopped in the middle of a check."""
     if returncode is None:
         return f"still running when the time limit of {timeout:g} s for the whole exercise ran out"
     if returncode < 0:
@@ -180,8 +290,8 @@ def _stopped(returncode, timeout):
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"the Python process crashed ({name})"
-    return f"the Python process exited with code {returncode}: does the code call os._exit()?"
+        return f"the grader's process was stopped ({name}) while this check ran"
+    return f"the grader's process exited with code {returncode} while this check ran"
 
 
 def _tail(output, lines=5):

@@ -1,0 +1,114 @@
+"""The keeper: the parent of the worker, which kills every process the student's code started.
+
+The keeper is a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process the worker
+double-forks, or starts in a new session with ``setsid``, is re-parented to the keeper instead
+of to ``init`` when its parent ends, so the keeper still sees it. When the worker ends, or the
+judge sends SIGTERM, the keeper kills its whole tree, round after round until it is empty.
+Nothing of the student's code runs here.
+
+Run as ``python -m mlsec_lessons.grading.keeper -- python -m mlsec_lessons.grading.worker ...``.
+"""
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+
+
+def prctl(option, value):
+    """Linux's prctl(2); False where it is not available."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def become_subreaper():
+    """True when orphaned descendants will now be re-parented to this process (Linux only)."""
+    return prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def children(pid):
+    """The direct children of ``pid``, from /proc."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def descendants(pid):
+    todo, seen = [pid], []
+    while todo:
+        for child in children(todo.pop()):
+            if child not in seen:
+                seen.append(child)
+                todo.append(child)
+    return seen
+
+
+def kill_tree(root=None, rounds=200):
+    """SIGKILL every descendant of ``root`` (default: this process), until none is left.
+
+    A process that forks while it is being killed leaves a child behind, which is re-parented
+    to this subreaper and killed in the next round.
+    """
+    root = os.getpid() if root is None else root
+    for _ in range(rounds):
+        pids = descendants(root)
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
+    return not descendants(root)
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    parent = os.getppid()
+    become_subreaper()
+    signal.signal(signal.SIGTERM, lambda *_: (kill_tree(), os._exit(143)))
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the judge gone (killed at its time limit): end the tree
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    fds = [int(fd) for fd in os.environ.pop("MLSEC_PASS_FDS", "").split(",") if fd]
+    worker = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
+    for fd in fds:
+        os.close(fd)  # the worker holds the channel now; the keeper must not keep it open
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == worker.pid:
+            code = os.waitstatus_to_exitcode(status)
+            kill_tree()
+            os._exit(code if code >= 0 else 128 - code)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
