@@ -215,7 +215,7 @@ class MLSecuritySystem:
         fifth of the training images held out of it (``x_validation_``) to set its threshold on.
         """
         self._check(data)
-        raise NotImplementedError("model = dp_sgd.train(data, self.arch, ...) with this system's DP settings (l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta, seed), progress=False, and adversarial_eps=self.eps: DP-SGD on FGSM-RS examples at the stated eps, so one run is both private and robust")
+        raise NotImplementedError("One training run must be both private and robust: DP-SGD on adversarial examples at the stated eps, with all of this system's DP settings. Pitfall: a private run and a robust run are two models, and neither of them is both.")
         self.model_, self.data_ = model, data
         self.training_data_ = {"name": f"scikit-learn {data.name}, training split", "n": len(data.y_train),
                                "fingerprint": fingerprint(data.x_train, data.y_train)}
@@ -233,7 +233,7 @@ class MLSecuritySystem:
         Returns a ``Measurement`` of kind ``"robust accuracy"``.
         """
         self._require("model_", "train")
-        raise NotImplementedError("measure.robust_accuracy(self.model_, ...) on the held-out TEST images (data.x_test, data.y_test), at eps=self.eps with steps=self.pgd_steps and seed=self.seed: PGD that knows the model, not FGSM, not the training set")
+        raise NotImplementedError("Measure robust accuracy with the stated white-box attack (PGD with the configured number of steps, at the stated eps) on the held-out test images. Pitfall: a weaker attack such as FGSM, or the training images, make the number look better than it is.")
 
     def measure_privacy(self, data):
         """The (epsilon, delta) the training run spent, from the RDP accountant.
@@ -242,7 +242,7 @@ class MLSecuritySystem:
         """
         self._require("model_", "train")
         n = len(data.x_train)
-        raise NotImplementedError("sample_rate = the Poisson sampling rate batch_size / n; steps = the steps dp_sgd.train ran, epochs * round(n / batch_size) (self.model_.steps_); epsilon = accounting.epsilon(noise_multiplier, sample_rate, steps, delta); return self.privacy_measurement(epsilon, sample_rate, steps)")
+        raise NotImplementedError("Ask the accountant for the epsilon of the run that actually happened: its noise, its Poisson sampling rate and the number of steps it took, at this system's delta. Pitfall: any other rate or number of steps gives the epsilon of a run that never happened.")
 
     def privacy_measurement(self, epsilon, sample_rate, steps):
         """``epsilon`` as a ``Measurement``, with what the accountant was told in its params."""
@@ -259,7 +259,7 @@ class MLSecuritySystem:
         self._require("model_", "train")
         if fingerprint(data.x_train, data.y_train) != self.training_data_["fingerprint"]:
             raise ValueError("data is not what the model was trained on; its training split is the members")
-        raise NotImplementedError("measure.membership(self.model_, members = the training split, non-members = the test split, fpr=self.membership_fpr): the TPR at a low FPR, not an average over all thresholds")
+        raise NotImplementedError("Attack membership with the training split as members and the test split as non-members, and report the true positive rate at the stated low false positive rate. Pitfall: an average over all thresholds hides the few records an attacker identifies with confidence.")
 
     def evaluate(self, data):
         """Every number the card will report, measured: ``{"accuracy", "robustness", "privacy", "membership"}``."""
@@ -296,7 +296,7 @@ class MLSecuritySystem:
         self.secret_file_ = keys.generate_jwt_secret(workdir / "jwt.secret")
         self.secret_ = keys.load_jwt_secret(self.secret_file_)
         self.encryption_key_ = keys.load_encryption_key(keys.generate_encryption_key(workdir / "model.aes"))
-        raise NotImplementedError("save self.model_ into release in a safe format (artifacts.save_keras_model, input_range (0, 1)), encrypt release / \"model.keras\" at rest (artifacts.encrypt_file with self.encryption_key_), and only then sign the folder (artifacts.sign_dir); load it back with artifacts.load_verified_model (it verifies first) and raise ValueError unless its artifacts.weights_sha256 equals self.evaluated_weights_, the weights evaluate() measured")
+        raise NotImplementedError("Save the model in a safe format, encrypt it at rest, only then sign the folder, and serve it only if the verified weights are the ones that were evaluated. Pitfall: a signature made before the encryption covers a file that is gone, and unchecked weights void the card.")
         self.release_ = release
         self.card_ = self.model_card(measure.artifact(release, public_key))
         self.card_.to_json(release / CARD_FILE)
@@ -319,7 +319,7 @@ class MLSecuritySystem:
     def model_card(self, artifact):
         """The model card, filled only from :meth:`evaluate`'s measurements, for the verified ``artifact``."""
         self._require("evaluation_", "evaluate")
-        raise NotImplementedError("ModelCard.from_measurements(self.model_name, the Measurements of self.evaluation_ exactly as evaluate() made them (never a typed-in or copied number), intended_use=INTENDED_USE, training_data=self.training_data_, artifact=artifact, not_measured=NOT_MEASURED, limitations=LIMITATIONS)")
+        raise NotImplementedError("Build the card from the evaluation's measurements exactly as they were made, with the intended use, the training data, the artifact, what was not measured and the limitations. Pitfall: a number typed in or copied by hand is a claim, not a measurement.")
 
     def issue_token(self, sub, role="user"):
         """A JWT for ``sub`` with ``role``, accepted by the deployed server for this model only.
@@ -330,7 +330,7 @@ class MLSecuritySystem:
             For an unknown role (``auth.ROLES``) or an empty ``sub``.
         """
         self._require("secret_", "deploy")
-        raise NotImplementedError("auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl): the role that was asked for (a plain user is never an admin), scoped to this model, and short-lived")
+        raise NotImplementedError("Issue a token with the role that was asked for, scoped to this model only, and short-lived. Pitfall: a plain user never gets an admin token, and a token for every model or with a long life is a standing key.")
 
     # ----------------------------------------------------------------------- 4. monitoring
     def monitor(self, traffic):
@@ -360,7 +360,7 @@ class MLSecuritySystem:
             if len(x) == 0 or len(x) % self.window:
                 raise ValueError(f"phase {what!r} of {sub!r} has {len(x)} inputs; each phase must fill whole "
                                  f"windows (a positive multiple of window={self.window})")
-        raise NotImplementedError("before any traffic, set self.watch_.detector.threshold to the (1 - self.detector_fpr) quantile of self.watch_.detector.score_samples on the CLEAN VALIDATION images self.x_validation_, never on the traffic you monitor (it holds the attacks)")
+        raise NotImplementedError("Before any traffic arrives, set the detector's threshold so that it flags the chosen share of the clean validation images. Pitfall: calibrating on the monitored traffic, which holds the attacks, raises the threshold until the attacks pass.")
         rows, first = [], len(getattr(self.watch_, "windows_", []))
         for sub, what, x, y in traffic:
             headers = {"Authorization": f"Bearer {self.issue_token(sub)}"}
@@ -407,7 +407,7 @@ class MLSecuritySystem:
             audit_log=self.audit_log_, audit_key=self.audit_key_, card=self.card_, x_train=self.data_.x_train,
             y_train=self.data_.y_train, policy=self.policy())
         log, key = self.audit_log_, self.audit_key_
-        raise NotImplementedError("inventory.append(coverage.Component(\"monitoring\", [...])) with a coverage.Control for \"adversarial inputs raise an alert in the audit log\" (check: alerts_in_log(log, key, DETECTOR)), one for \"input drift raises an alert in the audit log\" (alerts_in_log(log, key, \"drift\")), and coverage.Control(\"an operator is alerted and responds\", None, ...): a control with no check counts as missing, so never leave it off the list")
+        raise NotImplementedError("Add a monitoring component with a live check per control: detector alerts and drift alerts in the audit log, plus the human response, which nothing checks. Pitfall: leaving out a missing control inflates coverage; list it without a check so that it counts as missing.")
         report = coverage.measure(inventory)
         report.to_json(workdir / "coverage.json")
         items = capstone_checklist(self.release_ / CARD_FILE, self.audit_log_, workdir / "coverage.json")

@@ -48,7 +48,7 @@ def as_labels(y, name="y", n=None):
     >>> as_labels([[0.9, 0.1], [0.2, 0.8]])
     array([0, 1])
     """
-    raise NotImplementedError("np.asarray(y); ValueError if it is empty or len(y) != n; 2-D rows are probabilities: check [0, 1], then argmax(axis=1)")
+    raise NotImplementedError("Accept integer labels or rows of class probabilities, and give back one class label per sample. Pitfall: refuse what cannot be scored (no samples, the wrong number of them, rows that are not probabilities such as logits) rather than guess.")
 
 
 def attack_success_rate(y_true, y_pred_clean, y_pred_adv):
@@ -78,7 +78,7 @@ def attack_success_rate(y_true, y_pred_clean, y_pred_adv):
     >>> attack_success_rate([0, 1, 2, 3], [0, 1, 2, 0], [0, 2, 1, 3])  # 2 of the 3 correct ones flip
     0.6666666666666666
     """
-    raise NotImplementedError("count flips only among samples that were correct before the attack, and divide by how many those are")
+    raise NotImplementedError("count flips only among samples that were correct before the attack, as a share of those samples. Pitfall: a sample the model already got wrong is no success of the attack, and with no correct sample there is nothing to attack.")
 
 
 def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
@@ -97,7 +97,7 @@ def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
     >>> targeted_attack_success_rate([0, 1, 2], [0, 1, 2], [5, 1, 5], y_target=[5, 5, 5])
     0.6666666666666666
     """
-    raise NotImplementedError("eligible = correct before the attack and target != true label; return the share of them that hit their target")
+    raise NotImplementedError("Only the samples that were right before the attack and are aimed at a class other than their own can count; report the share of them that land on their target. Pitfall: a target equal to the true class is no success, and neither is a sample that was already wrong.")
 
 
 def model_robustness_score(asr):
@@ -113,7 +113,7 @@ def model_robustness_score(asr):
     >>> model_robustness_score(0.25)
     0.75
     """
-    raise NotImplementedError("ValueError unless 0 <= asr <= 1, then return 1 - asr")
+    raise NotImplementedError("Robustness is what is left of the correctly classified samples once the attack's successes are taken away. Pitfall: a rate outside [0, 1], or NaN, is a bug upstream: refuse it.")
 
 
 def privacy_loss(is_member, member_score):
@@ -139,7 +139,7 @@ def privacy_loss(is_member, member_score):
     >>> privacy_loss([1, 1, 0, 0], [0.9, 0.8, 0.7, 0.1])
     1.0
     """
-    raise NotImplementedError("try each distinct score t as a threshold (flag score >= t); return the largest TPR - FPR, never below 0")
+    raise NotImplementedError("Try every score the attack produced as the threshold, and keep the best gap between the share of members flagged and the share of non-members flagged. Pitfall: the highest score is a threshold too, and the result is never below zero (guessing already scores zero).")
 
 
 def security_coverage(inventory):
@@ -160,7 +160,7 @@ def security_coverage(inventory):
     >>> security_coverage({"api": {"auth": True, "tls": True}, "model file": {"signature": False}})
     0.5
     """
-    raise NotImplementedError("a component counts only if all(controls.values()); ValueError for an empty inventory or a component without controls")
+    raise NotImplementedError("A component counts as protected only when every control it needs is in place; coverage is the share of protected components. Pitfall: counting controls instead of components lets one open hole hide among many closed ones; refuse an empty inventory and a component without controls.")
 
 
 def robustness_curve(predict, attack, x, y, eps_values):
@@ -194,4 +194,4 @@ def robustness_curve(predict, attack, x, y, eps_values):
     >>> robustness_curve(predict, attack, np.array([[0.5], [-0.2]]), np.array([1, 0]), [0, 0.3, 1])["accuracy"]
     array([1. , 0.5, 0. ])
     """
-    raise NotImplementedError("check the budgets and len(x) == len(y); for each eps: attack (unless eps == 0), predict, record the accuracy")
+    raise NotImplementedError("For each budget, attack the inputs with it, predict, and record the accuracy; a budget of zero means the clean inputs. Pitfall: refuse budgets that are missing, negative or decreasing, and inputs and labels of different lengths.")

@@ -76,7 +76,7 @@ def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
     >>> float(tf.reduce_max(tf.abs(x1 - x))) <= 0.1 + 1e-6
     True
     """
-    raise NotImplementedError("a tf.GradientTape that watches x_adv gives the gradient of tf.reduce_sum(loss_per_example(...)); step eps_step * tf.sign(gradient) up the loss, then tf.clip_by_value into [x - eps, x + eps], then into clip")
+    raise NotImplementedError("Step every pixel up the loss by the sign of the gradient (the steepest step under an L-inf budget), then project back into the eps-ball and the valid pixel range. Pitfall: the ball is centred on the clean input, not on the current adversarial one, or the attack drifts past eps.")
 
 
 def predict_labels(model, X, batch_size=512):
@@ -143,7 +143,7 @@ class AdversarialDefense:
             Naming the bad argument: ``eps < 0``, ``steps < 1``, ``eps_step <= 0``, ``X`` empty or
             outside ``clip``, ``y`` of another length than ``X``.
         """
-        raise NotImplementedError("ValueError (naming the argument and its value) if eps < 0, steps < 1, eps_step is given and <= 0, X is empty, X has values outside self.clip, or len(y) != len(X); then return X as float32 and y as int64")
+        raise NotImplementedError("Check the parameters and the data before any work, and let each ValueError name the bad argument and its value. Pitfall: NaN fails every comparison, so phrase each test so that NaN is refused rather than let through.")
 
     def _eps_step(self):
         return 2.5 * self.eps / self.steps if self.eps_step is None else self.eps_step
@@ -152,7 +152,7 @@ class AdversarialDefense:
     def perturb(self, model, x, y):
         """PGD with a random start: ``self.steps`` calls of :func:`pgd_step` from a random point
         of the eps-ball (clipped to the valid range). ``x`` and ``y`` are tensors."""
-        raise NotImplementedError("start at x + tf.random.uniform(tf.shape(x), -self.eps, self.eps), clipped to self.clip; then self.steps times x_adv = pgd_step(model, x_adv, x, y, self.eps, self._eps_step(), self.clip)")
+        raise NotImplementedError("PGD starts from a random point of the eps-ball (inside the valid range) and takes the configured number of PGD steps from there. Pitfall: without the random start, training only ever sees the gradient at the clean input and overfits to it.")
 
     def adversarial_examples(self, model, X, y, batch_size=512):
         """:meth:`perturb` on NumPy arrays, compiled and in batches; returns a NumPy array."""
@@ -185,18 +185,18 @@ class AdversarialDefense:
 
     def _train_step(self, model, optimizer, x, y):
         """One step of adversarial training on the batch ``(x, y)``; returns the batch's loss."""
-        raise NotImplementedError("x_adv = self.perturb(model, x, y); under a tf.GradientTape, the mean of keras.losses.sparse_categorical_crossentropy(y, model(x_adv, training=True), from_logits=True); then optimizer.apply_gradients over model.trainable_variables")
+        raise NotImplementedError("Replace the batch by its worst case in the eps-ball for the weights as they are now, then take one ordinary gradient step on that adversarial batch; its loss is the result. Pitfall: the model is in training mode for the update, and the gradient is taken with respect to the weights, not the inputs.")
 
     # ------------------------------------------------------------------ detection
     def squeeze(self, X):
         """``X`` reduced to ``self.squeeze_bits`` bits per pixel: ``2**bits`` levels across ``clip``."""
-        raise NotImplementedError("with levels = 2**self.squeeze_bits - 1, scale X from clip to [0, 1], round(x * levels) / levels, and scale back")
+        raise NotImplementedError("Reduce the bit depth: spread a few evenly spaced levels (two to the power of the bits) across the valid range, snap each pixel to the nearest one, and map back. Pitfall: the valid range is the clip range, which is not always the unit interval.")
 
     def detector_score(self, X):
         """How far the prediction moves when ``X`` is squeezed: the L1 distance between the softmax
         outputs of ``detector_model_`` on ``X`` and on ``squeeze(X)``. Higher is more suspicious."""
         X, _ = self._check(X)
-        raise NotImplementedError("tf.nn.softmax of self.detector_model_ on X and on self.squeeze(X); return the L1 distance of each row pair as a NumPy array")
+        raise NotImplementedError("Compare the model's class probabilities on each input with those on its squeezed copy; the score is how far they moved, one number per input. Pitfall: compare probabilities, not logits, and use the model the detector watches.")
 
     def fit_detector(self, model, X_clean=None):
         """Set the detector's threshold so that it flags a share ``fpr`` of the clean ``X_clean``
@@ -206,7 +206,7 @@ class AdversarialDefense:
                 raise ValueError("fit_detector needs clean inputs: pass X_clean, or call train_robust_model first")
             X_clean = self.X_train_
         self.detector_model_ = model
-        raise NotImplementedError("scores = self.detector_score(X_clean); the threshold is their (1 - self.fpr) quantile, so that a share fpr of clean inputs scores above it")
+        raise NotImplementedError("Set the threshold from the scores of clean inputs, so that only the chosen false-positive share of them scores above it. Pitfall: calibrate on clean data only, and refuse a rate that is not strictly between zero and one.")
         return self
 
     def detect_attack(self, X):
@@ -243,4 +243,4 @@ class AdversarialDefense:
         """
         X, y = self._check(X_test, y_test)
         X_adv = np.asarray((attack or self.adversarial_examples)(model, X, y))
-        raise NotImplementedError("predict_labels on X and X_adv; ASR counts flips only among the samples predicted correctly before the attack (ValueError if there are none); MRS = 1 - ASR")
+        raise NotImplementedError("Predict on the clean and on the attacked inputs; the attack succeeds only on samples that were right before it, and robustness is what survives. Pitfall: a sample the model already got wrong is no success of the attack, so this is not one minus the ratio of the two accuracies.")

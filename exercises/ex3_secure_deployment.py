@@ -63,7 +63,7 @@ def model_digest(model):
     str
         64 hexadecimal characters.
     """
-    raise NotImplementedError("hashlib.sha256(); update it with json.dumps(model.get_config(), sort_keys=True) and, for each array in model.get_weights(), its dtype, shape and bytes")
+    raise NotImplementedError("Hash everything that makes the model what it is: its architecture and every weight array, with each array's type and shape. Pitfall: the hyperparameters alone give a trained and an untrained model the same digest.")
 
 
 class SecureModelDeployment:
@@ -89,7 +89,7 @@ class SecureModelDeployment:
     """
 
     def __init__(self, secret, signing_key=None, issuer="mlsec-lessons", audience="mlsec-model-api", leeway=10):
-        raise NotImplementedError("raise ValueError unless secret is bytes of at least MIN_SECRET_BYTES; keep the arguments; make a key with Ed25519PrivateKey.generate() if none is given")
+        raise NotImplementedError("Refuse a secret that is not random bytes long enough for HS256, keep the arguments, and make a signing key when none is given. Pitfall: a guessable string like the source's is no key, and the error message must say what is needed without echoing the secret.")
         self.public_key = self.signing_key.public_key()
         self.issuer, self.audience, self.leeway = issuer, audience, leeway
         self.registry = {}
@@ -108,7 +108,7 @@ class SecureModelDeployment:
             ``model_name``, ``model_sha256``, ``signature`` (hex), ``public_key`` (PEM) and
             ``deployed_at`` (Unix time). The same record is kept in :attr:`registry`.
         """
-        raise NotImplementedError("digest = model_digest(model); sign self._signed_message(model_name, digest) with self.signing_key; store the record in self.registry")
+        raise NotImplementedError("Digest the model, sign the model's name together with its digest, and keep that record, signature and public key included, in the registry. Pitfall: a digest that is not signed protects nothing against whoever can write to the registry.")
 
     def verify_model_integrity(self, model_name, model):
         """True if ``model`` is the one deployed under ``model_name``, and its record is signed.
@@ -116,7 +116,7 @@ class SecureModelDeployment:
         False for a model name never deployed, a record whose signature does not verify (someone
         edited the registry), or a model whose digest differs from the record's.
         """
-        raise NotImplementedError("look up the record (False if none); verify its signature with self.public_key (False on InvalidSignature); compare model_digest(model) with the record in constant time (hmac.compare_digest)")
+        raise NotImplementedError("A model passes only if its name was deployed, its record's signature verifies, and its digest matches the record. Pitfall: compare digests in constant time (an ordinary comparison stops at the first difference and leaks how much matched), and answer False rather than raise on a bad signature.")
 
     # ------------------------------------------------------------------ tokens
     def issue_token(self, sub, role="user", models=("*",), ttl=900):
@@ -127,7 +127,7 @@ class SecureModelDeployment:
         ValueError
             For an unknown role or a ttl that is not positive.
         """
-        raise NotImplementedError("check role in ROLES and ttl > 0; claims sub, role, models (a list), iss, aud, iat = now, exp = now + ttl; jwt.encode(claims, self.secret, algorithm=ALGORITHM)")
+        raise NotImplementedError("Put the subject, the role, the models it may use, the issuer, the audience and the issue and expiry times into the claims, and sign them with the secret. Pitfall: refuse an unknown role and a lifetime that is not positive.")
 
     def authenticate_request(self, token, model_name, required_role="user"):
         """The claims of ``token`` if it may call ``model_name`` with ``required_role``.
@@ -142,4 +142,4 @@ class SecureModelDeployment:
             A valid token whose role is below ``required_role`` or whose ``models`` claim does
             not include ``model_name`` (403).
         """
-        raise NotImplementedError("AuthenticationError if not token; jwt.decode with algorithms=[ALGORITHM] (never the token's own header), audience, issuer, leeway and options={\"require\": REQUIRED_CLAIMS}; turn jwt.InvalidTokenError into AuthenticationError; then check the role and the model scope (AuthorizationError)")
+        raise NotImplementedError("Let PyJWT check the signature, expiry, audience and issuer with the algorithm pinned and every claim required; a token that fails is a 401, and a valid one without the role or the model is a 403. Pitfall: never take the algorithm from the token's own header, and never put the secret in a message.")

@@ -212,7 +212,8 @@ class MLSecuritySystem:
         fifth of the training images held out of it (``x_validation_``) to set its threshold on.
         """
         self._check(data)
-        ### BEGIN SOLUTION hint: model = dp_sgd.train(data, self.arch, ...) with this system's DP settings (l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta, seed), progress=False, and adversarial_eps=self.eps: DP-SGD on FGSM-RS examples at the stated eps, so one run is both private and robust
+        ### BEGIN SOLUTION hint: One training run must be both private and robust: DP-SGD on adversarial examples at the stated eps, with all of this system's DP settings. Pitfall: a private run and a robust run are two models, and neither of them is both.
+        ### HINT 2: model = dp_sgd.train(data, self.arch, ...) with this system's DP settings (l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta, seed), progress=False, and adversarial_eps=self.eps: DP-SGD on FGSM-RS examples at the stated eps
         model = dp_sgd.train(data, self.arch, l2_norm_clip=self.l2_norm_clip, noise_multiplier=self.noise_multiplier,
                              batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate,
                              delta=self.delta, seed=self.seed, adversarial_eps=self.eps, progress=False)
@@ -234,7 +235,8 @@ class MLSecuritySystem:
         Returns a ``Measurement`` of kind ``"robust accuracy"``.
         """
         self._require("model_", "train")
-        ### BEGIN SOLUTION hint: measure.robust_accuracy(self.model_, ...) on the held-out TEST images (data.x_test, data.y_test), at eps=self.eps with steps=self.pgd_steps and seed=self.seed: PGD that knows the model, not FGSM, not the training set
+        ### BEGIN SOLUTION hint: Measure robust accuracy with the stated white-box attack (PGD with the configured number of steps, at the stated eps) on the held-out test images. Pitfall: a weaker attack such as FGSM, or the training images, make the number look better than it is.
+        ### HINT 2: measure.robust_accuracy(self.model_, ...) on the held-out TEST images (data.x_test, data.y_test), at eps=self.eps with steps=self.pgd_steps and seed=self.seed: PGD that knows the model, not FGSM, not the training set
         return measure.robust_accuracy(self.model_, data.x_test, data.y_test, eps=self.eps, steps=self.pgd_steps,
                                        seed=self.seed)
         ### END SOLUTION
@@ -246,7 +248,8 @@ class MLSecuritySystem:
         """
         self._require("model_", "train")
         n = len(data.x_train)
-        ### BEGIN SOLUTION hint: sample_rate = the Poisson sampling rate batch_size / n; steps = the steps dp_sgd.train ran, epochs * round(n / batch_size) (self.model_.steps_); epsilon = accounting.epsilon(noise_multiplier, sample_rate, steps, delta); return self.privacy_measurement(epsilon, sample_rate, steps)
+        ### BEGIN SOLUTION hint: Ask the accountant for the epsilon of the run that actually happened: its noise, its Poisson sampling rate and the number of steps it took, at this system's delta. Pitfall: any other rate or number of steps gives the epsilon of a run that never happened.
+        ### HINT 2: the sampling rate is batch_size / n; the steps are what dp_sgd.train ran, epochs * round(n / batch_size) (self.model_.steps_); accounting.epsilon(noise_multiplier, sample_rate, steps, delta); wrap it with self.privacy_measurement
         sample_rate = self.batch_size / n                 # each record joins each batch with probability q
         steps = self.epochs * round(n / self.batch_size)  # what dp_sgd.train ran: model_.steps_
         epsilon = accounting.epsilon(self.noise_multiplier, sample_rate, steps, self.delta)
@@ -268,7 +271,8 @@ class MLSecuritySystem:
         self._require("model_", "train")
         if fingerprint(data.x_train, data.y_train) != self.training_data_["fingerprint"]:
             raise ValueError("data is not what the model was trained on; its training split is the members")
-        ### BEGIN SOLUTION hint: measure.membership(self.model_, members = the training split, non-members = the test split, fpr=self.membership_fpr): the TPR at a low FPR, not an average over all thresholds
+        ### BEGIN SOLUTION hint: Attack membership with the training split as members and the test split as non-members, and report the true positive rate at the stated low false positive rate. Pitfall: an average over all thresholds hides the few records an attacker identifies with confidence.
+        ### HINT 2: measure.membership(self.model_, members = the training split, non-members = the test split, fpr=self.membership_fpr): the TPR at a low FPR, not an average over all thresholds
         return measure.membership(self.model_, data.x_train, data.y_train, data.x_test, data.y_test,
                                   fpr=self.membership_fpr)
         ### END SOLUTION
@@ -308,7 +312,8 @@ class MLSecuritySystem:
         self.secret_file_ = keys.generate_jwt_secret(workdir / "jwt.secret")
         self.secret_ = keys.load_jwt_secret(self.secret_file_)
         self.encryption_key_ = keys.load_encryption_key(keys.generate_encryption_key(workdir / "model.aes"))
-        ### BEGIN SOLUTION hint: save self.model_ into release in a safe format (artifacts.save_keras_model, input_range (0, 1)), encrypt release / "model.keras" at rest (artifacts.encrypt_file with self.encryption_key_), and only then sign the folder (artifacts.sign_dir); load it back with artifacts.load_verified_model (it verifies first) and raise ValueError unless its artifacts.weights_sha256 equals self.evaluated_weights_, the weights evaluate() measured
+        ### BEGIN SOLUTION hint: Save the model in a safe format, encrypt it at rest, only then sign the folder, and serve it only if the verified weights are the ones that were evaluated. Pitfall: a signature made before the encryption covers a file that is gone, and unchecked weights void the card.
+        ### HINT 2: save self.model_ into release in a safe format (artifacts.save_keras_model, input_range (0, 1)), encrypt release / "model.keras" at rest (artifacts.encrypt_file with self.encryption_key_), and only then sign the folder (artifacts.sign_dir); load it back with artifacts.load_verified_model (it verifies first) and raise ValueError unless its artifacts.weights_sha256 equals self.evaluated_weights_, the weights evaluate() measured
         artifacts.save_keras_model(self.model_, release, input_range=(0.0, 1.0))
         artifacts.encrypt_file(release / "model.keras", self.encryption_key_)
         artifacts.sign_dir(release, signing_key)
@@ -339,7 +344,8 @@ class MLSecuritySystem:
     def model_card(self, artifact):
         """The model card, filled only from :meth:`evaluate`'s measurements, for the verified ``artifact``."""
         self._require("evaluation_", "evaluate")
-        ### BEGIN SOLUTION hint: ModelCard.from_measurements(self.model_name, the Measurements of self.evaluation_ exactly as evaluate() made them (never a typed-in or copied number), intended_use=INTENDED_USE, training_data=self.training_data_, artifact=artifact, not_measured=NOT_MEASURED, limitations=LIMITATIONS)
+        ### BEGIN SOLUTION hint: Build the card from the evaluation's measurements exactly as they were made, with the intended use, the training data, the artifact, what was not measured and the limitations. Pitfall: a number typed in or copied by hand is a claim, not a measurement.
+        ### HINT 2: ModelCard.from_measurements(self.model_name, the Measurements of self.evaluation_ exactly as evaluate() made them (never a typed-in or copied number), intended_use=INTENDED_USE, training_data=self.training_data_, artifact=artifact, not_measured=NOT_MEASURED, limitations=LIMITATIONS)
         return ModelCard.from_measurements(self.model_name, list(self.evaluation_.values()), intended_use=INTENDED_USE,
                                            training_data=self.training_data_, artifact=artifact,
                                            not_measured=NOT_MEASURED, limitations=LIMITATIONS)
@@ -354,7 +360,8 @@ class MLSecuritySystem:
             For an unknown role (``auth.ROLES``) or an empty ``sub``.
         """
         self._require("secret_", "deploy")
-        ### BEGIN SOLUTION hint: auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl): the role that was asked for (a plain user is never an admin), scoped to this model, and short-lived
+        ### BEGIN SOLUTION hint: Issue a token with the role that was asked for, scoped to this model only, and short-lived. Pitfall: a plain user never gets an admin token, and a token for every model or with a long life is a standing key.
+        ### HINT 2: auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl): the role that was asked for, scoped to this model, and short-lived
         return auth.issue_token(self.secret_, sub, role, models=[self.model_name], ttl=self.token_ttl)
         ### END SOLUTION
 
@@ -386,7 +393,8 @@ class MLSecuritySystem:
             if len(x) == 0 or len(x) % self.window:
                 raise ValueError(f"phase {what!r} of {sub!r} has {len(x)} inputs; each phase must fill whole "
                                  f"windows (a positive multiple of window={self.window})")
-        ### BEGIN SOLUTION hint: before any traffic, set self.watch_.detector.threshold to the (1 - self.detector_fpr) quantile of self.watch_.detector.score_samples on the CLEAN VALIDATION images self.x_validation_, never on the traffic you monitor (it holds the attacks)
+        ### BEGIN SOLUTION hint: Before any traffic arrives, set the detector's threshold so that it flags the chosen share of the clean validation images. Pitfall: calibrating on the monitored traffic, which holds the attacks, raises the threshold until the attacks pass.
+        ### HINT 2: before any traffic, set self.watch_.detector.threshold to the (1 - self.detector_fpr) quantile of self.watch_.detector.score_samples on the CLEAN VALIDATION images self.x_validation_, never on the traffic you monitor
         scores = self.watch_.detector.score_samples(self.x_validation_)
         self.watch_.detector.threshold = float(np.quantile(scores, 1 - self.detector_fpr))
         ### END SOLUTION
@@ -436,7 +444,8 @@ class MLSecuritySystem:
             audit_log=self.audit_log_, audit_key=self.audit_key_, card=self.card_, x_train=self.data_.x_train,
             y_train=self.data_.y_train, policy=self.policy())
         log, key = self.audit_log_, self.audit_key_
-        ### BEGIN SOLUTION hint: inventory.append(coverage.Component("monitoring", [...])) with a coverage.Control for "adversarial inputs raise an alert in the audit log" (check: alerts_in_log(log, key, DETECTOR)), one for "input drift raises an alert in the audit log" (alerts_in_log(log, key, "drift")), and coverage.Control("an operator is alerted and responds", None, ...): a control with no check counts as missing, so never leave it off the list
+        ### BEGIN SOLUTION hint: Add a monitoring component with a live check per control: detector alerts and drift alerts in the audit log, plus the human response, which nothing checks. Pitfall: leaving out a missing control inflates coverage; list it without a check so that it counts as missing.
+        ### HINT 2: inventory.append(coverage.Component("monitoring", [...])) with a coverage.Control for "adversarial inputs raise an alert in the audit log" (check: alerts_in_log(log, key, DETECTOR)), one for "input drift raises an alert in the audit log" (alerts_in_log(log, key, "drift")), and coverage.Control("an operator is alerted and responds", None, ...): a control with no check counts as missing
         inventory.append(coverage.Component("monitoring", [
             coverage.Control("adversarial inputs raise an alert in the audit log",
                              lambda: alerts_in_log(log, key, DETECTOR), "detector alerts in the verified log"),

@@ -45,7 +45,8 @@ def as_labels(y, name="y", n=None):
     >>> as_labels([[0.9, 0.1], [0.2, 0.8]])
     array([0, 1])
     """
-    ### BEGIN SOLUTION hint: np.asarray(y); ValueError if it is empty or len(y) != n; 2-D rows are probabilities: check [0, 1], then argmax(axis=1)
+    ### BEGIN SOLUTION hint: Accept integer labels or rows of class probabilities, and give back one class label per sample. Pitfall: refuse what cannot be scored (no samples, the wrong number of them, rows that are not probabilities such as logits) rather than guess.
+    ### HINT 2: np.asarray(y); ValueError if it is empty or has not n samples; a 2-D y holds probabilities: check that they lie in [0, 1] (min and max), then take the argmax along axis 1
     y = np.asarray(y)
     if y.size == 0:
         raise ValueError(f"{name} is empty")
@@ -87,7 +88,8 @@ def attack_success_rate(y_true, y_pred_clean, y_pred_adv):
     >>> attack_success_rate([0, 1, 2, 3], [0, 1, 2, 0], [0, 2, 1, 3])  # 2 of the 3 correct ones flip
     0.6666666666666666
     """
-    ### BEGIN SOLUTION hint: count flips only among samples that were correct before the attack, and divide by how many those are
+    ### BEGIN SOLUTION hint: count flips only among samples that were correct before the attack, as a share of those samples. Pitfall: a sample the model already got wrong is no success of the attack, and with no correct sample there is nothing to attack.
+    ### HINT 2: as_labels for all three arguments (with len(y_true)); a boolean mask of the samples predicted correctly before; ValueError if the mask is all False; the flips are the masked samples that are wrong after the attack; their count over the mask's count, as a float
     y_true = as_labels(y_true, "y_true")
     before = as_labels(y_pred_clean, "y_pred_clean", len(y_true))
     after = as_labels(y_pred_adv, "y_pred_adv", len(y_true))
@@ -115,7 +117,8 @@ def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
     >>> targeted_attack_success_rate([0, 1, 2], [0, 1, 2], [5, 1, 5], y_target=[5, 5, 5])
     0.6666666666666666
     """
-    ### BEGIN SOLUTION hint: eligible = correct before the attack and target != true label; return the share of them that hit their target
+    ### BEGIN SOLUTION hint: Only the samples that were right before the attack and are aimed at a class other than their own can count; report the share of them that land on their target. Pitfall: a target equal to the true class is no success, and neither is a sample that was already wrong.
+    ### HINT 2: as_labels for all four arguments; eligible is the mask (clean prediction equals y_true) & (target differs from y_true); ValueError if no sample is eligible; hits are the eligible samples whose adversarial prediction equals their target; the count of hits over the count of eligible samples
     y_true = as_labels(y_true, "y_true")
     before = as_labels(y_pred_clean, "y_pred_clean", len(y_true))
     after = as_labels(y_pred_adv, "y_pred_adv", len(y_true))
@@ -141,7 +144,8 @@ def model_robustness_score(asr):
     >>> model_robustness_score(0.25)
     0.75
     """
-    ### BEGIN SOLUTION hint: ValueError unless 0 <= asr <= 1, then return 1 - asr
+    ### BEGIN SOLUTION hint: Robustness is what is left of the correctly classified samples once the attack's successes are taken away. Pitfall: a rate outside [0, 1], or NaN, is a bug upstream: refuse it.
+    ### HINT 2: ValueError unless 0.0 <= asr <= 1.0 (a chained comparison also refuses NaN); then one minus asr
     if not 0.0 <= asr <= 1.0:  # also rejects NaN: every comparison with NaN is False
         raise ValueError(f"asr must be a rate in [0, 1], got {asr!r}")
     return 1.0 - asr
@@ -171,7 +175,8 @@ def privacy_loss(is_member, member_score):
     >>> privacy_loss([1, 1, 0, 0], [0.9, 0.8, 0.7, 0.1])
     1.0
     """
-    ### BEGIN SOLUTION hint: try each distinct score t as a threshold (flag score >= t); return the largest TPR - FPR, never below 0
+    ### BEGIN SOLUTION hint: Try every score the attack produced as the threshold, and keep the best gap between the share of members flagged and the share of non-members flagged. Pitfall: the highest score is a threshold too, and the result is never below zero (guessing already scores zero).
+    ### HINT 2: validate: not empty, the same shape, 0/1 or bool labels, both members and non-members; for each distinct score t (np.unique) flag score >= t, TPR is the flagged share of members and FPR that of non-members; the largest TPR - FPR, starting from 0.0
     member = np.asarray(is_member)
     score = np.asarray(member_score, dtype=float)
     if member.size == 0:
@@ -210,7 +215,8 @@ def security_coverage(inventory):
     >>> security_coverage({"api": {"auth": True, "tls": True}, "model file": {"signature": False}})
     0.5
     """
-    ### BEGIN SOLUTION hint: a component counts only if all(controls.values()); ValueError for an empty inventory or a component without controls
+    ### BEGIN SOLUTION hint: A component counts as protected only when every control it needs is in place; coverage is the share of protected components. Pitfall: counting controls instead of components lets one open hole hide among many closed ones; refuse an empty inventory and a component without controls.
+    ### HINT 2: ValueError for an empty inventory or a component whose dict of controls is empty; per component all(controls.values()); the number of protected components over the number of components
     if not inventory:
         raise ValueError("inventory is empty: list the components and the controls each needs")
     protected = []
@@ -253,7 +259,8 @@ def robustness_curve(predict, attack, x, y, eps_values):
     >>> robustness_curve(predict, attack, np.array([[0.5], [-0.2]]), np.array([1, 0]), [0, 0.3, 1])["accuracy"]
     array([1. , 0.5, 0. ])
     """
-    ### BEGIN SOLUTION hint: check the budgets and len(x) == len(y); for each eps: attack (unless eps == 0), predict, record the accuracy
+    ### BEGIN SOLUTION hint: For each budget, attack the inputs with it, predict, and record the accuracy; a budget of zero means the clean inputs. Pitfall: refuse budgets that are missing, negative or decreasing, and inputs and labels of different lengths.
+    ### HINT 2: np.asarray(eps_values, dtype=float); ValueError if it is empty, any value is below 0 or np.diff is below 0; y through as_labels with len(x); for each e the inputs are x when e == 0, else attack(x, y, e); np.mean of as_labels(predict(...)) == y; return {'eps': the budgets, 'accuracy': an array}
     eps = np.asarray(eps_values, dtype=float)
     if eps.size == 0 or (eps < 0).any() or (np.diff(eps) < 0).any():
         raise ValueError(f"eps_values must be a non-empty increasing list of budgets >= 0, got {eps_values!r}")

@@ -73,7 +73,8 @@ def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
     >>> float(tf.reduce_max(tf.abs(x1 - x))) <= 0.1 + 1e-6
     True
     """
-    ### BEGIN SOLUTION hint: a tf.GradientTape that watches x_adv gives the gradient of tf.reduce_sum(loss_per_example(...)); step eps_step * tf.sign(gradient) up the loss, then tf.clip_by_value into [x - eps, x + eps], then into clip
+    ### BEGIN SOLUTION hint: Step every pixel up the loss by the sign of the gradient (the steepest step under an L-inf budget), then project back into the eps-ball and the valid pixel range. Pitfall: the ball is centred on the clean input, not on the current adversarial one, or the attack drifts past eps.
+    ### HINT 2: a tf.GradientTape that watches x_adv gives the gradient of tf.reduce_sum(loss_per_example(...)); step eps_step * tf.sign(gradient) up the loss, then tf.clip_by_value into [x - eps, x + eps], then into clip
     with tf.GradientTape() as tape:
         tape.watch(x_adv)
         # the sum, not the mean: the gradient's sign is the same, and it underflows less often
@@ -149,7 +150,8 @@ class AdversarialDefense:
             Naming the bad argument: ``eps < 0``, ``steps < 1``, ``eps_step <= 0``, ``X`` empty or
             outside ``clip``, ``y`` of another length than ``X``.
         """
-        ### BEGIN SOLUTION hint: ValueError (naming the argument and its value) if eps < 0, steps < 1, eps_step is given and <= 0, X is empty, X has values outside self.clip, or len(y) != len(X); then return X as float32 and y as int64
+        ### BEGIN SOLUTION hint: Check the parameters and the data before any work, and let each ValueError name the bad argument and its value. Pitfall: NaN fails every comparison, so phrase each test so that NaN is refused rather than let through.
+        ### HINT 2: ValueError if not eps >= 0, if steps is not an integer >= 1 (a bool is not one), if eps_step is given and not > 0, if X is empty or has values outside self.clip, or if y's shape is not (len(X),); return X as float32 and y as int64 (or None)
         if not self.eps >= 0:  # also refuses NaN
             raise ValueError(f"eps must be >= 0, got {self.eps!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
@@ -177,7 +179,8 @@ class AdversarialDefense:
     def perturb(self, model, x, y):
         """PGD with a random start: ``self.steps`` calls of :func:`pgd_step` from a random point
         of the eps-ball (clipped to the valid range). ``x`` and ``y`` are tensors."""
-        ### BEGIN SOLUTION hint: start at x + tf.random.uniform(tf.shape(x), -self.eps, self.eps), clipped to self.clip; then self.steps times x_adv = pgd_step(model, x_adv, x, y, self.eps, self._eps_step(), self.clip)
+        ### BEGIN SOLUTION hint: PGD starts from a random point of the eps-ball (inside the valid range) and takes the configured number of PGD steps from there. Pitfall: without the random start, training only ever sees the gradient at the clean input and overfits to it.
+        ### HINT 2: start at x plus tf.random.uniform noise of x's shape in [-self.eps, self.eps], put back into self.clip with tf.clip_by_value; then call pgd_step self.steps times, with self._eps_step() as the step and the clean x as the centre
         # the random start keeps training from overfitting to the gradient at x itself
         x_adv = tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.eps, self.eps), *self.clip)
         for _ in range(self.steps):
@@ -216,7 +219,8 @@ class AdversarialDefense:
 
     def _train_step(self, model, optimizer, x, y):
         """One step of adversarial training on the batch ``(x, y)``; returns the batch's loss."""
-        ### BEGIN SOLUTION hint: x_adv = self.perturb(model, x, y); under a tf.GradientTape, the mean of keras.losses.sparse_categorical_crossentropy(y, model(x_adv, training=True), from_logits=True); then optimizer.apply_gradients over model.trainable_variables
+        ### BEGIN SOLUTION hint: Replace the batch by its worst case in the eps-ball for the weights as they are now, then take one ordinary gradient step on that adversarial batch; its loss is the result. Pitfall: the model is in training mode for the update, and the gradient is taken with respect to the weights, not the inputs.
+        ### HINT 2: x_adv from self.perturb; under a tf.GradientTape, the mean of keras.losses.sparse_categorical_crossentropy(y, model(x_adv, training=True), from_logits=True); tape.gradient over model.trainable_variables, then optimizer.apply_gradients on the (gradient, variable) pairs
         x_adv = self.perturb(model, x, y)  # the worst case in the ball, for the weights as they are now
         with tf.GradientTape() as tape:
             logits = model(x_adv, training=True)
@@ -229,7 +233,8 @@ class AdversarialDefense:
     # ------------------------------------------------------------------ detection
     def squeeze(self, X):
         """``X`` reduced to ``self.squeeze_bits`` bits per pixel: ``2**bits`` levels across ``clip``."""
-        ### BEGIN SOLUTION hint: with levels = 2**self.squeeze_bits - 1, scale X from clip to [0, 1], round(x * levels) / levels, and scale back
+        ### BEGIN SOLUTION hint: Reduce the bit depth: spread a few evenly spaced levels (two to the power of the bits) across the valid range, snap each pixel to the nearest one, and map back. Pitfall: the valid range is the clip range, which is not always the unit interval.
+        ### HINT 2: levels = 2**self.squeeze_bits - 1; scale X from clip to [0, 1], np.round of x times levels, divided by levels, then scale back to clip; return float32
         lo, hi = self.clip
         levels = 2 ** self.squeeze_bits - 1
         return (np.round((X - lo) / (hi - lo) * levels) / levels * (hi - lo) + lo).astype(np.float32)
@@ -239,7 +244,8 @@ class AdversarialDefense:
         """How far the prediction moves when ``X`` is squeezed: the L1 distance between the softmax
         outputs of ``detector_model_`` on ``X`` and on ``squeeze(X)``. Higher is more suspicious."""
         X, _ = self._check(X)
-        ### BEGIN SOLUTION hint: tf.nn.softmax of self.detector_model_ on X and on self.squeeze(X); return the L1 distance of each row pair as a NumPy array
+        ### BEGIN SOLUTION hint: Compare the model's class probabilities on each input with those on its squeezed copy; the score is how far they moved, one number per input. Pitfall: compare probabilities, not logits, and use the model the detector watches.
+        ### HINT 2: tf.nn.softmax of self.detector_model_ (training=False) on X and on self.squeeze(X); the L1 distance of each pair of rows: np.abs of their difference, summed along axis 1
         p = tf.nn.softmax(self.detector_model_(X, training=False))
         p_squeezed = tf.nn.softmax(self.detector_model_(self.squeeze(X), training=False))
         return np.abs(p.numpy() - p_squeezed.numpy()).sum(axis=1)
@@ -253,7 +259,8 @@ class AdversarialDefense:
                 raise ValueError("fit_detector needs clean inputs: pass X_clean, or call train_robust_model first")
             X_clean = self.X_train_
         self.detector_model_ = model
-        ### BEGIN SOLUTION hint: scores = self.detector_score(X_clean); the threshold is their (1 - self.fpr) quantile, so that a share fpr of clean inputs scores above it
+        ### BEGIN SOLUTION hint: Set the threshold from the scores of clean inputs, so that only the chosen false-positive share of them scores above it. Pitfall: calibrate on clean data only, and refuse a rate that is not strictly between zero and one.
+        ### HINT 2: ValueError unless 0 < self.fpr < 1; threshold_ is the np.quantile of self.detector_score(X_clean) at 1 - self.fpr, as a float
         if not 0 < self.fpr < 1:
             raise ValueError(f"fpr must be strictly between 0 and 1, got {self.fpr!r}")
         self.threshold_ = float(np.quantile(self.detector_score(X_clean), 1 - self.fpr))
@@ -294,7 +301,8 @@ class AdversarialDefense:
         """
         X, y = self._check(X_test, y_test)
         X_adv = np.asarray((attack or self.adversarial_examples)(model, X, y))
-        ### BEGIN SOLUTION hint: predict_labels on X and X_adv; ASR counts flips only among the samples predicted correctly before the attack (ValueError if there are none); MRS = 1 - ASR
+        ### BEGIN SOLUTION hint: Predict on the clean and on the attacked inputs; the attack succeeds only on samples that were right before it, and robustness is what survives. Pitfall: a sample the model already got wrong is no success of the attack, so this is not one minus the ratio of the two accuracies.
+        ### HINT 2: predict_labels on X and on X_adv; a mask of the samples predicted correctly (ValueError if none); ASR is the mean over that mask of adversarial predictions that differ from y; return the four floats clean_accuracy, adversarial_accuracy, attack_success_rate and model_robustness_score (1 - ASR)
         clean, adv = predict_labels(model, X), predict_labels(model, X_adv)
         correct = clean == y
         if not correct.any():

@@ -127,7 +127,8 @@ def per_example_gradients(model, x, y):
     >>> per_example_gradients(model, np.ones((2, 4)), [0, 2]).shape
     (2, 43)
     """
-    ### BEGIN SOLUTION hint: a, h, z = model.forward(x); delta2 = softmax(z) - onehot(y); delta1 = (delta2 @ W2.T) * (a > 0); per-record outer products with np.einsum("bi,bj->bij", ...), then reshape each to (n, -1) and np.concatenate along axis 1
+    ### BEGIN SOLUTION hint: Backpropagate without summing over the records: each record's output error, pushed back through the second layer and the ReLU, gives its weight gradients as outer products. Pitfall: flatten them in the model's parameter order (layer by layer, weights before biases), or the rows will not line up.
+    ### HINT 2: a, h, z = model.forward(x); delta2 = softmax(z) - onehot(y); delta1 = (delta2 @ W2.T) * (a > 0); per-record outer products with np.einsum("bi,bj->bij", ...), then reshape each to (n, -1) and np.concatenate along axis 1
     x, y = flatten(x), np.asarray(y)
     W1, b1, W2, b2 = model.params
     a, h, z = model.forward(x)
@@ -156,7 +157,8 @@ def clip_gradients(grads, l2_norm_clip):
     array([[0.6, 0.8],
            [0.3, 0.4]])
     """
-    ### BEGIN SOLUTION hint: ValueError unless l2_norm_clip > 0; norms = np.linalg.norm(grads, axis=1, keepdims=True); multiply each row by min(1, clip / norm)
+    ### BEGIN SOLUTION hint: Shrink each record's gradient to the clip norm if it is longer, and leave shorter ones as they are. Pitfall: clip each row on its own, not the batch as a whole, and do not divide by zero for a zero gradient; refuse a clip norm that is not positive.
+    ### HINT 2: ValueError unless l2_norm_clip > 0; the L2 norm of each row (np.linalg.norm along axis 1, keepdims); multiply each row by np.minimum(1, clip / norm), with a tiny floor under the norm
     if not l2_norm_clip > 0:
         raise ValueError(f"l2_norm_clip must be positive, got {l2_norm_clip!r}")
     grads = np.asarray(grads, dtype=float)
@@ -199,7 +201,8 @@ def privatize_gradients(grads, l2_norm_clip, noise_multiplier, expected_batch_si
     >>> privatize_gradients(grads, 1.0, 0.0, 2, np.random.default_rng(0))  # no noise: the clipped mean
     array([0.3, 0.9])
     """
-    ### BEGIN SOLUTION hint: check the arguments (ValueError); clip_gradients, sum over the rows, add rng.normal(0, noise_multiplier * l2_norm_clip, size=n_params) once, divide by expected_batch_size
+    ### BEGIN SOLUTION hint: Clip each record's gradient, add them up, add Gaussian noise once to the sum, and divide by the expected batch size. Pitfall: noise on each record, or a division by the actual batch size, breaks the calibration and leaks the batch's size; the noise's scale is the multiplier times the clip norm.
+    ### HINT 2: ValueError unless noise_multiplier >= 0 and expected_batch_size > 0; clip_gradients, then the sum along axis 0; add rng.normal(0, noise_multiplier * l2_norm_clip) of size n_params once; divide by expected_batch_size
     if not noise_multiplier >= 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier!r}")
     if not expected_batch_size > 0:
@@ -228,7 +231,8 @@ def poisson_sample(n, sample_rate, rng):
     >>> 70 < len(batch) < 130
     True
     """
-    ### BEGIN SOLUTION hint: check n >= 1 and 0 < sample_rate <= 1 (ValueError); one uniform number per record, keep those below sample_rate (np.flatnonzero)
+    ### BEGIN SOLUTION hint: Each record joins the batch on its own with the given probability, so the batch's size varies from step to step. Pitfall: a shuffled pass over fixed-size batches is another mechanism than the one the accountant assumes; refuse a non-positive record count and a rate outside (0, 1].
+    ### HINT 2: ValueError unless n is an integer >= 1 (a bool is not one) and 0 < sample_rate <= 1; one rng.random number per record, and the indices where it is below sample_rate (np.flatnonzero)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not 0 < sample_rate <= 1:
@@ -255,7 +259,8 @@ def epsilon_spent(noise_multiplier, sample_rate, steps, delta):
     >>> round(epsilon_spent(1.1, 256 / 60000, 60 * 60000 // 256, 1e-5), 2)  # TF Privacy's MNIST row
     2.6
     """
-    ### BEGIN SOLUTION hint: check the arguments (ValueError); dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), composed `steps` times (dp_accounting.SelfComposedDpEvent) in a dp_accounting.rdp.RdpAccountant; get_epsilon(delta)
+    ### BEGIN SOLUTION hint: One DP-SGD step is a Gaussian mechanism applied to a Poisson sample; compose it over all the steps and ask the RDP accountant for epsilon at delta. Pitfall: let the accountant do the arithmetic (composing by hand, or forgetting the sampling, gets it wrong), and refuse impossible arguments.
+    ### HINT 2: check the arguments (ValueError); dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), composed `steps` times (dp_accounting.SelfComposedDpEvent) in a dp_accounting.rdp.RdpAccountant; get_epsilon(delta)
     if not noise_multiplier >= 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier!r}")
     if not 0 < sample_rate <= 1:
@@ -290,7 +295,8 @@ def clopper_pearson(k, n, alpha=0.05):
     >>> low, round(high, 4)  # no success in 100 trials: the rate may still be up to 3.6%
     (0.0, 0.0362)
     """
-    ### BEGIN SOLUTION hint: check 0 <= k <= n, n >= 1, 0 < alpha < 1 (ValueError); scipy.stats.beta.ppf(alpha / 2, k, n - k + 1) and beta.ppf(1 - alpha / 2, k + 1, n - k), with 0 and 1 at the ends
+    ### BEGIN SOLUTION hint: The exact interval takes each end from a quantile of a Beta distribution, and pins the low end to zero with no successes and the high end to one when all trials succeed. Pitfall: the interval is two-sided, so each end gets half of alpha.
+    ### HINT 2: check 0 <= k <= n, n >= 1, 0 < alpha < 1 (ValueError); scipy.stats.beta.ppf(alpha / 2, k, n - k + 1) and beta.ppf(1 - alpha / 2, k + 1, n - k), with 0 and 1 at the ends
     if not (n >= 1 and 0 <= k <= n):
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k!r}, n={n!r}")
     if not 0 < alpha < 1:
@@ -328,7 +334,8 @@ def epsilon_lower_bound(tp, fn, fp, tn, delta=1e-5, alpha=0.05):
     >>> round(epsilon_lower_bound(tp=90, fn=10, fp=5, tn=95), 3)
     1.988
     """
-    ### BEGIN SOLUTION hint: tpr_low = clopper_pearson(tp, tp + fn, alpha)[0], fpr_high = clopper_pearson(fp, fp + tn, alpha)[1]; the larger of log((tpr_low - delta) / fpr_high) and log((1 - fpr_high - delta) / (1 - tpr_low)), skipping a non-positive numerator; at least 0
+    ### BEGIN SOLUTION hint: Turn the DP inequality between the attack's true and false positive rates around, in both directions, and keep the larger epsilon. Pitfall: use the pessimistic ends of the confidence intervals (lowest TPR, highest FPR), not the observed rates, and never go below zero.
+    ### HINT 2: tpr_low = clopper_pearson(tp, tp + fn, alpha)[0], fpr_high = clopper_pearson(fp, fp + tn, alpha)[1]; the larger of log((tpr_low - delta) / fpr_high) and log((1 - fpr_high - delta) / (1 - tpr_low)), skipping a non-positive numerator; at least 0
     tpr_low = clopper_pearson(tp, tp + fn, alpha)[0]
     fpr_high = clopper_pearson(fp, fp + tn, alpha)[1]
     eps = 0.0
@@ -446,7 +453,8 @@ class PrivacyPreservingSystem:
         self._check(n)
         rng = np.random.default_rng(self.seed)
         model = TinyMLP(x.shape[1], data.n_classes, self.hidden, rng)
-        ### BEGIN SOLUTION hint: sample_rate = batch_size / n and steps = epochs * n // batch_size; each step: poisson_sample, per_example_gradients, privatize_gradients (use rng), model.step; then set model_, sample_rate_, steps_ and epsilon_ (epsilon_spent) and return the model
+        ### BEGIN SOLUTION hint: Run the DP-SGD loop with the pieces you wrote (sample a batch, per-record gradients, privatise, update), then keep what the accountant needs and the epsilon it reports. Pitfall: the accountant must be told the sampling rate and the number of steps that actually ran.
+        ### HINT 2: sample_rate = batch_size / n and steps = epochs * n // batch_size; each step: poisson_sample, per_example_gradients, privatize_gradients (use rng), model.step; then set model_, sample_rate_, steps_ and epsilon_ (epsilon_spent) and return the model
         sample_rate = self.batch_size / n
         steps = self.epochs * n // self.batch_size
         for _ in range(steps):
@@ -479,7 +487,8 @@ class PrivacyPreservingSystem:
             ``auc``; ``tpr_at_low_fpr``, the highest TPR at an FPR of at most ``max_fpr``;
             ``max_fpr``; and the raw ``scores`` and ``is_member`` (members first), for ``audit``.
         """
-        ### BEGIN SOLUTION hint: scores = minus model.losses of the members, then of the non-members; is_member to match; sklearn.metrics.roc_auc_score, and roc_curve for the best TPR among points with fpr <= max_fpr
+        ### BEGIN SOLUTION hint: Score each record by how well the model fits it, then measure how well that separates members from non-members: the AUC, and the best TPR at a low FPR. Pitfall: a high score must mean member, and the AUC alone hides the few records an attacker is sure of.
+        ### HINT 2: scores = minus model.losses of the members, then of the non-members; is_member to match; sklearn.metrics.roc_auc_score, and roc_curve for the best TPR among points with fpr <= max_fpr
         (x_in, y_in), (x_out, y_out) = members, non_members
         scores = -np.concatenate([model.losses(x_in, y_in), model.losses(x_out, y_out)])
         is_member = np.concatenate([np.ones(len(x_in), dtype=bool), np.zeros(len(x_out), dtype=bool)])
@@ -509,7 +518,8 @@ class PrivacyPreservingSystem:
         scores, is_member = np.asarray(evaluation["scores"]), np.asarray(evaluation["is_member"], dtype=bool)
         order = np.random.default_rng(self.seed).permutation(len(scores))
         choose, count = order[::2], order[1::2]
-        ### BEGIN SOLUTION hint: write counts(idx, t) -> (tp, fn, fp, tn) of the rule scores >= t on the records idx; try each distinct score of the `choose` half as t, keep the one with the largest epsilon_lower_bound there; return the dict described above, with epsilon_lower_bound and the counts on the `count` half
+        ### BEGIN SOLUTION hint: Choose the attack's threshold on one half of the records, count its hits and misses on the other half, and turn those counts into a lower bound on epsilon. Pitfall: a threshold tuned on the same records it is scored on makes the bound too optimistic.
+        ### HINT 2: write counts(idx, t) -> (tp, fn, fp, tn) of the rule scores >= t on the records idx; try each distinct score of the `choose` half as t, keep the one with the largest epsilon_lower_bound there; return the dict described above, with epsilon_lower_bound and the counts on the `count` half
 
         def counts(idx, threshold):
             flagged, member = scores[idx] >= threshold, is_member[idx]
@@ -551,7 +561,8 @@ class PrivacyPreservingSystem:
         >>> PrivacyPreservingSystem().federated_average([[0.0, 2.0], [4.0, 6.0]], weights=[3, 1])
         array([1., 3.])
         """
-        ### BEGIN SOLUTION hint: check the shapes, the number of weights, no negative weight and a positive sum (ValueError); then sum_k w_k * update_k / sum_k w_k (np.tensordot(weights, np.stack(updates), axes=1))
+        ### BEGIN SOLUTION hint: Average the clients' updates, each weighted by its client's share of the total weight (usually its number of records). Pitfall: a plain mean lets a tiny client pull as hard as a big one; refuse mismatched shapes, a wrong number of weights, negative weights and weights with no positive sum.
+        ### HINT 2: check the shapes, the number of weights, no negative weight and a positive sum (ValueError); then sum_k w_k * update_k / sum_k w_k (np.tensordot(weights, np.stack(updates), axes=1))
         updates = [np.asarray(u, dtype=float) for u in client_updates]
         weights = np.asarray(weights, dtype=float)
         if any(u.shape != updates[0].shape for u in updates):
@@ -610,7 +621,8 @@ class PrivacyPreservingSystem:
         >>> system.secure_aggregate([[1, 2], [10, 20], [100, 200]], dropouts=[1])
         array([101, 202])
         """
-        ### BEGIN SOLUTION hint: ValueError for mixed shapes, threshold outside [2, n] or fewer than threshold survivors; keys, seeds b_u and their shares; y_u = x_u + PRG(b_u), then for each pair u < v add PRG(s_uv) to y_u and subtract it from y_v (mod R); sum the survivors' y_u, remove each survivor's PRG(b_u) and each dropped client's masks with the survivors
+        ### BEGIN SOLUTION hint: Pairwise masks that one client adds and the other subtracts cancel in the sum, a self-mask hides each vector further, and secret shares let the server remove what survivors and dropped clients leave. Pitfall: never rebuild both secrets of one client; refuse too few survivors.
+        ### HINT 2: ValueError for mixed shapes, threshold outside [2, n] or fewer than threshold survivors; keys, seeds b_u and their shares; y_u = x_u + PRG(b_u), then for each pair u < v add PRG(s_uv) to y_u and subtract it from y_v (mod R); sum the survivors' y_u, remove each survivor's PRG(b_u) and each dropped client's masks with the survivors
         x = [np.asarray(v, dtype=np.int64) for v in client_vectors]
         n, R, shape = len(x), masking.MODULUS, x[0].shape if x else ()
         if any(v.shape != shape for v in x):

@@ -60,7 +60,8 @@ def model_digest(model):
     str
         64 hexadecimal characters.
     """
-    ### BEGIN SOLUTION hint: hashlib.sha256(); update it with json.dumps(model.get_config(), sort_keys=True) and, for each array in model.get_weights(), its dtype, shape and bytes
+    ### BEGIN SOLUTION hint: Hash everything that makes the model what it is: its architecture and every weight array, with each array's type and shape. Pitfall: the hyperparameters alone give a trained and an untrained model the same digest.
+    ### HINT 2: hashlib.sha256(); update it with json.dumps(model.get_config(), sort_keys=True) and, for each array in model.get_weights(), its dtype, shape and bytes; hexdigest
     h = hashlib.sha256()
     h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
     for w in model.get_weights():
@@ -95,7 +96,8 @@ class SecureModelDeployment:
     """
 
     def __init__(self, secret, signing_key=None, issuer="mlsec-lessons", audience="mlsec-model-api", leeway=10):
-        ### BEGIN SOLUTION hint: raise ValueError unless secret is bytes of at least MIN_SECRET_BYTES; keep the arguments; make a key with Ed25519PrivateKey.generate() if none is given
+        ### BEGIN SOLUTION hint: Refuse a secret that is not random bytes long enough for HS256, keep the arguments, and make a signing key when none is given. Pitfall: a guessable string like the source's is no key, and the error message must say what is needed without echoing the secret.
+        ### HINT 2: raise ValueError unless secret is bytes of at least MIN_SECRET_BYTES; keep the arguments; make a key with Ed25519PrivateKey.generate() if none is given
         if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
             got = f"{len(secret)} bytes" if isinstance(secret, bytes) else f"a {type(secret).__name__}"
             raise ValueError(f"secret must be at least {MIN_SECRET_BYTES} random bytes, got {got}; "
@@ -121,7 +123,8 @@ class SecureModelDeployment:
             ``model_name``, ``model_sha256``, ``signature`` (hex), ``public_key`` (PEM) and
             ``deployed_at`` (Unix time). The same record is kept in :attr:`registry`.
         """
-        ### BEGIN SOLUTION hint: digest = model_digest(model); sign self._signed_message(model_name, digest) with self.signing_key; store the record in self.registry
+        ### BEGIN SOLUTION hint: Digest the model, sign the model's name together with its digest, and keep that record, signature and public key included, in the registry. Pitfall: a digest that is not signed protects nothing against whoever can write to the registry.
+        ### HINT 2: digest = model_digest(model); sign self._signed_message(model_name, digest) with self.signing_key; the record holds the name, digest, signature in hex, public key in PEM and deployed_at; store it in self.registry and return it
         digest = model_digest(model)
         signature = self.signing_key.sign(self._signed_message(model_name, digest))
         public_pem = self.public_key.public_bytes(serialization.Encoding.PEM,
@@ -138,7 +141,8 @@ class SecureModelDeployment:
         False for a model name never deployed, a record whose signature does not verify (someone
         edited the registry), or a model whose digest differs from the record's.
         """
-        ### BEGIN SOLUTION hint: look up the record (False if none); verify its signature with self.public_key (False on InvalidSignature); compare model_digest(model) with the record in constant time (hmac.compare_digest)
+        ### BEGIN SOLUTION hint: A model passes only if its name was deployed, its record's signature verifies, and its digest matches the record. Pitfall: compare digests in constant time (an ordinary comparison stops at the first difference and leaks how much matched), and answer False rather than raise on a bad signature.
+        ### HINT 2: look up the record (False if none); verify its signature with self.public_key (False on InvalidSignature or a malformed hex); compare model_digest(model) with the record in constant time (hmac.compare_digest)
         record = self.registry.get(model_name)
         if record is None:
             return False
@@ -160,7 +164,8 @@ class SecureModelDeployment:
         ValueError
             For an unknown role or a ttl that is not positive.
         """
-        ### BEGIN SOLUTION hint: check role in ROLES and ttl > 0; claims sub, role, models (a list), iss, aud, iat = now, exp = now + ttl; jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+        ### BEGIN SOLUTION hint: Put the subject, the role, the models it may use, the issuer, the audience and the issue and expiry times into the claims, and sign them with the secret. Pitfall: refuse an unknown role and a lifetime that is not positive.
+        ### HINT 2: check role in ROLES and ttl > 0; claims sub, role, models (a list), iss, aud, iat = now, exp = now + ttl; jwt.encode(claims, self.secret, algorithm=ALGORITHM)
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
         if not ttl > 0:
@@ -184,7 +189,8 @@ class SecureModelDeployment:
             A valid token whose role is below ``required_role`` or whose ``models`` claim does
             not include ``model_name`` (403).
         """
-        ### BEGIN SOLUTION hint: AuthenticationError if not token; jwt.decode with algorithms=[ALGORITHM] (never the token's own header), audience, issuer, leeway and options={"require": REQUIRED_CLAIMS}; turn jwt.InvalidTokenError into AuthenticationError; then check the role and the model scope (AuthorizationError)
+        ### BEGIN SOLUTION hint: Let PyJWT check the signature, expiry, audience and issuer with the algorithm pinned and every claim required; a token that fails is a 401, and a valid one without the role or the model is a 403. Pitfall: never take the algorithm from the token's own header, and never put the secret in a message.
+        ### HINT 2: AuthenticationError if not token; jwt.decode with algorithms=[ALGORITHM] (never the token's own header), audience, issuer, leeway and options={"require": REQUIRED_CLAIMS}; turn jwt.InvalidTokenError into AuthenticationError; then check the role and the model scope (AuthorizationError)
         if not token:
             raise AuthenticationError("missing token")
         try:
