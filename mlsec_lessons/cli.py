@@ -55,6 +55,15 @@ def build_parser():
     stub.add_argument("--check", action="store_true",
                       help="change nothing; exit 1 and list the stubs that are out of date")
     stub.set_defaults(run=run_stubs, parser=stub)
+
+    hint = commands.add_parser("hint", help="show both hints for a check or a function of an exercise",
+                               description="Hint 1 is the stub's: the idea and the pitfall. Hint 2 is closer "
+                                           "to the code: try on your own first.")
+    hint.add_argument("exercise", help="ex0 or ex0_security_metrics")
+    hint.add_argument("name", nargs="?", help="a check as the grader prints it (asr_ignores_already_misclassified) "
+                                              "or a function (perturb, AdversarialDefense.perturb); leave it out "
+                                              "to list the names that have hints")
+    hint.set_defaults(run=run_hint, parser=hint)
     _add_deploy_commands(commands)
 
     federated = commands.add_parser("federated", help="run FedAvg on a local Flower SuperLink and SuperNodes")
@@ -171,6 +180,17 @@ def run_stubs(args):
         return 1 if stale else 0
     for path in stubs.write(root):
         print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+def run_hint(args):
+    from .grading import hints
+
+    try:
+        print(hints.listing(args.exercise) if args.name is None else hints.explain(args.exercise, args.name))
+    except ValueError as e:  # an unknown exercise or name: one line, and the usage error's exit code
+        print(f"mlsec hint: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
