@@ -50,13 +50,31 @@ def checks_file(name):
     return CHECKS_DIR / f"{name}.py"
 
 
+# what a check that compares with the reference says in a student release (``mlsec release``)
+MISSING_REFERENCE = ("needs the reference solution, which this copy of the course leaves out: "
+                     "your instructor grades this check")
+
+
 def solution_file(name):
-    """The reference solution: in the repository in use, else in the installed one."""
-    for root in (repo_root(), Path(mlsec_lessons.__file__).resolve().parents[1]):
-        path = root / "solutions" / f"{name}.py"
-        if path.exists():
-            return path
-    return path
+    """The reference solution of the repository in use (:func:`repo_root`).
+
+    A student release has no ``solutions/``, so there the path does not exist (see
+    :func:`has_reference`), even when the course the package was installed from has one: a
+    release grades as it does on a student's machine.
+    """
+    return repo_root() / "solutions" / f"{name}.py"
+
+
+def has_reference(name):
+    """Whether the reference solution of ``name`` is here: False in a student release, where a
+    check that needs it must fail with :data:`MISSING_REFERENCE` instead of running.
+
+    Examples
+    --------
+    >>> has_reference("ex0_security_metrics")  # the instructor's copy of the course  # doctest: +SKIP
+    True
+    """
+    return solution_file(resolve(name)).is_file()
 
 
 def solution_variant(exercise, old, new, directory):

@@ -25,6 +25,8 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
+
 from . import offlimits, wire
 
 TAIL = 1500  # characters of the student's own output shown when their process ends
@@ -151,8 +153,9 @@ class Worker:
             raise self.failure
         if self.process is None:
             self.start()
+        body = self.pickle(message)  # a value that cannot travel fails here, with the worker left as it is
         try:
-            self.write(("call" if message[0] == "call" else message[0], *message[1:]))
+            wire.write_frame(self.to_worker, body)
             return self.wait(doing)
         except (EOFError, BrokenPipeError):
             raise self.ended(doing) from None
@@ -164,10 +167,13 @@ class Worker:
                 self.stop()
             raise
 
-    def write(self, message):
+    def pickle(self, message):
         buffer = io.BytesIO()
         Pickler(buffer, self).dump(message)
-        wire.write_frame(self.to_worker, buffer.getvalue())
+        return buffer.getvalue()
+
+    def write(self, message):
+        wire.write_frame(self.to_worker, self.pickle(message))
 
     def read(self):
         return wire.decode(wire.read_frame(self.from_worker))
@@ -199,7 +205,15 @@ class Worker:
 
     # ------------------------------------------------------------------ values
     def wrap(self, value):
-        """Decoded plain data, with each :class:`wire.Handle` made a :class:`Remote` (or an exception class)."""
+        """Decoded plain data, with each :class:`wire.Handle` made a :class:`Remote` (or an exception
+        class), and each :class:`wire.Scaffold` rebuilt with the reference's class of that name."""
+        if isinstance(value, wire.Scaffold):
+            reference = sys.modules.get(REFERENCE_MODULE)
+            if value.name not in self.config.get("shared", ()) or reference is None:
+                raise wire.WireError(f"a {value.name} object the grader does not share")
+            obj = object.__new__(getattr(reference, value.name))
+            obj.__dict__.update(self.wrap(value.fields))
+            return obj
         if isinstance(value, wire.Handle):
             if value.kind == "exception class":
                 return self.exception_class(list(value.bases))
@@ -322,6 +336,24 @@ class Student:
         return f"<your module {self._worker.path.name}>"
 
 
+def fresh(module):
+    """Start the student's code anew in a new worker before the next call: nothing that earlier
+    checks sent (the reference's models, say) is left in it. Earlier handles go stale."""
+    if isinstance(module, Student):
+        module._worker.stop()
+
+
+def seed(module, value):
+    """Seed Python, NumPy and Keras where ``module`` runs: in the student's worker for ``impl``,
+    here for the reference (``keras.utils.set_random_seed``)."""
+    if isinstance(module, Student):
+        module._worker.request("seed", 0, int(value), doing="seeding")
+    else:
+        import keras
+
+        keras.utils.set_random_seed(int(value))
+
+
 class Pickler(pickle.Pickler):
     """Pickle for the worker; what must stay in the judge travels as a reference."""
 
@@ -339,13 +371,32 @@ class Pickler(pickle.Pickler):
             return ("callback", key)
         if "keras" in sys.modules and isinstance(obj, sys.modules["keras"].Model):
             return _keras_reference(obj)
+        if isinstance(obj, (np.random.Generator, np.random.RandomState)):
+            self.worker.callbacks[id(obj)] = obj  # kept alive, so that the id stays its own
+            return ("mirror", id(obj), _plain_pickle(obj))
         module = getattr(type(obj), "__module__", "") or ""
+        if module == REFERENCE_MODULE and type(obj).__qualname__ in self.worker.config.get("shared", ()):
+            return ("scaffold", type(obj).__qualname__, dict(vars(obj)))
         if module == REFERENCE_MODULE:
             raise TypeError("the grader tried to send an object of the reference solution to the student's code")
         return None
 
 
 REFERENCE_MODULE = "mlsec_reference_solution"
+
+
+class _PlainPickle:
+    """Pickles its object without the persistent ids (for the first copy of a mirrored object)."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __reduce__(self):
+        return (pickle.loads, (pickle.dumps(self.obj, protocol=5),))
+
+
+def _plain_pickle(obj):
+    return _PlainPickle(obj)
 SHARED_PACKAGES = ("numpy", "scipy", "sklearn", "keras", "tensorflow", "pandas", "builtins", "math")
 
 

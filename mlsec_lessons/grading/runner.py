@@ -198,7 +198,7 @@ def worker_config(name, shadow_dir, timeout, sandbox):
     shadows = offlimits.write_shadows(off_limits(name), shadow_dir)
     limits = {"memory": MEMORY_LIMIT, "cpu": int(timeout) + 60, "file_size": FILE_SIZE_LIMIT,
               "processes": PROCESS_LIMIT if sandbox else None}
-    return {"shadows": shadows, "limits": limits}
+    return {"shadows": shadows, "limits": limits, "shared": list(declared(name, "SHARED_CLASSES", []))}
 
 
 def judge(args, impl, name, tmp, seconds, check_timeout, config, sandbox):

@@ -23,6 +23,7 @@ Examples
 import dataclasses
 import importlib
 import json
+import pathlib
 import struct
 
 import msgpack
@@ -32,12 +33,22 @@ MAX_FRAME = 256 * 2**20  # bytes: far above any honest result (the digits set is
 MAX_DEPTH = 64
 
 # extension type codes (worker -> judge)
-ARRAY, BIGINT, TUPLE, SET, COMPLEX, HANDLE, KERAS, DATACLASS, FROZENSET = range(1, 10)
+ARRAY, BIGINT, TUPLE, SET, COMPLEX, HANDLE, KERAS, DATACLASS, FROZENSET, SCAFFOLD, PATH = range(1, 12)
 PLAIN_KINDS = "biufcUSM m"  # numpy dtype kinds that hold no Python objects
 
 
 class WireError(Exception):
     """A frame that cannot be read: too long, cut short, or not plain data."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaffold:
+    """An object of a class the exercise gives both sides (``SHARED_CLASSES``, e.g. ex2's
+    ``TinyMLP``): its class name and its attributes, as data. The judge rebuilds it with the
+    reference's copy of the class, so that its methods are the grader's, not the student's."""
+
+    name: str
+    fields: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +94,13 @@ def _read_exactly(stream, n):
 
 
 # --------------------------------------------------------------------------- worker -> judge
-def encode(value, to_handle=None):
-    """``value`` as plain data; ``to_handle(obj)`` turns what is not plain into a :class:`Handle`."""
+def encode(value, to_handle=None, scaffold=None):
+    """``value`` as plain data; ``to_handle(obj)`` turns what is not plain into a :class:`Handle`,
+    and ``scaffold(obj)`` returns a :class:`Scaffold` for an object of a shared class (else None)."""
     def default(obj):
+        shared = scaffold(obj) if scaffold is not None else None
+        if shared is not None:
+            return msgpack.ExtType(SCAFFOLD, _pack([shared.name, shared.fields], default))
         if isinstance(obj, np.ndarray) or isinstance(obj, np.generic):
             array = np.asarray(obj)
             if array.dtype.kind in PLAIN_KINDS:
@@ -102,6 +117,8 @@ def encode(value, to_handle=None):
             return msgpack.ExtType(TUPLE, _pack(list(obj), default))
         elif type(obj) in (set, frozenset):
             return msgpack.ExtType(SET if type(obj) is set else FROZENSET, _pack(_sorted(obj), default))
+        elif isinstance(obj, pathlib.PurePath):
+            return msgpack.ExtType(PATH, str(obj).encode("utf-8", errors="surrogateescape"))
         elif isinstance(obj, complex):
             return msgpack.ExtType(COMPLEX, _pack([obj.real, obj.imag]))
         elif _is_tensor(obj):
@@ -111,7 +128,11 @@ def encode(value, to_handle=None):
                 import keras
 
                 config = json.dumps(keras.saving.serialize_keras_object(obj))
-                return msgpack.ExtType(KERAS, _pack([config, [np.asarray(w) for w in obj.get_weights()]], default))
+                # the results a trainer notes on the model (epsilon_, adversarial_eps_, ...), when plain
+                notes = {k: v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")
+                         and isinstance(v, (int, float, str, bool, type(None)))}
+                return msgpack.ExtType(KERAS, _pack([config, [np.asarray(w) for w in obj.get_weights()], notes],
+                                                    default))
             except Exception:  # a model Keras cannot describe stays in the worker
                 pass
         elif _is_library_dataclass(obj):
@@ -173,8 +194,20 @@ def decode(body):
                 return Handle(int(fields[0]), int(fields[1]), str(fields[2]), str(fields[3]), str(fields[4]),
                               tuple(str(b) for b in fields[5]))
             if code == KERAS:
-                config, weights = _unpack(data, ext_hook)
-                return _rebuild_keras(config, weights)
+                config, weights, notes = _unpack(data, ext_hook)
+                model = _rebuild_keras(config, weights)
+                for key, value in notes.items():
+                    if isinstance(key, str) and key.endswith("_") and isinstance(value, (int, float, str, bool,
+                                                                                        type(None))):
+                        setattr(model, key, value)
+                return model
+            if code == PATH:
+                return pathlib.Path(data.decode("utf-8", errors="replace"))
+            if code == SCAFFOLD:
+                name, fields = _unpack(data, ext_hook)
+                if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+                    raise WireError("a shared object without its attributes")
+                return Scaffold(str(name), fields)
             if code == DATACLASS:
                 module, name, fields = _unpack(data, ext_hook)
                 return _rebuild_dataclass(module, name, fields)

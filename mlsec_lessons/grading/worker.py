@@ -59,10 +59,19 @@ class Worker:
         self.module_name, self.generation = module_name, generation
         self.objects, self.ids = {MODULE: None}, {}
         self.models = {}  # the judge's Keras models, rebuilt once per (id, weights digest)
+        self.mirrors = {}  # the judge's random generators: one copy each, whose state goes on
+        self.shared = ()
 
     # ------------------------------------------------------------------ wire
     def send(self, message):
-        wire.write_frame(self.output, wire.encode(message, self.handle))
+        wire.write_frame(self.output, wire.encode(message, self.handle, self.scaffold))
+
+    def scaffold(self, obj):
+        """An object of a shared class (``SHARED_CLASSES``) travels as its attributes."""
+        cls = type(obj)
+        if cls.__module__ == self.module_name and cls.__qualname__ in self.shared and hasattr(obj, "__dict__"):
+            return wire.Scaffold(cls.__qualname__, dict(vars(obj)))
+        return None
 
     def receive(self):
         return Unpickler(io.BytesIO(wire.read_frame(self.input)), self).load()
@@ -127,6 +136,16 @@ class Worker:
             return obj[rest[0]]
         if op == "len":
             return int(len(obj))
+        if op == "seed":  # the judge seeds the student's process the way a check seeds its own
+            import random
+
+            import numpy as np
+
+            random.seed(rest[0])
+            np.random.seed(rest[0])
+            if "keras" in sys.modules:
+                sys.modules["keras"].utils.set_random_seed(rest[0])
+            return None
         if op == "list":
             items = []
             for item in obj:
@@ -199,6 +218,14 @@ class Unpickler(pickle.Unpickler):
             return self.worker.objects[id]
         if kind == "callback":
             return Callback(self.worker, pid[1])
+        if kind == "mirror":  # the same judge object is the same object here, every time
+            _, key, obj = pid
+            return self.worker.mirrors.setdefault(key, obj)
+        if kind == "scaffold":
+            _, name, fields = pid
+            obj = object.__new__(getattr(self.worker.module, name))
+            obj.__dict__.update(fields)
+            return obj
         if kind == "keras":
             _, key, digest, config, weights = pid
             if (key, digest) not in self.worker.models:
@@ -264,6 +291,7 @@ def main(argv=None):
     set_limits(config.get("limits", {}))
     sys.argv = [path]  # nothing of the grader's command line
     worker = Worker(channel_in, channel_out, module_name, int(generation))
+    worker.shared = tuple(config.get("shared", ()))
     if worker.load(path):
         worker.serve()
 

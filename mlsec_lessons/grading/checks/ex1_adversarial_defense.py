@@ -24,7 +24,13 @@ import tensorflow as tf
 
 from mlsec_lessons.data import load_digits
 from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
+from mlsec_lessons.grading.remote import seed
 from mlsec_lessons.models import compile_for_training, small_cnn
+
+# the library's answers to this exercise (the data loaders and models stay allowed)
+OFF_LIMITS = {"mlsec_lessons.attacks": "*", "mlsec_lessons.art_bridge": "*", "mlsec_lessons.metrics": "*",
+              "mlsec_lessons.defenses.adversarial_training": "*", "mlsec_lessons.defenses.detection": "*",
+              "mlsec_lessons.defenses.preprocessing": "*", "mlsec_lessons.defenses.evaluation": "*"}
 
 TIME_LIMIT = 150  # seconds for the whole run; the solution needs about 30 on a laptop
 CHECK_TIME_LIMIT = 60  # one check, including the training its fixtures do
@@ -69,7 +75,7 @@ def tiny_model(digits):
 
 
 def robust(module, digits):
-    keras.utils.set_random_seed(0)
+    seed(module, 0)
     defense = module.AdversarialDefense(eps=EPS)
     return defense, defense.train_robust_model(digits.x_train, digits.y_train)
 
@@ -165,7 +171,7 @@ def test_pgd_step_increases_the_loss(impl, tiny_model, small):
 def test_perturb_respects_eps(impl, tiny_model, small):
     x, y = small
     for eps in (0.02, 0.2):
-        keras.utils.set_random_seed(0)
+        seed(impl, 0)
         x_adv = numpy(impl.AdversarialDefense(eps=eps, steps=4).perturb(tiny_model, x, y))
         distance = float(np.max(np.abs(x_adv - x.numpy())))
         assert distance <= eps + 1e-6 and distance > eps / 2, (
@@ -182,8 +188,9 @@ def test_perturb_is_as_strong_as_reference(impl, ref, request, tiny_model, small
     x, y = tf.constant(digits.x_test), tf.constant(digits.y_test)
     results = {}
     for name, module in (("yours", impl), ("reference", ref)):
-        keras.utils.set_random_seed(0)
-        results[name] = accuracy(model, numpy(tf.function(module.AdversarialDefense(eps=EPS).perturb)(model, x, y)),
+        seed(module, 0)
+        perturb = module.AdversarialDefense(eps=EPS).perturb
+        results[name] = accuracy(model, numpy((perturb if module is impl else tf.function(perturb))(model, x, y)),
                                  digits.y_test)
     assert results["yours"] <= results["reference"] + 0.05, (
         f"your perturb leaves the reference's robust model {results['yours']:.3f} accuracy on the held-out "
@@ -337,7 +344,7 @@ def test_evaluate_with_its_own_attack_matches_reference(impl, ref, request, tiny
     _, model = request.getfixturevalue("ref_robust")
     results = {}
     for name, module in (("yours", impl), ("the reference's", ref)):
-        keras.utils.set_random_seed(0)
+        seed(module, 0)
         results[name] = module.AdversarialDefense(eps=EPS).evaluate_robustness(model, digits.x_test, digits.y_test)
     got, want = results["yours"]["adversarial_accuracy"], results["the reference's"]["adversarial_accuracy"]
     assert abs(got - want) <= 0.05, (

@@ -18,6 +18,10 @@ import jwt
 import numpy as np
 import pytest
 
+# the library's answers to this exercise (PyJWT and cryptography are the tools to use)
+OFF_LIMITS = {"mlsec_lessons.deployment.auth": "*", "mlsec_lessons.deployment.artifacts": "*",
+              "mlsec_lessons.deployment.server": "*", "mlsec_lessons.deployment.keys": "*"}
+
 CHECK_TIME_LIMIT = 30  # the first check imports TensorFlow
 ISS, AUD = "mlsec-lessons", "mlsec-model-api"
 
