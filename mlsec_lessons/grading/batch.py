@@ -178,7 +178,7 @@ def has_sandbox():
 def as_dict(report, seconds=None):
     """A report as plain data (for JSON): exercise, file, score, total, isolation, note, checks."""
     return {"exercise": report.exercise, "file": str(report.path), "score": report.score, "total": report.total,
-            "isolation": getattr(report, "isolation", "process"), "note": report.note,
+            "isolation": getattr(report, "isolation", "") or "process", "note": report.note,
             "seconds": None if seconds is None else round(seconds, 2),
             "checks": [{"name": c.name, "points": c.points, "passed": c.passed, "message": c.message}
                        for c in report.checks]}

@@ -89,6 +89,13 @@ class Worker:
         self.from_worker = os.fdopen(worker_to_judge[0], "rb")
         try:
             first = self.read()
+        except (EOFError, BrokenPipeError):
+            self.failure = self.ended("importing your file")
+            raise self.failure from None
+        except wire.WireError as e:
+            self.stop()
+            self.failure = Verdict(f"your code sent the grader something it cannot read while it was imported: {e}")
+            raise self.failure from None
         except BaseException:
             self.stop()
             raise

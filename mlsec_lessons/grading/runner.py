@@ -209,14 +209,15 @@ def judge(args, impl, name, tmp, seconds, check_timeout, config, sandbox):
     key = secrets.token_hex(32)
     record_read, record_write = os.pipe()
     key_read, key_write = os.pipe()
-    os.write(key_write, key.encode())  # 64 bytes: far below a pipe's buffer
+    # the key, and the reference's path, which stays off the judge's command line (/proc shows that to all)
+    os.write(key_write, json.dumps({"key": key, "ref": str(exercises.solution_file(name))}).encode())
     os.close(key_write)
     command = [sys.executable, "-m", "pytest", *args, "-q",
                # the course's own pytest settings, conftest.py and plugins stay out of grading
                "-c", str(ini), "--rootdir", str(exercises.CHECKS_DIR), "--noconftest", "-p", "no:cacheprovider",
                "--import-mode=importlib", "-p", "pytest_timeout", "-p", "mlsec_lessons.grading.plugin",
                f"--timeout={check_timeout}", f"--timeout-method={TIMEOUT_METHOD}",
-               f"--impl={impl}", f"--ref={exercises.solution_file(name)}", f"--module-name={name}",
+               f"--impl={impl}", f"--module-name={name}",
                f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--worker-config={json.dumps(config)}"]
     if sandbox:
         command.append("--sandbox")

@@ -133,6 +133,31 @@ def run_isolated(impl, ref, method, state, *args):
         return system, None, e
 
 
+@pytest.fixture(scope="module")
+def impl_live(impl, ref, ref_trained, traffic, keypair, tmp_path_factory):
+    """The student's system on the reference's trained state, deployed and monitored by the
+    student's own code (the server it starts cannot travel between processes)."""
+    system = isolated(impl, ref, "", ref_trained)
+    try:
+        system.deploy(tmp_path_factory.mktemp("live"), *keypair)
+        system.monitor(traffic)
+    except Exception:  # each check that needs the running system fails with its own message
+        pass
+    yield system
+    try:
+        system.close()
+    except Exception:
+        pass
+
+
+def run_on(system, method, *args):
+    """(system, result, error) of ``system.method(*args)``."""
+    try:
+        return system, getattr(system, method)(*args), None
+    except Exception as e:
+        return system, None, e
+
+
 def reraise(error, what):
     """NotImplementedError as it is (the grader shows its hint); anything else as one clear line."""
     if error is None:
@@ -374,8 +399,8 @@ def decoded(token, system):
 
 
 @points(2)
-def test_tokens_are_short_lived_and_scoped(impl, ref, ref_live, digits):
-    system, token, error = run_isolated(impl, ref, "issue_token", ref_live, "alice")
+def test_tokens_are_short_lived_and_scoped(impl_live, digits):
+    system, token, error = run_on(impl_live, "issue_token", "alice")
     reraise(error, "issue_token('alice')")
     claims = decoded(token, system)
     assert "exp" in claims, "the token has no exp claim: a token that never expires is a password that never changes"
@@ -392,8 +417,8 @@ def test_tokens_are_short_lived_and_scoped(impl, ref, ref_live, digits):
 
 
 @points(2)
-def test_user_tokens_cannot_act_as_admin(impl, ref, ref_live):
-    system, token, error = run_isolated(impl, ref, "issue_token", ref_live, "alice")
+def test_user_tokens_cannot_act_as_admin(impl_live):
+    system, token, error = run_on(impl_live, "issue_token", "alice")
     reraise(error, "issue_token('alice')")
     role = decoded(token, system).get("role")
     assert role == "user", (
@@ -448,8 +473,8 @@ def test_monitoring_reports_the_attack(impl_monitored, ref_live):
 
 # --------------------------------------------------------------------------- 5. compliance and audit
 @points(3)
-def test_coverage_counts_every_control(impl, ref, ref_live, tmp_path):
-    _, result, error = run_isolated(impl, ref, "compliance_report", ref_live, tmp_path)
+def test_coverage_counts_every_control(impl_live, ref_live, tmp_path):
+    _, result, error = run_on(impl_live, "compliance_report", tmp_path)
     reraise(error, "compliance_report(workdir)")
     got, want = result["coverage"], ref_live.compliance_["coverage"]
     rows = lambda report: {(r["component"], r["control"], r["status"]) for r in report.rows}  # noqa: E731
@@ -462,8 +487,8 @@ def test_coverage_counts_every_control(impl, ref, ref_live, tmp_path):
 
 
 @points(1)
-def test_checklist_points_at_existing_evidence(impl, ref, ref_live, tmp_path):
-    _, result, error = run_isolated(impl, ref, "compliance_report", ref_live, tmp_path)
+def test_checklist_points_at_existing_evidence(impl_live, tmp_path):
+    _, result, error = run_on(impl_live, "compliance_report", tmp_path)
     reraise(error, "compliance_report(workdir)")
     items = result["checklist"]
     items.check()

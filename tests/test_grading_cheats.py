@@ -1,0 +1,113 @@
+"""The grader against a student who wants marks without the skill (issue 13's threat model).
+
+Each file in ``tests/cheats/`` is one cheat, written as a student would, graded as ex0 (a second
+each) in the default mode and under ``--sandbox``: none may reach full marks, and each failure
+says why. ex0's checks are the cheapest; the protections they test are the grader's, shared by
+every exercise."""
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsec_lessons.grading import grade, sandbox
+
+CHEATS = Path(__file__).parent / "cheats"
+MODES = [pytest.param(False, id="default"),
+         pytest.param(True, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(),
+                                                                  reason=str(sandbox.problem())))]
+
+
+def messages(report):
+    return " ".join(report.failed().values()) + " " + report.note
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+@pytest.mark.parametrize("cheat", ["reexport_library", "wrap_library"])
+def test_the_library_answers_earn_nothing(cheat, use_sandbox):
+    report = grade("ex0", path=CHEATS / f"{cheat}.py", sandbox=use_sandbox)
+    assert report.score == 0, report.table()
+    assert "from the course library, which this exercise asks you to write yourself" in messages(report)
+    assert "mlsec_lessons.metrics.attack_success_rate" in messages(report)
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_the_reference_is_not_in_the_students_process(use_sandbox):
+    report = grade("ex0", path=CHEATS / "reference_from_sys_modules.py", sandbox=use_sandbox)
+    assert report.score == 0, report.table()
+    assert "does not define attack_success_rate" in messages(report)
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_a_forged_record_changes_nothing(use_sandbox):
+    report = grade("ex0", path=CHEATS / "forge_the_record.py", sandbox=use_sandbox)
+    assert report.score == 0 and report.total == 35 and len(report.checks) == 26, report.table()
+    assert "exited with code 0" in messages(report) or "cannot read" in messages(report)
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_deleting_the_temp_dirs_changes_nothing(use_sandbox):
+    report = grade("ex0", path=CHEATS / "delete_the_temp_dirs.py", sandbox=use_sandbox)
+    assert report.total == 35, report.table()
+    assert {c.name for c in report.checks if c.passed} <= {"mrs_is_one_minus_asr", "mrs_rejects_rates_outside_0_1"}
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_hostile_exceptions_fail_only_their_checks(use_sandbox):
+    report = grade("ex0", path=CHEATS / "hostile_errors.py", sandbox=use_sandbox)
+    failed = report.failed()
+    assert report.total == 35 and not failed.get("mrs_is_one_minus_asr", "") , report.table()
+    assert "raised KeyboardInterrupt" in failed["asr_ignores_already_misclassified"]
+    assert "could not be printed" in failed["privacy_loss_separates_perfectly"]
+    assert "called exit(0)" in failed["security_coverage_needs_every_control"]
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_a_lingering_process_is_killed_in_time(use_sandbox):
+    marker = Path("/tmp/mlsec-cheat-linger.pid")
+    marker.unlink(missing_ok=True)
+    start = time.monotonic()
+    report = grade("ex0", path=CHEATS / "linger.py", timeout=15, check_timeout=3, sandbox=use_sandbox)
+    assert time.monotonic() - start < 15 + 15, report.table()
+    assert report.score < report.total
+    time.sleep(0.5)
+    if marker.exists():  # default mode: the child wrote its pid; it must be gone
+        pid = int(marker.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the double-forked child {pid} outlived the grading")
+
+
+def test_the_solutions_on_disk_are_hidden_by_the_sandbox():
+    # in the default mode the course folder is readable (documented); the sandbox hides it
+    if not sandbox.available():
+        pytest.skip(str(sandbox.problem()))
+    report = grade("ex0", path=CHEATS / "read_the_solutions.py", sandbox=True)
+    assert report.score == 0, report.table()
+    assert "No such file" in messages(report) or "FileNotFoundError" in messages(report)
+
+
+def test_the_report_says_how_it_was_isolated():
+    assert "process" in grade("ex0", solutions=True, checks=["example"]).isolation
+
+
+def test_sandbox_refuses_to_degrade(monkeypatch):
+    sandbox.problem.cache_clear()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+            grade("ex0", solutions=True, sandbox=True)
+    finally:
+        sandbox.problem.cache_clear()
+
+
+@pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem()))
+def test_reference_scores_full_marks_in_the_sandbox():
+    report = grade("ex0", solutions=True, sandbox=True)
+    assert report.full_marks, report.table()
+    assert report.isolation == sandbox.LEVEL
