@@ -9,6 +9,16 @@
                                            grade every exercise found in a folder
     mlsec stubs [--check]                  regenerate exercises/*.py from solutions/*.py
 
+    mlsec grade ex0 --path my.py --format gradescope --output results.json
+                                           the report as JSON (--format json) or Gradescope's results
+    mlsec grade --batch submissions [--jobs N] [--format csv|json|gradescope] [--output FILE]
+                [--exercise EX ...] [--no-sandbox]
+                                           grade a class (one folder per student), in the sandbox;
+                                           a gradebook, feedback/<student>.md; a rerun grades only changes
+    mlsec gradescope ex0 [--output autograder.zip] [--sandbox]
+                                           Gradescope's autograder bundle for an exercise
+    mlsec release OUTDIR                   the student copy of the course, without the solutions
+
     mlsec serve [--model-dir DIR] [--secret-file F] [--host 127.0.0.1] [--port 8000] [--tls | --cert C --key K]
                                            serve a signed model over HTTP(S) (default: the demo model)
     mlsec token --sub NAME --role {user,admin} [--secret-file F | --private-key K] [--models a,b] [--ttl S]
@@ -27,11 +37,14 @@ Exit codes: 0 at full marks (or stubs up to date, or a valid signature or log), 
 2 for a usage error.
 """
 import argparse
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from . import stubs
-from .grading import exercises, report, runner
+from .grading import batch, exercises, gradescope, release, report, runner
 
 
 def build_parser():
@@ -49,6 +62,23 @@ def build_parser():
                        help="seconds for one exercise (default: the exercise's own limit, 60 s unless it says)")
     grade.add_argument("--check", action="append", metavar="NAME",
                        help="run only this check (repeat for more); the error for a wrong name lists them")
+    grade.add_argument("--format", choices=["text", "json", "gradescope", "csv"], default=None,
+                       help="text (default), json (the report), gradescope (its results.json); "
+                            "with --batch: csv (default), json or gradescope")
+    grade.add_argument("--output", type=Path, metavar="FILE",
+                       help="write the result there (default: print it; with --batch: <DIR>-grades/)")
+    batch_options = grade.add_argument_group("a class (--batch)")
+    batch_options.add_argument("--batch", type=Path, metavar="SUBMISSIONS_DIR",
+                               help="grade a class: one folder per student, named by the student's id")
+    batch_options.add_argument("--jobs", type=int, default=None, metavar="N",
+                               help="students graded at the same time (default: half the CPU cores)")
+    batch_options.add_argument("--exercise", dest="exercises", action="extend", nargs="+", metavar="EX",
+                               help="grade only these exercises (default: every one handed in)")
+    isolation = grade.add_mutually_exclusive_group()
+    isolation.add_argument("--sandbox", action="store_true", default=None,
+                           help="run the student's code in the sandbox (the default with --batch)")
+    isolation.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                           help="with --batch: grade without the sandbox")
     grade.set_defaults(run=run_grade, parser=grade)
 
     stub = commands.add_parser("stubs", help="regenerate exercises/*.py from solutions/*.py")
@@ -74,7 +104,26 @@ def build_parser():
     federated.add_argument("--print-commands", action="store_true",
                            help="print the commands for each process (to run them on several machines) and exit")
     federated.set_defaults(run=run_federated, parser=federated)
+    _add_instructor_commands(commands)
     return parser
+
+
+def _add_instructor_commands(commands):
+    bundle = commands.add_parser("gradescope", help="build a Gradescope autograder zip for an exercise",
+                                 description="Build the autograder bundle (setup.sh, run_autograder and the "
+                                             "course source) that grades EX on Gradescope.")
+    bundle.add_argument("exercise", help="ex0 or ex0_security_metrics")
+    bundle.add_argument("--output", type=Path, default=None, metavar="ZIP",
+                        help="the zip to write (default: autograder-<exercise>.zip)")
+    bundle.add_argument("--sandbox", action="store_true",
+                        help="grade in the sandbox (setup.sh installs bubblewrap; the image must allow namespaces)")
+    bundle.set_defaults(run=run_gradescope, parser=bundle)
+
+    release = commands.add_parser("release", help="write the student copy of the course (no solutions)",
+                                  description="Copy the course without solutions/ and without the tests, "
+                                              "benchmarks and lessons that read them.")
+    release.add_argument("outdir", type=Path, help="a new or empty folder")
+    release.set_defaults(run=run_release, parser=release)
 
 
 def _add_deploy_commands(commands):
@@ -134,26 +183,97 @@ def _add_deploy_commands(commands):
 
 def run_grade(args):
     parser = args.parser  # errors show the usage of `mlsec grade`
-    if args.all == bool(args.exercise):
-        parser.error("name one exercise, or give --all")
-    if args.solutions and args.path:
-        parser.error("--solutions grades solutions/; it does not take --path")
     if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout:g}")
+    if args.batch is not None:
+        return run_batch(args)
+    for given, option in [(args.jobs is not None, "--jobs"), (args.exercises, "--exercise"),
+                          (args.sandbox is False, "--no-sandbox")]:
+        if given:
+            parser.error(f"{option} goes with --batch")
+    if args.all == bool(args.exercise):
+        parser.error("name one exercise, or give --all or --batch SUBMISSIONS_DIR")
+    if args.solutions and args.path:
+        parser.error("--solutions grades solutions/; it does not take --path")
+    fmt = args.format or "text"
+    if fmt == "csv":
+        parser.error("--format csv is a class's gradebook: it goes with --batch")
+    options = _sandbox_option(args.sandbox, parser)
     if args.all:
         if args.check:
             parser.error("--check names checks of one exercise; it does not go with --all")
-        return grade_all(args.path, args.solutions, args.timeout)
+        if fmt != "text" or args.output:
+            parser.error("--format and --output go with one exercise, or with --batch; not with --all")
+        return grade_all(args.path, args.solutions, args.timeout, **options)
+    start = time.monotonic()
     try:
         name = exercises.resolve(args.exercise)
-        result = runner.grade(name, args.path, args.solutions, args.timeout, checks=args.check)
+        result = runner.grade(name, args.path, args.solutions, args.timeout, checks=args.check, **options)
     except ValueError as e:
         parser.error(str(e))
-    print(result)
+    except RuntimeError as e:  # the sandbox is not available here: the error says what is missing
+        print(f"mlsec grade: error: {e}", file=sys.stderr)
+        return 2
+    seconds = time.monotonic() - start
+    if fmt == "text" and args.output is None:
+        print(result)
+    else:
+        if args.output is not None:
+            print(result)  # the table for a person (or Gradescope's log); the file for a program
+        _write_result(result, fmt, seconds, args.output)
     return 0 if result.full_marks else 1
 
 
-def grade_all(folder, solutions, timeout):
+def _sandbox_option(sandbox, parser):
+    """``{"sandbox": True}`` for --sandbox; an error when this grader has none."""
+    if not sandbox:
+        return {}
+    if not batch.has_sandbox():
+        parser.error("--sandbox: this version of the grader has no sandbox")
+    return {"sandbox": True}
+
+
+def _write_result(result, fmt, seconds, output):
+    """One report as text, JSON (:func:`batch.as_dict`) or Gradescope's results, to ``output`` or stdout."""
+    if fmt == "text":
+        text = result.table() + "\n"
+    else:
+        data = (gradescope.results_json(result, seconds) if fmt == "gradescope"
+                else {**batch.as_dict(result, seconds), "grader_version": batch.grader_version()})
+        text = json.dumps(data, indent=1) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+
+
+def run_batch(args):
+    """``mlsec grade --batch DIR``: the whole class; 0 when every student was graded, 2 for bad input."""
+    parser = args.parser
+    if args.exercise or args.all or args.path or args.solutions or args.check:
+        parser.error("--batch grades every student's folder: it takes --exercise EX, "
+                     "not an exercise, --all, --path, --solutions or --check")
+    if args.format == "text":
+        parser.error("--batch writes --format csv, json or gradescope")
+    jobs = args.jobs if args.jobs is not None else max(1, (os.cpu_count() or 2) // 2)
+    try:
+        summary = batch.grade_class(args.batch, args.exercises, jobs, args.output, args.format or "csv",
+                                    sandbox=args.sandbox is not False, timeout=args.timeout)
+    except batch.BatchError as e:
+        print(f"mlsec grade: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlsec grade: interrupted; the grades so far are kept: run the same command to go on",
+              file=sys.stderr)
+        return 130
+    print(f"{len(summary.students)} students, {summary.graded} files graded, {summary.reused} unchanged since "
+          f"the last run\ngradebook: {summary.gradebook}\nfeedback:  {summary.feedback}/"
+          + (f"\n{args.format}:  {summary.output}" if summary.output != summary.gradebook else ""))
+    return 0
+
+
+def grade_all(folder, solutions, timeout, **options):
     """Grade every known exercise in ``folder``; a file that is missing scores 0."""
     if folder is None:
         folder = exercises.repo_root() / ("solutions" if solutions else "exercises")
@@ -162,11 +282,40 @@ def grade_all(folder, solutions, timeout):
         return 2
     reports = []
     for name in exercises.known():
-        reports.append(runner.grade(name, Path(folder) / f"{name}.py", timeout=timeout))
+        path = Path(folder) / f"{name}.py"
+        try:
+            if path.is_file():
+                reports.append(runner.grade(name, path, timeout=timeout, **options))
+            else:  # every check fails, and the points still count in the total
+                reports.append(batch.missing_report(name, path, **options))
+        except RuntimeError as e:  # no sandbox here
+            print(f"mlsec grade: error: {e}", file=sys.stderr)
+            return 2
         print(reports[-1], end="\n\n")
     print(f"summary for {folder}")
     print(report.summary(reports))
     return 0 if all(r.full_marks for r in reports) else 1
+
+
+def run_gradescope(args):
+    try:
+        name = exercises.resolve(args.exercise)
+        path = gradescope.bundle(name, args.output or Path(f"autograder-{name}.zip"), sandbox=args.sandbox)
+    except ValueError as e:
+        print(f"mlsec gradescope: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: upload it as the autograder of {name} (students submit {name}.py)")
+    return 0
+
+
+def run_release(args):
+    try:
+        left_out = release.build(args.outdir)
+    except release.ReleaseError as e:
+        print(f"mlsec release: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote the student release to {args.outdir}; left out {len(left_out)} files (see RELEASE.md)")
+    return 0
 
 
 def run_stubs(args):

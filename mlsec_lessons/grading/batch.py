@@ -201,6 +201,16 @@ def missing(name, totals):
             "note": f"no {name}.py in the submission: 0 of {total} points", "seconds": None, "checks": checks}
 
 
+def missing_report(name, path, **options):
+    """The :class:`Report` of a file that is not there: the checks of ``name``, each failed with
+    ``file not found``, 0 of the total. The checks and their points come from grading the stub
+    (the course's own code); ``options`` go to the grader.
+    """
+    stub = grading.grade(name, exercises.repo_root() / "exercises" / f"{name}.py", **options)
+    return Report(name, Path(path), checks=[CheckResult(c.name, c.points, False, f"file not found: {path}")
+                                            for c in stub.checks])
+
+
 def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True, timeout=None, progress=None):
     """Grade every student's folder in ``folder``; write the gradebook and the feedback files.
 
@@ -214,8 +224,8 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
         Students graded at the same time (each grade runs in its own processes).
     output : str or Path, optional
         The gradebook (``fmt="csv"``) or the JSON file (``"json"``, ``"gradescope"``); the CSV
-        gradebook, ``feedback/`` and the state file go in the same folder. Default:
-        ``<folder>-grades/gradebook.csv`` (or ``grades.json``, ``gradescope.json``).
+        gradebook (``gradebook.csv``), ``feedback/`` and the state file go in the same folder.
+        Default: ``<folder>-grades/gradebook.csv`` (or ``grades.json``, ``gradescope.json``).
     fmt : {"csv", "json", "gradescope"}
         ``"json"``: every result with its checks; ``"gradescope"``: ``{student: Gradescope results}``.
     sandbox : bool, default=True
@@ -290,14 +300,14 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
 
 
 def _outputs(folder, output, fmt):
-    """(the file of ``fmt``, the CSV gradebook): the same file for csv, side by side otherwise."""
+    """(the file of ``fmt``, the CSV gradebook): the same file for csv, ``gradebook.csv`` beside it otherwise."""
     default = {"csv": "gradebook.csv", "json": "grades.json", "gradescope": "gradescope.json"}[fmt]
     output = Path(output) if output else folder.resolve().with_name(f"{folder.resolve().name}-grades") / default
     if output.is_dir():
         raise BatchError(f"--output {output} is a folder; name the file to write")
-    gradebook = output if fmt == "csv" else output.with_suffix(".csv")
+    gradebook = output if fmt == "csv" else output.with_name("gradebook.csv")
     if fmt != "csv" and gradebook == output:
-        raise BatchError(f"--output {output} is where the CSV gradebook goes; give the {fmt} file a .json name")
+        raise BatchError(f"--output {output} is where the CSV gradebook goes; give the {fmt} file another name")
     try:
         output.resolve().relative_to(folder.resolve())
     except ValueError:

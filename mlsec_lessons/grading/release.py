@@ -3,7 +3,8 @@
 :func:`build` copies the files git tracks (or, outside a git checkout, every file but
 ``.venv``, ``.git``, caches and build output) and leaves out:
 
-* ``solutions/``, the reference solutions, and the grader's tests (``tests/test_grading*.py``);
+* ``solutions/``, the reference solutions, and the grader's tests (``tests/test_grading*.py``
+  and the cheating submissions in ``tests/cheats/``);
 * every test, benchmark and notebook that reads them: any ``.py`` or ``.ipynb`` file outside the
   library that calls ``solution_file``/``solution_variant``, joins a path with ``"solutions"`` or
   passes ``--solutions`` (the grader's tests, ``tests/test_stubs.py``,
@@ -39,8 +40,8 @@ UNTRACKED = {".git", ".venv", ".lockvenv", "__pycache__", ".pytest_cache", ".ipy
 READS_SOLUTIONS = re.compile(r"""solution_file\(|solution_variant\(|--solutions|solutions=True|"""
                              r"""[/(,]\s*\\?["']solutions\\?["']""")
 LIBRARY = "mlsec_lessons/"
-# the grader's own tests grade copies of the solutions, whatever their text says
-GRADER_TESTS = "tests/test_grading*.py"
+# the grader's own tests grade copies of the solutions, and cheating submissions, whatever their text says
+GRADER_TESTS = ("tests/test_grading*.py", "tests/cheats/*")
 
 
 class ReleaseError(Exception):
@@ -73,7 +74,7 @@ def why_left_out(rel, root):
     """
     if rel.parts[0] == "solutions":
         return "a reference solution"
-    if fnmatch.fnmatch(rel.as_posix(), GRADER_TESTS):
+    if any(fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in GRADER_TESTS):
         return "tests the grader against the reference solutions"
     if rel.suffix in (".py", ".ipynb") and not rel.as_posix().startswith(LIBRARY):
         text = (Path(root) / rel).read_text(encoding="utf-8", errors="replace")
