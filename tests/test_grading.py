@@ -128,7 +128,8 @@ def test_hang_past_the_whole_time_limit_stops_the_grading(tmp_path):
 def test_crash_fails_its_check_and_the_others_still_run(tmp_path):
     report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    import os\n    os._exit(3)\n"))
     assert failed(report) == {
-        "mrs_is_one_minus_asr": "the Python process exited with code 3: does the code call os._exit()?"}
+        "mrs_is_one_minus_asr": "the Python process running your code exited with code 3 while running "
+                                "model_robustness_score: does the code call os._exit()?"}
     assert report.score == report.total - 1
 
 
@@ -136,7 +137,8 @@ def test_crash_on_import_fails_every_check(tmp_path):
     report = grade("ex0", variant(tmp_path, "import numpy as np\n", "import os\nos._exit(4)\n"))
     assert report.score == 0
     assert set(failed(report).values()) == {
-        f"importing {NAME}.py: the Python process exited with code 4: does the code call os._exit()?"}
+        "the Python process running your code exited with code 4 while importing your file: does the code call "
+        "os._exit()?"}
 
 
 def test_syntax_error_fails_every_check(tmp_path):

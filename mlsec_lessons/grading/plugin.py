@@ -77,6 +77,8 @@ def load(path, module_name):
 def impl(pytestconfig):
     """The student's module, in its worker process (started on first use, again after a crash)."""
     options = pytestconfig.getoption
+    if not Path(options("impl")).is_file():
+        pytest.fail(f"file not found: {options('impl')}", pytrace=False)
     config = json.loads(options("worker_config"))
     with tempfile.TemporaryDirectory(prefix="mlsec-worker-") as workdir:
         home = Path(workdir) / "home"
@@ -139,8 +141,8 @@ def message(exc, impl_path):
             seconds = float(exc.msg[len(TIMEOUT_PREFIX):].split("s)")[0])
             return f"took longer than {seconds:g} s: an endless loop, or far too slow"
         return exc.msg
-    if isinstance(exc, remote.StudentRaised) and isinstance(exc, AttributeError) and \
-            _text(exc).startswith("your file does not define"):
+    if isinstance(exc, remote.StudentRaised) and (isinstance(exc, SyntaxError) or isinstance(exc, AttributeError)
+                                                  and _text(exc).startswith("your file does not define")):
         return _text(exc)
     if isinstance(exc, remote.StudentRaised):
         return f"raised {describe(exc, impl_path)}"

@@ -137,12 +137,15 @@ class Worker:
                 how = f"was killed by {signal.Signals(number).name}"
             except ValueError:
                 how = f"was killed by signal {number}"
+            how += f" while {doing}"
             if number in (signal.SIGKILL, signal.SIGXCPU, signal.SIGSEGV):
                 how += " (a crash, or a resource limit: memory, CPU time)"
         else:
-            how = f"exited with code {code}: does the code call os._exit()?"
+            how = f"exited with code {code} while {doing}: does the code call os._exit()?"
+        if "while" not in how:
+            how = f"{how} while {doing}"
         tail = self.output_tail()
-        return ProcessEnded(f"the Python process running your code {how} while {doing}"
+        return ProcessEnded(f"the Python process running your code {how}"
                             + (f"; its last output: {tail}" if tail else ""))
 
     def output_tail(self):
