@@ -6,12 +6,9 @@ valid token without the right must give a 403) and the tamper cases (a changed w
 edited registry, a model never deployed). Tokens for the matrix are made here with PyJWT, not
 with the student's ``issue_token``, so that a bug there cannot hide a bug in the check.
 """
-import ast
 import base64
-import inspect
 import json
 import secrets
-import textwrap
 import time
 
 import jwt
@@ -173,22 +170,12 @@ def test_verify_rejects_an_edited_registry(impl, ref, secret, keras_models):
     d = deployment(impl, secret)
     d.deploy_model_securely(a, "digits")
     # an attacker who can write the registry swaps in the digest of their model, but cannot sign it
-    d.registry["digits"]["model_sha256"] = ref.model_digest(evil)
+    registry = d.registry  # a copy, from the student's process: edit it, then write it back there
+    registry["digits"]["model_sha256"] = ref.model_digest(evil)
+    d.registry = registry
     assert d.verify_model_integrity("digits", evil) is False, (
         "after the registry's digest was replaced, the tampered model passed: verify the record's "
         "signature before trusting its digest")
-
-
-@points(1)
-def test_verify_compares_in_constant_time(impl):
-    source = textwrap.dedent(inspect.getsource(impl.SecureModelDeployment.verify_model_integrity))
-    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
-    names = {getattr(n.func, "attr", getattr(n.func, "id", None)) for n in calls}
-    equality = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Compare)
-                and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in n.ops)]
-    assert "compare_digest" in names and not equality, (
-        "compare digests with hmac.compare_digest, not ==: == returns at the first differing character, "
-        "and the time it takes tells an attacker how much of a forged digest was right")
 
 
 # --------------------------------------------------------------------------- tokens
