@@ -4,8 +4,10 @@ Each file in ``tests/cheats/`` is one cheat, written as a student would, graded 
 each) in the default mode and under ``--sandbox``: none may reach full marks, and each failure
 says why. ex0's checks are the cheapest; the protections they test are the grader's, shared by
 every exercise."""
+import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -111,3 +113,63 @@ def test_reference_scores_full_marks_in_the_sandbox():
     report = grade("ex0", solutions=True, sandbox=True)
     assert report.full_marks, report.table()
     assert report.isolation == sandbox.LEVEL
+
+
+def probe(tmp_path, monkeypatch, use_sandbox):
+    """Grade tests/cheats/probe.py from a student's folder beside a classmate's, with a secret in
+    the grader's environment and a server on 127.0.0.1; return what the submission could reach."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    alice.mkdir(), bob.mkdir()
+    (bob / "ex0_security_metrics.py").write_text("bob's work")
+    path = alice / "ex0_security_metrics.py"
+    path.write_text((CHEATS / "probe.py").read_text().replace("PORT = 0", f"PORT = {server.getsockname()[1]}"))
+    monkeypatch.setenv("MLSEC_PROBE_SECRET", "the instructor's token")
+    try:
+        report = grade("ex0", path=path, checks=["example"], sandbox=use_sandbox)
+    finally:
+        server.close()
+    return json.loads(report.failed()["mrs_is_one_minus_asr"].split("PROBE")[1])
+
+
+def test_what_a_submission_reaches_by_default(tmp_path, monkeypatch):
+    found = probe(tmp_path, monkeypatch, False)
+    # the default mode isolates the judge, not the filesystem or the network (the README says so)
+    assert found == {"secret_env": False, "read_solutions": True, "read_checks": True, "write_checks": False,
+                     "read_classmate": True, "network": True, "own_file": True}
+
+
+@pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem()))
+def test_what_a_submission_reaches_in_the_sandbox(tmp_path, monkeypatch):
+    found = probe(tmp_path, monkeypatch, True)
+    assert found == {"secret_env": False, "read_solutions": False, "read_checks": False, "write_checks": True,
+                     "read_classmate": False, "network": False, "own_file": True}
+    # the write went to the sandbox's own empty folder, never into the course
+    assert not (Path(sandbox.mlsec_lessons.__file__).parent / "grading" / "checks" / "probe.txt").exists()
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_a_memory_bomb_fails_its_check_in_bounded_time(use_sandbox):
+    start = time.monotonic()
+    report = grade("ex0", path=CHEATS / "memory_bomb.py", checks=["example"], sandbox=use_sandbox, timeout=60)
+    assert time.monotonic() - start < 60
+    message = report.failed()["mrs_is_one_minus_asr"]
+    assert "MemoryError" in message or "memory" in message, message
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_a_fork_bomb_is_stopped_by_the_process_limit(use_sandbox):
+    start = time.monotonic()
+    report = grade("ex0", path=CHEATS / "fork_bomb.py", checks=["example"], sandbox=use_sandbox, timeout=60,
+                   check_timeout=30)
+    assert time.monotonic() - start < 60
+    message = report.failed()["mrs_is_one_minus_asr"]
+    assert "started more than 64 processes" in message, message
+
+
+def test_the_judge_reads_the_keepers_exit_code():
+    from mlsec_lessons.grading import keeper, remote
+
+    assert remote.TOO_MANY_PROCESSES == keeper.TOO_MANY_PROCESSES

@@ -13,8 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+TOO_MANY_PROCESSES = 125  # the exit code that says the watchdog ended the tree
+OVER_LIMIT = threading.Event()
 
 
 def prctl(option, value):
@@ -82,6 +86,20 @@ def _reap():
             return
 
 
+def watch(limit, interval=0.02):
+    """Kill the tree when it holds more than ``limit`` processes. RLIMIT_NPROC cannot do this for
+    every user (the kernel exempts root's processes, also when a sandbox maps them to nobody)."""
+    def run():
+        while True:
+            if len(descendants(os.getpid())) > limit:
+                OVER_LIMIT.set()  # before the kill: the main thread, seeing the worker die, reports this
+                kill_tree()
+                os._exit(TOO_MANY_PROCESSES)
+            time.sleep(interval)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--":
@@ -93,9 +111,12 @@ def main(argv=None):
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
     fds = [int(fd) for fd in os.environ.pop("MLSEC_PASS_FDS", "").split(",") if fd]
+    limit = int(os.environ.pop("MLSEC_MAX_PROCESSES", "0") or 0)
     worker = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
     for fd in fds:
         os.close(fd)  # the worker holds the channel now; the keeper must not keep it open
+    if limit:
+        watch(limit)
     while True:
         try:
             pid, status = os.wait()
@@ -106,7 +127,7 @@ def main(argv=None):
         if pid == worker.pid:
             code = os.waitstatus_to_exitcode(status)
             kill_tree()
-            os._exit(code if code >= 0 else 128 - code)
+            os._exit(TOO_MANY_PROCESSES if OVER_LIMIT.is_set() else code if code >= 0 else 128 - code)
     os._exit(0)
 
 

@@ -29,6 +29,8 @@ import numpy as np
 
 from . import offlimits, wire
 
+TOO_MANY_PROCESSES = 125  # keeper.TOO_MANY_PROCESSES (not imported: `python -m` runs the keeper as __main__)
+
 TAIL = 1500  # characters of the student's own output shown when their process ends
 
 
@@ -75,7 +77,8 @@ class Worker:
         command = [sys.executable, "-m", "mlsec_lessons.grading.keeper", "--",
                    sys.executable, "-m", "mlsec_lessons.grading.worker", str(fds[0]), str(fds[1]), path,
                    self.module_name, str(self.generation), json.dumps(self.config)]
-        env = {**self.env, "MLSEC_PASS_FDS": f"{fds[0]},{fds[1]}"}
+        env = {**self.env, "MLSEC_PASS_FDS": f"{fds[0]},{fds[1]}",
+               "MLSEC_MAX_PROCESSES": str(self.config.get("limits", {}).get("processes") or "")}
         cwd = str(self.workdir / "home")
         os.makedirs(cwd, exist_ok=True)
         if self.sandbox is not None:
@@ -140,6 +143,9 @@ class Worker:
             how += f" while {doing}"
             if number in (signal.SIGKILL, signal.SIGXCPU, signal.SIGSEGV):
                 how += " (a crash, or a resource limit: memory, CPU time)"
+        elif code == TOO_MANY_PROCESSES:
+            limit = self.config.get("limits", {}).get("processes")
+            how = f"was stopped while {doing}: it started more than {limit} processes"
         else:
             how = f"exited with code {code} while {doing}: does the code call os._exit()?"
         if "while" not in how:

@@ -41,9 +41,9 @@ DEFAULT_LIMITS = {"TIME_LIMIT": 60, "CHECK_TIME_LIMIT": 10}
 GRACE = 2  # seconds past the time limit for the judge to finish its report, then it is killed
 MAX_RECORD = 4 * 2**20  # bytes of record the grader reads from one judge
 PROCESS_LEVEL = "process (the student's code in its own worker process; files and network not isolated)"
-MEMORY_LIMIT = 8 * 2**30  # bytes of address space (TensorFlow alone maps about 2 GiB)
+MEMORY_LIMIT = 8 * 2**30  # bytes of address space (TensorFlow alone maps about 2 GiB); MEMORY_LIMIT in a checks module
 FILE_SIZE_LIMIT = 256 * 2**20
-PROCESS_LIMIT = 256  # with --sandbox only: outside, the count is the whole user's
+PROCESS_LIMIT = 64  # processes of one submission at a time (the keeper's watchdog; RLIMIT_NPROC too, in the sandbox)
 
 
 def declared(name, variable, default=None):
@@ -194,8 +194,8 @@ def run_checks(name, path, timeout, check_timeout, todo, sandbox=False):
 def worker_config(name, shadow_dir, timeout, sandbox):
     """The worker's resource limits and its off-limits shadows."""
     shadows = offlimits.write_shadows(off_limits(name), shadow_dir)
-    limits = {"memory": MEMORY_LIMIT, "cpu": int(timeout) + 60, "file_size": FILE_SIZE_LIMIT,
-              "processes": PROCESS_LIMIT if sandbox else None}
+    limits = {"memory": declared(name, "MEMORY_LIMIT", MEMORY_LIMIT), "cpu": int(timeout) + 60,
+              "file_size": FILE_SIZE_LIMIT, "processes": PROCESS_LIMIT}
     return {"shadows": shadows, "limits": limits, "shared": list(declared(name, "SHARED_CLASSES", []))}
 
 

