@@ -1,11 +1,25 @@
-"""The grader: an exercise's checks are pytest tests, run in a subprocess on a student's file.
+"""The grader: an exercise's checks are pytest tests, judged apart from the student's code.
+
+The threat model: **the student's file is untrusted code. Nothing it does may raise its grade
+except computing correct results.** Three processes take part (see :mod:`.runner`):
+
+* the grader (:func:`grade`) starts the judge and reads its signed record;
+* the judge (pytest with :mod:`.plugin`) holds the checks and the reference solution and
+  decides every verdict; it never runs the student's code;
+* the worker (:mod:`.worker`, under its :mod:`.keeper`) runs the student's file, and nothing
+  else: it answers the judge with plain data (:mod:`.wire`, :mod:`.remote`), cannot use the
+  library's answers (:mod:`.offlimits`), lives under resource limits, and with ``sandbox=True``
+  inside bubblewrap, with no view of the solutions, the checks or other students (:mod:`.sandbox`).
+
+Modules:
 
 * ``exercises``: which exercises exist, and where their files are
 * ``checks/exN_name.py``: the checks, pytest tests of the fixtures ``impl`` and ``ref``
-* ``plugin``: the pytest plugin that loads the files and records points and outcomes
-* ``runner``: :func:`grade`, the subprocess with its time limits
-* ``report``: the table of results
-* ``notebook``: :func:`try_it` and :func:`grade_cell` for the exercise notebooks
+* ``plugin``, ``remote``, ``wire``: the judge, its view of the student's module, the protocol
+* ``worker``, ``keeper``, ``offlimits``, ``sandbox``: the student's side and its confinement
+* ``runner``: :func:`grade`, the processes and their time limits
+* ``report``: the table of results; ``batch``, ``gradescope``, ``release``: a class's grading
+* ``hints``: the second, closer hints; ``notebook``: :func:`try_it` and :func:`grade_cell`
 
 Examples
 --------
