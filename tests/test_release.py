@@ -10,6 +10,7 @@ import pytest
 
 from mlsec_lessons import cli
 from mlsec_lessons.grading import release
+from mlsec_lessons.grading.exercises import known
 
 ROOT = Path(__file__).resolve().parents[1]
 MLSEC = Path(sys.executable).with_name("mlsec")
@@ -46,7 +47,8 @@ def test_the_release_keeps_everything_else(built):
     shipped = files(out)
     tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split())
     tracked = {n for n in tracked if (ROOT / n).is_file()}
-    assert shipped == (tracked - set(left_out)) | {"RELEASE.md"}
+    hints = {f"exercises/hints/{name}.json" for name in known()}
+    assert shipped == (tracked - set(left_out)) | {"RELEASE.md"} | hints
     assert {"Makefile", "README.md", "pyproject.toml", "requirements.lock", "exercises/ex0_security_metrics.py",
             "exercises/ex0_security_metrics.ipynb", "notebooks/01_security_metrics.ipynb",
             "mlsec_lessons/grading/checks/ex0_security_metrics.py"} <= shipped
@@ -73,6 +75,16 @@ def test_the_stub_scores_zero_in_the_release(built):
     assert re.search(r"^\s+total\s+0/\d+", done.stdout, re.M), done.stdout
     assert "needs the reference solution, which this copy of the course leaves out" in done.stdout
     assert "not implemented: " in done.stdout  # the checks that need no reference still run
+
+
+def test_the_hints_ship_without_the_solutions(built):
+    out, _ = built
+    done = subprocess.run([str(MLSEC), "hint", "ex0", "attack_success_rate"], cwd=out, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "hint 2:" in done.stdout, done.stdout + done.stderr
+    shipped = (out / "exercises" / "hints" / "ex0_security_metrics.json").read_text()
+    solution = (ROOT / "solutions" / "ex0_security_metrics.py").read_text()
+    assert "attackable.sum()" in solution and "attackable.sum()" not in shipped  # hints, never the code
 
 
 def test_cli_refuses_a_folder_that_is_not_empty(tmp_path, capsys):

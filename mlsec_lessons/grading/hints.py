@@ -19,6 +19,7 @@ cases, else the functions its body calls. The checks are read with ``ast``, neve
 """
 import ast
 import difflib
+import json
 import textwrap
 from dataclasses import dataclass
 
@@ -122,10 +123,17 @@ def hints(exercise):
     """
     name = exercises.resolve(exercise)
     path = exercises.solution_file(name)
-    if not path.is_file():
-        raise ValueError(f"the hints of {name} live in solutions/{name}.py, which this copy of the course "
-                         "does not have; ask your instructor")
-    text = path.read_text(encoding="utf-8")
+    if path.is_file():
+        return from_solution(path.read_text(encoding="utf-8"), name)
+    shipped = exercises.repo_root() / "exercises" / "hints" / f"{name}.json"  # a student release has these
+    if shipped.is_file():
+        return [Hint(**h) for h in json.loads(shipped.read_text(encoding="utf-8"))]
+    raise ValueError(f"the hints of {name} live in solutions/{name}.py, which this copy of the course "
+                     "does not have; ask your instructor")
+
+
+def from_solution(text, name):
+    """The :class:`Hint` of every region of a solution's source ``text``."""
     functions = _functions(ast.parse(text))
     found = []
     for region in stubs.regions(text, f"solutions/{name}.py"):
@@ -134,6 +142,12 @@ def hints(exercise):
         function = min(around, key=lambda f: f[2] - f[1])[0] if around else "(module)"
         found.append(Hint(function, region.hint, region.hint2))
     return found
+
+
+def export(text, name):
+    """The hints of a solution's source as JSON, for a student release (the hints, never the code)."""
+    return json.dumps([{"function": h.function, "hint": h.hint, "hint2": h.hint2}
+                       for h in from_solution(text, name)], indent=1)
 
 
 def _bare(function):

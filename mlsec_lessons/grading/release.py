@@ -31,7 +31,7 @@ from pathlib import Path
 
 import mlsec_lessons
 
-from . import exercises
+from . import exercises, hints
 
 # never copied, at any depth, when the tree is walked instead of asking git
 UNTRACKED = {".git", ".venv", ".lockvenv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build",
@@ -121,6 +121,12 @@ def build(outdir, root=None):
             continue
         (outdir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, outdir / rel)
+    for name in exercises.known():  # the hints, which live in the solutions, without the solutions
+        solution = root / "solutions" / f"{name}.py"
+        if solution.is_file():
+            target = outdir / "exercises" / "hints" / f"{name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(hints.export(solution.read_text(encoding="utf-8"), name), encoding="utf-8")
     readme = outdir / "README.md"
     if readme.exists():
         readme.write_text(unlink(readme.read_text(encoding="utf-8"), left_out), encoding="utf-8")
