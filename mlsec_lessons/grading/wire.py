@@ -227,11 +227,36 @@ def _unpack(data, ext_hook):
         raise WireError(f"malformed data ({type(e).__name__}: {e})") from None
 
 
+# layers whose config can make the judge load or run code of the sender's choosing
+UNSAFE_LAYERS = {"TFSMLayer", "Lambda", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+
+
+def _check_keras_config(node):
+    """Refuse a config naming a layer that loads files or code, or a class from outside Keras."""
+    if isinstance(node, dict):
+        if node.get("class_name") in UNSAFE_LAYERS:
+            raise WireError(f"a Keras model with a {node['class_name']} layer, which the grader does not load")
+        module = node.get("module")
+        if isinstance(module, str) and module and not (module == "keras" or module.startswith("keras.")) \
+                and "class_name" in node:
+            raise WireError(f"a Keras model with a class from {module!r}; build it from keras' own layers")
+        for value in node.values():
+            _check_keras_config(value)
+    elif isinstance(node, list):
+        for value in node:
+            _check_keras_config(value)
+
+
 def _rebuild_keras(config, weights):
     import keras
 
     try:
-        model = keras.saving.deserialize_keras_object(json.loads(config), safe_mode=True)
+        config = json.loads(config)
+    except (TypeError, ValueError):
+        raise WireError("a Keras model whose config is not JSON") from None
+    _check_keras_config(config)
+    try:
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         model.set_weights(weights)
     except Exception as e:
         raise WireError(f"a Keras model the grader cannot rebuild from its config ({type(e).__name__}: {e}); "
