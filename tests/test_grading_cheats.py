@@ -173,3 +173,36 @@ def test_the_judge_reads_the_keepers_exit_code():
     from mlsec_lessons.grading import keeper, remote
 
     assert remote.TOO_MANY_PROCESSES == keeper.TOO_MANY_PROCESSES
+
+
+# the library's answer, wrapped into each exercise's own API (the reference otherwise): each must
+# lose the check it would pass, with the off-limits message
+LIBRARY_IN_EACH_EXERCISE = [
+    pytest.param("ex1", "    with tf.GradientTape() as tape:\n        tape.watch(x_adv)\n",
+                 "    from mlsec_lessons import attacks\n"
+                 "    gradient = attacks.input_gradient(model, x_adv, y)\n"
+                 "    with tf.GradientTape() as tape:\n        tape.watch(x_adv)\n",
+                 "pgd_step_matches_reference", "mlsec_lessons.attacks.input_gradient", id="ex1_attacks"),
+    pytest.param("ex2", "        x = [np.asarray(v, dtype=np.int64) for v in client_vectors]\n",
+                 "        result = masking.simulate_round(client_vectors, self.threshold, dropouts=dropouts, seed=0)\n"
+                 "        self.masked_vectors_ = dict(result.server_view.masked)\n"
+                 "        return result.total\n",
+                 "secure_aggregate_returns_the_exact_sum", "mlsec_lessons.federated.masking.simulate_round",
+                 id="ex2_masking"),
+    pytest.param("ex3", "        now = int(time.time())\n        claims = {",
+                 "        from mlsec_lessons.deployment import auth\n"
+                 "        return auth.issue_token(self.secret, sub, role, models=list(models), ttl=ttl,\n"
+                 "                                aud=self.audience, iss=self.issuer)\n"
+                 "        now = int(time.time())\n        claims = {",
+                 "issued_token_has_the_required_claims", "mlsec_lessons.deployment.auth.issue_token",
+                 id="ex3_auth"),
+]
+
+
+@pytest.mark.parametrize("exercise, old, new, check, name", LIBRARY_IN_EACH_EXERCISE)
+def test_the_library_answers_earn_nothing_in_each_exercise(exercise, old, new, check, name, tmp_path):
+    from mlsec_lessons.grading.exercises import solution_variant
+
+    report = grade(exercise, solution_variant(exercise, old, new, tmp_path), checks=[check])
+    assert report.score == 0, report.table()
+    assert name in messages(report) and "asks you to write yourself" in messages(report), report.table()
