@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -32,6 +33,22 @@ from . import offlimits, wire
 TOO_MANY_PROCESSES = 125  # keeper.TOO_MANY_PROCESSES (not imported: `python -m` runs the keeper as __main__)
 
 TAIL = 1500  # characters of the student's own output shown when their process ends
+IMPORT_LIMIT = 60  # seconds to start the worker and import the student's file (TensorFlow included)
+
+
+def _pause_alarm():
+    """Stop the check's SIGALRM clock (pytest-timeout's); return the seconds it had left."""
+    if not hasattr(signal, "setitimer"):
+        return 0.0
+    try:
+        return signal.setitimer(signal.ITIMER_REAL, 0)[0]
+    except ValueError:  # not the main thread
+        return 0.0
+
+
+def _resume_alarm(left):
+    if left > 0:
+        signal.setitimer(signal.ITIMER_REAL, left)
 
 
 class Verdict(AssertionError):
@@ -68,6 +85,17 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self):
+        """Start the worker and import the student's file. The time this takes does not count
+        against the check that happens to need it first (a check's clock is paused, then resumed),
+        so that a slow start after a restart never fails an honest check; the import has its
+        own limit, ``IMPORT_LIMIT``."""
+        paused = _pause_alarm()
+        try:
+            self._start()
+        finally:
+            _resume_alarm(paused)
+
+    def _start(self):
         self.generation = secrets.randbelow(2**31)
         judge_to_worker, worker_to_judge = os.pipe(), os.pipe()
         fds = (judge_to_worker[0], worker_to_judge[1])
@@ -91,6 +119,12 @@ class Worker:
         self.to_worker = os.fdopen(judge_to_worker[1], "wb")
         self.from_worker = os.fdopen(worker_to_judge[0], "rb")
         try:
+            ready, _, _ = select.select([self.from_worker], [], [], IMPORT_LIMIT)
+            if not ready:
+                self.stop()
+                self.failure = Verdict(f"importing your file took longer than {IMPORT_LIMIT} s: does it run "
+                                       "something at import time that never ends?")
+                raise self.failure
             first = self.read()
         except (EOFError, BrokenPipeError):
             self.failure = self.ended("importing your file")
