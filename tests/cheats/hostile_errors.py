@@ -1,5 +1,11 @@
-# exceptions that are hard to report: KeyboardInterrupt, one whose __str__ raises, exit()
+# exceptions that are hard to report (KeyboardInterrupt, one whose __str__ raises, exit()), and
+# output that is not text
+import os
 import sys
+
+sys.stdout.buffer.write(b"\xff\xfe not UTF-8 \xc3\x28\n" * 1000)
+sys.stdout.flush()
+os.write(2, b"\x80\x81 on stderr too\n")
 
 
 class Unprintable(Exception):
