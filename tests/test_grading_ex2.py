@@ -106,6 +106,116 @@ WRONG = {
         "self.masked_vectors_ = {u: masked[u] for u in survivors}",
         "self.masked_vectors_ = {u: x[u] for u in survivors}",
         ["secure_aggregate_returns_the_exact_sum", "masked_vectors_reveal_nothing"], "masked_vectors_reveal_nothing"),
+    # part 2, cheats (issue 13): a right total without the protocol behind it
+    "no masking: the plain sum, random numbers for the server": (
+        "        rng = np.random.default_rng(self.seed)\n        keys = [",
+        "        self.masked_vectors_ = {u: np.random.default_rng().integers(0, R, size=shape) for u in survivors}\n"
+        "        return sum(x[u] for u in survivors) % R\n"
+        "        rng = np.random.default_rng(self.seed)\n        keys = [",
+        ["secure_aggregate_returns_the_exact_sum", "secure_aggregate_recovers_from_dropouts",
+         "secure_aggregate_refuses_too_many_dropouts", "masked_vectors_reveal_nothing",
+         "masked_vectors_are_the_inputs_under_masks_from_the_seed"],
+        "masked_vectors_are_the_inputs_under_masks_from_the_seed"),
+    "no masking: the plain sum, seeded random numbers for the server": (
+        "        rng = np.random.default_rng(self.seed)\n        keys = [",
+        "        rng = np.random.default_rng(self.seed)\n"
+        "        self.masked_vectors_ = {u: rng.integers(0, R, size=shape) for u in survivors}\n"
+        "        return sum(x[u] for u in survivors) % R\n"
+        "        keys = [",
+        ["masked_vectors_reveal_nothing", "masked_vectors_are_the_inputs_under_masks_from_the_seed"],
+        "masked_vectors_are_the_inputs_under_masks_from_the_seed"),
+    "pairwise masks among the survivors alone, so that nothing is left to recover": (
+        "        masked = [(v + masking.prg(b, shape)) % R for v, b in zip(x, seeds)]\n",
+        "        masked = [(v + masking.prg(b, shape)) % R for v, b in zip(x, seeds)]\n"
+        "        for u in survivors:\n"
+        "            for v in [w for w in survivors if w > u]:\n"
+        "                pair = masking.prg(masking.agree(keys[u][0], keys[v][1]), shape)\n"
+        "                masked[u], masked[v] = (masked[u] + pair) % R, (masked[v] - pair) % R\n"
+        "        self.masked_vectors_ = {u: masked[u] for u in survivors}\n"
+        "        total = sum(masked[u] for u in survivors) % R\n"
+        "        for u in survivors:\n"
+        "            b = masking.recover_secret([seed_shares[u][w] for w in survivors])\n"
+        "            total = (total - masking.prg(b, shape)) % R\n"
+        "        return total\n",
+        ["secure_aggregate_recovers_from_dropouts", "masked_vectors_are_the_inputs_under_masks_from_the_seed",
+         "masked_vectors_do_not_depend_on_who_drops_out"],
+        "masked_vectors_do_not_depend_on_who_drops_out"),
+    # boundaries: each stated range's edge, one step to either side
+    "weights that sum to 1 or less refused": (
+        "not weights.sum() > 0:", "not weights.sum() > 1:",
+        ["federated_average_accepts_weights_that_sum_to_one_or_less"],
+        "federated_average_accepts_weights_that_sum_to_one_or_less"),
+    "weights that sum to less than 1 refused": (
+        "not weights.sum() > 0:", "not weights.sum() >= 1:",
+        ["federated_average_accepts_weights_that_sum_to_one_or_less"],
+        "federated_average_accepts_weights_that_sum_to_one_or_less"),
+    "a negative weight accepted when the sum is positive": (
+        "if np.any(weights < 0) or not weights.sum() > 0:", "if not weights.sum() > 0:",
+        ["federated_average_rejects_bad_input"], "federated_average_rejects_bad_input"),
+    "privatize_gradients refuses expected_batch_size=1": (
+        "if not expected_batch_size > 0:", "if not expected_batch_size > 1:",
+        ["accepts_the_edges_of_its_range"], "privatize_gradients_accepts_a_batch_of_one"),
+    "privatize_gradients accepts expected_batch_size=0": (
+        "if not expected_batch_size > 0:", "if not expected_batch_size >= 0:",
+        ["rejects_bad_input"], "privatize_gradients_rejects_bad_input"),
+    "privatize_gradients refuses noise_multiplier=0": (
+        "    if not noise_multiplier >= 0:\n        raise ValueError(f\"noise_multiplier must be >= 0, got "
+        "{noise_multiplier!r}\")\n    if not expected_batch_size",
+        "    if not noise_multiplier > 0:\n        raise ValueError(f\"noise_multiplier must be >= 0, got "
+        "{noise_multiplier!r}\")\n    if not expected_batch_size",
+        ["noiseless_update_is_the_clipped_sum_over_the_expected_batch_size"],
+        "noiseless_update_is_the_clipped_sum_over_the_expected_batch_size"),
+    "clip_gradients accepts l2_norm_clip=0": (
+        "    if not l2_norm_clip > 0:\n        raise", "    if not l2_norm_clip >= 0:\n        raise",
+        ["rejects_bad_input"], "clip_gradients_rejects_bad_input"),
+    "training refuses batch_size=1": (
+        "1 <= self.batch_size <= n", "1 < self.batch_size <= n",
+        ["training_accepts_the_edges_of_its_settings"], "training_accepts_the_edges_of_its_settings"),
+    "training refuses batch_size=n": (
+        "1 <= self.batch_size <= n", "1 <= self.batch_size < n",
+        ["training_accepts_the_edges_of_its_settings"], "training_accepts_the_edges_of_its_settings"),
+    "training accepts batch_size=0": (
+        "1 <= self.batch_size <= n", "0 <= self.batch_size <= n",
+        ["training_accepts_the_edges_of_its_settings"], "training_accepts_the_edges_of_its_settings"),
+    "training refuses epochs=1": (
+        "self.epochs >= 1", "self.epochs > 1",
+        ["training_accepts_the_edges_of_its_settings"], "training_accepts_the_edges_of_its_settings"),
+    "poisson_sample refuses sample_rate=1": (
+        "    if not 0 < sample_rate <= 1:\n        raise ValueError(f\"sample_rate must be in (0, 1], got "
+        "{sample_rate!r}\")\n    return",
+        "    if not 0 < sample_rate < 1:\n        raise ValueError(f\"sample_rate must be in (0, 1], got "
+        "{sample_rate!r}\")\n    return",
+        ["accepts_the_edges_of_its_range"], "poisson_sample_accepts_rate_1_and_one_record"),
+    "poisson_sample refuses n=1": (
+        "or n < 1:", "or n < 2:",
+        ["accepts_the_edges_of_its_range"], "poisson_sample_accepts_rate_1_and_one_record"),
+    "epsilon_spent refuses sample_rate=1": (
+        "    if not 0 < sample_rate <= 1:\n        raise ValueError(f\"sample_rate must be in (0, 1], got "
+        "{sample_rate!r}\")\n    if isinstance(steps",
+        "    if not 0 < sample_rate < 1:\n        raise ValueError(f\"sample_rate must be in (0, 1], got "
+        "{sample_rate!r}\")\n    if isinstance(steps",
+        ["epsilon_matches_the_accountant"], "epsilon_matches_the_accountant"),
+    "clopper_pearson refuses a single trial": (
+        "if not (n >= 1 and 0 <= k <= n):", "if not (n > 1 and 0 <= k <= n):",
+        ["accepts_the_edges_of_its_range"], "clopper_pearson_accepts_a_single_trial"),
+    "clopper_pearson accepts zero trials": (
+        "if not (n >= 1 and 0 <= k <= n):", "if not (n >= 0 and 0 <= k <= n):",
+        ["rejects_bad_input"], "clopper_pearson_rejects_bad_input"),
+    "clopper_pearson accepts alpha=1": (
+        "    if not 0 < alpha < 1:", "    if not 0 < alpha <= 1:",
+        ["rejects_bad_input"], "clopper_pearson_rejects_bad_input"),
+    "secure_aggregate refuses a threshold equal to the number of clients": (
+        "if not 2 <= self.threshold <= n:", "if not 2 <= self.threshold < n:",
+        ["secure_aggregate_accepts_thresholds_from_2_to_n"], "secure_aggregate_accepts_thresholds_from_2_to_n"),
+    "secure_aggregate refuses threshold=2": (
+        "if not 2 <= self.threshold <= n:", "if not 2 < self.threshold <= n:",
+        ["secure_aggregate_accepts_thresholds_from_2_to_n"], "secure_aggregate_accepts_thresholds_from_2_to_n"),
+    "secure_aggregate accepts threshold=1": (
+        "if not 2 <= self.threshold <= n:", "if not 1 <= self.threshold <= n:",
+        ["secure_aggregate_rejects_bad_input"], "secure_aggregate_rejects_bad_input"),
+    "secure_aggregate refuses exactly threshold survivors": (
+        "if len(survivors) < self.threshold:", "if len(survivors) <= self.threshold:",
+        ["secure_aggregate_accepts_thresholds_from_2_to_n"], "secure_aggregate_accepts_thresholds_from_2_to_n"),
 }
 
 

@@ -14,8 +14,22 @@ reference (DP accuracy 0.86-0.90; canary TPR at 5% FPR 0.20-0.42 without noise, 
 Part 2 (federated averaging and secure aggregation) is checked against oracles alone: a weighted
 mean, and the plain sum mod R of the surviving clients' vectors, which secure aggregation must
 return exactly. What the server received is checked for what it must not show: its histogram
-must be uniform on Z_R whatever the input, and uncorrelated with it.
+must be uniform on Z_R whatever the input, and uncorrelated with it. A right total says nothing
+about the masking (the plain sum is easy to return), so what the server received is also checked
+for what it must be: ``y_u = x_u + m_u``, with masks ``m_u`` that come from the round's seed alone.
+Two rounds with the same seed and inputs that differ by ``D`` must give masked vectors that differ
+by exactly ``D``; a survivor's ``y_u`` must not change with who else drops out (clients mask
+before anyone drops out); another seed must give other masks. Random numbers in
+``masked_vectors_`` fail the first, masks drawn among the survivors alone the second. (That the
+server could unmask the total itself needs the shares revealed in the unmasking round, which
+``secure_aggregate`` does not record: masked vectors alone are uniform, by design.)
+
+Bad input is refused, and the edges of each stated range are accepted: a batch of one
+(``expected_batch_size=1``), ``sample_rate=1``, a single trial, weights that sum to 1 or less, a
+threshold of 2 or of all the clients. A ``>`` written for ``>=`` (or the reverse) fails one side.
 """
+import dataclasses
+
 import dp_accounting
 import numpy as np
 import pytest
@@ -74,6 +88,15 @@ def oracle_bound(tp, fn, fp, tn, delta, alpha):
     bounds = [np.log((tpr_low - delta) / fpr_high) if tpr_low > delta else 0.0,
               np.log((1 - fpr_high - delta) / (1 - tpr_low)) if 1 - fpr_high > delta else 0.0]
     return max(0.0, *bounds)
+
+
+def accepted(fn, call, why, *args):
+    """``fn(*args)``, which must not raise ValueError: ``args`` are on the edge of what the
+    docstring allows."""
+    try:
+        return fn(*args)
+    except ValueError as e:
+        raise AssertionError(f"{call} raised ValueError ({e}); {why}") from None
 
 
 def clipped(grads, clip):
@@ -394,11 +417,14 @@ BAD_INPUT = [
         ("for delta=1", 1.0, 0.1, 10, 1.0),
         ("for sample_rate=0", 1.0, 0.0, 10, 1e-5),
         ("for a negative noise_multiplier", -1.0, 0.1, 10, 1e-5),
+        ("for steps=-1", 1.0, 0.1, -1, 1e-5),
     ], id="epsilon_spent_rejects_bad_input", marks=points(1)),
     pytest.param("clopper_pearson", [
         ("for k > n", 5, 3, 0.05),
         ("for a negative k", -1, 3, 0.05),
         ("for alpha=0", 1, 3, 0.0),
+        ("for alpha=1", 1, 3, 1.0),
+        ("for n=0 trials", 0, 0, 0.05),
     ], id="clopper_pearson_rejects_bad_input", marks=points(1)),
 ]
 
@@ -407,6 +433,71 @@ BAD_INPUT = [
 def test_rejects_bad_input(impl, function, cases):
     for why, *args in cases:
         expect_value_error(getattr(impl, function), why, *args)
+
+
+# the other side of each boundary: the smallest (or largest) value the docstring allows must work.
+# (arguments as the message shows them, the arguments, what is allowed, the oracle's answer, what it is)
+GRADS = np.array([[3.0, 4.0, 0.0], [0.0, 0.5, 0.0]])
+EDGES = [
+    pytest.param("privatize_gradients", [
+        ("2 gradients, l2_norm_clip=1, noise_multiplier=0, expected_batch_size=1",
+         (GRADS, 1.0, 0.0, 1, np.random.default_rng(0)), "an expected batch of one record (any expected_batch_size > 0)",
+         clipped(GRADS, 1.0).sum(axis=0), "the clipped sum divided by 1"),
+        ("1 gradient, l2_norm_clip=1, noise_multiplier=0, expected_batch_size=1",
+         (GRADS[:1], 1.0, 0.0, 1, np.random.default_rng(0)), "a batch of one record",
+         clipped(GRADS[:1], 1.0)[0], "its clipped gradient"),
+    ], id="privatize_gradients_accepts_a_batch_of_one", marks=points(1)),
+    pytest.param("poisson_sample", [
+        ("n=7, sample_rate=1", (7, 1.0, np.random.default_rng(0)), "sample_rate=1 (the rate is in (0, 1])",
+         np.arange(7), "every record"),
+        ("n=1, sample_rate=1", (1, 1.0, np.random.default_rng(0)), "a single record (n >= 1)", np.arange(1), "index 0"),
+    ], id="poisson_sample_accepts_rate_1_and_one_record", marks=points(1)),
+    pytest.param("clopper_pearson", [
+        ("k=0, n=1, alpha=0.05", (0, 1, 0.05), "a single trial (n >= 1)", oracle_interval(0, 1, 0.05),
+         "scipy's exact interval"),
+        ("k=1, n=1, alpha=0.05", (1, 1, 0.05), "a single trial (n >= 1)", oracle_interval(1, 1, 0.05),
+         "scipy's exact interval"),
+        ("k=3, n=10, alpha=0.999", (3, 10, 0.999), "any alpha below 1", oracle_interval(3, 10, 0.999),
+         "scipy's exact interval"),
+    ], id="clopper_pearson_accepts_a_single_trial", marks=points(1)),
+]
+
+
+@pytest.mark.parametrize("function, cases", EDGES)
+def test_accepts_the_edges_of_its_range(impl, function, cases):
+    for shown, args, edge, want, what in cases:
+        call = f"{function}({shown})"
+        got = accepted(getattr(impl, function), call, f"{edge} is allowed", *args)
+        expect_close(got, want, call, f"{edge} is allowed: {what}")
+
+
+def few_records(digits, n):
+    """The first ``n`` training records of digits, as a Dataset."""
+    train = digits[1]
+    return dataclasses.replace(train, x_train=train.x_train[:n], y_train=train.y_train[:n])
+
+
+@points(1)
+def test_training_accepts_the_edges_of_its_settings(impl, digits):
+    # batch_size from 1 to n and epochs >= 1 are allowed. With n = batch_size every record joins
+    # every step (sample_rate 1), so no batch is empty, and batch_size=1 is reached with n=1
+    for n, batch_size, epochs in [(1, 1, 2), (40, 40, 1)]:
+        call = (f"PrivacyPreservingSystem(batch_size={batch_size}, epochs={epochs}).train_private_model("
+                f"{n} training record{'s' if n > 1 else ''})")
+        why = ("batch_size may be anything from 1 to the number of training records, and epochs any integer from 1 "
+               "(and privatize_gradients must accept expected_batch_size=1)")
+        system = impl.PrivacyPreservingSystem(**{**DP, "batch_size": batch_size, "epochs": epochs})
+        accepted(system.train_private_model, call, why, few_records(digits, n))
+        steps = epochs * n // batch_size
+        expect_close(getattr(system, "steps_", None), steps, f"{call}, then steps_", why)
+        expect_close(getattr(system, "epsilon_", None), oracle_epsilon(DP["noise_multiplier"], 1.0, steps, DP["delta"]),
+                     f"{call}, then epsilon_", f"the accountant's epsilon for {steps} steps at sample_rate 1")
+    # and one step past each edge is refused
+    for why, settings in [("for batch_size=0", dict(batch_size=0)),
+                          ("for a batch_size (41) larger than the 40 training records", dict(batch_size=41)),
+                          ("for epochs=0", dict(batch_size=10, epochs=0))]:
+        system = impl.PrivacyPreservingSystem(**{**DP, "epochs": 1, **settings})
+        expect_value_error(system.train_private_model, why, few_records(digits, 40))
 
 
 # --------------------------------------------------------------------------- part 2: federated learning
@@ -422,6 +513,22 @@ def expect_equal(got, want, call, why=""):
 
 def client_vectors(n, d, seed):
     return np.random.default_rng(seed).integers(0, R, size=(n, d))
+
+
+def server_view(impl, vectors, threshold, seed, dropouts=()):
+    """What the server received in one round of the student's secure_aggregate:
+    ``{survivor: masked vector}``, checked for its form."""
+    system = impl.PrivacyPreservingSystem(threshold=threshold, seed=seed)
+    system.secure_aggregate(list(vectors), dropouts=list(dropouts))
+    received = getattr(system, "masked_vectors_", None)
+    survivors = [u for u in range(len(vectors)) if u not in dropouts]
+    shape = np.shape(vectors[0])
+    assert isinstance(received, dict) and sorted(received) == survivors and all(
+        np.shape(received[u]) == shape for u in survivors), (
+        f"after secure_aggregate({len(vectors)} client vectors, dropouts={list(dropouts)}), masked_vectors_ must be "
+        f"{{client: the masked vector it sent}} for the survivors {survivors} (a dropped client's vector never "
+        f"arrives), each of shape {shape}; got {show(received)}")
+    return {u: np.asarray(received[u], dtype=np.int64) % R for u in survivors}
 
 
 def uniform_pvalue(values, bins=64):
@@ -499,6 +606,81 @@ def test_masked_vectors_reveal_nothing(impl):
 
 
 @points(1)
+def test_federated_average_accepts_weights_that_sum_to_one_or_less(impl):
+    system = impl.PrivacyPreservingSystem()
+    rng = np.random.default_rng(20)
+    for weights, why in [([0.2, 0.3], "weights that sum to 0.5: only their ratio counts"),
+                         ([0.25, 0.75], "weights that sum to exactly 1"),
+                         ([0.0, 0.001, 0.0], "one tiny positive weight and two zeros: the sum is positive")]:
+        updates = rng.normal(size=(len(weights), 4))
+        call = f"federated_average({len(weights)} updates, weights={weights})"
+        why = f"{why}; any weights >= 0 with a positive sum are valid, and are normalised by their sum"
+        expect_close(accepted(system.federated_average, call, why, list(updates), weights),
+                     np.average(updates, axis=0, weights=weights), call, why)
+
+
+@points(2)
+def test_masked_vectors_are_the_inputs_under_masks_from_the_seed(impl):
+    n, d = 4, 400
+    vectors = client_vectors(n, d, seed=17)
+    change = np.zeros_like(vectors)
+    change[0] = client_vectors(1, d, seed=18)[0]
+    change[2] = 1
+    before = server_view(impl, vectors, threshold=2, seed=3)
+    after = server_view(impl, (vectors + change) % R, threshold=2, seed=3)
+    for u in range(n):
+        moved = (after[u] - before[u]) % R
+        right = np.mean(moved == change[u])
+        what = {0: "a random vector D", 2: "1 in every entry"}.get(u)
+        assert right == 1, (
+            (f"in two rounds with the same seed, client {u}'s input changed by {what}, so its masked vector "
+             "y_u = x_u + m_u must change by exactly that (mod R)" if what else
+             f"in two rounds with the same seed, client {u}'s input did not change (clients 0 and 2's did), so its "
+             "masked vector y_u = x_u + m_u must not change either") +
+            f"; it did as it should in only {right:.1%} of the entries. The masks m_u must come from "
+            "np.random.default_rng(self.seed) alone, drawn the same way whatever the inputs; masked_vectors_ must "
+            "hold the vectors the clients computed and sent, not other random numbers")
+    other = server_view(impl, vectors, threshold=2, seed=4)
+    same = np.mean(other[0] == before[0])
+    assert same < 0.01, (
+        f"rounds with seed=3 and seed=4 gave client 0 the same masked vector in {same:.0%} of its entries; the keys, "
+        "seeds and masks must be drawn from np.random.default_rng(self.seed), so that another seed gives other masks")
+
+
+@points(1)
+def test_masked_vectors_do_not_depend_on_who_drops_out(impl):
+    n, t = 5, 3
+    vectors = client_vectors(n, 300, seed=19)
+    everyone = server_view(impl, vectors, threshold=t, seed=5)
+    for dropouts in ([1], [0, 4]):
+        view = server_view(impl, vectors, threshold=t, seed=5, dropouts=dropouts)
+        for u, y in view.items():
+            same = np.mean(y == everyone[u])
+            assert same == 1, (
+                f"with the same seed and inputs, client {u}'s masked vector differs in {1 - same:.0%} of its entries "
+                f"between a round where clients {dropouts} drop out and one where nobody does. Every client masks "
+                "(with pairwise masks towards all the others) before anyone drops out, and cannot know who will: "
+                "draw every client's keys, seed and shares whatever the dropouts, and let the server remove the "
+                "masks a dropped client left. Masks among the survivors alone would need no recovery, and no real "
+                "round could compute them")
+
+
+@points(1)
+def test_secure_aggregate_accepts_thresholds_from_2_to_n(impl):
+    for n, t, dropouts, why in [(3, 3, [], "a threshold equal to the number of clients"),
+                                (2, 2, [], "two clients, threshold 2"),
+                                (4, 2, [0, 3], "threshold 2 with exactly 2 survivors")]:
+        vectors = client_vectors(n, 50, seed=21 + n)
+        survivors = [u for u in range(n) if u not in dropouts]
+        call = f"secure_aggregate({n} client vectors, dropouts={dropouts}) with threshold={t}"
+        why = (f"{why} is allowed (the threshold goes from 2 to the number of clients, and exactly threshold "
+               "survivors are enough): the sum mod R of the survivors' vectors")
+        system = impl.PrivacyPreservingSystem(threshold=t, seed=6)
+        expect_equal(accepted(system.secure_aggregate, call, why, list(vectors), dropouts),
+                     vectors[survivors].sum(axis=0) % R, call, why)
+
+
+@points(1)
 def test_federated_average_rejects_bad_input(impl):
     system = impl.PrivacyPreservingSystem()
     for why, updates, weights in [
@@ -506,6 +688,7 @@ def test_federated_average_rejects_bad_input(impl):
         ("for weights that sum to 0", [np.zeros(3), np.ones(3)], [0, 0]),
         ("for weights that sum to a negative number", [np.zeros(3), np.ones(3)], [-1, -2]),
         ("for a number of weights other than the number of updates", [np.zeros(3), np.ones(3)], [1, 2, 3]),
+        ("for a negative weight, even when the sum is positive", [np.zeros(3), np.ones(3)], [-1, 3]),
     ]:
         expect_value_error(system.federated_average, why, updates, weights)
 
@@ -517,3 +700,6 @@ def test_secure_aggregate_rejects_bad_input(impl):
                        [vectors[0], vectors[1], vectors[2][:3]])
     expect_value_error(impl.PrivacyPreservingSystem(threshold=4).secure_aggregate,
                        "for a threshold (4) larger than the number of clients (3)", vectors)
+    expect_value_error(impl.PrivacyPreservingSystem(threshold=1).secure_aggregate,
+                       "for threshold=1 (one client alone could rebuild any secret: the threshold is at least 2)",
+                       vectors)
