@@ -101,6 +101,13 @@ def impl(pytestconfig):
 
 
 @pytest.fixture(scope="session")
+def exchange(impl):
+    """A folder for files the judge hands to the student's code (keys, a work folder): a ``Path``
+    inside it reaches the student's code as the path it has there, also inside the sandbox."""
+    return impl._worker.exchange
+
+
+@pytest.fixture(scope="session")
 def ref(pytestconfig):
     """The reference solution, in the judge only."""
     path = pytestconfig.getoption("ref")

@@ -24,11 +24,12 @@ import signal
 import subprocess
 import sys
 import types
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
 from . import offlimits, wire
+from .processes import descendants
 
 TOO_MANY_PROCESSES = 125  # keeper.TOO_MANY_PROCESSES (not imported: `python -m` runs the keeper as __main__)
 
@@ -82,6 +83,24 @@ class Worker:
         self.generation = 0
         self.callbacks, self.exception_classes = {}, {}
         self.log = self.workdir / "output.log"
+        # the exchange folder: files the judge hands to the student's code and back (keys, a
+        # release), at one path here and at another inside the sandbox; Paths are translated on the wire
+        self.exchange = self.workdir / "home" / "exchange"
+        self.exchange.mkdir(parents=True, exist_ok=True)
+        self.exchange_there = Path(sandbox.exchange_path()) if sandbox is not None else self.exchange
+
+    def to_worker_path(self, path):
+        """A judge path inside the exchange folder, as the worker sees it (else unchanged)."""
+        try:
+            return self.exchange_there / Path(path).relative_to(self.exchange)
+        except ValueError:
+            return path
+
+    def to_judge_path(self, path):
+        try:
+            return self.exchange / Path(path).relative_to(self.exchange_there)
+        except ValueError:
+            return path
 
     # ------------------------------------------------------------------ lifecycle
     def start(self):
@@ -151,16 +170,24 @@ class Worker:
                 stream.close()
             except OSError:
                 pass
+        # the tree as it stands (orphans are the keeper's children): if the keeper is too slow, or
+        # was killed by the student's code, the judge ends them itself
+        tree = descendants(process.pid)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)  # the keeper kills its tree, then itself
             try:
-                process.wait(timeout=3)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         try:
             os.killpg(process.pid, signal.SIGKILL)  # whatever is left in the keeper's group
         except OSError:
             pass
+        for pid in tree + descendants(process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         process.wait()
 
     def ended(self, doing):
@@ -264,6 +291,8 @@ class Worker:
             obj = object.__new__(getattr(reference, value.name))
             obj.__dict__.update(self.wrap(value.fields))
             return obj
+        if isinstance(value, PurePath):
+            return Path(self.to_judge_path(value))
         if isinstance(value, wire.Handle):
             if value.kind == "exception class":
                 return self.exception_class(list(value.bases))
@@ -415,6 +444,8 @@ class Pickler(pickle.Pickler):
         if isinstance(obj, Remote):
             handle = object.__getattribute__(obj, "_handle")
             return ("handle", handle.id, handle.generation)
+        if isinstance(obj, PurePath) and self.worker.exchange != self.worker.exchange_there:
+            return ("path", str(self.worker.to_worker_path(obj)))
         if isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)) and not _importable(obj):
             key = id(obj)
             self.worker.callbacks[key] = obj  # kept alive, so that the id stays its own

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import exercises, offlimits
 from .plugin import verify
+from .processes import descendants
 from .report import CheckResult, Report
 
 # SIGALRM fails the one check and goes on; without it (Windows), pytest-timeout's thread ends
@@ -271,12 +272,19 @@ def _follow(process, fd, key, seconds):
 
 
 def _kill(process):
+    """Kill the judge and, without waiting for its worker's keeper to do it, the whole tree below it."""
+    tree = descendants(process.pid)
     if hasattr(os, "killpg"):
         try:
             os.killpg(process.pid, signal.SIGKILL)  # the judge's group; its worker follows (PDEATHSIG)
         except OSError:
             pass
     process.kill()
+    for pid in tree + [p for p in descendants(process.pid) if p not in tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     process.wait()
 
 

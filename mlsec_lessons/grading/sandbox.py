@@ -111,6 +111,11 @@ class Sandbox:
         require()
         self.shadows = shadows or {}
 
+    @staticmethod
+    def exchange_path():
+        """Where the worker sees the judge's exchange folder (``home/exchange`` of its work folder)."""
+        return f"{HOME}/exchange"
+
     def student_path(self, path):
         return f"{SUBMISSION}/{Path(path).name}"
 

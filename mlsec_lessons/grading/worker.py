@@ -25,6 +25,7 @@ import importlib.util
 import io
 import json
 import os
+import pathlib
 import pickle
 import resource
 import sys
@@ -218,6 +219,8 @@ class Unpickler(pickle.Unpickler):
             return self.worker.objects[id]
         if kind == "callback":
             return Callback(self.worker, pid[1])
+        if kind == "path":
+            return pathlib.Path(pid[1])
         if kind == "mirror":  # the same judge object is the same object here, every time
             _, key, obj = pid
             return self.worker.mirrors.setdefault(key, obj)
