@@ -46,7 +46,7 @@ from mlsec_lessons.federated import masking
 def flatten(x):
     """One row of features per record: images of shape (n, 8, 8, 1) become (n, 64)."""
     x = np.asarray(x, dtype=float)
-    return x.reshape(len(x), -1)
+    return x.reshape(len(x), int(np.prod(x.shape[1:])))  # not -1: an empty Poisson batch has 0 rows
 
 
 class TinyMLP:
@@ -341,8 +341,9 @@ class PrivacyPreservingSystem:
     steps_ : int
     epsilon_ : float
         The privacy spent, from the RDP accountant.
-    masked_vectors_ : dict
-        ``{client: masked vector}``, what the server received in the last ``secure_aggregate``.
+    masked_vectors_, public_keys_, revealed_shares_ : dict
+        What the server received in the last ``secure_aggregate``: the survivors' masked vectors,
+        every client's public key, and the shares revealed to unmask the sum.
 
     Examples
     --------
@@ -496,8 +497,11 @@ class PrivacyPreservingSystem:
         ndarray of int64
             The sum of the survivors' vectors mod ``R``, exactly.
 
-        Sets ``masked_vectors_``, ``{client: y_u}`` for the survivors: all the server received
-        from the clients.
+        Sets what the server received from the clients: ``public_keys_``, ``{client: pk_u}`` for
+        every client; ``masked_vectors_``, ``{client: y_u}`` for the survivors; and
+        ``revealed_shares_``, ``{survivor w: ({u: w's share of b_u}, {v: w's share of sk_v})}``,
+        the shares each survivor revealed in the unmasking round, of the survivors' self-mask
+        seeds and of the dropped clients' secret keys (never both of one client).
 
         Raises
         ------

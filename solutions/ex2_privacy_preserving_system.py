@@ -43,7 +43,7 @@ from mlsec_lessons.federated import masking
 def flatten(x):
     """One row of features per record: images of shape (n, 8, 8, 1) become (n, 64)."""
     x = np.asarray(x, dtype=float)
-    return x.reshape(len(x), -1)
+    return x.reshape(len(x), int(np.prod(x.shape[1:])))  # not -1: an empty Poisson batch has 0 rows
 
 
 class TinyMLP:
@@ -136,7 +136,7 @@ def per_example_gradients(model, x, y):
     delta2[np.arange(len(y)), y] -= 1.0           # ... minus the one-hot label
     delta1 = (delta2 @ W2.T) * (a > 0)            # the ReLU passes the gradient only where it was active
     grads = [np.einsum("bi,bj->bij", x, delta1), delta1, np.einsum("bi,bj->bij", h, delta2), delta2]
-    return np.concatenate([g.reshape(len(y), -1) for g in grads], axis=1)
+    return np.concatenate([g.reshape(len(y), int(np.prod(g.shape[1:]))) for g in grads], axis=1)
     ### END SOLUTION
 
 
@@ -404,8 +404,9 @@ class PrivacyPreservingSystem:
     steps_ : int
     epsilon_ : float
         The privacy spent, from the RDP accountant.
-    masked_vectors_ : dict
-        ``{client: masked vector}``, what the server received in the last ``secure_aggregate``.
+    masked_vectors_, public_keys_, revealed_shares_ : dict
+        What the server received in the last ``secure_aggregate``: the survivors' masked vectors,
+        every client's public key, and the shares revealed to unmask the sum.
 
     Examples
     --------
@@ -606,8 +607,11 @@ class PrivacyPreservingSystem:
         ndarray of int64
             The sum of the survivors' vectors mod ``R``, exactly.
 
-        Sets ``masked_vectors_``, ``{client: y_u}`` for the survivors: all the server received
-        from the clients.
+        Sets what the server received from the clients: ``public_keys_``, ``{client: pk_u}`` for
+        every client; ``masked_vectors_``, ``{client: y_u}`` for the survivors; and
+        ``revealed_shares_``, ``{survivor w: ({u: w's share of b_u}, {v: w's share of sk_v})}``,
+        the shares each survivor revealed in the unmasking round, of the survivors' self-mask
+        seeds and of the dropped clients' secret keys (never both of one client).
 
         Raises
         ------
@@ -645,13 +649,19 @@ class PrivacyPreservingSystem:
                 pair = masking.prg(masking.agree(keys[u][0], keys[v][1]), shape)
                 masked[u] = (masked[u] + pair) % R  # u adds the pair's mask,
                 masked[v] = (masked[v] - pair) % R  # v takes it away
+        # the unmasking round: each survivor w reveals its shares of the survivors' b_u and of
+        # the dropped clients' secret keys, never both secrets of one client
+        revealed = {w: ({u: seed_shares[u][w] for u in survivors}, {v: key_shares[v][w] for v in dropped})
+                    for w in survivors}
+        self.public_keys_ = {u: keys[u][1] for u in range(n)}
         self.masked_vectors_ = {u: masked[u] for u in survivors}
+        self.revealed_shares_ = revealed
         total = sum(masked[u] for u in survivors) % R
         for u in survivors:  # the survivors' shares of b_u remove the self masks
-            b = masking.recover_secret([seed_shares[u][w] for w in survivors])
+            b = masking.recover_secret([revealed[w][0][u] for w in survivors])
             total = (total - masking.prg(b, shape)) % R
         for v in dropped:  # a dropped client's key rebuilds the masks it left with the survivors
-            sk = masking.recover_secret([key_shares[v][w] for w in survivors])
+            sk = masking.recover_secret([revealed[w][1][v] for w in survivors])
             for u in survivors:
                 pair = masking.prg(masking.agree(sk, keys[u][1]), shape)
                 total = (total - pair) % R if u < v else (total + pair) % R

@@ -216,6 +216,24 @@ WRONG = {
     "secure_aggregate refuses exactly threshold survivors": (
         "if len(survivors) < self.threshold:", "if len(survivors) <= self.threshold:",
         ["secure_aggregate_accepts_thresholds_from_2_to_n"], "secure_aggregate_accepts_thresholds_from_2_to_n"),
+    "one-time pad: inputs plus a seeded PRG, the plain sum, no shares": (
+        "        rng = np.random.default_rng(self.seed)\n        keys = [",
+        "        rng = np.random.default_rng(self.seed)\n"
+        "        pads = [masking.prg(rng.bytes(32), shape) for _ in range(n)]\n"
+        "        self.masked_vectors_ = {u: (x[u] + pads[u]) % R for u in survivors}\n"
+        "        return sum(x[u] for u in survivors) % R\n"
+        "        keys = [",
+        ["masked_vectors_are_the_inputs_under_masks_from_the_seed", "masked_vectors_do_not_depend_on_who_drops_out",
+         "the_server_can_unmask_the_sum_from_what_it_received"],
+        "the_server_can_unmask_the_sum_from_what_it_received"),
+    "secrets shared with threshold 2 whatever self.threshold": (
+        "seed_shares = [masking.share_secret(b, n, self.threshold, rng)",
+        "seed_shares = [masking.share_secret(b, n, 2, rng)",
+        ["secure_aggregate_recovers_from_dropouts", "the_server_can_unmask_the_sum_from_what_it_received"],
+        "the_server_can_unmask_the_sum_from_what_it_received"),
+    "survivors reveal both secrets of every client": (
+        "{v: key_shares[v][w] for v in dropped})\n", "{v: key_shares[v][w] for v in range(n)})\n",
+        ["the_server_can_unmask_the_sum_from_what_it_received"], "the_server_can_unmask_the_sum_from_what_it_received"),
 }
 
 

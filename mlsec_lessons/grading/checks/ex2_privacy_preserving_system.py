@@ -36,7 +36,9 @@ import pytest
 from scipy.stats import binomtest, chisquare
 
 from mlsec_lessons.data import load_digits
-from mlsec_lessons.federated.masking import MODULUS as R
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from mlsec_lessons.federated.masking import MODULUS as R, agree, prg, recover_secret
 from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
 from mlsec_lessons.grading.remote import fresh
 
@@ -663,6 +665,83 @@ def test_masked_vectors_do_not_depend_on_who_drops_out(impl):
                 "draw every client's keys, seed and shares whatever the dropouts, and let the server remove the "
                 "masks a dropped client left. Masks among the survivors alone would need no recovery, and no real "
                 "round could compute them")
+
+
+def rebuild(shares, threshold, what):
+    """The 32-byte secret from revealed Shamir shares, checked: any ``threshold`` of them give the
+    same secret, and ``threshold - 1`` give none (the shares were made with that threshold)."""
+    try:
+        secret = recover_secret(shares[:threshold])
+        again = recover_secret(shares[-threshold:])
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        raise AssertionError(f"the revealed shares of {what} do not combine to a 32-byte secret ({e}); each must be "
+                             "a share (x, y) from masking.share_secret, one per client") from None
+    assert secret == again, (f"two sets of {threshold} revealed shares of {what} rebuild different secrets: they are "
+                             "not Shamir shares of one secret")
+    try:
+        recover_secret(shares[:threshold - 1])
+    except ValueError:
+        return secret
+    raise AssertionError(f"{threshold - 1} revealed shares already rebuild {what}: the secrets must be shared with "
+                         f"the system's threshold ({threshold}), so that fewer clients learn nothing")
+
+
+def judge_unmask(system, n, threshold, dropouts):
+    """The total the server can compute from what it received, computed here with the library's
+    primitives: the survivors' masked vectors, minus each survivor's PRG(b_u) (b_u rebuilt from the
+    revealed shares), minus the pairwise masks each dropped client left in the survivors' vectors
+    (its secret key rebuilt from the revealed shares, checked against its public key)."""
+    survivors = [u for u in range(n) if u not in dropouts]
+    received = getattr(system, "masked_vectors_", None)
+    public_keys = getattr(system, "public_keys_", None)
+    revealed = getattr(system, "revealed_shares_", None)
+    assert isinstance(received, dict) and sorted(received) == survivors, (
+        f"masked_vectors_ must be {{client: masked vector}} for the survivors {survivors}, got {show(received)}")
+    assert isinstance(public_keys, dict) and sorted(public_keys) == list(range(n)) and all(
+        isinstance(k, bytes) and len(k) == 32 for k in public_keys.values()), (
+        f"public_keys_ must be {{client: its 32-byte X25519 public key}} for all {n} clients, got {show(public_keys)}")
+    assert isinstance(revealed, dict) and set(revealed) <= set(survivors) and len(revealed) >= threshold and all(
+        isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[0], dict) and isinstance(r[1], dict)
+        for r in revealed.values()), (
+        f"revealed_shares_ must be {{survivor: (its shares of the survivors' b_u, its shares of the dropped clients' "
+        f"secret keys)}}, two dicts for each of at least threshold={threshold} survivors; got {show(revealed)}")
+    for w, (seed_shares, key_shares) in revealed.items():
+        assert sorted(seed_shares) == survivors and sorted(key_shares) == sorted(dropouts), (
+            f"client {w} revealed shares of the self-mask seeds of {sorted(seed_shares)} and of the secret keys of "
+            f"{sorted(key_shares)}; the server must get shares of b_u for the survivors {survivors} and of sk_v for "
+            f"the dropped clients {sorted(dropouts)}, and nothing else (both secrets of one client unmask its input)")
+    y = {u: np.asarray(received[u], dtype=np.int64) % R for u in survivors}
+    shape = y[survivors[0]].shape
+    total = sum(y.values()) % R
+    for u in survivors:
+        b = rebuild([r[0][u] for r in revealed.values()], threshold, f"client {u}'s self-mask seed b_u")
+        total = (total - prg(b, shape)) % R
+    for v in dropouts:
+        sk = rebuild([r[1][v] for r in revealed.values()], threshold, f"dropped client {v}'s secret key")
+        mine = X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        assert mine == public_keys[v], (f"the secret key rebuilt from the shares of dropped client {v} is not the "
+                                        "one behind its public key in public_keys_")
+        for u in survivors:  # y_u holds +PRG(s_uv) when u < v, -PRG(s_uv) when u > v
+            pair = prg(agree(sk, public_keys[u]), shape)
+            total = (total - pair) % R if u < v else (total + pair) % R
+    return total
+
+
+@points(3)
+def test_the_server_can_unmask_the_sum_from_what_it_received(impl):
+    n, t = 5, 3
+    vectors = client_vectors(n, 200, seed=30)
+    for dropouts in ([], [2], [0, 4]):
+        survivors = [u for u in range(n) if u not in dropouts]
+        system = impl.PrivacyPreservingSystem(threshold=t, seed=7)
+        system.secure_aggregate(list(vectors), dropouts=dropouts)
+        expect_equal(judge_unmask(system, n, t, dropouts), vectors[survivors].sum(axis=0) % R,
+                     f"the sum the judge unmasks from masked_vectors_, public_keys_ and revealed_shares_ after "
+                     f"secure_aggregate({n} client vectors, dropouts={dropouts}) with threshold={t}",
+                     "the server must be able to compute the survivors' sum from what it received, and only from "
+                     "that: y_u = x_u + PRG(b_u) + sum_{v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv), with the shares "
+                     "of the survivors' b_u and of the dropped clients' keys revealed in the unmasking round. "
+                     "Returning the right sum is not enough: the masked vectors must carry it")
 
 
 @points(1)
