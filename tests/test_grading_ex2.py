@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlsec_lessons.grading import grade
+from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.plugin import load as load_file
 
@@ -22,8 +22,9 @@ def load(path):
 
 
 def test_solution_scores_full_marks():
-    # its time against the 90 s budget is measured by benchmarks/bench_grading.py
-    report = grade("ex2", solutions=True)
+    # in the sandbox where it runs (the wrong variants below run in the default mode); its time
+    # against the 90 s budget is measured by benchmarks/bench_grading.py
+    report = grade("ex2", solutions=True, sandbox=sandbox.available())
     assert report.full_marks, report.table()
     assert report.total >= 45 and len(report.checks) >= 25
 
