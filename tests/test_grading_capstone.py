@@ -69,6 +69,16 @@ WRONG = {
         '        artifacts.save_keras_model(self.model_, release, input_range=(0.0, 1.0))\n'
         '        artifacts.encrypt_file(release / "model.keras", self.encryption_key_)\n',
         ["deploy_signs_what_it_serves"], "deploy_signs_what_it_serves"),
+    "release accepts pixels up to 2.0": (
+        "input_range=(0.0, 1.0))", "input_range=(0.0, 2.0))",
+        ["deploy_serves_only_valid_pixels"], "deploy_serves_only_valid_pixels"),
+    "release without an input range": (
+        "artifacts.save_keras_model(self.model_, release, input_range=(0.0, 1.0))",
+        "artifacts.save_keras_model(self.model_, release)",
+        ["deploy_serves_only_valid_pixels"], "deploy_serves_only_valid_pixels"),
+    "release refuses a pixel of exactly 1.0": (
+        "input_range=(0.0, 1.0))", "input_range=(0.0, 0.999))",
+        ["deploy_serves_only_valid_pixels"], "deploy_serves_only_valid_pixels"),
     "served without comparing with the evaluated weights": (
         "if artifacts.weights_sha256(served) != self.evaluated_weights_:", "if False:",
         ["deploy_serves_only_the_evaluated_model"], "deploy_serves_only_the_evaluated_model"),

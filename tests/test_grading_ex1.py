@@ -16,6 +16,8 @@ def test_solution_scores_full_marks():
     assert report.total >= 25 and len(report.checks) >= 15
 
 
+TRAIN_STEP = ["train_step_updates_on_pgd_examples", "train_step_returns_the_loss_on_pgd_examples"]
+
 # mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
 WRONG = {
     "gradient sign flipped": (
@@ -43,6 +45,50 @@ WRONG = {
         "np.quantile(self.detector_score(X_clean), 1 - self.fpr)",
         "np.quantile(self.detector_score(X_clean), self.fpr)",
         ["detector_threshold_sets_the_false_positive_rate"], "detector_threshold_sets_the_false_positive_rate"),
+    # one training step, checked on a fixed model, batch and optimizer
+    "train step on the clean batch": (
+        "x_adv = self.perturb(model, x, y)  # the worst", "x_adv = x  # the worst",
+        TRAIN_STEP, "train_step_updates_on_pgd_examples"),
+    "train step descends the clean gradient, reports the adversarial loss": (
+        "gradients = tape.gradient(loss, model.trainable_variables)",
+        "with tf.GradientTape() as clean_tape:\n"
+        "            clean_loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(\n"
+        "                y, model(x, training=True), from_logits=True))\n"
+        "        gradients = clean_tape.gradient(clean_loss, model.trainable_variables)",
+        TRAIN_STEP, "train_step_updates_on_pgd_examples"),
+    "train step sums the loss over the batch": (
+        "loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits,",
+        "loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits,",
+        TRAIN_STEP, "train_step_updates_on_pgd_examples"),
+    "train step climbs the loss": (
+        "optimizer.apply_gradients(zip(gradients, model.trainable_variables))",
+        "optimizer.apply_gradients(zip([-g for g in gradients], model.trainable_variables))",
+        TRAIN_STEP, "train_step_updates_on_pgd_examples"),
+    "train step never applies the gradient": (
+        "optimizer.apply_gradients(zip(gradients, model.trainable_variables))", "pass",
+        TRAIN_STEP, "train_step_updates_on_pgd_examples"),
+    "train step reports the clean loss": (
+        "        return loss\n", "        return tf.reduce_mean(loss_per_example(model, x, y))\n",
+        TRAIN_STEP, "train_step_returns_the_loss_on_pgd_examples"),
+    # the detector's score, on fixed inputs and a fixed model
+    "detector score with the wrong sign": (
+        "return np.abs(p.numpy() - p_squeezed.numpy()).sum(axis=1)",
+        "return -np.abs(p.numpy() - p_squeezed.numpy()).sum(axis=1)",
+        ["detector_score_matches_reference"], "detector_score_matches_reference"),
+    "detector score with the L2 norm": (
+        "return np.abs(p.numpy() - p_squeezed.numpy()).sum(axis=1)",
+        "return np.sqrt(((p.numpy() - p_squeezed.numpy()) ** 2).sum(axis=1))",
+        ["detector_score_matches_reference"], "detector_score_matches_reference"),
+    "detector score on logits": (
+        "p = tf.nn.softmax(self.detector_model_(X, training=False))\n"
+        "        p_squeezed = tf.nn.softmax(self.detector_model_(self.squeeze(X), training=False))",
+        "p = self.detector_model_(X, training=False)\n"
+        "        p_squeezed = self.detector_model_(self.squeeze(X), training=False)",
+        ["detector_score_matches_reference"], "detector_score_matches_reference"),
+    "detector score without the squeeze": (
+        "p_squeezed = tf.nn.softmax(self.detector_model_(self.squeeze(X), training=False))",
+        "p_squeezed = tf.nn.softmax(self.detector_model_(X, training=False))",
+        ["detector_score_matches_reference"], "detector_score_matches_reference"),
 }
 
 
@@ -54,3 +100,28 @@ def test_wrong_solutions_lose_points(mistake, tmp_path):
     assert check in report.failed(), f"{mistake}: {check} still passes"
     message = report.failed()[check]
     assert message and "not implemented" not in message and "Traceback" not in message, message
+
+
+# the library's answers, used in place of the student's own code: (text, replacement, the check that must fail)
+LIBRARY = {
+    "train step on the library's PGD": (
+        "x_adv = self.perturb(model, x, y)  # the worst",
+        "from mlsec_lessons import attacks\n"
+        "        x_adv = tf.constant(attacks.pgd(model, x.numpy(), y.numpy(), self.eps, self._eps_step(), self.steps))"
+        "  # the worst",
+        "train_step_updates_on_pgd_examples"),
+    "squeeze by the library's feature squeezing": (
+        "        lo, hi = self.clip\n        levels = 2 ** self.squeeze_bits - 1\n",
+        "        from mlsec_lessons.defenses import preprocessing\n"
+        "        return preprocessing.transform(preprocessing.feature_squeezing(self.squeeze_bits, self.clip), X)\n"
+        "        lo, hi = self.clip\n        levels = 2 ** self.squeeze_bits - 1\n",
+        "squeeze_matches_reference"),
+}
+
+
+@pytest.mark.parametrize("cheat", list(LIBRARY))
+def test_library_answers_earn_nothing(cheat, tmp_path):
+    old, new, check = LIBRARY[cheat]
+    report = grade("ex1", solution_variant("ex1", old, new, tmp_path), checks=[check])
+    assert check in report.failed(), f"{cheat}: {check} still passes"
+    assert "from the course library" in report.failed()[check], report.failed()[check]

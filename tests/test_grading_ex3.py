@@ -28,6 +28,18 @@ MISTAKES = [
                  {"verify_rejects_an_edited_registry"}, id="signature_not_checked"),
     pytest.param('    if ROLES[claims["role"]] < ROLES[required_role]:', "    if False:",
                  {"role_escalation"}, id="no_role_check"),
+    # the exact boundaries of the stated rules
+    pytest.param("if not ttl > 0:", "if not ttl > 1:", {"issue_token_accepts_the_shortest_ttl"}, id="refuses_ttl_1"),
+    pytest.param("if not ttl > 0:", "if ttl == 0:", {"issue_token_refuses_bad_arguments"}, id="accepts_a_negative_ttl"),
+    pytest.param("len(secret) < MIN_SECRET_BYTES", "len(secret) <= MIN_SECRET_BYTES",
+                 {"accepts_a_secret_of_32_bytes"}, id="refuses_a_32_byte_secret"),
+    pytest.param("leeway=self.leeway", "leeway=60",
+                 {"clock_skew_leeway_is_ten_seconds", "leeway_is_the_configured_one"}, id="leeway_of_a_minute"),
+    pytest.param("leeway=self.leeway", "leeway=5", {"clock_skew_leeway_is_ten_seconds"}, id="leeway_of_5_s"),
+    pytest.param("leeway=self.leeway", "leeway=10", {"leeway_is_the_configured_one"}, id="leeway_hard_coded"),
+    pytest.param('if ROLES[claims["role"]] < ROLES[required_role]:',
+                 'if ROLES[claims["role"]] <= ROLES[required_role]:',
+                 {"each_role_may_do_its_own_actions"}, id="same_rank_refused"),
 ]
 
 
@@ -36,3 +48,6 @@ def test_mistake_loses_points(tmp_path, old, new, must_fail):
     report = grade("ex3", solution_variant("ex3", old, new, tmp_path))
     assert must_fail <= set(report.failed()), f"expected {sorted(must_fail)} to fail:\n{report.table()}"
     assert not report.full_marks
+    for check in must_fail:
+        message = report.failed()[check]
+        assert message and "not implemented" not in message and "Traceback" not in message, message

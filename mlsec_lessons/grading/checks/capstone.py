@@ -151,11 +151,36 @@ def impl_live(impl, ref, ref_trained, traffic, keypair, tmp_path_factory):
         pass
 
 
-def run_on(live, method, *args):
-    """(system, result, error) of ``method(*args)`` on the student's live system."""
+STAND_IN = "(the grader's stand-in: no server runs for this call)"
+
+
+def own_hint(impl, ref, request, method, *args):
+    """The NotImplementedError of the student's ``method`` itself, or None.
+
+    When the set-up a check needs (the student's ``deploy``, ``monitor``) stops at a stub, the check
+    cannot run, and the stub it stopped at is another method's. So that each method's check still
+    shows that method's own hint, ``method(*args)`` runs once on a copy of the reference's deployed
+    state (:func:`isolated`), with stand-ins for the server and client that cannot travel; only a
+    NotImplementedError counts, anything else leaves the set-up's own error to be reported."""
+    system = isolated(impl, ref, method, request.getfixturevalue("ref_live"))
+    try:
+        system.server_ = system.client_ = STAND_IN
+        getattr(system, method)(*args)
+    except NotImplementedError as e:
+        return e
+    except Exception:
+        return None
+    return None
+
+
+def run_on(live, method, *args, hint=None):
+    """(system, result, error) of ``method(*args)`` on the student's live system.
+
+    When its set-up stopped at a stub, the error is ``hint()`` (:func:`own_hint`, the method's own
+    stub) if that finds one, else the set-up's."""
     system, setup = live
     if isinstance(setup, NotImplementedError):  # the stub's hint, rather than what it leads to
-        return system, None, setup
+        return system, None, (hint() if hint is not None else None) or setup
     try:
         return system, getattr(system, method)(*args), None
     except Exception as e:
@@ -335,6 +360,43 @@ def test_deploy_encrypts_the_model_at_rest(impl_deployed):
         "artifacts.encrypt_file) and the plaintext removed")
 
 
+def grader_token(system):
+    """A user token for the student's deployment, made here with the deployment's secret, so that
+    a check of deploy does not depend on the student's issue_token."""
+    from mlsec_lessons.deployment import auth
+
+    return auth.issue_token(system.secret_, "grader", "user", models=[system.model_name], ttl=120)
+
+
+@points(2)
+def test_deploy_serves_only_valid_pixels(impl_deployed, digits):
+    system, error = impl_deployed
+    reraise(error, "deploy(workdir, signing_key, public_key)")
+    headers = {"Authorization": f"Bearer {grader_token(system)}"}
+
+    def answer(image):
+        r = system.client_.post(f"/v1/models/{system.model_name}/predict", headers=headers,
+                                json={"instances": [image.tolist()]})
+        return r.status_code
+
+    image = np.asarray(digits.x_test[0], dtype=float)
+    edges = image.copy()
+    edges.flat[0], edges.flat[1] = 0.0, 1.0  # the range's ends themselves are valid pixels
+    for name, valid in [("all 0.0", np.zeros_like(image)), ("all 1.0", np.ones_like(image)),
+                        ("a test digit with pixels of exactly 0.0 and 1.0", edges)]:
+        status = answer(valid)
+        assert status == 200, (
+            f"the deployed server answered HTTP {status} to an image of {name}; every pixel in [0, 1] is valid")
+    for value in (1.0001, 2.0, -0.0001):
+        bad = image.copy()
+        bad.flat[10] = value
+        status = answer(bad)
+        assert 400 <= status < 500 and status not in (401, 403, 429), (
+            f"the deployed server answered HTTP {status} to a test digit with one pixel of {value}; it must refuse "
+            "it (422): pixels lie in [0, 1], so release the model with that input contract "
+            "(input_range=(0.0, 1.0)), and sign it with the rest of the release")
+
+
 @points(2)
 def test_deploy_serves_only_the_evaluated_model(impl, ref, ref_trained, keypair, tmp_path):
     import keras
@@ -403,8 +465,9 @@ def decoded(token, system):
 
 
 @points(2)
-def test_tokens_are_short_lived_and_scoped(impl_live, digits):
-    system, token, error = run_on(impl_live, "issue_token", "alice")
+def test_tokens_are_short_lived_and_scoped(impl, ref, request, impl_deployed, digits):
+    system, token, error = run_on(impl_deployed, "issue_token", "alice",
+                                  hint=lambda: own_hint(impl, ref, request, "issue_token", "alice"))
     reraise(error, "issue_token('alice')")
     claims = decoded(token, system)
     assert "exp" in claims, "the token has no exp claim: a token that never expires is a password that never changes"
@@ -421,8 +484,9 @@ def test_tokens_are_short_lived_and_scoped(impl_live, digits):
 
 
 @points(2)
-def test_user_tokens_cannot_act_as_admin(impl_live):
-    system, token, error = run_on(impl_live, "issue_token", "alice")
+def test_user_tokens_cannot_act_as_admin(impl, ref, request, impl_deployed):
+    system, token, error = run_on(impl_deployed, "issue_token", "alice",
+                                  hint=lambda: own_hint(impl, ref, request, "issue_token", "alice"))
     reraise(error, "issue_token('alice')")
     role = decoded(token, system).get("role")
     assert role == "user", (
@@ -437,20 +501,38 @@ def test_user_tokens_cannot_act_as_admin(impl_live):
 # --------------------------------------------------------------------------- 4. monitoring
 @pytest.fixture(scope="module")
 def impl_monitored(impl, ref, ref_trained, traffic, keypair, tmp_path_factory):
+    """(system, table, error, deployed): the student's monitor(traffic) on the reference's trained
+    state, deployed by the student's own deploy (the server cannot travel between processes)."""
     system = isolated(impl, ref, "monitor", ref_trained)
-    system.deploy(tmp_path_factory.mktemp("monitor"), *keypair)  # the reference's deploy
+    table, error, deployed = None, None, False
     try:
-        table, error = system.monitor(traffic), None
+        system.deploy(tmp_path_factory.mktemp("monitor"), *keypair)
+        deployed = True
+        table = system.monitor(traffic)
     except Exception as e:
-        table, error = None, e
-    yield system, table, error
-    system.close()
+        error = e
+    yield system, table, error, deployed
+    try:
+        system.close()
+    except Exception:
+        pass
+
+
+def monitored(impl_monitored, impl, ref, request):
+    """(system, table) of :func:`impl_monitored`, or the error that stopped it: monitor's own hint
+    when deploy stopped at a stub (:func:`own_hint`), deploy's error otherwise."""
+    system, table, error, deployed = impl_monitored
+    if not deployed:
+        if isinstance(error, NotImplementedError):
+            raise own_hint(impl, ref, request, "monitor", []) or error
+        reraise(error, "deploy(workdir, signing_key, public_key), which monitor(traffic) needs,")
+    reraise(error, "monitor(traffic)")
+    return system, table
 
 
 @points(3)
-def test_detector_threshold_set_on_clean_validation(impl_monitored, ref_live):
-    system, _, error = impl_monitored
-    reraise(error, "monitor(traffic)")
+def test_detector_threshold_set_on_clean_validation(impl_monitored, impl, ref, request, ref_live):
+    system, _ = monitored(impl_monitored, impl, ref, request)
     detector = system.watch_.detector
     threshold = detector.threshold
     fpr = float(np.mean(detector.score_samples(system.x_validation_) >= threshold))
@@ -463,9 +545,8 @@ def test_detector_threshold_set_on_clean_validation(impl_monitored, ref_live):
 
 
 @points(2)
-def test_monitoring_reports_the_attack(impl_monitored, ref_live):
-    system, table, error = impl_monitored
-    reraise(error, "monitor(traffic)")
+def test_monitoring_reports_the_attack(impl_monitored, impl, ref, request, ref_live):
+    system, table = monitored(impl_monitored, impl, ref, request)
     got = table.set_index("client")["flagged"].groupby(level=0).mean()
     want = ref_live.monitoring_.set_index("client")["flagged"].groupby(level=0).mean()
     assert got["mallory"] >= 0.9 and got["alice"] <= 0.2, (
@@ -477,8 +558,9 @@ def test_monitoring_reports_the_attack(impl_monitored, ref_live):
 
 # --------------------------------------------------------------------------- 5. compliance and audit
 @points(3)
-def test_coverage_counts_every_control(impl_live, ref_live, tmp_path):
-    _, result, error = run_on(impl_live, "compliance_report", tmp_path)
+def test_coverage_counts_every_control(impl, ref, request, impl_live, ref_live, tmp_path):
+    _, result, error = run_on(impl_live, "compliance_report", tmp_path,
+                              hint=lambda: own_hint(impl, ref, request, "compliance_report", tmp_path / "stand-in"))
     reraise(error, "compliance_report(workdir)")
     got, want = result["coverage"], ref_live.compliance_["coverage"]
     rows = lambda report: {(r["component"], r["control"], r["status"]) for r in report.rows}  # noqa: E731
@@ -491,8 +573,9 @@ def test_coverage_counts_every_control(impl_live, ref_live, tmp_path):
 
 
 @points(1)
-def test_checklist_points_at_existing_evidence(impl_live, tmp_path):
-    _, result, error = run_on(impl_live, "compliance_report", tmp_path)
+def test_checklist_points_at_existing_evidence(impl, ref, request, impl_live, tmp_path):
+    _, result, error = run_on(impl_live, "compliance_report", tmp_path,
+                              hint=lambda: own_hint(impl, ref, request, "compliance_report", tmp_path / "stand-in"))
     reraise(error, "compliance_report(workdir)")
     items = result["checklist"]
     items.check()

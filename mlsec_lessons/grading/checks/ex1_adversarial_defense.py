@@ -5,11 +5,15 @@
 
 * the PGD step and the attack, on a small fixed model: the step matches the reference, stays in
   the eps-ball and the pixel range, moves each pixel by ``eps_step``, and raises the loss;
+* one step of adversarial training (``_train_step``) on a fixed model, batch and optimizer: the
+  update it applies is the gradient of the mean loss on the batch's PGD examples (the judge
+  computes both that gradient and the clean one), and the loss it reports is theirs;
 * the robust model, trained by the student's code: its accuracy under the *reference's* PGD
   (an attack the student did not write, so a weak attack cannot flatter the model) is within
   5 points of the reference model's;
-* the detector, on the reference's robust model: at least the reference's detection rate, at
-  no more than its false-positive rate, on held-out data;
+* the detector: its score on fixed clean and adversarial inputs equals the reference's, and on
+  the reference's robust model it has at least the reference's detection rate, at no more than
+  its false-positive rate, on held-out data;
 * the report of ``evaluate_robustness`` on a fixed model and a fixed attack: the same numbers
   as the reference's.
 
@@ -216,6 +220,124 @@ def test_rejects_bad_input(impl, tiny_model, small):
 
 
 # --------------------------------------------------------------------------- adversarial training
+STEP_LR = 0.01  # plain SGD, so that the update is -STEP_LR times the gradient the step applied
+STEP_TOLERANCE = 0.15  # relative distance to the judge's adversarial gradient (another random start: ~0.05)
+
+
+def worker_sgd(impl):
+    """A Keras SGD optimizer made in the student's process, where ``_train_step`` runs: a Keras
+    optimizer cannot travel there, and the step must use the optimizer it is given."""
+    for path in (("keras",), ("tf", "keras")):
+        try:
+            module = impl
+            for name in path:
+                module = getattr(module, name)
+            return module.optimizers.SGD(learning_rate=STEP_LR)
+        except AttributeError:
+            continue
+    raise AssertionError("the grader makes the optimizer for _train_step with your file's Keras: keep the "
+                         "exercise's `import keras` (or `import tensorflow as tf`)")
+
+
+def mean_loss_and_gradient(model, x, y):
+    """The batch's mean cross-entropy (the model in training mode) and its gradient, flattened."""
+    with tf.GradientTape() as tape:
+        value = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True),
+                                                                            from_logits=True))
+    gradients = tape.gradient(value, model.trainable_variables)
+    return float(value), np.concatenate([g.numpy().ravel() for g in gradients])
+
+
+@pytest.fixture(scope="module")
+def step_model(tiny_model):
+    """A copy of the tiny model for one call of the student's ``_train_step``. It lives as long
+    as the module: the worker keeps one copy per judge model (its id and weights), which the
+    student's step changes, so no other model may come to share its id."""
+    model = keras.models.clone_model(tiny_model)
+    model.set_weights(tiny_model.get_weights())
+    return model
+
+
+@pytest.fixture(scope="module")
+def student_step(impl, ref, step_model, small):
+    """One call of the student's ``_train_step`` on a fixed batch: the loss it returned and the
+    gradient it applied (the change of the weights over -STEP_LR), next to the judge's own mean
+    loss and gradient on the clean batch and on its PGD examples (the reference's perturb)."""
+    x, y = small
+    before = [w.copy() for w in step_model.get_weights()]
+    seed(impl, 0)
+    defense = impl.AdversarialDefense(eps=EPS)
+    reported = defense._train_step(step_model, worker_sgd(impl), x, y)
+    # the same judge model, sent again, is the worker's copy the step changed: read it back
+    defense.grader_readback_ = step_model
+    after = defense.grader_readback_
+    assert isinstance(after, keras.Model) and len(after.get_weights()) == len(before), (
+        "the model given to _train_step no longer has its layers after the step")
+    applied = np.concatenate([(b - a).ravel() for b, a in zip(before, after.get_weights())]) / STEP_LR
+    clean_loss, clean_gradient = mean_loss_and_gradient(step_model, x, y)
+    seed(ref, 0)
+    x_adv = ref.AdversarialDefense(eps=EPS).perturb(step_model, x, y)
+    adv_loss, adv_gradient = mean_loss_and_gradient(step_model, x_adv, y)
+    return {"reported": reported, "applied": applied, "clean": (clean_loss, clean_gradient),
+            "adversarial": (adv_loss, adv_gradient)}
+
+
+def distance(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@points(3)
+def test_train_step_updates_on_pgd_examples(student_step):
+    applied = student_step["applied"]
+    _, adv = student_step["adversarial"]
+    _, clean = student_step["clean"]
+    call = f"_train_step(model, SGD(learning_rate={STEP_LR}), x, y) with eps={EPS} on 64 held-out digits"
+    assert np.all(np.isfinite(applied)), f"after {call} some weights are NaN or infinite"
+    assert np.linalg.norm(applied) > 0, (
+        f"{call} left the weights as they were: take the gradient of the loss with respect to "
+        "model.trainable_variables and apply it with the optimizer the step is given (apply_gradients)")
+    off, off_clean = distance(applied, adv), distance(applied, clean)
+    if off <= STEP_TOLERANCE:
+        return
+    scale = np.linalg.norm(applied) / np.linalg.norm(adv)
+    cosine = float(applied @ adv / np.linalg.norm(applied) / np.linalg.norm(adv))
+    if off_clean < off:
+        why = ("it is the gradient on the clean batch: replace the batch by its PGD examples (perturb) "
+               "before the gradient step, and differentiate the loss on those")
+    elif cosine < 0:
+        why = "the weights moved up the loss: apply the gradient itself, the optimizer descends it"
+    elif scale > 4:  # a sum over the 64 samples is 64 times the mean
+        why = (f"it is {scale:.3g} times as large as the gradient of the mean loss: average the loss over "
+               "the batch (tf.reduce_mean), do not sum it")
+    else:
+        why = ("differentiate the mean cross-entropy of the model (in training mode) on the PGD examples "
+               "with respect to model.trainable_variables, and apply that with the optimizer")
+    raise AssertionError(
+        f"the update {call} applied is {off:.0%} away from the gradient of the mean loss on the batch's PGD "
+        f"examples (and {off_clean:.0%} from the gradient on the clean batch): {why}")
+
+
+@points(1)
+def test_train_step_returns_the_loss_on_pgd_examples(student_step):
+    adv_loss, _ = student_step["adversarial"]
+    clean_loss, _ = student_step["clean"]
+    try:
+        reported = np.asarray(student_step["reported"], dtype=float)
+    except (TypeError, ValueError):  # None, a string, a handle: not a number
+        reported = np.asarray([])
+    assert reported.size == 1 and np.isfinite(reported).all(), (
+        f"_train_step must return the batch's loss, one number; it returned {show(student_step['reported'])}")
+    value = float(reported.reshape(()))
+    if abs(value - adv_loss) <= 0.05 * adv_loss:
+        return
+    why = ("that is the loss on the clean batch: report the loss the step descended, on the PGD examples"
+           if abs(value - clean_loss) < abs(value - adv_loss) else
+           "the mean cross-entropy over the batch of PGD examples, before the update")
+    raise AssertionError(
+        f"_train_step returned the loss {value:.4g}; the mean loss on the batch's PGD examples is {adv_loss:.4g} "
+        f"(on the clean batch {clean_loss:.4g}): {why}")
+
+
 @points(4)
 def test_robust_model_within_5_points_of_reference(impl_robust, ref_robust, strong_attack, ref_test_attacked, digits):
     x, y = digits.x_test, digits.y_test
@@ -245,6 +367,46 @@ def test_squeeze_matches_reference(impl, ref, small):
                      ref.AdversarialDefense(squeeze_bits=bits).squeeze(x),
                      f"AdversarialDefense(squeeze_bits={bits}).squeeze(X)",
                      f"{2 ** bits} evenly spaced levels from 0 to 1")
+
+
+def probabilities(model, x):
+    return tf.nn.softmax(model(x, training=False)).numpy()
+
+
+@points(2)
+def test_detector_score_matches_reference(impl, ref, tiny_model, tiny_attacked, digits):
+    # 64 clean held-out digits and 64 adversarial ones, on the tiny model: fixed inputs, a fixed model
+    x = np.concatenate([digits.x_test[:64], np.asarray(tiny_attacked[64:128], dtype=np.float32)])
+    defense = impl.AdversarialDefense()
+    defense.detector_model_ = tiny_model  # the model the detector watches, as fit_detector records it
+    got = defense.detector_score(x)
+    reference = ref.AdversarialDefense()
+    reference.detector_model_ = tiny_model
+    want = reference.detector_score(x)
+    call = "detector_score(X) on 64 clean and 64 adversarial digits"
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        got = None
+    assert got is not None and got.shape == want.shape, (
+        f"{call} must return one score per row of X, an array of shape {want.shape}; got {show(got)}")
+    if np.allclose(got, want, rtol=1e-4, atol=1e-5):
+        return
+    p, q = probabilities(tiny_model, x), probabilities(tiny_model, reference.squeeze(x))
+    logits = (tiny_model(x, training=False).numpy(), tiny_model(reference.squeeze(x), training=False).numpy())
+    known = [(-want, "the score has the wrong sign: higher must be more suspicious"),
+             ((p - q).sum(axis=1), "take the absolute value of each difference before the sum (the L1 distance)"),
+             (np.sqrt(((p - q) ** 2).sum(axis=1)), "that is the L2 distance; the score is the L1 distance, "
+                                                    "the sum of the absolute differences"),
+             (np.abs(p - q).max(axis=1), "that is the largest difference; the score is the L1 distance, "
+                                         "the sum of the absolute differences"),
+             (np.abs(logits[0] - logits[1]).sum(axis=1), "compare the softmax probabilities, not the logits"),
+             (np.zeros_like(want), "compare the prediction on X with the one on squeeze(X), not with itself")]
+    why = next((why for value, why in known if np.allclose(got, value, rtol=1e-4, atol=1e-5)),
+               "the L1 distance between the softmax outputs of detector_model_ on X and on squeeze(X)")
+    worst = int(np.argmax(np.abs(got - want)))
+    raise AssertionError(f"{call} differs from the reference: row {worst} scores {got[worst]:.4g}, expected "
+                         f"{want[worst]:.4g}: {why}")
 
 
 @points(1)

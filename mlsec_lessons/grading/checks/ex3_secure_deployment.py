@@ -98,6 +98,18 @@ def test_refuses_a_weak_secret(impl):
                              "be at least 32 random bytes (the source used 'your-secret-key')")
 
 
+@points(1)
+def test_accepts_a_secret_of_32_bytes(impl):
+    for n in (32, 64):  # the rule is at least 32 bytes: exactly 32 is enough
+        try:
+            impl.SecureModelDeployment(secrets.token_bytes(n))
+        except NotImplementedError:
+            raise
+        except ValueError as e:
+            raise AssertionError(f"SecureModelDeployment(secrets.token_bytes({n})) raised ValueError ({e}); an "
+                                 f"HS256 secret needs at least 32 random bytes, and {n} is enough") from None
+
+
 # --------------------------------------------------------------------------- model integrity
 @points(2)
 def test_digest_covers_the_weights(impl, keras_models):
@@ -195,12 +207,30 @@ def test_issued_token_has_the_required_claims(impl, secret):
 @points(1)
 def test_issue_token_refuses_bad_arguments(impl, secret):
     d = deployment(impl, secret)
-    for kwargs, why in (({"role": "root"}, "for an unknown role"), ({"ttl": 0}, "for ttl=0")):
+    for kwargs, why in (({"role": "root"}, "for an unknown role"), ({"ttl": 0}, "for ttl=0"),
+                        ({"ttl": -60}, "for ttl=-60")):
         try:
             d.issue_token("alice", **kwargs)
         except ValueError:
             continue
         raise AssertionError(f"issue_token should raise ValueError {why}")
+
+
+@points(1)
+def test_issue_token_accepts_the_shortest_ttl(impl, secret):
+    d = deployment(impl, secret)
+    try:
+        issued = d.issue_token("alice", ttl=1)
+    except NotImplementedError:
+        raise
+    except ValueError as e:
+        raise AssertionError(f"issue_token('alice', ttl=1) raised ValueError ({e}): a ttl is refused only when it "
+                             "is not positive, and 1 second is positive") from None
+    got = jwt.decode(issued, secret, algorithms=["HS256"], audience=AUD, issuer=ISS, leeway=10)
+    assert got["exp"] - got["iat"] in (1, 2), (  # 2: the clock may tick between two readings
+        f"issue_token('alice', ttl=1) gave exp - iat = {got['exp'] - got['iat']}, not 1 second")
+    claims = d.authenticate_request(issued, "digits")
+    assert claims["sub"] == "alice", f"the token issued with ttl=1 was read as {claims!r}"
 
 
 @points(2)
@@ -222,6 +252,42 @@ def test_tolerates_small_clock_skew(impl, secret):
     except impl.AuthenticationError:
         raise AssertionError("a token that expired 3 s ago was refused: allow a small leeway (10 s) "
                              "for clock skew between servers") from None
+
+
+@points(1)
+def test_clock_skew_leeway_is_ten_seconds(impl, secret):
+    d = deployment(impl, secret)
+    # 3 s either side of the stated 10 s, so that the check does not depend on the call's own timing
+    cases = [(-600, -7, True, "a token that expired 7 s ago"), (-600, -13, False, "a token that expired 13 s ago"),
+             (7, 600, True, "a token issued 7 s in the future"), (13, 600, False, "a token issued 13 s in the future")]
+    for iat, exp, accept, what in cases:  # seconds from now
+        now = int(time.time())
+        skewed = token(secret, iat=now + iat, exp=now + exp)
+        try:
+            d.authenticate_request(skewed, "digits")
+            ok = True
+        except impl.AuthenticationError:
+            ok = False
+        assert ok == accept, (
+            f"{what} was {'refused' if accept else 'accepted'}: tolerate clock skew of leeway=10 s on exp and "
+            "iat, and no more (pass leeway=self.leeway to jwt.decode)")
+
+
+@points(1)
+def test_leeway_is_the_configured_one(impl, secret):
+    for leeway, late, accept in ((0, 3, False), (30, 20, True)):
+        d = impl.SecureModelDeployment(secret, leeway=leeway)
+        now = int(time.time())
+        late_token = token(secret, iat=now - 600, exp=now - late)
+        try:
+            d.authenticate_request(late_token, "digits")
+            ok = True
+        except impl.AuthenticationError:
+            ok = False
+        assert ok == accept, (
+            f"with SecureModelDeployment(secret, leeway={leeway}), a token that expired {late} s ago was "
+            f"{'refused' if accept else 'accepted'}: use the leeway the deployment was given (self.leeway), "
+            "not a number of your own")
 
 
 # Every way a token can be wrong: (id, how to make it, why it must fail)
@@ -274,6 +340,18 @@ def test_refuses_with_403(impl, secret, changes, model, role, why):
         raise AssertionError(f"{why} raised AuthenticationError (401); the token is valid, the request is "
                              "not allowed: raise AuthorizationError (403)") from None
     raise AssertionError(f"{why} was allowed: authenticate_request returned {got!r}")
+
+
+@points(1)
+def test_each_role_may_do_its_own_actions(impl, secret):
+    d = deployment(impl, secret)
+    for role in ("user", "admin"):  # the boundary of the rank comparison: the same rank is allowed
+        try:
+            got = d.authenticate_request(token(secret, role=role), "digits", required_role=role)
+        except (impl.AuthenticationError, impl.AuthorizationError) as e:
+            raise AssertionError(f"a valid {role} token asking for a {role} action was refused "
+                                 f"({type(e).__name__}: {e}): a role may do what its own rank allows") from None
+        assert got["role"] == role, f"authenticate_request returned {got!r} for a valid {role} token"
 
 
 @points(1)
