@@ -206,3 +206,15 @@ def test_the_library_answers_earn_nothing_in_each_exercise(exercise, old, new, c
     report = grade(exercise, solution_variant(exercise, old, new, tmp_path), checks=[check])
     assert report.score == 0, report.table()
     assert name in messages(report) and "asks you to write yourself" in messages(report), report.table()
+
+
+def test_the_capstone_sandbox_shows_what_the_checklist_points_at():
+    from mlsec_lessons.governance import checklist
+    from mlsec_lessons.grading.runner import declared
+
+    items = checklist.course_checklist(model_card_file="/c.json", audit_log_file="/a.log", coverage_file="/s.json")
+    evidence = {e.target.split("::")[0].split("#")[0] for item in items.items for e in item.evidence
+                if e.kind != "function" and not e.target.startswith("/")}
+    shown = set(declared("capstone", "SANDBOX_FILES"))
+    assert evidence | {"requirements.lock"} == shown
+    assert not [f for f in shown if "solutions" in f or "grading" in f]

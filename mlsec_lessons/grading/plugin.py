@@ -86,7 +86,7 @@ def impl(pytestconfig):
         if options("sandbox"):
             from .sandbox import HOME, Sandbox
 
-            sandbox = Sandbox(config.get("shadows"))
+            sandbox = Sandbox(config.get("shadows"), config.get("files", ()))
             # inside, each shadow is bound over its module's own file, so the worker loads it from there
             config = {**config, "shadows": {m: (original, str(Path(original).resolve()))
                                             for m, (original, _) in config.get("shadows", {}).items()}}

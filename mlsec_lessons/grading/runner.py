@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import mlsec_lessons
+
 from . import exercises, offlimits
 from .plugin import verify
 from .processes import descendants
@@ -197,7 +199,10 @@ def worker_config(name, shadow_dir, timeout, sandbox):
     shadows = offlimits.write_shadows(off_limits(name), shadow_dir)
     limits = {"memory": declared(name, "MEMORY_LIMIT", MEMORY_LIMIT), "cpu": int(timeout) + 60,
               "file_size": FILE_SIZE_LIMIT, "processes": PROCESS_LIMIT}
-    return {"shadows": shadows, "limits": limits, "shared": list(declared(name, "SHARED_CLASSES", []))}
+    course = Path(mlsec_lessons.__file__).resolve().parents[1]
+    files = [str(course / f) for f in declared(name, "SANDBOX_FILES", []) if (course / f).is_file()]
+    return {"shadows": shadows, "limits": limits, "shared": list(declared(name, "SHARED_CLASSES", [])),
+            "files": files}
 
 
 def judge(args, impl, name, tmp, seconds, check_timeout, config, sandbox):

@@ -107,9 +107,9 @@ class Sandbox:
 
     level = LEVEL
 
-    def __init__(self, shadows=None):
+    def __init__(self, shadows=None, files=()):
         require()
-        self.shadows = shadows or {}
+        self.shadows, self.files = shadows or {}, list(files)
 
     @staticmethod
     def exchange_path():
@@ -133,6 +133,8 @@ class Sandbox:
                  "--tmpfs", str(library / "grading" / "checks")]  # the checks stay the judge's
         for original, shadow in self.shadows.values():
             args += ["--ro-bind", str(shadow), str(Path(original).resolve())]
+        for path in self.files:  # course files a check needs the student's code to see (SANDBOX_FILES)
+            args += ["--ro-bind", path, path]
         args += ["--ro-bind", str(worker.path), self.student_path(worker.path),
                  "--bind", str(home), HOME, "--chdir", HOME]
         env = worker.env

@@ -104,6 +104,11 @@ class Worker:
                 request = self.receive()
             except EOFError:
                 return
+            except Exception as e:  # the grader sent something this process cannot rebuild
+                self.send(["raise", {"type": "TypeError", "bases": ["TypeError"], "student": [], "where": "",
+                                     "message": f"the grader's arguments could not be rebuilt in your process "
+                                                f"({type(e).__name__}: {safe_str(e)})"}, []])
+                continue
             self.answer(request)
 
     def answer(self, request):

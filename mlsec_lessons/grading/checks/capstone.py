@@ -15,6 +15,7 @@ membership TPR at 1% FPR 0.010-0.018, detector FPR on the clean validation image
 construction), share of the attack flagged 0.99-1.0 and of honest traffic 0.01-0.09, Security
 Coverage 0.375. Without adversarial examples in DP-SGD the robust accuracy falls to 0.28.
 """
+import itertools
 import math
 import pickle
 import time
@@ -27,6 +28,15 @@ from mlsec_lessons.governance import measure
 
 # the capstone is built from the course's parts, so the whole library is allowed
 OFF_LIMITS = {}
+# the course files the compliance checklist points at as evidence (lessons and tests, none of which
+# holds the capstone's answers) and the lock file a control reads: the only files of the course
+# besides the library that the student's code sees in the sandbox (tests/test_grading_cheats.py
+# checks this list against the checklist)
+SANDBOX_FILES = ["requirements.lock", "notebooks/00_course_map.ipynb", "notebooks/03_adversarial_training.ipynb",
+                 "notebooks/04_differential_privacy.ipynb", "notebooks/07_secure_deployment.ipynb",
+                 "notebooks/09_compliance_and_governance.ipynb", "notebooks/11_poisoning_and_backdoors.ipynb",
+                 "tests/test_artifacts.py", "tests/test_attacks.py", "tests/test_audit_log.py",
+                 "tests/test_server_audit.py"]
 
 # the reference pipeline (about 10 s once the models are cached; 20 s more on a cold cache) runs in
 # the first check's set-up, so one check may take that long; the solution's whole grading takes ~30 s
@@ -91,10 +101,24 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def keypair(tmp_path_factory):
+def workdir(exchange):
+    """``workdir(name)``: a new folder the student's code can write to, inside the exchange folder
+    (a ``Path`` there reaches the student's process as the path it has there, in the sandbox too)."""
+    count = itertools.count()
+
+    def make(name):
+        folder = exchange / f"{name}-{next(count)}"
+        folder.mkdir(parents=True)
+        return folder
+    return make
+
+
+@pytest.fixture(scope="module")
+def keypair(exchange):
     from mlsec_lessons.deployment import keys
 
-    folder = tmp_path_factory.mktemp("keys")
+    folder = exchange / "keys"  # the student's deploy() reads them: in the exchange folder, also in the sandbox
+    folder.mkdir(exist_ok=True)
     return keys.generate_signing_key(folder / "sign.pem", folder / "sign.pub.pem")
 
 
@@ -134,12 +158,12 @@ def run_isolated(impl, ref, method, state, *args):
 
 
 @pytest.fixture(scope="module")
-def impl_live(impl, ref, ref_trained, traffic, keypair, tmp_path_factory):
+def impl_live(impl, ref, ref_trained, traffic, keypair, workdir):
     """The student's system on the reference's trained state, deployed and monitored by the
     student's own code (the server it starts cannot travel between processes)."""
     system = isolated(impl, ref, "", ref_trained)
     try:
-        system.deploy(tmp_path_factory.mktemp("live"), *keypair)
+        system.deploy(workdir("live"), *keypair)
         system.monitor(traffic)
         setup = None
     except Exception as e:  # each check that needs the running system fails with it
@@ -321,8 +345,8 @@ def test_membership_tpr_at_low_fpr(impl, ref, ref_trained, digits):
 
 # --------------------------------------------------------------------------- 3. secure deployment
 @pytest.fixture(scope="module")
-def impl_deployed(impl, ref, ref_trained, keypair, tmp_path_factory):
-    system, _, error = run_isolated(impl, ref, "deploy", ref_trained, tmp_path_factory.mktemp("deploy"), *keypair)
+def impl_deployed(impl, ref, ref_trained, keypair, workdir):
+    system, _, error = run_isolated(impl, ref, "deploy", ref_trained, workdir("deploy"), *keypair)
     yield system, error
     system.close()
 
@@ -398,7 +422,7 @@ def test_deploy_serves_only_valid_pixels(impl_deployed, digits):
 
 
 @points(2)
-def test_deploy_serves_only_the_evaluated_model(impl, ref, ref_trained, keypair, tmp_path):
+def test_deploy_serves_only_the_evaluated_model(impl, ref, ref_trained, keypair, workdir):
     import keras
 
     changed = keras.models.clone_model(ref_trained.model_)  # someone trained on after evaluate()
@@ -408,7 +432,7 @@ def test_deploy_serves_only_the_evaluated_model(impl, ref, ref_trained, keypair,
     system = isolated(impl, ref, "deploy", ref_trained)
     system.model_ = changed
     try:
-        system.deploy(tmp_path / "run", *keypair)
+        system.deploy(workdir("run"), *keypair)
     except NotImplementedError:
         raise
     except ValueError:
@@ -500,13 +524,13 @@ def test_user_tokens_cannot_act_as_admin(impl, ref, request, impl_deployed):
 
 # --------------------------------------------------------------------------- 4. monitoring
 @pytest.fixture(scope="module")
-def impl_monitored(impl, ref, ref_trained, traffic, keypair, tmp_path_factory):
+def impl_monitored(impl, ref, ref_trained, traffic, keypair, workdir):
     """(system, table, error, deployed): the student's monitor(traffic) on the reference's trained
     state, deployed by the student's own deploy (the server cannot travel between processes)."""
     system = isolated(impl, ref, "monitor", ref_trained)
     table, error, deployed = None, None, False
     try:
-        system.deploy(tmp_path_factory.mktemp("monitor"), *keypair)
+        system.deploy(workdir("monitor"), *keypair)
         deployed = True
         table = system.monitor(traffic)
     except Exception as e:
@@ -558,9 +582,9 @@ def test_monitoring_reports_the_attack(impl_monitored, impl, ref, request, ref_l
 
 # --------------------------------------------------------------------------- 5. compliance and audit
 @points(3)
-def test_coverage_counts_every_control(impl, ref, request, impl_live, ref_live, tmp_path):
-    _, result, error = run_on(impl_live, "compliance_report", tmp_path,
-                              hint=lambda: own_hint(impl, ref, request, "compliance_report", tmp_path / "stand-in"))
+def test_coverage_counts_every_control(impl, ref, request, impl_live, ref_live, workdir):
+    _, result, error = run_on(impl_live, "compliance_report", workdir("coverage"),
+                              hint=lambda: own_hint(impl, ref, request, "compliance_report", workdir("stand-in")))
     reraise(error, "compliance_report(workdir)")
     got, want = result["coverage"], ref_live.compliance_["coverage"]
     rows = lambda report: {(r["component"], r["control"], r["status"]) for r in report.rows}  # noqa: E731
@@ -573,9 +597,9 @@ def test_coverage_counts_every_control(impl, ref, request, impl_live, ref_live, 
 
 
 @points(1)
-def test_checklist_points_at_existing_evidence(impl, ref, request, impl_live, tmp_path):
-    _, result, error = run_on(impl_live, "compliance_report", tmp_path,
-                              hint=lambda: own_hint(impl, ref, request, "compliance_report", tmp_path / "stand-in"))
+def test_checklist_points_at_existing_evidence(impl, ref, request, impl_live, workdir):
+    _, result, error = run_on(impl_live, "compliance_report", workdir("checklist"),
+                              hint=lambda: own_hint(impl, ref, request, "compliance_report", workdir("stand-in")))
     reraise(error, "compliance_report(workdir)")
     items = result["checklist"]
     items.check()
@@ -586,7 +610,8 @@ def test_checklist_points_at_existing_evidence(impl, ref, request, impl_live, tm
 
 # --------------------------------------------------------------------------- the whole system, your code only
 @points(3)
-def test_the_whole_system_runs_on_your_code(impl, ref, impl_trained, ref_live, digits, keypair, tmp_path):
+def test_the_whole_system_runs_on_your_code(impl, ref, impl_trained, ref_live, digits, keypair, workdir):
+    tmp_path = workdir("whole")
     from mlsec_lessons.deployment import artifacts
     from mlsec_lessons.governance.model_card import CARD_FILE, ModelCard
 
