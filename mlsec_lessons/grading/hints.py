@@ -56,6 +56,10 @@ CHECKS = {
     },
     "ex3_secure_deployment": {
         "refuses_a_weak_secret": ["__init__"],
+        "accepts_a_secret": ["__init__"],
+        "clock_skew_leeway": ["authenticate_request"],
+        "leeway_is": ["__init__", "authenticate_request"],
+        "each_role_may": ["authenticate_request"],
         "digest": ["model_digest"],
         "deploy": ["deploy_model_securely"],
         "verify": ["verify_model_integrity"],
