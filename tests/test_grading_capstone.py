@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlsec_lessons.grading import grade
+from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.plugin import load as load_file
 
@@ -20,8 +20,11 @@ def load(path):
     return load_file(path, "capstone_under_test")
 
 
-def test_solution_scores_full_marks():
-    report = grade("capstone", solutions=True)
+@pytest.mark.parametrize("use_sandbox", [
+    pytest.param(False, id="default"),
+    pytest.param(True, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem())))])
+def test_solution_scores_full_marks(use_sandbox):
+    report = grade("capstone", solutions=True, sandbox=use_sandbox)
     assert report.full_marks, report.table()
     assert report.total >= 35 and len(report.checks) >= 15
 

@@ -5,13 +5,13 @@ A full grading run trains two robust models, so each variant is graded only on t
 should catch it (the same pytest run the grader makes, restricted to those checks)."""
 import pytest
 
-from mlsec_lessons.grading import grade
+from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 
 
 def test_solution_scores_full_marks():
     # its time against the 90 s budget is measured by benchmarks/bench_grading.py
-    report = grade("ex1", solutions=True)
+    report = grade("ex1", solutions=True, sandbox=sandbox.available())  # the variants run without it
     assert report.full_marks, report.table()
     assert report.total >= 25 and len(report.checks) >= 15
 

@@ -2,12 +2,12 @@
 classic mistake, made by editing one line of the solution, loses the points of its check."""
 import pytest
 
-from mlsec_lessons.grading import grade
+from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 
 
 def test_solution_scores_full_marks():
-    report = grade("ex3", solutions=True)
+    report = grade("ex3", solutions=True, sandbox=sandbox.available())  # the variants run without it
     assert report.full_marks, report.table()
     assert len(report.checks) >= 30
 
