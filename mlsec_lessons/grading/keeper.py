@@ -100,7 +100,7 @@ def main(argv=None):
     while True:
         try:
             pid, status = os.wait()
-        except ChildProcessError:
+        except ChildProcessError:  # the watchdog's kill_tree reaped the worker first
             break
         except InterruptedError:
             continue
@@ -108,7 +108,8 @@ def main(argv=None):
             code = os.waitstatus_to_exitcode(status)
             kill_tree()
             os._exit(TOO_MANY_PROCESSES if OVER_LIMIT.is_set() else code if code >= 0 else 128 - code)
-    os._exit(0)
+    time.sleep(1)  # the watchdog, if it is ending the tree, exits first with its own code
+    os._exit(TOO_MANY_PROCESSES if OVER_LIMIT.is_set() else 0)
 
 
 if __name__ == "__main__":
