@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from . import offlimits, wire
-from .processes import descendants
+from .processes import kill_tree
 
 TOO_MANY_PROCESSES = 125  # keeper.TOO_MANY_PROCESSES (not imported: `python -m` runs the keeper as __main__)
 
@@ -170,24 +170,20 @@ class Worker:
                 stream.close()
             except OSError:
                 pass
-        # the tree as it stands (orphans are the keeper's children): if the keeper is too slow, or
-        # was killed by the student's code, the judge ends them itself
-        tree = descendants(process.pid)
+        # the judge ends the tree below the keeper itself, frozen first so that nothing in it forks
+        # meanwhile (orphans are the keeper's children); then the keeper reaps them and exits
+        kill_tree(process.pid, include_root=False)
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # the keeper kills its tree, then itself
+            process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=5)
+                process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 pass
+        kill_tree(process.pid)  # a keeper that did not exit, and anything that appeared meanwhile
         try:
             os.killpg(process.pid, signal.SIGKILL)  # whatever is left in the keeper's group
         except OSError:
             pass
-        for pid in tree + descendants(process.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         process.wait()
 
     def ended(self, doing):

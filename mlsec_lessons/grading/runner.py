@@ -33,7 +33,7 @@ import mlsec_lessons
 
 from . import exercises, offlimits
 from .plugin import verify
-from .processes import descendants
+from .processes import kill_tree
 from .report import CheckResult, Report
 
 # SIGALRM fails the one check and goes on; without it (Windows), pytest-timeout's thread ends
@@ -278,18 +278,13 @@ def _follow(process, fd, key, seconds):
 
 def _kill(process):
     """Kill the judge and, without waiting for its worker's keeper to do it, the whole tree below it."""
-    tree = descendants(process.pid)
+    kill_tree(process.pid)
     if hasattr(os, "killpg"):
         try:
-            os.killpg(process.pid, signal.SIGKILL)  # the judge's group; its worker follows (PDEATHSIG)
+            os.killpg(process.pid, signal.SIGKILL)  # the judge's group
         except OSError:
             pass
     process.kill()
-    for pid in tree + [p for p in descendants(process.pid) if p not in tree]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     process.wait()
 
 
