@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from mlsec_lessons.grading.processes import descendants
+from mlsec_lessons.grading import processes
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 TOO_MANY_PROCESSES = 125  # the exit code that says the watchdog ended the tree
@@ -36,24 +36,14 @@ def become_subreaper():
     return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def kill_tree(root=None, rounds=200):
-    """SIGKILL every descendant of ``root`` (default: this process), until none is left.
-
-    A process that forks while it is being killed leaves a child behind, which is re-parented
-    to this subreaper and killed in the next round.
-    """
-    root = os.getpid() if root is None else root
+def kill_tree(rounds=200):
+    """Kill every descendant of this process (frozen first, :func:`processes.kill_tree`) and reap
+    them, until none is left: one that forked meanwhile leaves an orphan, re-parented here."""
     for _ in range(rounds):
-        pids = descendants(root)
-        if not pids:
+        if not processes.kill_tree(os.getpid(), include_root=False):
             return True
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         _reap()
-    return not descendants(root)
+    return not processes.descendants(os.getpid())
 
 
 def _reap():
@@ -71,7 +61,7 @@ def watch(limit, interval=0.02):
     every user (the kernel exempts root's processes, also when a sandbox maps them to nobody)."""
     def run():
         while True:
-            if len(descendants(os.getpid())) > limit:
+            if len(processes.descendants(os.getpid())) > limit:
                 OVER_LIMIT.set()  # before the kill: the main thread, seeing the worker die, reports this
                 kill_tree()
                 os._exit(TOO_MANY_PROCESSES)

@@ -450,7 +450,7 @@ class Pickler(pickle.Pickler):
             return _keras_reference(obj)
         if isinstance(obj, (np.random.Generator, np.random.RandomState)):
             self.worker.callbacks[id(obj)] = obj  # kept alive, so that the id stays its own
-            return ("mirror", id(obj), _plain_pickle(obj))
+            return ("mirror", id(obj), _PlainPickle(obj))
         module = getattr(type(obj), "__module__", "") or ""
         if module == REFERENCE_MODULE and type(obj).__qualname__ in self.worker.config.get("shared", ()):
             return ("scaffold", type(obj).__qualname__, dict(vars(obj)))
@@ -471,9 +471,6 @@ class _PlainPickle:
     def __reduce__(self):
         return (pickle.loads, (pickle.dumps(self.obj, protocol=5),))
 
-
-def _plain_pickle(obj):
-    return _PlainPickle(obj)
 SHARED_PACKAGES = ("numpy", "scipy", "sklearn", "keras", "tensorflow", "pandas", "builtins", "math")
 
 

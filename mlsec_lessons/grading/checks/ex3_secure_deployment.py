@@ -262,15 +262,19 @@ def test_clock_skew_leeway_is_ten_seconds(impl, secret):
              (7, 600, True, "a token issued 7 s in the future"), (13, 600, False, "a token issued 13 s in the future")]
     for iat, exp, accept, what in cases:  # seconds from now
         now = int(time.time())
-        skewed = token(secret, iat=now + iat, exp=now + exp)
-        try:
-            d.authenticate_request(skewed, "digits")
-            ok = True
-        except impl.AuthenticationError:
-            ok = False
+        ok = accepted(impl, d, token(secret, iat=now + iat, exp=now + exp))
         assert ok == accept, (
             f"{what} was {'refused' if accept else 'accepted'}: tolerate clock skew of leeway=10 s on exp and "
             "iat, and no more (pass leeway=self.leeway to jwt.decode)")
+
+
+def accepted(impl, deployment, jwt_token):
+    """Whether ``deployment`` lets ``jwt_token`` call the digits model."""
+    try:
+        deployment.authenticate_request(jwt_token, "digits")
+        return True
+    except impl.AuthenticationError:
+        return False
 
 
 @points(1)
@@ -278,12 +282,7 @@ def test_leeway_is_the_configured_one(impl, secret):
     for leeway, late, accept in ((0, 3, False), (30, 20, True)):
         d = impl.SecureModelDeployment(secret, leeway=leeway)
         now = int(time.time())
-        late_token = token(secret, iat=now - 600, exp=now - late)
-        try:
-            d.authenticate_request(late_token, "digits")
-            ok = True
-        except impl.AuthenticationError:
-            ok = False
+        ok = accepted(impl, d, token(secret, iat=now - 600, exp=now - late))
         assert ok == accept, (
             f"with SecureModelDeployment(secret, leeway={leeway}), a token that expired {late} s ago was "
             f"{'refused' if accept else 'accepted'}: use the leeway the deployment was given (self.leeway), "
