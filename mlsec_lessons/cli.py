@@ -18,6 +18,8 @@
     mlsec gradescope ex0 [--output autograder.zip] [--sandbox]
                                            Gradescope's autograder bundle for an exercise
     mlsec release OUTDIR                   the student copy of the course, without the solutions
+    mlsec notebook run NOTEBOOK...         execute lessons top to bottom and save them clean
+    mlsec notebook check [NOTEBOOK...]     prose numbers no cell backs, machine paths, saved noise
 
     mlsec serve [--model-dir DIR] [--secret-file F] [--host 127.0.0.1] [--port 8000] [--tls | --cert C --key K]
                                            serve a signed model over HTTP(S) (default: the demo model)
@@ -94,6 +96,15 @@ def build_parser():
                                               "or a function (perturb, AdversarialDefense.perturb); leave it out "
                                               "to list the names that have hints")
     hint.set_defaults(run=run_hint, parser=hint)
+
+    notebook = commands.add_parser("notebook", help="run a lesson and save it clean, or check the saved lessons",
+                                   description="run: execute each notebook top to bottom and save it without "
+                                               "widget state, timestamps or progress bars. check: list prose "
+                                               "numbers no cell backs, machine paths and saved noise.")
+    notebook.add_argument("action", choices=["run", "check"])
+    notebook.add_argument("paths", nargs="*", type=Path,
+                          help="notebooks (default for check: every lesson and exercise notebook)")
+    notebook.set_defaults(run=run_notebook, parser=notebook)
     _add_deploy_commands(commands)
 
     federated = commands.add_parser("federated", help="run FedAvg on a local Flower SuperLink and SuperNodes")
@@ -341,6 +352,33 @@ def run_hint(args):
         print(f"mlsec hint: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_notebook(args):
+    from . import notebook_hygiene
+
+    paths = args.paths
+    if not paths:
+        if args.action == "run":
+            args.parser.error("name the notebook(s) to run")
+        root = exercises.repo_root()
+        paths = sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "exercises").glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        args.parser.error(f"no such notebook: {', '.join(missing)}")
+    report = {}
+    for path in paths:
+        if args.action == "run":
+            started = time.perf_counter()
+            found = notebook_hygiene.execute(path)
+            print(f"ran {path} in {time.perf_counter() - started:.1f} s")
+            if found:
+                report[str(path)] = found
+        else:
+            report.update(notebook_hygiene.check([path]))
+    for path, found in report.items():
+        print(f"{path}:", *(f"  {line}" for line in found), sep="\n")
+    return 1 if report else 0
 
 
 def _reports_errors(run):

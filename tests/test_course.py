@@ -75,12 +75,47 @@ def test_cell_sources_have_no_control_characters():
 # the source's mistakes (shared/design.md) and the lessons that teach them
 PITFALLS = {1: "01", 2: "03", 3: "02", 4: "03", 5: "03", 6: "03", 7: "03", 8: "03", 9: "04", 10: "05",
             11: "07", 12: "07", 13: "07", 14: "01", 15: "00"}
+# where a mistake comes up again, the lesson says so in its own callout
+PITFALLS_AGAIN = [(15, "10")]
 
 
-@pytest.mark.parametrize("mistake, lesson", PITFALLS.items())
+@pytest.mark.parametrize("mistake, lesson", [*PITFALLS.items(), *PITFALLS_AGAIN])
 def test_every_source_mistake_is_a_pitfall_callout(mistake, lesson):
     nb = next((ROOT / "notebooks").glob(f"{lesson}_*.ipynb"))
     markdown = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"]
                        if c["cell_type"] == "markdown")
     callout = re.compile(rf"^> \*\*Pitfall \(source mistakes? (?:\d+, )*{mistake}\b", re.M)
     assert callout.search(markdown), f"{nb.name} has no '> **Pitfall (source mistake {mistake})' callout"
+
+
+def _markdown_cells(nb):
+    return ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "markdown"]
+
+
+def _bullets_under(heading, text):
+    section = re.search(rf"^## {heading}\s*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    return None if section is None else re.findall(r"^[-*] ", section.group(1), re.M)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_lesson_opens_with_its_goals(nb):
+    opening = _markdown_cells(nb)[0]
+    assert "By the end of this lesson you will be able to" in opening, \
+        f"{nb.name}: the first cell says what the student will be able to do"
+    goals = opening.split("By the end of this lesson you will be able to", 1)[1]
+    assert len(re.findall(r"^[-*] ", goals, re.M)) >= 2, f"{nb.name}: list the goals as bullets"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_lesson_ends_with_takeaways_and_try_this(nb):
+    cells = _markdown_cells(nb)
+    ending = "\n".join(cells[-2:])
+    takeaways, try_this = _bullets_under("Takeaways", ending), _bullets_under("Try this", ending)
+    assert takeaways is not None and 3 <= len(takeaways) <= 5, \
+        f"{nb.name}: end with '## Takeaways' and 3-5 bullets (found {takeaways and len(takeaways)})"
+    assert try_this is not None and 2 <= len(try_this) <= 3, \
+        f"{nb.name}: '## Try this' follows the takeaways, with 2-3 bullets (found {try_this and len(try_this)})"
+    assert ending.index("## Takeaways") < ending.index("## Try this")
+    last = json.loads(nb.read_text())["cells"][-1]
+    assert last["cell_type"] == "markdown" and "## Try this" in "".join(last["source"]), \
+        f"{nb.name}: Try this is the last cell"
