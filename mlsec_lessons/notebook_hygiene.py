@@ -176,7 +176,11 @@ def saved_noise(nb):
 def _is_progress_bar(output):
     if WIDGET_MIME in output.get("data", {}):
         return True
-    return output.get("output_type") == "stream" and bool(PROGRESS_BAR.search(_text(output.get("text", ""))))
+    if output.get("output_type") != "stream":
+        return False
+    text = _text(output.get("text", ""))
+    # a closed tqdm bar leaves a lone newline behind once its carriage returns are applied
+    return not text.strip() or bool(PROGRESS_BAR.search(text))
 
 
 def clean(nb):

@@ -21,7 +21,7 @@ def lesson(prose, output="", code=""):
     return {"metadata": {}, "cells": [
         {"cell_type": "markdown", "metadata": {}, "source": prose},
         {"cell_type": "code", "metadata": {}, "source": code,
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": output}]}]}
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": output}] if output else []}]}
 
 
 @pytest.mark.parametrize("prose, output, code", [
@@ -94,3 +94,18 @@ def test_cli_refuses_a_missing_notebook(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["notebook", "check", str(tmp_path / "nope.ipynb")])
     assert exit_.value.code == 2 and "no such notebook" in capsys.readouterr().err
+
+
+def test_execute_runs_a_notebook_and_saves_it_clean(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("The mean is 2.5."),
+        nbformat.v4.new_code_cell("import sys\nfrom tqdm import tqdm\n"
+                                  "for _ in tqdm(range(3), file=sys.stderr): pass\nprint(sum([2, 3]) / 2)")])
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    assert hygiene.execute(path, timeout=60) == []
+    saved = json.loads(path.read_text())
+    assert ["".join(o["text"]) for o in saved["cells"][1]["outputs"]] == ["2.5\n"]  # the bar is gone
+    assert hygiene.saved_noise(saved) == []
