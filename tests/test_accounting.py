@@ -23,19 +23,54 @@ def test_tf_privacy_mnist_row_with_dp_accounting():
 
 def test_epsilon_table_orders_the_assumptions():
     t = accounting.epsilon_table(1.1, 0.05, 300, 1e-5)
-    classic, rdp, pld, no_amp = t.values()
-    assert pld < rdp < classic < no_amp  # tighter analyses give less; no sampling gives far more
-    assert no_amp > 10 * rdp
+    classic, rdp, pld, known, full = t.values()
+    assert pld < rdp < classic < known < full  # tighter analyses give less; no sampling gives far more
+    assert known > 3 * rdp and full > 10 * rdp
+    # 300 steps of batches of 1/0.05 = 20 per epoch: 15 epochs
+    assert known == pytest.approx(accounting.epsilon_known_batches(1.1, 15, 1e-5))
+    assert full == pytest.approx(accounting.epsilon_full_batch(1.1, 300, 1e-5))
 
 
-def test_no_amplification_is_exact_gaussian_composition():
+def test_tf_privacy_mnist_row_without_amplification():
+    # 14063 steps of 235 batches per epoch: 60 epochs, so each example meets 60 Gaussians, not 14063
+    t = accounting.epsilon_table(1.1, Q, STEPS, 1e-5)
+    known = t["batches known, no amplification (one Gaussian per epoch)"]
+    assert known == pytest.approx(accounting.epsilon_known_batches(1.1, 60, 1e-5))
+    assert 50 < known < 60
+    assert t["full-batch gradient descent (q = 1, every step)"] > 1000
+
+
+def _dp_accounting_gaussians(noise_multiplier, count, delta, accountant):
+    # q = 1: a plain Gaussian event, self-composed, no sampling event
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), count)
+    acct = dp_accounting.rdp.RdpAccountant() if accountant == "rdp" else dp_accounting.pld.PLDAccountant()
+    return float(acct.compose(event).get_epsilon(delta))
+
+
+@pytest.mark.parametrize("noise, count", [(1.1, 60), (1.1, 10), (5.0, 16), (2.0, 1)])
+def test_known_batches_and_full_batch_match_dp_accounting(noise, count):
+    # the closed form (Gaussians compose to one of noise sigma / sqrt(count)) against
+    # dp_accounting's PLD (numerically tight) and RDP (an upper bound) on the same events
+    exact = accounting.epsilon_known_batches(noise, count, 1e-5)
+    assert exact == accounting.epsilon_full_batch(noise, count, 1e-5)  # same events, other meaning
+    assert _dp_accounting_gaussians(noise, count, 1e-5, "pld") == pytest.approx(exact, rel=0.02)
+    assert exact <= _dp_accounting_gaussians(noise, count, 1e-5, "rdp") <= 1.25 * exact
+
+
+def test_full_batch_is_exact_gaussian_composition():
     # k Gaussians of noise sigma compose to one of noise sigma / sqrt(k): check against RDP,
     # which upper-bounds the exact value and is close to it for a plain Gaussian.
-    exact = accounting.epsilon_without_amplification(5.0, 16, 1e-5)
+    exact = accounting.epsilon_full_batch(5.0, 16, 1e-5)
     assert exact == pytest.approx(dp_accounting.get_epsilon_gaussian(5.0 / 4, 1e-5))
     assert exact <= accounting.epsilon(5.0, 1.0, 16, 1e-5, "rdp") <= 1.2 * exact
     # sample_rate=1 in epsilon() means no sampling event at all
     assert accounting.epsilon(5.0, 1.0, 16, 1e-5, "pld") == pytest.approx(exact, rel=0.02)
+
+
+@pytest.mark.parametrize("epochs", [0, 2.5, True])
+def test_known_batches_bad_epochs(epochs):
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        accounting.epsilon_known_batches(1.1, epochs, 1e-5)
 
 
 def test_classic_conversion_is_the_formula_over_the_rdp_curve():
