@@ -1,12 +1,14 @@
 """Model extraction: train a copy of a served model from its answers, and measure how close it is.
 
-Three ways to choose the queries, from the most to the least data the thief needs:
+Four ways to choose the queries, from the most to the least data the thief needs:
 
 * **natural data** from the problem domain, unlabeled (the thief has images, not labels): the API
   labels them, as in Copycat CNN (Correia-Silva et al., 2018) and ART's ``CopycatCNN``;
-* **other natural data** (photo patches that are not digits) or **uniform noise**, as in Copycat's
-  non-problem-domain images, KnockoffNets' random strategy (Orekondy et al., 2019) and the
-  uniform queries of Tramer et al. (2016);
+* **other natural data** (photo patches that are not digits), as in Copycat's non-problem-domain
+  images and KnockoffNets (Orekondy et al., 2019), whose "random" strategy draws natural images
+  from another data set at random;
+* **uniform noise**, queries that need no data at all, as in the uniform random queries of
+  Tramer et al. (2016);
 * **synthesised queries**: Jacobian-based dataset augmentation (Papernot et al., 2017), which
   starts from a handful of images and adds ``x + lambda * sign(d logit_c / dx)`` for the label ``c``
   the API gave ``x``, doubling the set each round. This is the attack PRADA was built to catch.
@@ -60,7 +62,11 @@ def photo_patches(n, size=8, seed=0):
 
 
 def uniform_noise(n, shape=(8, 8, 1), seed=0):
-    """``n`` inputs with every pixel uniform in [0, 1]: queries that need no data at all."""
+    """``n`` inputs with every pixel uniform in [0, 1]: queries that need no data at all.
+
+    These are the uniform random queries of Tramer et al. (2016). They are not KnockoffNets'
+    queries, which are natural images (see :func:`photo_patches`).
+    """
     return np.random.default_rng(check_seed(seed)).random((n, *shape), dtype=np.float32)
 
 
