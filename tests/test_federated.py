@@ -1,5 +1,6 @@
 """Federated learning on Flower: the data splits, the client's update, client-level DP accounting,
-one small simulation with FedAvg, DP and SecAgg+, and the real SuperLink/SuperNode deployment."""
+one small simulation with FedAvg, DP (server-side clipping, and client-side clipping through SecAgg+)
+and SecAgg+, and the real SuperLink/SuperNode deployment."""
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from mlsec_lessons.data import load_digits
 from mlsec_lessons.federated import fedavg
 from mlsec_lessons.federated.apps import run_simulation
 from mlsec_lessons.federated.partition import dirichlet_partition, iid_partition, label_counts, partition
-from mlsec_lessons.federated.secagg import SecureRound
+from mlsec_lessons.federated.secagg import SecureDPRun, SecureRound
 from mlsec_lessons.privacy import accounting
 
 MLSEC = Path(sys.executable).with_name("mlsec")
@@ -105,6 +106,16 @@ def test_course_accountant_agrees_with_flowers_under_poisson_sampling():
     assert accounting.epsilon(1.1, 50 / 1000, 200, 1e-5) == pytest.approx(flower.get_epsilon(1e-5), rel=1e-6)
 
 
+def test_secure_dp_run_needs_noise():
+    with pytest.raises(ValueError, match="needs an experiment with a noise_multiplier"):
+        SecureDPRun("no noise", experiment=fedavg.Experiment("x"))
+
+
+def test_secure_dp_run_accounts_like_the_course():
+    run = SecureDPRun("dp", experiment=fedavg.Experiment("x", rounds=7, noise_multiplier=0.8))
+    assert run.accountant(10).get_epsilon(1e-3) == pytest.approx(accounting.epsilon(0.8, 1.0, 7, 1e-3), rel=1e-6)
+
+
 def test_secagg_error_bound_shrinks_with_finer_quantisation():
     coarse, fine = SecureRound("a", quantization_range=2**16), SecureRound("b", quantization_range=2**22)
     sizes = [100, 200, 300]
@@ -117,7 +128,14 @@ def test_secagg_error_bound_shrinks_with_finer_quantisation():
 def simulation():
     base = fedavg.Experiment("plain", scheme="iid", rounds=2, local_epochs=1)
     jobs = [base, fedavg.Experiment("dp", scheme="iid", rounds=2, local_epochs=1, noise_multiplier=1.0),
-            SecureRound("secure", experiment=base, num_shares=3, reconstruction_threshold=2)]
+            SecureRound("secure", experiment=base, num_shares=3, reconstruction_threshold=2),
+            SecureDPRun("secure-dp", experiment=fedavg.Experiment("s", scheme="iid", rounds=2, local_epochs=1,
+                                                                  noise_multiplier=1.0),
+                        num_shares=3, reconstruction_threshold=2),
+            # almost no noise and a small clip: the model may move only as far as the clients clipped
+            SecureDPRun("clip-only", experiment=fedavg.Experiment("c", scheme="iid", rounds=1, local_epochs=1,
+                                                                  noise_multiplier=1e-6, clipping_norm=0.05),
+                        num_shares=3, reconstruction_threshold=2)]
     return run_simulation(jobs, num_clients=3)
 
 
@@ -131,6 +149,31 @@ def test_dp_run_reports_the_accounted_epsilon(simulation):
     assert history.epsilon == pytest.approx(accounting.epsilon(1.0, 1.0, 2, history.experiment.delta), rel=1e-6)
     # three clients, noise std 1.0 * clip / 3 on the average: far worse than without noise
     assert history.final_accuracy < simulation["plain"].final_accuracy - 0.2
+
+
+def test_secure_dp_run_reports_the_accounted_epsilon_and_hides_every_update(simulation):
+    history = simulation["secure-dp"]
+    assert len(history.accuracy) == 3
+    assert history.epsilon == pytest.approx(accounting.epsilon(1.0, 1.0, 2, history.experiment.delta), rel=1e-6)
+    assert history.final_accuracy < simulation["plain"].final_accuracy - 0.2
+    # client-side clipping inside SecAgg+: the server never received one float array, in any round
+    assert history.arrays_the_server_saw() == []
+    for server_round in (1, 2):
+        masked = history.masked_vectors(server_round)
+        assert len(masked) == 3
+        values = np.concatenate([a.ravel() for v in masked.values() for a in v[1:]]).astype(float)
+        assert values.min() < 2**32 * 0.01 and values.max() > 2**32 * 0.99
+
+
+def test_clients_clip_their_updates_before_secagg(simulation):
+    history = simulation["clip-only"]
+    start = fedavg.initial_weights(history.experiment.seed)
+    moved = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(history.weights, start)))
+    unclipped = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(simulation["plain"].weights, start)))
+    # the average of updates clipped to 0.05 is at most 0.05 long (plus SecAgg+'s rounding), while
+    # an unclipped FedAvg run moves much further
+    assert 0.5 * 0.05 < moved <= 0.05 * 1.05, moved
+    assert unclipped > 10 * 0.05, unclipped
 
 
 def test_secure_aggregate_matches_plain_fedavg_within_quantisation(simulation):

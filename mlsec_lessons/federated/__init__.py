@@ -7,7 +7,8 @@ partition
 fedavg
     The client's local update, FedAvg and client-level DP strategies, and one experiment's history.
 secagg
-    Flower's SecAgg+ round beside the same round in the clear, and a record of what the server saw.
+    Flower's SecAgg+ round beside the same round in the clear, and a record of what the server saw;
+    client-level DP through SecAgg+ (each client clips its own update, the server noises the sum).
 apps
     The ``ClientApp`` and ``ServerApp`` and a quiet ``run_simulation`` that starts Ray once for many jobs.
 deployment

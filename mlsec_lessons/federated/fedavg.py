@@ -45,6 +45,8 @@ class Experiment:
         Client-level DP (Flower's ``DifferentialPrivacyServerSideFixedClipping``): each client's
         update is clipped to ``clipping_norm`` and Gaussian noise of std
         ``noise_multiplier * clipping_norm / clients`` is added to the average. None: no DP.
+        The server clips here, so it sees every raw update; :class:`.secagg.SecureDPRun` runs the
+        same mechanism with client-side clipping through SecAgg+.
     clipping_norm : float
     delta : float
         The delta at which the DP run's epsilon is reported.
