@@ -98,3 +98,13 @@ def test_bad_trials_are_named():
         au.canary_trials(GaussianNB(), np.zeros((4, 2)), [0, 1, 0, 1], [0.0], 1)
     with pytest.raises(ValueError, match="fit_fraction"):
         au.audit([1, 0, 1, 0], [1.0, 0.0, 1.0, 0.0], fit_fraction=1.0)
+
+
+def test_ceiling_is_the_perfect_attacks_bound_and_grows_with_the_trials():
+    ceilings = [au.epsilon_ceiling(n, n) for n in (10, 100, 1000, 10_000)]
+    assert ceilings == sorted(ceilings) and np.isfinite(ceilings).all()
+    assert au.epsilon_ceiling(100, 100) == pytest.approx(au.epsilon_lower_bound(100, 0, 0, 100))
+    # no count of an imperfect attack on the same trials proves more
+    rng = np.random.default_rng(4)
+    for tp, fp in rng.integers(0, 101, (40, 2)):
+        assert au.epsilon_lower_bound(int(tp), 100 - int(tp), int(fp), 100 - int(fp)) <= au.epsilon_ceiling(100, 100)

@@ -90,6 +90,22 @@ def epsilon_lower_bound(tp, fn, fp, tn, delta=0.0, alpha=0.05):
     return max(0.0, _log_ratio(tpr_lo - delta, fpr_hi), _log_ratio(1 - fpr_hi - delta, 1 - tpr_lo))
 
 
+def epsilon_ceiling(n_members, n_nonmembers, delta=0.0, alpha=0.05):
+    """The largest epsilon that ``n_members + n_nonmembers`` trials can prove: a perfect attack's bound.
+
+    Every trial called right (``tp = n_members``, ``tn = n_nonmembers``) still leaves a
+    Clopper-Pearson interval around each rate, so a finite number of trials caps what an audit
+    can show, whatever the true epsilon. An audit at its ceiling says "at least this much, and
+    more trials could show more".
+
+    Examples
+    --------
+    >>> round(epsilon_ceiling(100, 100), 2), round(epsilon_ceiling(1000, 1000), 2)
+    (3.28, 5.6)
+    """
+    return epsilon_lower_bound(n_members, 0, 0, n_nonmembers, delta, alpha)
+
+
 def _log_ratio(a, b):
     a, b = float(a), float(b)
     if a <= 0:

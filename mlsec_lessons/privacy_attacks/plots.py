@@ -44,7 +44,9 @@ def plot_roc_loglog(attacks, ax=None, title=None, min_fpr=None):
         fpr, tpr = roc(is_member, score)
         r = attack_report(is_member, score)
         smallest = min(smallest, 1.0 / r["n non-members"])
-        ax.plot(fpr, tpr, linewidth=1.4, label=f"{label}: AUC {r['auc']:.3f}, TPR@0.1% {r['tpr@0.1%']:.2%}")
+        # below one false positive the ROC has no point at 0.1% FPR: nothing was measured there
+        low = f"{r['tpr@0.1%']:.2%}" if r["n non-members"] * 0.001 >= 1 else "n/a"
+        ax.plot(fpr, tpr, linewidth=1.4, label=f"{label}: AUC {r['auc']:.3f}, TPR@0.1% {low}")
     lo = min_fpr if min_fpr is not None else smallest
     grid = np.array([lo, 1.0])
     ax.plot(grid, grid, color="grey", linestyle=":", linewidth=1, label="chance (TPR = FPR)")

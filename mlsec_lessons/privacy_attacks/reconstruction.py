@@ -13,8 +13,21 @@ the one to report:
   refit draws fresh noise;
 * ``"exact"``: the attacker knows noise was added and matches the released parameters with
   exact, non-private refits of the same model family.
+
+ART's search is unbounded (it calls L-BFGS with ``bounds=None``), so against noisy parameters it
+wanders outside the range any record can take. :class:`BoxedDatabaseReconstruction` keeps it in
+the public box the data are known to lie in.
+
+**What DP promises.** Say the missing row is one of ``k`` candidates, equally likely, and the
+attacker must name it. Blind guessing succeeds with probability ``1/k``. Against an
+(eps, delta)-DP training (neighbours: one row replaced) no attack succeeds with probability
+above ``(e^eps + (k - 1) delta) / (e^eps + k - 1)`` (:func:`guessing_bound`), the finite-prior
+case of the reconstruction-robustness bound ``e^eps * kappa + delta`` of Balle et al. (2022),
+"Reconstructing Training Data with Informed Adversaries", and Hayes et al. (2023), "Bounding
+Training Data Reconstruction in DP-SGD". :func:`candidate_trials` measures success in this game.
 """
 import numpy as np
+from scipy.optimize import fmin_l_bfgs_b
 from sklearn.base import clone
 
 _PARAMS = {"GaussianNB": ("theta_", "var_", "class_prior_", "class_count_", "classes_", "epsilon_"),
@@ -51,7 +64,55 @@ def exact_refit_view(released, template):
     return view
 
 
-def reconstruct_row(released, x_known, y_known, n_classes=None):
+def _art_reconstruction():
+    """ART's attack class and :class:`BoxedDatabaseReconstruction` (ART is imported only when needed)."""
+    from art.attacks.inference.reconstruction import DatabaseReconstruction
+
+    class BoxedDatabaseReconstruction(DatabaseReconstruction):
+        """ART's ``DatabaseReconstruction`` with its L-BFGS search kept inside ``bounds``."""
+
+        def __init__(self, estimator, bounds):
+            super().__init__(estimator)
+            self.bounds = bounds
+
+        def reconstruct(self, x, y=None, **kwargs):
+            y = self.estimator.predict(x=x).argmax(axis=1) if y is None else np.asarray(y)
+            best, x_best, y_best = np.inf, None, None
+            for label in range(self.estimator.nb_classes):  # as ART does: one search per label
+                args = (label, x, y, self._estimator, self.estimator, self.params)
+                x_row, residual, _ = fmin_l_bfgs_b(self.objective, x[0], args=args, approx_grad=True,
+                                                   factr=100, pgtol=1e-10, bounds=self.bounds)
+                if residual < best:
+                    best, x_best, y_best = residual, x_row, label
+            return x_best[None], np.eye(self.estimator.nb_classes)[[y_best]]
+
+    return DatabaseReconstruction, BoxedDatabaseReconstruction
+
+
+def _art_wrapper(released):
+    from art.estimators.classification import scikitlearn as art_sk
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+
+    # ART's factory rejects diffprivlib's classes by module name; they subclass scikit-learn's,
+    # so the family's wrapper takes them directly
+    if isinstance(released, GaussianNB):
+        return art_sk.ScikitlearnGaussianNB(released)
+    if isinstance(released, LogisticRegression):
+        return art_sk.ScikitlearnLogisticRegression(released)
+    raise ValueError(f"released must be a fitted GaussianNB or LogisticRegression, got {type(released).__name__}")
+
+
+def _check_bounds(bounds, n_features):
+    if bounds is None:
+        return None
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (n_features,)) for b in bounds)
+    if not np.all(lo < hi):
+        raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
+    return list(zip(lo.tolist(), hi.tolist()))
+
+
+def reconstruct_row(released, x_known, y_known, n_classes=None, bounds=None):
     """ART's ``DatabaseReconstruction``: the row that, with the known rows, best explains ``released``.
 
     Parameters
@@ -63,6 +124,9 @@ def reconstruct_row(released, x_known, y_known, n_classes=None):
         Every training record but the one to recover.
     n_classes : int, optional
         Defaults to ``len(released.classes_)``.
+    bounds : (lower, upper), optional
+        Scalars or per-feature arrays: the public box the missing row is known to lie in. None
+        runs ART's attack as it ships, with an unbounded search.
 
     Returns
     -------
@@ -77,29 +141,39 @@ def reconstruct_row(released, x_known, y_known, n_classes=None):
     >>> x_row.round(3), y_row                                                  # doctest: +SKIP
     (array([0.1, 0.2]), 0)
     """
-    from art.attacks.inference.reconstruction import DatabaseReconstruction
-    from art.estimators.classification import scikitlearn as art_sk
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.naive_bayes import GaussianNB
-
-    # ART's factory rejects diffprivlib's classes by module name; they subclass scikit-learn's,
-    # so the family's wrapper takes them directly
-    if isinstance(released, GaussianNB):
-        wrapper = art_sk.ScikitlearnGaussianNB
-    elif isinstance(released, LogisticRegression):
-        wrapper = art_sk.ScikitlearnLogisticRegression
-    else:
-        raise ValueError(f"released must be a fitted GaussianNB or LogisticRegression, got {type(released).__name__}")
+    wrapper = _art_wrapper(released)
     x_known, y_known = np.asarray(x_known, dtype=float), np.asarray(y_known)
     if x_known.ndim != 2 or y_known.shape != (len(x_known),):
         raise ValueError("x_known must be 2-D and y_known 1-D of the same length, "
                          f"got {x_known.shape} and {y_known.shape}")
-    attack = DatabaseReconstruction(wrapper(released))
+    box = _check_bounds(bounds, x_known.shape[1])
+    DatabaseReconstruction, BoxedDatabaseReconstruction = _art_reconstruction()
+    attack = DatabaseReconstruction(wrapper) if box is None else BoxedDatabaseReconstruction(wrapper, box)
     x_rec, y_rec = attack.reconstruct(x_known, y_known)
     return x_rec[0], int(np.argmax(y_rec[0]))
 
 
-def reconstruction_errors(estimator, x, y, rows, view="released", template=None):
+def _check_view(view, template):
+    if view not in ("released", "exact"):
+        raise ValueError(f"view must be 'released' or 'exact', got {view!r}")
+    if view == "exact" and template is None:
+        raise ValueError("view='exact' needs the non-private template the attacker refits with")
+
+
+def _attacker_view(released, view, template):
+    """The released model as the attacker holds it (see the module docstring)."""
+    if view == "exact":
+        return exact_refit_view(released, template)
+    # its fitted parameters, but not the seed of its noise (with the seed, ART's refits would
+    # replay the very same noise)
+    seen = clone(released)
+    if "random_state" in seen.get_params():
+        seen.set_params(random_state=None)
+    seen.__dict__.update({k: v for k, v in vars(released).items() if k.endswith("_")})
+    return seen
+
+
+def reconstruction_errors(estimator, x, y, rows, view="released", template=None, bounds=None):
     """Fit ``estimator`` on ``(x, y)``, then try to recover each of ``rows`` from the model and the other rows.
 
     Parameters
@@ -114,6 +188,8 @@ def reconstruction_errors(estimator, x, y, rows, view="released", template=None)
         The attacker's refits: clones of the released model, or exact refits of ``template``
         (see the module docstring).
     template : unfitted scikit-learn model, required for ``view="exact"``
+    bounds : (lower, upper), optional
+        Keep ART's search inside this box (see :func:`reconstruct_row`).
 
     Returns
     -------
@@ -130,28 +206,128 @@ def reconstruction_errors(estimator, x, y, rows, view="released", template=None)
     array([ True,  True])
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y)
-    if view not in ("released", "exact"):
-        raise ValueError(f"view must be 'released' or 'exact', got {view!r}")
-    if view == "exact" and template is None:
-        raise ValueError("view='exact' needs the non-private template the attacker refits with")
+    _check_view(view, template)
     rows = [int(r) for r in rows]
     if not rows or min(rows) < 0 or max(rows) >= len(x):
         raise ValueError(f"rows must be indices into x (0..{len(x) - 1}), got {rows}")
     released = clone(estimator).fit(x, y)
-    if view == "exact":
-        seen = exact_refit_view(released, template)
-    else:
-        # the released model as the attacker holds it: its fitted parameters, but not the seed of
-        # its noise (with the seed, ART's refits would replay the very same noise)
-        seen = clone(released)
-        if "random_state" in seen.get_params():
-            seen.set_params(random_state=None)
-        seen.__dict__.update({k: v for k, v in vars(released).items() if k.endswith("_")})
+    seen = _attacker_view(released, view, template)
     rmse, baseline, label = [], [], []
     for i in rows:
         known = np.arange(len(x)) != i
-        x_rec, y_rec = reconstruct_row(seen, x[known], y[known])
+        x_rec, y_rec = reconstruct_row(seen, x[known], y[known], bounds=bounds)
         rmse.append(np.sqrt(np.mean((x_rec - x[i]) ** 2)))
         baseline.append(np.sqrt(np.mean((x[known].mean(axis=0) - x[i]) ** 2)))
         label.append(released.classes_[y_rec] == y[i])
     return {"rmse": np.array(rmse), "baseline rmse": np.array(baseline), "label correct": np.array(label)}
+
+
+def guessing_bound(epsilon, k, delta=0.0):
+    """Highest chance that any attack names the missing row among ``k`` equally likely candidates.
+
+    The bound for an (eps, delta)-DP training, neighbouring datasets differing in one replaced
+    row. Let ``p[i, j]`` be the chance of naming candidate ``i`` when ``j`` was trained on. DP
+    gives ``p[i, j] >= e^-eps (p[i, i] - delta)``, and each column sums to 1, so
+    ``p[j, j] + e^-eps * sum_{i != j} (p[i, i] - delta) <= 1``; summing over ``j`` bounds the mean
+    of the diagonal, the success rate. It is the finite-prior case of ``e^eps * kappa + delta``
+    (Balle et al., 2022), with ``kappa = 1/k`` the blind guess's success.
+
+    Parameters
+    ----------
+    epsilon : float
+        May be ``inf`` (no guarantee: the bound is 1).
+    k : int
+        Number of candidates, ``k >= 1``.
+    delta : float, default=0.0
+
+    Returns
+    -------
+    float
+        ``(e^eps + (k - 1) delta) / (e^eps + k - 1)``; ``1/k`` at eps = 0 and delta = 0.
+
+    Examples
+    --------
+    >>> round(guessing_bound(1.0, 24), 3)
+    0.106
+    >>> guessing_bound(0.0, 24) == 1 / 24, guessing_bound(float("inf"), 24)
+    (True, 1.0)
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
+    if not 0 <= delta <= 1:
+        raise ValueError(f"delta must be in [0, 1], got {delta!r}")
+    rest = (k - 1) * np.exp(-float(epsilon))  # 0 when epsilon is inf
+    return float((1 + rest * delta) / (1 + rest))
+
+
+def candidate_trials(estimator, x_known, y_known, candidates, y_candidates, *, view="released",
+                     template=None, bounds=None, seed=0):
+    """The reconstruction game with a finite prior: one training per candidate, then name it.
+
+    For each candidate ``j`` a model is fitted on the known rows plus candidate ``j`` (a fresh
+    ``random_state = seed + j`` when the estimator has one, which the attacker does not see).
+    The attacker knows the known rows, the released model and the candidate list, and names a
+    candidate in two ways:
+
+    * **search**: ART's reconstruction (kept in ``bounds`` if given), then the candidate
+      nearest to the reconstructed row;
+    * **matching**: the candidate that minimises ART's own objective, the squared distance
+      between the refitted and the released parameters.
+
+    Averaged over the candidates, each naming rate is the success rate of a uniform prior, to
+    compare with ``1 / k`` (the blind guess) and :func:`guessing_bound`.
+
+    Parameters
+    ----------
+    estimator : unfitted scikit-learn (or diffprivlib) GaussianNB or LogisticRegression
+    x_known, y_known : arrays
+        The rows the attacker knows (the same in every trial).
+    candidates : array of shape (k, n_features)
+    y_candidates : int or array of shape (k,)
+    view, template : as in :func:`reconstruction_errors`
+    bounds : (lower, upper), optional
+        The public box for ART's search.
+    seed : int, default=0
+
+    Returns
+    -------
+    dict of arrays of shape (k,)
+        ``rmse`` of the reconstructed row, ``baseline rmse`` (guessing the mean of the known
+        rows), ``search names it``, ``matching names it``.
+
+    Examples
+    --------
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> rng = np.random.default_rng(0)
+    >>> x, c = rng.random((30, 2)), rng.random((4, 2))
+    >>> r = candidate_trials(GaussianNB(), x, np.arange(30) % 2, c, 1, bounds=(0, 1))  # doctest: +SKIP
+    >>> r["matching names it"].all()                                                     # doctest: +SKIP
+    True
+    """
+    x_known, y_known = np.asarray(x_known, dtype=float), np.asarray(y_known)
+    cand = np.asarray(candidates, dtype=float)
+    if cand.ndim != 2 or x_known.ndim != 2 or cand.shape[1] != x_known.shape[1]:
+        raise ValueError(f"candidates must have shape (k, {x_known.shape[-1]}), got {cand.shape}")
+    y_cand = np.broadcast_to(np.asarray(y_candidates), (len(cand),))
+    _check_view(view, template)
+    DatabaseReconstruction, _ = _art_reconstruction()
+    baseline = np.sqrt(np.mean((x_known.mean(axis=0) - cand) ** 2, axis=1))
+    rmse, by_search, by_matching = [], [], []
+    for j, (row, label) in enumerate(zip(cand, y_cand)):
+        model = clone(estimator)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=seed + j)
+        released = model.fit(np.vstack([x_known, row]), np.r_[y_known, label])
+        seen = _attacker_view(released, view, template)
+        x_rec, _ = reconstruct_row(seen, x_known, y_known, bounds=bounds)
+        rmse.append(np.sqrt(np.mean((x_rec - row) ** 2)))
+        by_search.append(np.argmin(np.sum((cand - x_rec) ** 2, axis=1)) == j)
+        art = _art_wrapper(seen)
+        residual = [DatabaseReconstruction.objective(c, yc, x_known, y_known, art, art,
+                                                     art.get_trainable_attribute_names())
+                    for c, yc in zip(cand, y_cand)]
+        by_matching.append(np.argmin(residual) == j)
+    return {"rmse": np.array(rmse), "baseline rmse": baseline,
+            "search names it": np.array(by_search), "matching names it": np.array(by_matching)}
