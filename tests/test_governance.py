@@ -396,3 +396,54 @@ def test_item_rules(kwargs, message):
         checklist.Item("GDPR", "Art. 1", "r", **kwargs)
     with pytest.raises(ValueError, match="must look like 'file::name'"):
         checklist.Evidence("test", "tests/test_metrics.py")
+
+
+def test_checklist_has_gdpr_art_22_and_dates_every_row(tmp_path):
+    items = checklist.course_checklist(model_card_file=tmp_path / "c.json", audit_log_file=tmp_path / "a.jsonl",
+                                       coverage_file=tmp_path / "s.json")
+    rows = items.to_frame().set_index(["framework", "ref"])
+    assert rows.loc[("GDPR", "Art. 22"), "status"] == "not covered"
+    assert "lesson 10" in rows.loc[("GDPR", "Art. 22"), "not covered / note"]
+    assert "planned" not in rows.loc[("EU AI Act", "Art. 72"), "not covered / note"]
+    assert (rows["applies"] != "-").all()
+    assert (rows.xs("EU AI Act")["applies"] == "high-risk: 2 Dec 2027 (Annex III), 2 Aug 2028 (Annex I)").all()
+    assert rows.xs("GDPR")["applies"].eq("since 25 May 2018").all()
+    for name in ("c.json", "a.jsonl", "s.json"):
+        (tmp_path / name).write_text("{}")
+    assert "| applies |" in items.render().splitlines()[0]
+
+
+def test_ai_act_timeline_reads_the_dates_on_a_given_day():
+    import datetime
+
+    checked = checklist.ai_act_timeline()
+    assert checked.columns[-1] == "on 2026-12-06" and checklist.TIMELINE_CHECKED == datetime.date(2026, 12, 6)
+    when = dict(zip(checked["from"], checked.iloc[:, -1]))
+    assert when["2 Feb 2025"] == when["2 Aug 2025"] == "applies"
+    assert when["2 Dec 2027"] == when["2 Aug 2028"] == "not yet"
+    later = checklist.ai_act_timeline(on=datetime.date(2028, 1, 1))
+    assert list(later.iloc[:, -1]) == ["applies"] * 5 + ["not yet"]
+    with pytest.raises(TypeError, match="datetime.date"):
+        checklist.ai_act_timeline(on="2026-12-06")
+
+
+def test_audit_timeline_spreads_a_burst_over_log_entries():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mlsec_lessons.governance import plots
+
+    t0 = pd.Timestamp("2026-12-06T00:00:00Z")
+    df = pd.DataFrame({"time": [t0 + pd.Timedelta(milliseconds=ms) for ms in (0, 1, 2, 150)],
+                       "sub": ["a", "a", None, "b"], "decision": ["allow", "deny", "deny", "allow"]})
+    ax = plots.plot_audit_timeline(df)
+    xs = sorted(x for coll in ax.collections for x, _ in coll.get_offsets())
+    assert xs == [1, 2, 3, 4] and "150 ms" in ax.get_xlabel()
+    ax_ms = plots.plot_audit_timeline(df, x="ms")
+    assert sorted(x for coll in ax_ms.collections for x, _ in coll.get_offsets()) == pytest.approx([0, 1, 2, 150])
+    with pytest.raises(ValueError, match="'entry' or 'ms'"):
+        plots.plot_audit_timeline(df, x="seconds")
+    plt.close("all")

@@ -23,6 +23,7 @@ Traceback (most recent call last):
 ...
 mlsec_lessons.governance.checklist.MissingEvidence: 1 piece of evidence is missing: EU AI Act Art. 12: file ...
 """
+import datetime
 import importlib
 import json
 import re
@@ -31,6 +32,81 @@ from pathlib import Path
 
 KINDS = ("file", "function", "test", "section")
 STATUSES = ("covered", "partial", "not covered")
+
+# --------------------------------------------------------------------------- when the EU AI Act applies
+TIMELINE_CHECKED = datetime.date(2026, 12, 6)
+"""The day :data:`AI_ACT_TIMELINE` was last checked against its sources."""
+
+AI_ACT_TIMELINE = (
+    (datetime.date(2024, 8, 1), "entry into force; no obligation applies yet", "all", "Art. 113"),
+    (datetime.date(2025, 2, 2), "general provisions, AI literacy (Art. 4) and the prohibited practices (Art. 5)",
+     "all", "Art. 113(a)"),
+    (datetime.date(2025, 8, 2), "general-purpose AI models (Chapter V), governance, notified bodies, penalties",
+     "all", "Art. 113(b)"),
+    (datetime.date(2026, 8, 2), "the Act's general date of application, for what no other row moves "
+     "(e.g. transparency duties, Art. 50)", "all", "Art. 113"),
+    (datetime.date(2027, 12, 2), "high-risk obligations for Annex III uses (Art. 6(2); Arts. 8-15, 72 and the rest "
+     "of Chapter III); the Act had 2 Aug 2026", "Annex III", "Digital Omnibus, political agreement of 7 May 2026"),
+    (datetime.date(2028, 8, 2), "high-risk obligations for products under Annex I (Art. 6(1)); the Act had "
+     "2 Aug 2027", "Annex I", "Digital Omnibus, political agreement of 7 May 2026"),
+)
+"""``(date, what applies from that date, which systems, source)`` for the EU AI Act (Regulation (EU)
+2024/1689), with the high-risk dates as moved by the Digital Omnibus agreement. Checked on
+:data:`TIMELINE_CHECKED`; an agreement is not yet the law, so read the Official Journal before relying on it."""
+
+
+
+def _day(day):
+    return f"{day.day} {day:%b %Y}"
+
+
+HIGH_RISK_DATES = "high-risk: " + ", ".join(f"{_day(day)} ({systems})" for day, _, systems, _ in AI_ACT_TIMELINE
+                                            if systems.startswith("Annex"))
+APPLIES = {"GDPR": "since 25 May 2018", "NIST AI RMF": "voluntary (version 1.0, January 2023)",
+           ("EU AI Act", "Art. 4"): f"since {_day(AI_ACT_TIMELINE[1][0])}",
+           ("EU AI Act", "Art. 5"): f"since {_day(AI_ACT_TIMELINE[1][0])}"}
+"""When an item's provision applies: by ``(framework, ref)``, else by framework, else
+:data:`HIGH_RISK_DATES` for the EU AI Act (every AI Act item of the course's checklist is a
+high-risk requirement)."""
+
+
+def ai_act_timeline(on=None):
+    """The EU AI Act's dates of application as a table, and whether each applies ``on`` a day.
+
+    Parameters
+    ----------
+    on : datetime.date or None
+        The day to read the table on; defaults to :data:`TIMELINE_CHECKED`, the day the dates were
+        checked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per date: ``from``, ``what applies``, ``systems``, ``source`` and ``on <day>``
+        ("applies" or "not yet").
+
+    Examples
+    --------
+    >>> t = ai_act_timeline()
+    >>> t.loc[t["systems"] == "Annex III", "from"].item(), t.iloc[1, -1]
+    ('2 Dec 2027', 'applies')
+    """
+    import pandas as pd
+
+    on = TIMELINE_CHECKED if on is None else on
+    if not isinstance(on, datetime.date):
+        raise TypeError(f"on must be a datetime.date, got {on!r}")
+    return pd.DataFrame([{"from": _day(day), "what applies": what, "systems": systems,
+                          "source": source, f"on {on.isoformat()}": "applies" if day <= on else "not yet"}
+                         for day, what, systems, source in AI_ACT_TIMELINE])
+
+
+def applies_from(item):
+    """When ``item``'s provision applies (see :data:`APPLIES`), or "-" if the course does not say."""
+    found = APPLIES.get((item.framework, item.ref), APPLIES.get(item.framework))
+    if found is None and item.framework == "EU AI Act":
+        return HIGH_RISK_DATES
+    return found or "-"
 
 
 def repo_root():
@@ -173,7 +249,8 @@ class Checklist:
 
         return pd.DataFrame([{"framework": i.framework, "ref": i.ref, "requirement": i.requirement,
                               "status": i.status, "evidence": "; ".join(map(str, i.evidence)) or "-",
-                              "not covered / note": i.note or "-"} for i in self.items])
+                              "not covered / note": i.note or "-", "applies": applies_from(i)}
+                             for i in self.items])
 
     def counts(self):
         """Items per framework and status: what to read next, not a score."""
@@ -185,12 +262,13 @@ class Checklist:
     def render(self, root=None):
         """Markdown, after :meth:`check` has found every piece of evidence."""
         self.check(root)
-        lines = ["| framework | provision | requirement | status | evidence (checked) | what it does not cover |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| framework | provision | requirement | status | evidence (checked) | what it does not cover "
+                 "| applies |", "|---|---|---|---|---|---|---|"]
         for i in self.items:
             evidence = "<br>".join(f"{e.kind} `{e.target}`" for e in i.evidence) or "—"
             status = f"**{i.status}**" if i.status == "not covered" else i.status
-            lines.append(f"| {i.framework} | {i.ref} | {i.requirement} | {status} | {evidence} | {i.note or '—'} |")
+            lines.append(f"| {i.framework} | {i.ref} | {i.requirement} | {status} | {evidence} | {i.note or '—'} "
+                         f"| {applies_from(i)} |")
         return "\n".join(lines) + "\n"
 
 
@@ -227,6 +305,13 @@ def course_checklist(*, model_card_file, audit_log_file, coverage_file):
              note="deleting a record from the data set leaves its influence in the weights; erasure means "
                   "retraining without it or machine unlearning (e.g. SISA), not implemented. DP bounds the "
                   "influence (lesson 04) but is not erasure; membership inference (lesson 05) measures it"),
+        Item("GDPR", "Art. 22", "no decision based solely on automated processing with legal or similarly "
+             "significant effects, unless an exception applies; then human intervention, the right to be heard "
+             "and to contest (Art. 22(3))", "not covered",
+             note="a fraud detector (lesson 10) that blocks a payment or an account by itself makes such a "
+                  "decision. Fraud prevention may be authorised by law (Art. 22(2)(b), Recital 71), but the "
+                  "safeguards remain: a person who reviews and can overturn the decision, and meaningful information "
+                  "about the logic (Arts. 13-15). The course's server decides alone and routes nothing to a person"),
         Item("GDPR", "Art. 25", "data protection by design and by default", "partial",
              [fn("mlsec_lessons.privacy.dp_sgd.train"), card,
               S("notebooks/04_differential_privacy.ipynb#4. Training with Poisson sampling")],
@@ -274,7 +359,9 @@ def course_checklist(*, model_card_file, audit_log_file, coverage_file):
              "robustness is measured for one threat model (white-box L-inf PGD at one eps); Art. 15(5) also "
              "names data poisoning (lesson 11), model flaws and confidentiality attacks (lessons 05, 08)"),
         Item("EU AI Act", "Art. 72", "post-market monitoring", "not covered",
-             note="no drift or abuse monitoring of the deployed model (lesson 08 is planned)"),
+             note="this deployment runs no monitors. Lesson 08 builds drift, adversarial-input and extraction "
+                  "(PRADA) monitors that write alerts to the audit log, and the capstone serves with them; no "
+                  "post-market monitoring plan (Art. 72(3)) is written, and no one is assigned to the alerts"),
         # ---- NIST AI RMF 1.0 (NIST AI 100-1)
         Item("NIST AI RMF", "GOVERN", "policies, roles and accountability for AI risk", "not covered",
              note="organisational; the release policy used in lesson 09 is an example, not a governance process"),
