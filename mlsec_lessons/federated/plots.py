@@ -41,7 +41,7 @@ def plot_rounds(histories, ax=None, title=None):
     """
     if not hasattr(histories, "items") or not histories:
         raise ValueError("histories must be a non-empty mapping {label: History}")
-    ax = _axes(ax)
+    ax = _axes(ax, figsize=(7.0, 3.2))  # room on the right for the legend, outside the curves
     for label, history in histories.items():
         if history.epsilon is not None:
             label = f"{label} (eps={history.epsilon:.1f})"
@@ -49,7 +49,7 @@ def plot_rounds(histories, ax=None, title=None):
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
-    return _finish(ax, title, loc="lower right")
+    return _finish(ax, title, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def plot_server_view(update, masked, modulus=2**32, axes=None):

@@ -75,7 +75,7 @@ def _legacy_train(msg, context):
     return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
 
 
-def _train_then_clip(msg, context):
+def train_and_clip(msg, context):
     """What ``secaggplus_mod`` masks: the trained update, clipped first if the server asks for DP.
 
     ``fixedclipping_mod`` clips ``new - old`` to L2 norm ``clipping_norm`` (sent by
@@ -94,7 +94,7 @@ def secagg_router(msg, context, call_next):
     rounds in the same simulation.
     """
     if msg.metadata.message_type == MessageType.TRAIN and RECORD_KEY_CONFIGS in msg.content.config_records:
-        return secaggplus_mod(msg, context, _train_then_clip)
+        return secaggplus_mod(msg, context, train_and_clip)
     return call_next(msg, context)
 
 
