@@ -7,7 +7,8 @@ from mlsec_lessons.deployment import keys, response_signing
 from mlsec_lessons.deployment.artifacts import IntegrityError
 from mlsec_lessons.poisoning import (add_trigger, attack_success_rate, detect_poison, detection_scores, fine_tune,
                                      flip_labels, flipping_curve, implant_backdoor, poison_backdoor,
-                                     simulate_feedback_loop, split_tasks, train_backdoored, weight_change)
+                                     simulate_feedback_loop, split_tasks, train_backdoored, train_flipped,
+                                     weight_change)
 
 Y = np.repeat(np.arange(10), 20)  # 200 labels, 20 per class
 
@@ -66,6 +67,18 @@ def test_flipping_curve_shows_the_targeted_attack(digits):
 
 
 # ------------------------------------------------------------------ backdoor
+def test_train_flipped_trains_a_cnn_on_exactly_the_flipped_labels(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+    model, flipped = train_flipped(digits, 1.0, strategy="targeted", source=7, target=1, epochs=2)
+    _, expected = flip_labels(digits.y_train, 1.0, 10, strategy="targeted", source=7, target=1)
+    assert np.array_equal(flipped, expected) and np.all(digits.y_train[flipped] == 7)
+    assert not model.from_cache and models.predict_labels(model, digits.x_test[:5]).shape == (5,)
+    again, _ = train_flipped(digits, 1.0, strategy="targeted", source=7, target=1, epochs=2)
+    assert again.from_cache
+    other, _ = train_flipped(digits, 0.5, strategy="targeted", source=7, target=1, epochs=2)
+    assert not other.from_cache                                    # other labels, another cache entry
+
+
 def test_the_pattern_trigger_sets_four_corner_pixels_and_nothing_else():
     x = np.random.default_rng(0).uniform(0, 0.5, (3, 8, 8, 1)).astype(np.float32)
     xt = add_trigger(x)

@@ -1,6 +1,6 @@
 """Training-time attacks and their defenses (lesson 11; OWASP ML02, ML07, ML08, ML10).
 
-* ``label_flipping``: random and targeted label flips, and the accuracy curve they give
+* ``label_flipping``: random and targeted label flips, the accuracy curve they give, and a CNN trained on them
 * ``backdoor``: a trigger and ART's ``PoisoningAttackBackdoor``; clean accuracy and attack success rate
 * ``defenses``: ART's activation clustering and spectral signatures, precision and recall of what they flag,
   retraining on what is left
@@ -13,12 +13,12 @@ Signed prediction responses (ML09) live with the other deployment controls, in
 """
 from .backdoor import add_trigger, attack_success_rate, poison_backdoor, train_backdoored
 from .defenses import detect_poison, detection_scores, retrain_without
-from .label_flipping import flip_labels, flipping_curve
+from .label_flipping import flip_labels, flipping_curve, train_flipped
 from .model_poisoning import implant_backdoor, weight_change
 from .skewing import simulate_feedback_loop
 from .transfer import fine_tune, pretrain, retargeted_asr, split_tasks, trigger_class
 
 __all__ = ["add_trigger", "attack_success_rate", "poison_backdoor", "train_backdoored", "detect_poison",
-           "detection_scores", "retrain_without", "flip_labels", "flipping_curve", "implant_backdoor",
+           "detection_scores", "retrain_without", "flip_labels", "flipping_curve", "train_flipped", "implant_backdoor",
            "weight_change", "simulate_feedback_loop", "fine_tune", "pretrain", "retargeted_asr", "split_tasks",
            "trigger_class"]

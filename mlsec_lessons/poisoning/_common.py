@@ -1,5 +1,6 @@
 """Input checks and the cached training step the poisoning modules share."""
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -68,4 +69,8 @@ def cached_fit(model, kind, config, fit, *, cache=True, seed=0):
         seed_everything(seed)
         fit(model)
 
-    return load_or_fit(model, path, config, train)
+    with warnings.catch_warnings():
+        # a file written from a model that holds a nested Sequential keeps the optimizer's state too; loading
+        # skips it (only the weights matter here), and Keras would say so once per load
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
+        return load_or_fit(model, path, config, train)

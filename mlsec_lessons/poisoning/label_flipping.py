@@ -7,8 +7,9 @@ number of flips on a single decision and hurts that class far more.
 """
 import numpy as np
 
+from .. import models
 from ..reproducibility import check_seed
-from ._common import check_class, check_fraction, check_labels
+from ._common import check_class, check_fraction, check_labels, with_train
 
 STRATEGIES = ("random", "targeted")
 
@@ -132,3 +133,29 @@ def flipping_curve(x_train, y_train, x_test, y_test, fractions, *, strategy="ran
             row["source_to_target"] = float(np.mean(pred[is_source] == target))
         rows.append(row)
     return rows
+
+
+def train_flipped(data, fraction, *, strategy="random", source=None, target=None, epochs=15, batch_size=64, seed=0,
+                  cache=True):
+    """Flip ``data``'s training labels with :func:`flip_labels` and train a small CNN on them.
+
+    The CNN counterpart of one point of :func:`flipping_curve`. The model cache is keyed by the
+    flipped labels, so a second call with the same arguments loads the weights.
+
+    Returns
+    -------
+    (model, flipped)
+        The trained model (``model.from_cache`` says whether it was loaded) and the indices of the
+        flipped training labels.
+
+    Examples
+    --------
+    >>> model, flipped = train_flipped(data.load_digits(), 0.6, strategy="targeted", source=7,
+    ...                                target=1)                                  # doctest: +SKIP
+    """
+    y_bad, flipped = flip_labels(data.y_train, fraction, data.n_classes, strategy=strategy, source=source,
+                                 target=target, seed=seed)
+    flipped_data = with_train(data, data.x_train, y_bad, f"{data.name}-flipped")
+    model = models.train(flipped_data, "small_cnn", epochs=epochs, batch_size=batch_size, seed=seed, cache=cache,
+                         progress=False)
+    return model, flipped
