@@ -8,6 +8,12 @@ value with its method, sample size and interval): a bare number is refused, beca
 without its attack and budget is a claim. A result that was not measured is rendered as
 "not measured", never left out, and ``to_markdown(strict=True)`` refuses to render at all.
 
+Two optional entries, rendered only when present: ``worst_case_robustness``, robust accuracy under
+a stronger attack ensemble (e.g. APGD-CE and APGD-DLR on a fixed subset, worst case per input),
+and ``release``, the release decision (:func:`release_decision`): the policy written down before
+the numbers were seen, whether each of the card's numbers meets it, and whether the model is
+released.
+
 The check guards against accidents, not against lies: anyone can build a ``Measurement`` by
 hand. A card is as good as the code that filled it, so publish the code with it.
 
@@ -36,6 +42,7 @@ from .measure import ArtifactRecord, Measurement
 FIELDS = {"accuracy": ("accuracy", "clean accuracy"), "robustness": ("robust accuracy", "robust accuracy"),
           "privacy": ("dp epsilon", "differential privacy"), "membership": ("membership tpr", "membership inference")}
 CARD_FILE = "MODEL_CARD.json"
+OPTIONAL = ("worst_case_robustness", "release")  # rendered and written only when present
 
 
 @dataclass
@@ -53,6 +60,8 @@ class ModelCard:
     not_measured: dict = field(default_factory=dict)
     limitations: list = field(default_factory=list)
     created: str = None
+    worst_case_robustness: Measurement = None
+    release: dict = None
 
     def __post_init__(self):
         for name in ("name", "intended_use"):
@@ -68,6 +77,13 @@ class ModelCard:
         if self.artifact is not None and not isinstance(self.artifact, ArtifactRecord):
             raise ValueError(f"artifact must be an ArtifactRecord from measure.artifact(), got "
                              f"{type(self.artifact).__name__}")
+        w = self.worst_case_robustness
+        if w is not None and (not isinstance(w, Measurement) or w.kind != "robust accuracy"):
+            raise ValueError(f"worst_case_robustness must be a Measurement of kind 'robust accuracy', got "
+                             f"{w.kind if isinstance(w, Measurement) else type(w).__name__}")
+        if self.release is not None and not (isinstance(self.release, dict)
+                                             and {"policy", "checks", "released"} <= set(self.release)):
+            raise ValueError("release must be a dict with 'policy', 'checks' and 'released' (see release_decision)")
         reasons = self.not_measured.values() if isinstance(self.not_measured, dict) else [None]
         if not all(isinstance(v, str) and v.strip() for v in reasons):
             raise ValueError("not_measured must map each property to the reason it was not measured")
@@ -122,6 +138,11 @@ class ModelCard:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in (*FIELDS, "artifact"):
             d[name] = None if d[name] is None else d[name].to_dict()
+        for name in OPTIONAL:  # a card without them is written exactly as before they existed
+            if d[name] is None:
+                del d[name]
+        if self.worst_case_robustness is not None:
+            d["worst_case_robustness"] = self.worst_case_robustness.to_dict()
         return d
 
     def to_json(self, path=None):
@@ -137,6 +158,8 @@ class ModelCard:
         for name in FIELDS:
             d[name] = None if d.get(name) is None else Measurement.from_dict(d[name])
         d["artifact"] = None if d.get("artifact") is None else ArtifactRecord.from_dict(d["artifact"])
+        if d.get("worst_case_robustness") is not None:
+            d["worst_case_robustness"] = Measurement.from_dict(d["worst_case_robustness"])
         return cls(**d)
 
     @classmethod
@@ -161,6 +184,10 @@ class ModelCard:
                  "| property | value | 95% interval | n | how it was measured |", "|---|---|---|---|---|"]
         for name, (_, label) in FIELDS.items():
             lines.append(_row(label, getattr(self, name)))
+        if self.worst_case_robustness is not None:
+            lines.append(_row("robust accuracy, attack ensemble", self.worst_case_robustness))
+        if self.release is not None:
+            lines += ["", f"**Release decision.** {_release_line(self.release)}"]
         if self.not_measured:
             lines += ["", "**Not measured.**", ""] + [f"- {k}: {v}" for k, v in self.not_measured.items()]
         if self.limitations:
@@ -173,6 +200,57 @@ class ModelCard:
             return "not measured (no signed artifact was verified)"
         return (f"`{a.model_file}` in `{a.directory}`, SHA-256 `{a.model_sha256[:16]}…`; signature: "
                 f"{a.signature}, verified with the public key whose SHA-256 is `{a.public_key_sha256[:16]}…`")
+
+
+def release_decision(card, policy):
+    """Whether ``card``'s numbers meet a release ``policy`` written down before they were measured.
+
+    Parameters
+    ----------
+    card : ModelCard
+    policy : dict
+        ``{"eps": ..., "min_robust_accuracy": ..., "max_epsilon": ...}`` (lesson 09's form).
+
+    Returns
+    -------
+    dict
+        ``{"policy", "checks", "released"}``: ``checks`` maps each condition to ``{"meets", "detail"}``;
+        robust accuracy is checked on the card's PGD measurement and, when the card has one, on the
+        attack ensemble too (the weaker of the two decides). ``released`` is True only if every
+        condition is met. Store it on the card as ``release``.
+
+    Examples
+    --------
+    >>> from mlsec_lessons.governance.measure import Measurement
+    >>> eps = Measurement("dp epsilon", 5.47, "RDP accountant", params={})
+    >>> card = ModelCard.from_measurements("demo", [eps], intended_use="teaching", training_data={})
+    >>> d = release_decision(card, {"eps": 0.1, "min_robust_accuracy": 0.7, "max_epsilon": 8.0})
+    >>> d["released"], d["checks"]["DP epsilon <= 8"]["meets"]
+    (False, True)
+    """
+    from .controls import meets_privacy_policy, meets_robustness_policy
+
+    missing = {"eps", "min_robust_accuracy", "max_epsilon"} - set(policy)
+    if missing:
+        raise ValueError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
+    eps, least, most = policy["eps"], policy["min_robust_accuracy"], policy["max_epsilon"]
+    checks = {}
+    ok, detail = meets_robustness_policy(card, eps, least)
+    w = card.worst_case_robustness
+    if w is not None:
+        ok = ok and w.params.get("eps") == eps and w.value >= least
+        detail += f"; attack ensemble {w.value:.3f} on {w.n} inputs"
+    checks[f"robust accuracy >= {least:g} at eps={eps:g}"] = {"meets": bool(ok), "detail": detail}
+    ok, detail = meets_privacy_policy(card, most)
+    checks[f"DP epsilon <= {most:g}"] = {"meets": bool(ok), "detail": detail}
+    return {"policy": dict(policy), "checks": checks, "released": all(c["meets"] for c in checks.values())}
+
+
+def _release_line(release):
+    checks = "; ".join(f"{name}: {'meets' if c['meets'] else 'FAILS'} ({c['detail']})"
+                       for name, c in release["checks"].items())
+    verdict = "released" if release["released"] else "**not released**: it fails the policy"
+    return f"{verdict}. Policy fixed before the numbers were measured: {checks}."
 
 
 def _short(v):
@@ -191,7 +269,7 @@ def _row(label, m):
                 f"clip {p['l2_norm_clip']:g}) |")
     interval = "" if m.interval is None else f"[{m.interval[0]:.3f}, {m.interval[1]:.3f}]"
     n, how = ("" if m.n is None else str(m.n)), m.method
-    if m.kind == "robust accuracy":
+    if m.kind == "robust accuracy" and "eps_step" in m.params:  # a PGD run; an ensemble states its own method
         p = m.params
         how += f"; step {p['eps_step']:g}, random start" + (
             f"; ASR {p['attack success rate']:.3f}" if p.get("attack success rate") is not None else "")

@@ -13,7 +13,12 @@ clean accuracy 0.865-0.907, PGD-40 robust accuracy 0.520-0.544 (another PGD seed
 so that mistake is caught by the sample size, not the value), epsilon 5.475 for every seed,
 membership TPR at 1% FPR 0.010-0.018, detector FPR on the clean validation images 0.052 (by
 construction), share of the attack flagged 0.99-1.0 and of honest traffic 0.01-0.09, Security
-Coverage 0.375. Without adversarial examples in DP-SGD the robust accuracy falls to 0.28.
+Coverage 0.25. Without adversarial examples in DP-SGD the robust accuracy falls to 0.28.
+
+The release policy is lesson 09's, fixed before anything was measured (robust accuracy >= 0.7 at
+eps = 0.1, epsilon <= 8), and the reference fails its robustness half: that is reported, not
+graded. A student's own model is judged against the reference's numbers, so the checks compare
+coverage gaps with the model's own policy controls set aside.
 """
 import itertools
 import math
@@ -632,8 +637,10 @@ def test_the_whole_system_runs_on_your_code(impl, ref, impl_trained, ref_live, d
         assert flagged["mallory"] >= 0.9, f"your system's detector flagged {flagged['mallory']:.0%} of the attack"
         got = {(r["component"], r["control"]) for r in result["coverage"].gaps()}
         want = {(r["component"], r["control"]) for r in ref_live.compliance_["coverage"].gaps()}
-        policy = {(r["component"], r["control"]) for r in result["coverage"].rows if r["component"] == "model"}
-        assert got - policy == want, (
+        policy = {(r["component"], r["control"]) for report in (result["coverage"], ref_live.compliance_["coverage"])
+                  for r in report.rows if r["component"] == "model"}   # the model's own numbers against the policy
+        got, want = got - policy, want - policy
+        assert got == want, (
             f"your system's coverage gaps are {sorted(got)}; the reference's are {sorted(want)}")
     finally:
         system.close()
