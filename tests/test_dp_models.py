@@ -45,9 +45,10 @@ def test_models_fit_without_privacy_leak_warnings_and_learn_at_large_epsilon(bc,
         model = dp_models.make_model(kind, 20.0, 30, accountant=BudgetAccountant(), random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("error", PrivacyLeakWarning)  # public bounds: nothing read from data
+            warnings.filterwarnings("ignore", "scipy.optimize", DeprecationWarning)  # diffprivlib's L-BFGS-B call
             model.fit(bc.x_train, bc.y_train)
         accs.append(np.mean(model.predict(bc.x_test) == bc.y_test))
-    assert np.mean(accs) > 0.75  # chance is 0.63 (the benign share)
+    assert np.mean(accs) > 0.75  # always answering benign scores 0.63 (the benign share)
 
 
 def test_utility_grows_with_epsilon(bc):
