@@ -43,7 +43,32 @@ def logistic(input_shape=(30,), n_classes=2):
     return keras.Sequential(layers, name="logistic")
 
 
-ARCHITECTURES = {"small_cnn": small_cnn, "mlp": mlp, "logistic": logistic}
+def cnn(input_shape=(8, 8, 1), n_classes=10, filters=(16, 32), dropout=0.0):
+    """``small_cnn`` with the depth and dropout as arguments, to vary one at a time.
+
+    One 3x3 conv layer per entry of ``filters`` (the first keeps the size, the others shrink it by 2),
+    a dense layer of 64 and, if ``dropout > 0``, a ``Dropout(dropout)`` after the flattened features and
+    after the dense layer. ``filters=(16, 32), dropout=0.0`` has ``small_cnn``'s layers.
+
+    Examples
+    --------
+    >>> [layer.name.split("_")[0] for layer in cnn(filters=(16,), dropout=0.5).layers]
+    ['conv2d', 'flatten', 'dropout', 'dense', 'dropout', 'dense']
+    """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    layers = [keras.Input(shape=tuple(input_shape))]
+    for i, n in enumerate(filters):
+        layers.append(keras.layers.Conv2D(int(n), 3, padding="same" if i == 0 else "valid", activation="relu"))
+    layers.append(keras.layers.Flatten())
+    layers += [keras.layers.Dropout(dropout)] if dropout else []
+    layers.append(keras.layers.Dense(64, activation="relu"))
+    layers += [keras.layers.Dropout(dropout)] if dropout else []
+    layers.append(keras.layers.Dense(n_classes))
+    return keras.Sequential(layers, name="cnn")
+
+
+ARCHITECTURES = {"small_cnn": small_cnn, "mlp": mlp, "logistic": logistic, "cnn": cnn}
 
 
 def build(arch, input_shape, n_classes, **kwargs):
