@@ -181,3 +181,28 @@ def test_epsilon_agrees_with_the_dp_sgd_run():
 
     n, batch, epochs = 1257, 64, 15
     assert math.isclose(accounting.epsilon(1.1, batch / n, epochs * round(n / batch), 1e-5), 5.4749, rel_tol=1e-3)
+
+
+def test_the_release_policy_is_lesson_09s_and_the_card_says_when_it_fails():
+    import dataclasses
+    import json
+
+    from mlsec_lessons.governance.measure import Measurement
+    from mlsec_lessons.governance.model_card import ModelCard, release_decision
+
+    policy = load(SOLUTION).MLSecuritySystem().policy()
+    assert policy == {"eps": 0.1, "min_robust_accuracy": 0.7, "max_epsilon": 8.0}  # fixed in lesson 09, not lowered
+    robust = Measurement("robust accuracy", 0.539, "PGD-40", n=540, params={"eps": 0.1, "steps": 40, "eps_step": 0.01})
+    worst = Measurement("robust accuracy", 0.525, "worst of PGD-40 and APGD", n=200, params={"eps": 0.1, "steps": 40},
+                        interval=(0.453, 0.596))
+    eps = Measurement("dp epsilon", 5.47, "RDP accountant", params={"delta": 1e-5, "noise_multiplier": 1.1,
+                                                                    "sample_rate": 0.05, "steps": 300, "l2_norm_clip": 1.0})
+    plain = ModelCard.from_measurements("digits", [robust, eps], intended_use="teaching", training_data={})
+    assert not {"release", "worst_case_robustness"} & set(json.loads(plain.to_json()))  # cards without them unchanged
+    card = dataclasses.replace(plain, worst_case_robustness=worst)
+    card = dataclasses.replace(card, release=release_decision(card, policy))
+    assert not card.release["released"] and [c["meets"] for c in card.release["checks"].values()] == [False, True]
+    assert ModelCard.from_dict(json.loads(card.to_json())) == card
+    text = card.to_markdown()
+    assert "| robust accuracy, attack ensemble | 0.525 | [0.453, 0.596] | 200 |" in text and "**not released**" in text
+    assert release_decision(card, {**policy, "min_robust_accuracy": 0.5})["released"]  # only a lowered bar passes it
