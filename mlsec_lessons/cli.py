@@ -157,6 +157,8 @@ def _add_deploy_commands(commands):
                        help="AES key for a model encrypted at rest (default: $MLSEC_MODEL_KEY if set)")
     serve.add_argument("--rate", type=float, default=20.0, help="requests per second per token subject")
     serve.add_argument("--burst", type=int, default=40, help="burst size per token subject")
+    serve.add_argument("--max-token-lifetime", type=float, default=86400.0,
+                       help="refuse tokens that live longer than this, in seconds (default: a day)")
     serve.set_defaults(run=run_serve, parser=serve)
 
     token = commands.add_parser("token", help="print a JWT for the model server")
@@ -408,7 +410,8 @@ def run_serve(args):
     server.serve(host=args.host, port=args.port, tls=args.tls or args.cert is not None, cert=args.cert,
                  key=args.key, model_dir=args.model_dir, secret_file=args.secret_file,
                  public_key=args.public_key, audit_log=args.audit_log, audit_key_file=args.audit_key_file,
-                 rate=args.rate, burst=args.burst, encryption_key=model_key, jwt_public_key=args.jwt_public_key)
+                 rate=args.rate, burst=args.burst, encryption_key=model_key, jwt_public_key=args.jwt_public_key,
+                 max_token_lifetime=args.max_token_lifetime)
     return 0
 
 
@@ -421,6 +424,10 @@ def run_token(args):
     else:
         secret, algorithm = keys.load_jwt_secret(args.secret_file or keys.dev_jwt_secret_file()), "HS256"
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if args.ttl > auth.MAX_LIFETIME_S:
+        print(f"mlsec token: warning: --ttl {args.ttl} is over the server's default maximum lifetime of "
+              f"{auth.MAX_LIFETIME_S} s; `mlsec serve` refuses this token unless started with a larger "
+              "--max-token-lifetime", file=sys.stderr)
     print(auth.issue_token(secret, args.sub, args.role, models=models, ttl=args.ttl, aud=args.aud or auth.AUDIENCE,
                            iss=args.iss or auth.ISSUER, algorithm=algorithm))
     return 0

@@ -67,6 +67,29 @@ def test_verify_token_refusals_are_401_with_their_reason(make, reason):
     assert SECRET.hex() not in e.value.reason and e.value.__cause__ is None  # nothing of the key leaks
 
 
+def test_a_token_may_live_at_most_the_maximum_lifetime():
+    day = auth.MAX_LIFETIME_S
+    assert verify_token(issue_token(SECRET, "alice", "user", ttl=day), SECRET)["sub"] == "alice"  # at the limit
+    with pytest.raises(AuthError, match=f"lifetime {day + 1} s is over the maximum of {day} s") as e:
+        verify_token(issue_token(SECRET, "alice", "user", ttl=day + 1), SECRET)
+    assert e.value.status == 401
+    short = issue_token(SECRET, "alice", "user", ttl=120)
+    assert verify_token(short, SECRET, max_lifetime=120)["sub"] == "alice"
+    with pytest.raises(AuthError, match="over the maximum of 60 s"):
+        verify_token(short, SECRET, max_lifetime=60)
+    for bad in (0, -5, True, None, "60"):
+        with pytest.raises(ValueError, match="max_lifetime"):
+            verify_token(short, SECRET, max_lifetime=bad)
+
+
+@pytest.mark.parametrize("sub", ["", " ", "\t"])
+def test_an_empty_subject_is_refused(sub):
+    # the rate limit, the quota and the audit log are kept per subject: an empty one is nobody
+    with pytest.raises(AuthError, match="invalid sub claim") as e:
+        verify_token(jwt.encode(_claims(sub=sub), SECRET, algorithm="HS256"), SECRET)
+    assert e.value.status == 401
+
+
 def test_alg_none_is_refused_even_when_the_payload_claims_admin():
     forged = jwt.encode(_claims(role="admin"), None, algorithm="none")
     assert jwt.decode(forged, options={"verify_signature": False})["role"] == "admin"  # the attack

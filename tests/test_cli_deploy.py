@@ -42,6 +42,14 @@ def test_token_prints_a_token_the_server_accepts(deployment, env):
         "alice", "user", [MODEL, "other"], 120)
 
 
+def test_a_token_longer_than_the_servers_maximum_comes_with_a_warning(deployment, env):
+    done = mlsec(env, "token", "--secret-file", deployment.secret_file, "--sub", "alice", "--role", "user",
+                 "--ttl", str(auth.MAX_LIFETIME_S + 1))
+    assert done.returncode == 0 and "over the server's default maximum lifetime" in done.stderr, done.stderr
+    with pytest.raises(auth.AuthError, match="over the maximum"):
+        auth.verify_token(done.stdout.strip(), deployment.secret)
+
+
 def test_token_without_secret_file_uses_the_dev_secret_created_0600(env, tmp_path):
     done = mlsec(env, "token", "--sub", "bob", "--role", "admin")
     assert done.returncode == 0, done.stderr

@@ -161,6 +161,10 @@ NEGATIVE = {
     "unknown role": (lambda d: jwt.encode(claims(role="root"), d.secret, algorithm="HS256"), "invalid role"),
     "models not a list": (lambda d: jwt.encode(claims(models="digits"), d.secret, algorithm="HS256"),
                           "invalid models"),
+    "valid for ten years": (lambda d: auth.issue_token(d.secret, "eve", "user", ttl=10 * 365 * 86400),
+                            "over the maximum of 86400 s"),
+    "empty subject": (lambda d: jwt.encode(claims(sub=""), d.secret, algorithm="HS256"), "invalid sub"),
+    "blank subject": (lambda d: jwt.encode(claims(sub="   "), d.secret, algorithm="HS256"), "invalid sub"),
     **{f"missing {c}": (_without(c), f"missing claim '{c}'") for c in auth.REQUIRED_CLAIMS},
 }
 
@@ -400,5 +404,8 @@ def test_create_app_rejects_bad_settings(deployment, tmp_path):
         server.create_app(**app_kwargs(deployment, secret_file=short))
     with pytest.raises(ValueError, match="max_body_bytes"):
         server.create_app(**app_kwargs(deployment, max_body_bytes=0))
+    for bad in (0, -1, True, "1d"):
+        with pytest.raises(ValueError, match="max_token_lifetime"):
+            server.create_app(**app_kwargs(deployment, max_token_lifetime=bad))
     with pytest.raises(ValueError, match="model_dir"):
         server.create_app(**app_kwargs(deployment, model_dir=tmp_path / "missing"))

@@ -7,7 +7,8 @@ signed with ``"your-secret-key"`` and muddled the admin check. Here:
 * the accepted algorithms are pinned by the server, never read from the token's header, so
   ``alg: none`` and algorithm confusion fail;
 * ``exp``, ``iat``, ``sub``, ``aud``, ``iss`` and ``role`` are required and PyJWT checks the
-  times, with a small leeway for clock skew;
+  times, with a small leeway for clock skew; the subject must not be empty, and a token may live
+  at most a day (``exp - iat``, configurable), so a leaked one stops working;
 * authentication (who are you: :func:`verify_token`, 401) is kept apart from authorisation
   (may you do this: :func:`authorize`, 403).
 """
@@ -21,6 +22,8 @@ ROLES = ("user", "admin")
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "aud", "iss", "role")
 MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2: an HS256 key at least as long as the hash output
 LEEWAY_S = 10  # seconds of clock skew tolerated on exp and iat
+# a token's exp - iat at most: one that lives ten years is a password that cannot be changed
+MAX_LIFETIME_S = 86400
 
 
 class AuthError(Exception):
@@ -50,6 +53,9 @@ def _check_key(key, algorithm):
 
 def issue_token(secret, sub, role, models=None, ttl=900, aud=AUDIENCE, iss=ISSUER, algorithm="HS256", now=None):
     """Sign a token for ``sub`` with ``role``, valid for ``ttl`` seconds.
+
+    A ``ttl`` above the server's maximum lifetime (:data:`MAX_LIFETIME_S` by default) is signed
+    all the same, and the server refuses the token: issuers and servers are configured apart.
 
     Parameters
     ----------
@@ -114,7 +120,8 @@ _REASONS = (
 )
 
 
-def verify_token(token, key, *, audience=AUDIENCE, issuer=ISSUER, algorithms=("HS256",), leeway=LEEWAY_S):
+def verify_token(token, key, *, audience=AUDIENCE, issuer=ISSUER, algorithms=("HS256",), leeway=LEEWAY_S,
+                 max_lifetime=MAX_LIFETIME_S):
     """Check a token's signature and claims; return the claims or raise :class:`AuthError` (401).
 
     Parameters
@@ -129,17 +136,25 @@ def verify_token(token, key, *, audience=AUDIENCE, issuer=ISSUER, algorithms=("H
         The algorithms accepted; pinned by the server, never taken from the token.
     leeway : float
         Seconds of clock skew tolerated on ``exp`` and ``iat``.
+    max_lifetime : float
+        The longest ``exp - iat`` accepted, in seconds.
 
     Examples
     --------
     >>> secret = bytes(range(32))
     >>> verify_token(issue_token(secret, "alice", "user"), secret)["sub"]
     'alice'
+    >>> verify_token(issue_token(secret, "alice", "user", ttl=10 * 365 * 86400), secret)
+    Traceback (most recent call last):
+    ...
+    mlsec_lessons.deployment.auth.AuthError: token lifetime 315360000 s is over the maximum of 86400 s
     >>> verify_token(issue_token(secret, "alice", "user", aud="another-service"), secret)
     Traceback (most recent call last):
     ...
     mlsec_lessons.deployment.auth.AuthError: wrong audience
     """
+    if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, (int, float)) or not max_lifetime > 0:
+        raise ValueError(f"max_lifetime must be a positive number of seconds, got {max_lifetime!r}")
     if not token:
         raise AuthError(401, "missing token")
     try:
@@ -151,6 +166,11 @@ def verify_token(token, key, *, audience=AUDIENCE, issuer=ISSUER, algorithms=("H
     except jwt.PyJWTError as e:
         reason = next((text for kind, text in _REASONS if isinstance(e, kind)), "invalid token")
         raise AuthError(401, reason) from None  # `from None`: the traceback never carries the key
+    if not claims["sub"].strip():  # PyJWT has checked that it is a string
+        raise AuthError(401, "invalid sub claim: it is empty")
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime > max_lifetime:
+        raise AuthError(401, f"token lifetime {lifetime:.0f} s is over the maximum of {max_lifetime:.0f} s")
     if claims["role"] not in ROLES:
         raise AuthError(401, f"invalid role claim; expected one of {', '.join(ROLES)}")
     models = claims.get("models")

@@ -175,7 +175,8 @@ def audit_key(audit_key_file=None, secret_file=None):
 
 def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None, audit_key_file=None, *,
                rate=20.0, burst=40, max_body_bytes=1_000_000, max_batch=256, audience=auth.AUDIENCE,
-               issuer=auth.ISSUER, leeway=auth.LEEWAY_S, jwt_public_key=None, encryption_key=None,
+               issuer=auth.ISSUER, leeway=auth.LEEWAY_S, max_token_lifetime=auth.MAX_LIFETIME_S,
+               jwt_public_key=None, encryption_key=None,
                outputs="labels", postprocessor=None, quota=None, quota_period_s=86400.0, monitors=()):
     """Build the model server's FastAPI app.
 
@@ -202,6 +203,9 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         What a token's ``aud`` and ``iss`` must be.
     leeway : float
         Seconds of clock skew tolerated on ``exp`` and ``iat``.
+    max_token_lifetime : float
+        The longest a token may live (``exp - iat``, seconds; a day by default). A token issued for
+        longer, or for an empty subject, is refused with 401.
     jwt_public_key : path-like or None
         An Ed25519 public key (PEM file): accept EdDSA tokens signed by its private key instead of
         HS256 ones. Either way exactly one algorithm is accepted.
@@ -240,6 +244,9 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     for name, value in (("max_body_bytes", max_body_bytes), ("max_batch", max_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(max_token_lifetime, bool) or not isinstance(max_token_lifetime, (int, float)) \
+            or not max_token_lifetime > 0:
+        raise ValueError(f"max_token_lifetime must be a positive number of seconds, got {max_token_lifetime!r}")
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
     if postprocessor is not None and (outputs != "probabilities" or not callable(postprocessor)):
@@ -284,7 +291,7 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         """Who is asking (401), and are they within their rate (429)?"""
         token = auth.bearer_token(request.headers.get("authorization"))
         claims = auth.verify_token(token, jwt_key, audience=audience, issuer=issuer,
-                                   algorithms=algorithms, leeway=leeway)
+                                   algorithms=algorithms, leeway=leeway, max_lifetime=max_token_lifetime)
         request.state.audit["sub"] = claims["sub"]
         wait = app.state.limiter.check(claims["sub"])
         if wait > 0:
