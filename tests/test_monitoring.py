@@ -1,5 +1,7 @@
 """Security monitoring (lesson 08): windows, the drift test, the adversarial-input monitor, the
 timeline and the alerts read back from the audit log, and the monitors inside the real server."""
+import json
+
 import numpy as np
 import pytest
 from test_server import MODEL, app_kwargs, make_deployment
@@ -102,4 +104,68 @@ def test_the_server_runs_its_monitors_and_chains_their_alerts(tmp_path):
     found = alerts(log)
     assert [(a["monitor"], a["sub"], a["model"]) for a in found] == [("drift", "kim", MODEL)]
     assert len(drift.windows_) == 2 and all(w["alarm"] for w in drift.windows_)
+    assert verify_log(log, server.audit_key(secret_file=d.secret_file)).ok
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda ref: DriftMonitor(ref, alpha=2.0), "alpha"),
+    (lambda ref: DriftMonitor(ref, alpha=0.0), "alpha"),
+    (lambda ref: DriftMonitor(ref, alpha=True), "alpha"),
+    (lambda ref: DriftMonitor(ref, window=1), "window"),
+    (lambda ref: DriftMonitor(ref[:1]), "reference"),
+    (lambda ref: AdversarialInputMonitor(_Detector(), max_rate=1.0), "max_rate"),
+    (lambda ref: AdversarialInputMonitor(object()), "detector"),
+])
+def test_monitor_settings_are_checked_when_the_monitor_is_built(make, name):
+    with pytest.raises(ValueError, match=name):
+        make(np.random.default_rng(0).random((100, 4)))
+
+
+class _Detector:
+    def predict(self, x):
+        return np.zeros(len(x), dtype=int)
+
+
+def test_a_window_is_cleared_only_after_its_evaluation_succeeds():
+    rng = np.random.default_rng(0)
+    monitor = DriftMonitor(rng.random((300, 4)), window=10)
+    monitor.observe("alice", rng.random((6, 4)))
+    monitor.alpha = 2.0                                   # broken after construction
+    with pytest.raises(ValueError, match="alpha"):
+        monitor.observe("alice", rng.random((6, 4)))
+    monitor.alpha = 0.01
+    evaluate = monitor.evaluate
+    monitor.evaluate = lambda x: (_ for _ in ()).throw(RuntimeError("scipy broke"))
+    with pytest.raises(RuntimeError):
+        monitor.observe("bob", rng.random((2, 4)))          # 14 inputs: one window is due, and fails
+    assert monitor.windows_ == [] and len(monitor._x) == 14
+    monitor.evaluate = evaluate
+    monitor.observe("bob", rng.random((6, 4)))              # 20 inputs: both windows evaluated now
+    assert [w["subjects"] for w in monitor.windows_] == [{"alice": 10}, {"alice": 2, "bob": 8}]
+    assert len(monitor._x) == 0 and monitor.dropped_ == 0
+
+
+def test_a_monitor_that_keeps_failing_holds_a_bounded_backlog():
+    monitor = DriftMonitor(np.random.default_rng(0).random((300, 4)), window=5)
+    monitor.evaluate = lambda x: (_ for _ in ()).throw(RuntimeError("always"))
+    for _ in range(30):
+        with pytest.raises(RuntimeError):
+            monitor.observe("mallory", np.zeros((5, 4)))
+    assert len(monitor._x) == monitor.MAX_PENDING_WINDOWS * 5 and monitor.dropped_ == 150 - 50
+
+
+def test_a_failing_monitor_is_recorded_in_the_audit_log_and_the_request_still_answers(tmp_path):
+    d = make_deployment(tmp_path / "deploy")
+    drift = DriftMonitor(np.random.default_rng(0).random((300, 8, 8, 1)), window=10)
+    drift.alpha = 2.0                                     # misconfigured after construction
+    log = tmp_path / "audit.jsonl"
+    with server.BackgroundServer(**app_kwargs(d, audit_log=log, monitors=[drift], rate=100.0, burst=100)) as srv:
+        with HttpVictim(srv.url, auth.issue_token(d.secret, "kim", "user", models=[MODEL]), batch_size=10) as kim:
+            labels = kim.predict(np.random.default_rng(1).random((20, 8, 8, 1)))
+    assert len(labels) == 20                              # both requests answered 200
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    errors = [e for e in entries if e.get("event") == "monitor-error"]
+    assert len(errors) == 2 and errors[0]["monitor"] == "drift" and "alpha must be in (0, 1)" in errors[0]["error"]
+    assert [e["status"] for e in entries if e.get("method") == "POST"] == [200, 200]
+    assert len(drift._x) == 20 and drift.windows_ == []   # nothing evaluated, nothing lost
     assert verify_log(log, server.audit_key(secret_file=d.secret_file)).ok

@@ -173,6 +173,10 @@ def audit_key(audit_key_file=None, secret_file=None):
     return keys.derive_key(keys.load_jwt_secret(secret_file or keys.dev_jwt_secret_file()), "audit-log")
 
 
+def _monitor_name(monitor):
+    return str(getattr(monitor, "name", type(monitor).__name__))
+
+
 def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None, audit_key_file=None, *,
                rate=20.0, burst=40, max_body_bytes=1_000_000, max_batch=256, audience=auth.AUDIENCE,
                issuer=auth.ISSUER, leeway=auth.LEEWAY_S, max_token_lifetime=auth.MAX_LIFETIME_S,
@@ -227,7 +231,8 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     monitors : sequence
         Objects with ``observe(sub, x, labels)``, shown every allowed prediction request (inputs and
         labels) in order, e.g. :class:`~mlsec_lessons.theft.prada.PRADA`. Each dict ``observe``
-        returns is an alert, appended to the audit log as ``event="alert"``.
+        returns is an alert, appended to the audit log as ``event="alert"``. A monitor that raises
+        does not fail the request: the failure goes to the audit log as ``event="monitor-error"``.
 
     Returns
     -------
@@ -336,7 +341,14 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         else:
             labels = served.predict(x)
         for monitor in app.state.monitors:
-            for alert in monitor.observe(claims["sub"], x, np.asarray(labels)) or ():
+            try:
+                alerts = list(monitor.observe(claims["sub"], x, np.asarray(labels)) or ())
+            except Exception as e:  # a broken monitor is the operator's problem, not this client's: record it
+                log.error("monitor %r failed: %s: %s", _monitor_name(monitor), type(e).__name__, e)
+                app.state.audit.append(event="monitor-error", model=name, monitor=_monitor_name(monitor),
+                                       error=f"{type(e).__name__}: {e}"[:500])
+                continue
+            for alert in alerts:
                 app.state.audit.append(event="alert", model=name, **alert)
         return {"predictions": labels, **answer}
 

@@ -6,6 +6,8 @@ someone is sending inputs the detector was trained to recognise. It knows only t
 trained on: lesson 03 showed a detector-aware attacker getting past it, and inputs crafted on a
 different model (a stolen copy) may not look like its training attack at all.
 """
+import numbers
+
 from .window import WindowedMonitor
 
 
@@ -28,10 +30,17 @@ class AdversarialInputMonitor(WindowedMonitor):
         self.detector = detector
         self.window = window
         self.max_rate = max_rate
+        self.check_settings()  # a bad setting fails here, not on the request that completes a window
+
+    def check_settings(self):
+        super().check_settings()
+        if isinstance(self.max_rate, bool) or not isinstance(self.max_rate, numbers.Real) \
+                or not 0 <= self.max_rate < 1:
+            raise ValueError(f"max_rate must be in [0, 1), got {self.max_rate!r}")
+        if not callable(getattr(self.detector, "predict", None)):
+            raise ValueError(f"detector needs a predict(x) method, got {self.detector!r}")
 
     def evaluate(self, x):
-        if not 0 <= self.max_rate < 1:
-            raise ValueError(f"max_rate must be in [0, 1), got {self.max_rate!r}")
         rate = float(self.detector.predict(x).mean())
         return ({"flagged": rate}, rate > self.max_rate,
                 f"{rate:.0%} of a window of {len(x)} inputs flagged as adversarial (alert above {self.max_rate:.0%})")

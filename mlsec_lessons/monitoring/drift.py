@@ -10,6 +10,8 @@ use by default.
 A drift alarm says the traffic changed, not why: a new camera, a new user group, or someone
 sending inputs that were never meant to be digits (noise, photos) to copy the model.
 """
+import numbers
+
 import numpy as np
 from scipy import stats
 
@@ -68,10 +70,16 @@ class DriftMonitor(WindowedMonitor):
         self.reference = reference
         self.window = window
         self.alpha = alpha
+        self.check_settings()  # a bad setting fails here, not on the request that completes a window
+
+    def check_settings(self):
+        super().check_settings()
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if np.ndim(self.reference) < 2 or len(self.reference) < 2:
+            raise ValueError(f"reference must hold at least 2 inputs, got shape {np.shape(self.reference)}")
 
     def evaluate(self, x):
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         p, statistic = ks_drift(self.reference, x)
         worst = int(np.argmax(statistic))
         return ({"drift_p": p, "drift_ks": float(statistic[worst])}, p < self.alpha,

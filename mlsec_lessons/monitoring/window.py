@@ -4,6 +4,12 @@ A statistic of one input says little (is this one image odd?); a statistic of th
 says whether the traffic changed. The monitors here buffer the inputs the server shows them, in
 arrival order and across all clients, and evaluate each full window once. Each window's record
 keeps how many of its inputs came from each client, so a report can tell who sent what.
+
+A window is cleared only once its evaluation has succeeded: a monitor that fails keeps the window
+and tries it again with the next inputs, so a failure loses no evidence (the server records the
+failure in its audit log and still answers). At most ``MAX_PENDING_WINDOWS`` windows wait; beyond
+that the oldest inputs are dropped and counted in ``dropped_``, so a broken monitor cannot grow
+without bound.
 """
 import time
 
@@ -25,31 +31,44 @@ class WindowedMonitor:
         ``subjects`` (``{sub: inputs}``), ``top`` (the client with most inputs) and what ``evaluate``
         returned.
     alerts_ : list of dict
+    dropped_ : int
+        Inputs dropped unevaluated because the monitor kept failing.
     """
 
     name = "window"
+    MAX_PENDING_WINDOWS = 10
 
-    def _start(self):
+    def check_settings(self):
+        """Raise ``ValueError`` for a bad setting; subclasses extend it and call it from ``__init__``."""
         if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) or self.window < 2:
             raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
+
+    def _start(self):
         if not hasattr(self, "windows_"):
-            self.windows_, self.alerts_, self._x, self._subjects = [], [], [], []
+            self.windows_, self.alerts_, self._x, self._subjects, self.dropped_ = [], [], [], [], 0
 
     def observe(self, subject, x, labels=None):
         """Take one request's inputs; return the alerts of the windows it completed."""
         self._start()
-        new = []
         for xi in np.asarray(x):
             self._x.append(xi)
             self._subjects.append(subject)
-            if len(self._x) == self.window:
+        new = []
+        try:
+            while len(self._x) >= max(int(self.window), 2):
                 new += self._close()
+        finally:
+            overflow = len(self._x) - self.MAX_PENDING_WINDOWS * self.window
+            if overflow > 0:
+                del self._x[:overflow], self._subjects[:overflow]
+                self.dropped_ += overflow
         return new
 
     def _close(self):
-        x, subjects = np.stack(self._x), self._subjects
-        self._x, self._subjects = [], []
-        record, alarm, reason = self.evaluate(x)
+        self.check_settings()  # again: a setting changed after construction must not pass
+        x, subjects = np.stack(self._x[:self.window]), self._subjects[:self.window]
+        record, alarm, reason = self.evaluate(x)  # if this raises, the window stays buffered
+        del self._x[:self.window], self._subjects[:self.window]
         counts = {s: subjects.count(s) for s in dict.fromkeys(subjects)}
         top = max(reversed(list(counts)), key=counts.get)  # most inputs; on a tie, the later client
         before = self.windows_[-1] if self.windows_ else None
