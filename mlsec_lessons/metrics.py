@@ -235,7 +235,7 @@ def dp_advantage_bound(epsilon, delta=0.0):
     return float(min(1.0, (np.expm1(epsilon) + 2 * delta) / (np.exp(epsilon) + 1)))
 
 
-def epsilon_lower_bound(advantage, delta=0.0):
+def epsilon_from_advantage(advantage, delta=0.0):
     """Smallest epsilon consistent with an observed advantage (inverts :func:`dp_advantage_bound`)."""
     advantage, delta = _check_rate("advantage", advantage), _check_rate("delta", delta)
     if advantage <= 2 * delta:

@@ -34,7 +34,7 @@ def test_point_bound_is_at_least_the_advantage_bound_of_lesson_01():
         tp, fp = rng.integers(1, 100, 2)
         delta = rng.choice([0.0, 0.01])
         mine = au.epsilon_lower_bound(int(tp), 100 - int(tp), int(fp), 100 - int(fp), delta=delta, alpha=None)
-        lesson01 = metrics.epsilon_lower_bound(max(0.0, (tp - fp) / 100), delta)
+        lesson01 = metrics.epsilon_from_advantage(max(0.0, (tp - fp) / 100), delta)
         assert mine >= lesson01 - 1e-12
 
 

@@ -98,7 +98,7 @@ def linear():
 def test_accuracy_counts_and_interval(linear):
     y = linear.y.copy()
     y[:40] = 1 - y[:40]  # 40 wrong labels: exactly 360 of 400 correct
-    m = measure.accuracy(linear.model, linear.x, y)
+    m = measure.clean_accuracy(linear.model, linear.x, y)
     assert m.value == 0.9 and m.n == 400 and m.interval[0] < 0.9 < m.interval[1]
 
 

@@ -90,9 +90,9 @@ def test_dp_bound_and_its_inverse():
     for eps, delta in [(0.1, 0), (1.0, 1e-5), (3.0, 0)]:
         adv = m.dp_advantage_bound(eps, delta)
         assert 0 < adv < 1
-        assert m.epsilon_lower_bound(adv, delta) == pytest.approx(eps, rel=1e-9)
+        assert m.epsilon_from_advantage(adv, delta) == pytest.approx(eps, rel=1e-9)
     assert m.dp_advantage_bound(0) == 0.0
-    assert m.epsilon_lower_bound(0.02) == pytest.approx(2 * np.arctanh(0.02))
+    assert m.epsilon_from_advantage(0.02) == pytest.approx(2 * np.arctanh(0.02))
 
 
 def test_security_coverage_levels():

@@ -5,7 +5,7 @@ import pytest
 from mlsec_lessons import models
 from mlsec_lessons.deployment import keys, response_signing
 from mlsec_lessons.deployment.artifacts import IntegrityError
-from mlsec_lessons.poisoning import (add_trigger, attack_success_rate, detect_poison, detection_scores, fine_tune,
+from mlsec_lessons.poisoning import (add_trigger, backdoor_success_rate, detect_poison, detection_scores, fine_tune,
                                      flip_labels, flipping_curve, implant_backdoor, poison_backdoor,
                                      simulate_feedback_loop, split_tasks, train_backdoored, train_flipped,
                                      weight_change)
@@ -137,7 +137,7 @@ def test_a_backdoor_keeps_clean_accuracy_and_comes_from_the_cache_the_second_tim
     assert not model.from_cache and again.from_cache and np.array_equal(idx, idx_again)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
     assert models.accuracy(model, digits.x_test, digits.y_test) >= 0.9
-    assert attack_success_rate(model, digits.x_test, digits.y_test, 0) >= 0.8
+    assert backdoor_success_rate(model, digits.x_test, digits.y_test, 0) >= 0.8
     assert np.all(poisoned.y_train[idx] == 0) and len(idx) == round(0.05 * len(digits.x_train))
 
 

@@ -1,6 +1,6 @@
 """The course's Flower apps and a quiet simulation runner.
 
-``client_app`` trains on this node's part of digits (:func:`.fedavg.train`); its
+``client_app`` trains on this node's part of digits (:func:`.fedavg.client_train`); its
 :func:`.secagg.secagg_router` mod sends SecAgg+ rounds through Flower's ``secaggplus_mod``.
 :func:`run_simulation` runs a list of jobs (:class:`.fedavg.Experiment` or
 :class:`.secagg.SecureRound`) in one Flower simulation, so Ray starts once for all of them.
@@ -20,7 +20,7 @@ from . import fedavg
 from .secagg import secagg_router
 
 client_app = ClientApp(mods=[secagg_router])
-client_app.train()(fedavg.train)
+client_app.train()(fedavg.client_train)
 
 
 def make_server_app(jobs, num_clients, results):
@@ -29,7 +29,7 @@ def make_server_app(jobs, num_clients, results):
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        evaluate = fedavg.test_accuracy_fn()
+        evaluate = fedavg.make_test_set_evaluator()
         for job in jobs:
             results[job.name] = job.run(grid, context, num_clients, evaluate)
 

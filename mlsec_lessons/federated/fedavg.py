@@ -179,7 +179,7 @@ def client_update(weights, config, partition_id, num_partitions):
     return weights, len(x), loss
 
 
-def train(msg: Message, context: Context) -> Message:
+def client_train(msg: Message, context: Context) -> Message:
     """The ``ClientApp``'s train handler: train the received weights on this node's partition."""
     weights, n, loss = client_update(msg.content["arrays"].to_numpy_ndarrays(), msg.content["config"],
                                      context.node_config["partition-id"], context.node_config["num-partitions"])
@@ -193,7 +193,7 @@ def client_seed(seed, server_round, partition_id):
 
 
 # --------------------------------------------------------------------------- the server
-def test_accuracy_fn(seed=0):
+def make_test_set_evaluator():
     """A Flower ``evaluate_fn``: the global model's accuracy on digits' test set."""
     from ..data import load_digits
     from ..models import small_cnn
@@ -239,7 +239,7 @@ def make_strategy(experiment, num_clients):
 def run_experiment(grid, experiment, num_clients, evaluate=None):
     """Run one :class:`Experiment` on ``grid`` (inside a ``ServerApp``); return its :class:`History`."""
     start = time.perf_counter()
-    evaluate = evaluate or test_accuracy_fn()
+    evaluate = evaluate or make_test_set_evaluator()
     strategy, accountant = make_strategy(experiment, num_clients)
     if accountant is not None:
         # Flower's noise uses numpy's global generator: seed it for a reproducible lesson

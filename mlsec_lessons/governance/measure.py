@@ -92,7 +92,7 @@ def _check_xy(x, y):
 
 
 # --------------------------------------------------------------------------- accuracy
-def accuracy(model, x, y):
+def clean_accuracy(model, x, y):
     """Clean accuracy on held-out data, with a 95% Clopper-Pearson interval.
 
     Parameters

@@ -11,14 +11,14 @@
 Signed prediction responses (ML09) live with the other deployment controls, in
 :mod:`mlsec_lessons.deployment.response_signing`.
 """
-from .backdoor import add_trigger, attack_success_rate, poison_backdoor, train_backdoored
+from .backdoor import add_trigger, backdoor_success_rate, poison_backdoor, train_backdoored
 from .defenses import detect_poison, detection_scores, retrain_without
 from .label_flipping import flip_labels, flipping_curve, train_flipped
 from .model_poisoning import implant_backdoor, weight_change
 from .skewing import simulate_feedback_loop
 from .transfer import fine_tune, pretrain, retargeted_asr, split_tasks, trigger_class
 
-__all__ = ["add_trigger", "attack_success_rate", "poison_backdoor", "train_backdoored", "detect_poison",
+__all__ = ["add_trigger", "backdoor_success_rate", "poison_backdoor", "train_backdoored", "detect_poison",
            "detection_scores", "retrain_without", "flip_labels", "flipping_curve", "train_flipped", "implant_backdoor",
            "weight_change", "simulate_feedback_loop", "fine_tune", "pretrain", "retargeted_asr", "split_tasks",
            "trigger_class"]

@@ -114,12 +114,12 @@ def poison_backdoor(x, y, fraction, target, *, kind="pattern", n_classes=None, s
     return x_poisoned, y_poisoned, poison_idx
 
 
-def attack_success_rate(model, x, y, target, kind="pattern"):
+def backdoor_success_rate(model, x, y, target, kind="pattern"):
     """Share of triggered inputs from classes other than ``target`` that ``model`` assigns to ``target``.
 
     Examples
     --------
-    >>> attack_success_rate(model, d.x_test, d.y_test, target=0)      # doctest: +SKIP
+    >>> backdoor_success_rate(model, d.x_test, d.y_test, target=0)      # doctest: +SKIP
     0.97
     """
     x = check_images(x, y)

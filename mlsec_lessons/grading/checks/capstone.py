@@ -262,7 +262,7 @@ def test_trains_with_dp_on_adversarial_examples(impl_trained, digits):
 @points(3)
 def test_trained_model_is_robust_and_accurate(impl_trained, ref_trained, digits):
     model = trained_model(impl_trained)
-    clean = measure.accuracy(model, digits.x_test, digits.y_test).value
+    clean = measure.clean_accuracy(model, digits.x_test, digits.y_test).value
     robust = measure.robust_accuracy(model, digits.x_test, digits.y_test, eps=SETTINGS["eps"]).value
     want_clean = ref_trained.evaluation_["accuracy"].value
     want_robust = ref_trained.evaluation_["robustness"].value
