@@ -1,7 +1,46 @@
-"""Fixtures that several test modules share, so that each trained model is trained once per run."""
+"""Fixtures that several test modules share.
+
+* Every test runs against a scratch model cache, never the developer's own: :func:`isolated_cache`
+  points ``MLSEC_CACHE_DIR`` at a new folder for the whole session (subprocesses, such as the CLI
+  and the grader's judge and workers, inherit it). A test that must start from an empty cache asks
+  for :func:`fresh_cache`; a module-scoped fixture uses :func:`scratch_cache`.
+* Each trained model that several modules use is trained once per run, here.
+"""
+import contextlib
+
 import pytest
 
 from mlsec_lessons import data, models
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """The session's model cache: empty at the start of the run, shared by every test in it."""
+    path = tmp_path_factory.mktemp("mlsec-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLSEC_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty model cache for one test (to see a first run train and a second one load)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def scratch_cache(tmp_path_factory):
+    """``with scratch_cache() as path:`` an empty model cache, for a module- or session-scoped fixture."""
+    @contextlib.contextmanager
+    def use():
+        path = tmp_path_factory.mktemp("cache")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLSEC_CACHE_DIR", str(path))
+            yield path
+
+    return use
 
 
 @pytest.fixture(scope="session")
