@@ -6,9 +6,8 @@ from mlsec_lessons import data, models
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
-    return tmp_path
+def cache(fresh_cache):
+    return fresh_cache
 
 
 @pytest.fixture(scope="module")
