@@ -18,9 +18,8 @@ def digits():
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
-    return tmp_path
+def cache(fresh_cache):
+    return fresh_cache
 
 
 def brute_force(model, x, y, clip):
