@@ -19,9 +19,8 @@ from mlsec_lessons.deployment.artifacts import IntegrityError  # noqa: E402
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def cache(fresh_cache):
+    return fresh_cache
 
 
 @pytest.fixture
