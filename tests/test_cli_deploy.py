@@ -24,8 +24,8 @@ def deployment(tmp_path_factory):
 
 
 @pytest.fixture
-def env(tmp_path):
-    return {**os.environ, "MLSEC_CACHE_DIR": str(tmp_path / "cache")}
+def env(fresh_cache):
+    return dict(os.environ)  # the CLI inherits the test's empty cache, tmp_path / "cache"
 
 
 def mlsec(env, *args):
