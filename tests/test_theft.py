@@ -16,10 +16,7 @@ from mlsec_lessons.theft.prada import shapiro_w
 from mlsec_lessons.theft.substitute import as_targets
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(tmp_path, monkeypatch):
-    """Every copy is fitted here: a test never loads a copy cached by an earlier run."""
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")  # every copy is fitted here, in tmp_path / "cache"
 
 
 @pytest.fixture(scope="module")
