@@ -38,8 +38,7 @@ def test_bad_dropout_is_refused(dropout):
         models.cnn(dropout=dropout)
 
 
-def test_build_and_train_know_cnn_and_cache_by_its_arguments(digits, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+def test_build_and_train_know_cnn_and_cache_by_its_arguments(digits, fresh_cache):
     assert isinstance(models.build("cnn", digits.input_shape, digits.n_classes, filters=(8,)), keras.Model)
     first = models.train(digits, "cnn", epochs=1, batch_size=256, filters=(8,), progress=False)
     again = models.train(digits, "cnn", epochs=1, batch_size=256, filters=(8,), progress=False)
