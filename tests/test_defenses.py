@@ -37,8 +37,7 @@ def test_fast_fgsm_rs_training_is_robust_too(digits, clean_model):
     assert _pgd_acc(fast, digits.x_test, digits.y_test) > _pgd_acc(clean_model, digits.x_test, digits.y_test) + 0.15
 
 
-def test_adversarial_training_caches_its_weights(digits, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+def test_adversarial_training_caches_its_weights(digits, fresh_cache):
     first = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
     again = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
     other = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1, eps=0.2)
@@ -144,8 +143,7 @@ def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_m
     assert adaptive["undetected_success"] > plain["undetected_success"] + 0.4
 
 
-def test_detector_comes_from_the_cache_the_second_time(digits, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+def test_detector_comes_from_the_cache_the_second_time(digits, fresh_cache):
     x_clean = digits.x_train[:200]
     X, y = detection.detection_data(x_clean, np.clip(x_clean + 0.15 * np.sign(x_clean - 0.5), 0, 1))
     first = detection.AdversarialDetector(epochs=2, seed=0).fit(X, y)
