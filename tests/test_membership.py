@@ -85,10 +85,9 @@ def test_model_logits_reproduce_the_probabilities_of_each_family():
     np.testing.assert_allclose(softmax(model_logits(binary, x), axis=1), binary.predict_proba(x), atol=1e-9)
 
 
-def test_shadow_models_are_cached_and_reloaded(tmp_path, monkeypatch):
+def test_shadow_models_are_cached_and_reloaded(fresh_cache):
     from sklearn.linear_model import LogisticRegression
 
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
     x, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
     first = train_shadow_models(LogisticRegression(), x, y, n_models=3)
     again = train_shadow_models(LogisticRegression(), x, y, n_models=3)
