@@ -94,19 +94,10 @@ def test_evade_checks_the_shape_of_x(linear_detector):
 
 
 @pytest.fixture(scope="module")
-def fraud_results(tmp_path_factory):
-    import os
-
-    old = os.environ.get("MLSEC_CACHE_DIR")
-    os.environ["MLSEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    try:
+def fraud_results(scratch_cache):
+    with scratch_cache():
         first = fraud.fraud_case(eps_values=(0.0, 1.0))
         again = fraud.fraud_case(eps_values=(0.0, 1.0))
-    finally:
-        if old is None:
-            del os.environ["MLSEC_CACHE_DIR"]
-        else:
-            os.environ["MLSEC_CACHE_DIR"] = old
     return first, again
 
 
@@ -162,11 +153,10 @@ def test_realistic_accuracy_is_high_but_short_of_the_claim():
         healthcare.realistic_accuracy(n_splits=1)
 
 
-def test_dp_sgd_shadows_are_the_models_dp_sgd_train_would_give(monkeypatch, tmp_path):
+def test_dp_sgd_shadows_are_the_models_dp_sgd_train_would_give(fresh_cache):
     """The shared-trace fast path against lesson 05's estimator, weight for weight, and its cache."""
     from mlsec_lessons.privacy_attacks.shadows import DPSGDClassifier, train_shadow_models
 
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
     x, y = healthcare.public_pool()
     reference = train_shadow_models(DPSGDClassifier(hidden=(), noise_multiplier=2.0, epochs=5, learning_rate=0.5),
                                     x, y, n_models=2, seed=3, cache=False)
