@@ -67,8 +67,7 @@ def test_flipping_curve_shows_the_targeted_attack(digits):
 
 
 # ------------------------------------------------------------------ backdoor
-def test_train_flipped_trains_a_cnn_on_exactly_the_flipped_labels(digits, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path))
+def test_train_flipped_trains_a_cnn_on_exactly_the_flipped_labels(digits, fresh_cache):
     model, flipped = train_flipped(digits, 1.0, strategy="targeted", source=7, target=1, epochs=2)
     _, expected = flip_labels(digits.y_train, 1.0, 10, strategy="targeted", source=7, target=1)
     assert np.array_equal(flipped, expected) and np.all(digits.y_train[flipped] == 7)
@@ -123,10 +122,9 @@ def test_poison_backdoor_rejects_bad_arguments(kwargs, match):
 
 
 @pytest.fixture(scope="module")
-def backdoor_run(digits, tmp_path_factory):
+def backdoor_run(digits, scratch_cache):
     """A 5 % backdoored small CNN, trained into a scratch cache, then asked for again."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLSEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    with scratch_cache():
         first = train_backdoored(digits, 0.05, 0, epochs=15)
         again = train_backdoored(digits, 0.05, 0, epochs=15)
     return first, again
