@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_server import make_deployment
 
-from mlsec_lessons import attacks, metrics
+from mlsec_lessons import attacks, course, metrics
 from mlsec_lessons.cache import fingerprint
 from mlsec_lessons.deployment import artifacts, keys, server, tls
 from mlsec_lessons.deployment.audit import AuditLog, anchor_path
@@ -344,7 +344,7 @@ def test_file_probes_catch_what_they_claim_to(live, signed, tmp_path):
     loose.write_text("x")
     loose.chmod(0o644)
     assert not controls.files_private(signed.private, loose)[0] and controls.files_private(signed.private)[0]
-    root = checklist.repo_root()
+    root = course.repo_root()
     assert not controls.outside_repository(root, root / "README.md")[0]
     lock = tmp_path / "requirements.lock"
     lock.write_text("# pins\nnumpy==2.0.0\nscipy>=1.0\n")

@@ -6,7 +6,7 @@
 :class:`.secagg.SecureRound`) in one Flower simulation, so Ray starts once for all of them.
 
 The same ``client_app``, with ``server_app``, also runs as a real deployment: a SuperLink and
-SuperNodes as separate processes on 127.0.0.1 (``make federated``; see ``federated/README.md``).
+SuperNodes as separate processes on 127.0.0.1 (``make federated``; see :mod:`.deployment`).
 """
 import logging
 import os

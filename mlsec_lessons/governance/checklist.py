@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import course
+
 KINDS = ("file", "function", "test", "section")
 STATUSES = ("covered", "partial", "not covered")
 
@@ -107,11 +109,6 @@ def applies_from(item):
     if found is None and item.framework == "EU AI Act":
         return HIGH_RISK_DATES
     return found or "-"
-
-
-def repo_root():
-    """The repository this package was installed from (an editable install, as ``make lab`` makes)."""
-    return Path(__file__).resolve().parents[2]
 
 
 class MissingEvidence(ValueError):
@@ -237,7 +234,7 @@ class Checklist:
         int
             The number of pieces of evidence found.
         """
-        root = repo_root() if root is None else Path(root)
+        root = course.repo_root() if root is None else Path(root)
         missing = [(item, e, why) for item in self.items for e in item.evidence
                    for why in [e.problem(root)] if why is not None]
         if missing:

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..course import repo_root as course_root
 from .coverage import Component, Control
 
 REQUIRED_HEADERS = ("strict-transport-security", "x-content-type-options", "x-frame-options",
@@ -343,7 +344,7 @@ def deployment_inventory(*, client, model, secret, secret_file, model_dir, publi
         ``{"eps": ..., "min_robust_accuracy": ..., "max_epsilon": ...}``: the release policy the
         model must meet. A policy, not a standard: state yours.
     repo_root : path, optional
-        The repository (default: the one this package lives in).
+        The course repository (default: :func:`mlsec_lessons.course.repo_root`).
 
     Returns
     -------
@@ -353,7 +354,7 @@ def deployment_inventory(*, client, model, secret, secret_file, model_dir, publi
     missing = {"eps", "min_robust_accuracy", "max_epsilon"} - set(policy)
     if missing:
         raise ValueError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
-    root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[2]
+    root = Path(repo_root) if repo_root is not None else course_root()
     C = Control
     return [
         Component("training data", [

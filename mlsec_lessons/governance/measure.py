@@ -1,7 +1,7 @@
 """The numbers a model card reports, each measured by a run and kept with what it takes to repeat it.
 
 A security number without its attack, budget, data and sample size is a claim, not a result
-(design.md, mistake 14). So every function here *runs* something (the model on the test split,
+(the source's "99.9% attack resistance", lesson 09). So every function here *runs* something (the model on the test split,
 PGD against it, a membership-inference attack, the accountant, the signature check) and returns
 a :class:`Measurement` with the value, the method, the sample size, the parameters and, for
 rates, a 95% Clopper-Pearson interval. :func:`artifact` returns an :class:`ArtifactRecord`: the
