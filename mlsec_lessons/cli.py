@@ -45,7 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import stubs
+from . import course, stubs
 from .grading import batch, exercises, gradescope, release, report, runner
 
 
@@ -289,7 +289,7 @@ def run_batch(args):
 def grade_all(folder, solutions, timeout, **options):
     """Grade every known exercise in ``folder``; a file that is missing scores 0."""
     if folder is None:
-        folder = exercises.repo_root() / ("solutions" if solutions else "exercises")
+        folder = course.repo_root() / ("solutions" if solutions else "exercises")
     if not Path(folder).is_dir():
         print(f"mlsec grade: error: {folder} is not a folder", file=sys.stderr)
         return 2
@@ -332,7 +332,7 @@ def run_release(args):
 
 
 def run_stubs(args):
-    root = exercises.repo_root()
+    root = course.repo_root()
     if args.check:
         stale = stubs.outdated(root)
         for path in stale:
@@ -363,7 +363,7 @@ def run_notebook(args):
     if not paths:
         if args.action == "run":
             args.parser.error("name the notebook(s) to run")
-        root = exercises.repo_root()
+        root = course.repo_root()
         paths = sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "exercises").glob("*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
