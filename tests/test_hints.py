@@ -186,7 +186,7 @@ def test_each_exercise_notebook_has_a_collapsed_hint_cell(exercise):
     import ast
     import json
 
-    from mlsec_lessons.grading.exercises import repo_root
+    from mlsec_lessons.course import repo_root
 
     cells = json.loads((repo_root() / "exercises" / f"{exercise}.ipynb").read_text(encoding="utf-8"))["cells"]
     found = [(i, c) for i, c in enumerate(cells) if "show_hint(" in "".join(c["source"])]

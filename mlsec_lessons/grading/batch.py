@@ -44,6 +44,7 @@ from pathlib import Path
 import mlsec_lessons
 from mlsec_lessons import grading
 
+from .. import course
 from . import exercises, gradescope
 from .report import CheckResult, Report
 
@@ -148,7 +149,7 @@ def grader_version():
     package = Path(__file__).parent
     digest = hashlib.sha256()
     files = [p for p in sorted(package.rglob("*.py")) if p.name not in TOOLING or p.parent != package]
-    files += sorted((exercises.repo_root() / "solutions").glob("*.py"))
+    files += sorted((course.repo_root() / "solutions").glob("*.py"))
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{mlsec_lessons.__version__}+{digest.hexdigest()[:10]}"
@@ -206,7 +207,7 @@ def missing_report(name, path, **options):
     ``file not found``, 0 of the total. The checks and their points come from grading the stub
     (the course's own code); ``options`` go to the grader.
     """
-    stub = grading.grade(name, exercises.repo_root() / "exercises" / f"{name}.py", **options)
+    stub = grading.grade(name, course.repo_root() / "exercises" / f"{name}.py", **options)
     return Report(name, Path(path), checks=[CheckResult(c.name, c.points, False, f"file not found: {path}")
                                             for c in stub.checks])
 
@@ -321,10 +322,10 @@ def _totals(name, state, version, sandbox):
     cached = state["totals"].get(name)
     if cached and cached["grader_version"] == version:
         return [tuple(c) for c in cached["checks"]]
-    stub = exercises.repo_root() / "exercises" / f"{name}.py"
+    stub = course.repo_root() / "exercises" / f"{name}.py"
     try:
         result = grade_file(name, stub, sandbox)
-    except Exception as e:  # noqa: BLE001: any failure of the grader itself is one line, not a traceback
+    except Exception as e:  # noqa: BLE001 (any failure of the grader itself is one line, not a traceback)
         raise BatchError(f"{e} (grading the stub of {name}, for its points)") from None
     checks = [(c["name"], c["points"]) for c in result["checks"]]
     if not checks:
@@ -350,7 +351,7 @@ def _grade_student(student, names, totals, cache, version, sandbox, timeout, sto
             continue
         try:
             result = grade_file(name, path, sandbox, timeout)
-        except Exception as e:  # noqa: BLE001: e.g. no sandbox on this machine: stop the class, in one line
+        except Exception as e:  # noqa: BLE001 (e.g. no sandbox on this machine: stop the class, in one line)
             stop.set()
             raise BatchError(f"{e} (grading {key}.py)") from None
         result["file"] = path.name

@@ -6,7 +6,7 @@ An exercise exists when the grader has checks for it: ``grading/checks/exN_name.
 """
 from pathlib import Path
 
-import mlsec_lessons
+from mlsec_lessons import course
 from mlsec_lessons.stubs import exercise_files
 
 CHECKS_DIR = Path(__file__).parent / "checks"
@@ -37,15 +37,6 @@ def resolve(exercise):
     raise ValueError(f"unknown exercise {exercise!r}; known exercises: {', '.join(names)}")
 
 
-def repo_root():
-    """The course repository: the current directory if it has ``exercises/``, else the one the
-    package is installed from."""
-    here = Path.cwd()
-    if (here / "exercises").is_dir():
-        return here
-    return Path(mlsec_lessons.__file__).resolve().parents[1]
-
-
 def checks_file(name):
     return CHECKS_DIR / f"{name}.py"
 
@@ -56,13 +47,13 @@ MISSING_REFERENCE = ("needs the reference solution, which this copy of the cours
 
 
 def solution_file(name):
-    """The reference solution of the repository in use (:func:`repo_root`).
+    """The reference solution of the repository in use (:func:`mlsec_lessons.course.repo_root`).
 
     A student release has no ``solutions/``, so there the path does not exist (see
     :func:`has_reference`), even when the course the package was installed from has one: a
     release grades as it does on a student's machine.
     """
-    return repo_root() / "solutions" / f"{name}.py"
+    return course.repo_root() / "solutions" / f"{name}.py"
 
 
 def has_reference(name):

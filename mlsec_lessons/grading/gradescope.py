@@ -22,6 +22,7 @@ True
 import zipfile
 from pathlib import Path
 
+from .. import course
 from . import exercises
 
 VISIBLE = "visible"  # students see every check and its message as soon as the grade is in
@@ -131,7 +132,7 @@ def bundle(exercise, output, root=None, sandbox=False):
     output : str or Path
         The zip to write.
     root : str or Path, optional
-        The course repository. Default: :func:`exercises.repo_root`.
+        The course repository. Default: :func:`mlsec_lessons.course.repo_root`.
     sandbox : bool, default=False
         Grade with ``--sandbox``; ``setup.sh`` then installs bubblewrap as well.
 
@@ -141,7 +142,7 @@ def bundle(exercise, output, root=None, sandbox=False):
         For an unknown exercise, or a course folder without the reference solution.
     """
     name = exercises.resolve(exercise)
-    root = Path(root) if root is not None else exercises.repo_root()
+    root = Path(root) if root is not None else course.repo_root()
     if not (root / "solutions" / f"{name}.py").is_file():
         raise ValueError(f"{root} has no solutions/{name}.py: build the autograder from the instructor's "
                          "copy of the course, not from a student release")

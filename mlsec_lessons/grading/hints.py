@@ -23,7 +23,7 @@ import json
 import textwrap
 from dataclasses import dataclass
 
-from mlsec_lessons import stubs
+from mlsec_lessons import course, stubs
 from mlsec_lessons.grading import exercises
 
 ABBREVIATIONS = {"asr": "attack_success_rate", "mrs": "model_robustness_score"}
@@ -129,7 +129,7 @@ def hints(exercise):
     path = exercises.solution_file(name)
     if path.is_file():
         return from_solution(path.read_text(encoding="utf-8"), name)
-    shipped = exercises.repo_root() / "exercises" / "hints" / f"{name}.json"  # a student release has these
+    shipped = course.repo_root() / "exercises" / "hints" / f"{name}.json"  # a student release has these
     if shipped.is_file():
         return [Hint(**h) for h in json.loads(shipped.read_text(encoding="utf-8"))]
     raise ValueError(f"the hints of {name} live in solutions/{name}.py, which this copy of the course "

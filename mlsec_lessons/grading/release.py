@@ -31,6 +31,7 @@ from pathlib import Path
 
 import mlsec_lessons
 
+from .. import course
 from . import exercises, hints
 
 # never copied, at any depth, when the tree is walked instead of asking git
@@ -91,7 +92,7 @@ def build(outdir, root=None):
     outdir : str or Path
         Where the release goes; it must not exist, or be an empty folder.
     root : str or Path, optional
-        The course repository. Default: :func:`exercises.repo_root`.
+        The course repository. Default: :func:`mlsec_lessons.course.repo_root`.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def build(outdir, root=None):
         When ``outdir`` is a file, a folder that is not empty or a folder inside the course, or
         ``root`` holds no course.
     """
-    root = Path(root) if root is not None else exercises.repo_root()
+    root = Path(root) if root is not None else course.repo_root()
     outdir = Path(outdir)
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
         raise ReleaseError(f"{outdir} {'is not empty' if outdir.is_dir() else 'is a file'}; "

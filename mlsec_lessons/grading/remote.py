@@ -478,7 +478,7 @@ def _importable(function):
     """True for a function of a package the worker has too (``numpy``'s ``_reconstruct``, ...),
     which pickle sends by name; the grader's own functions and closures go as callbacks."""
     module = getattr(function, "__module__", None) or ""
-    if isinstance(function, types.MethodType) or not module.split(".")[0] in SHARED_PACKAGES:
+    if isinstance(function, types.MethodType) or module.split(".")[0] not in SHARED_PACKAGES:
         return False
     found = sys.modules.get(module)
     for part in getattr(function, "__qualname__", "<").split("."):

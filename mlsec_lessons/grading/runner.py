@@ -31,6 +31,7 @@ from pathlib import Path
 
 import mlsec_lessons
 
+from .. import course
 from . import exercises, offlimits
 from .plugin import verify
 from .processes import kill_tree
@@ -133,7 +134,7 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     if path is not None and solutions:
         raise ValueError(f"give path or solutions=True, not both (path={str(path)!r})")
     if path is None:
-        path = exercises.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
+        path = course.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
     path = Path(path).absolute()
     declared = limits(name)
     timeout = declared["TIME_LIMIT"] if timeout is None else timeout

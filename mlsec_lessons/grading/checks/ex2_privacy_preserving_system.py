@@ -33,12 +33,13 @@ import dataclasses
 import dp_accounting
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from scipy.stats import binomtest, chisquare
 
 from mlsec_lessons.data import load_digits
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from mlsec_lessons.federated.masking import MODULUS as R, agree, prg, recover_secret
+from mlsec_lessons.federated.masking import MODULUS as R
+from mlsec_lessons.federated.masking import agree, prg, recover_secret
 from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
 from mlsec_lessons.grading.remote import fresh
 

@@ -12,7 +12,6 @@ import secrets
 import time
 
 import jwt
-import numpy as np
 import pytest
 
 # the library's answers to this exercise (PyJWT and cryptography are the tools to use)
@@ -40,9 +39,9 @@ def keras_models():
 
     ml.quiet()
     ml.seed_everything(0)
-    from mlsec_lessons import models
-
     import keras
+
+    from mlsec_lessons import models
 
     a = models.mlp(input_shape=(6,), n_classes=2, hidden=(4,))
     b = keras.models.clone_model(a)  # the same configuration, layer names included; new random weights
