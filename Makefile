@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := mlsec-lessons
 # Jupyter refuses to run as root unless told; students are not root, CI containers are.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+FAST   := -m "not slow"
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 
 .PHONY: lab test test-fast course stubs kernel lock bench federated clean help sandbox-tools
@@ -13,7 +14,7 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 help:
 	@echo "make lab        create .venv if needed and open the course in JupyterLab"
 	@echo "make test       create or update .venv, then run every test and notebook"
-	@echo "make test-fast  the same without the notebooks"
+	@echo "make test-fast  lint, then the tests not marked slow (no notebooks): a few minutes"
 	@echo "make course     execute every notebook and render it to HTML in build/"
 	@echo "make stubs      regenerate exercises/*.py from solutions/*.py"
 	@echo "make bench      run the benchmarks and write benchmarks/results/"
@@ -51,8 +52,10 @@ sandbox-tools:
 test: $(STAMP) sandbox-tools
 	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
 
+# test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all
 test-fast: $(STAMP) sandbox-tools
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest tests $(FAST) $(PYTEST_ARGS)
 
 course: kernel
 	mkdir -p build
