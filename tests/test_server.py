@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlsec_lessons.deployment import artifacts, auth, keys, server, tls
+from mlsec_lessons.deployment.audit import verify_log
 from mlsec_lessons.deployment.headers import SECURITY_HEADERS
 from mlsec_lessons.deployment.ratelimit import RateLimiter, TokenBucket
 from mlsec_lessons.deployment.validation import ValidationError, validate_instances
@@ -351,13 +352,119 @@ def test_background_server_stops_its_thread_and_frees_its_port(deployment):
     assert not any(t.name == thread.name for t in threading.enumerate())
 
 
+# ------------------------------------------------------------------ what one client can make the server hold
+
+def raw_request(url, head, body_parts=(), pause_s=0.0, timeout=10.0):
+    """Send ``head`` (request line and headers) and ``body_parts`` over a plain socket, ``pause_s``
+    apart; return ``(response bytes, bytes sent)``. The response is b"" if the server cut us off."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    sent, answer = 0, b""
+    with socket.create_connection((where.hostname, where.port), timeout=timeout) as sock:
+        try:
+            for part in (head, *body_parts):
+                sock.sendall(part)
+                sent += len(part)
+                time.sleep(pause_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection: what we measure
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer, sent
+
+
+def entries(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_oversized_headers_get_431_and_the_connection_closed_before_they_are_buffered(deployment, tmp_path):
+    with server.BackgroundServer(**app_kwargs(deployment, audit_log=tmp_path / "a.jsonl",
+                                              max_header_bytes=16384)) as srv:
+        ok, _ = raw_request(srv.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 8000 +
+                            b"\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200"), ok[:100]
+        # 64 MB of one header, in 64 KiB writes: the server must stop reading long before the end
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        answer, sent = raw_request(srv.url, head, [b"a" * 65536] * 1024)
+        assert answer.startswith(b"HTTP/1.1 431") or answer == b"", answer[:100]
+        assert sent < 32 * 2 ** 20, f"the server accepted {sent} bytes of headers"
+        assert httpx.get(srv.url + "/healthz").status_code == 200  # and it still answers
+
+
+def test_connections_over_the_limit_get_503_until_some_close(deployment, tmp_path):
+    import socket
+    from urllib.parse import urlsplit
+
+    with server.BackgroundServer(**app_kwargs(deployment, audit_log=tmp_path / "a.jsonl", max_connections=3)) as srv:
+        where = urlsplit(srv.url)
+        idle = [socket.create_connection((where.hostname, where.port)) for _ in range(3)]
+        time.sleep(0.2)
+        assert httpx.get(srv.url + "/healthz").status_code == 503
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+
+
+def test_a_client_that_disconnects_mid_body_is_logged_as_that_without_a_traceback(deployment, tmp_path, caplog):
+    log = tmp_path / "a.jsonl"
+    with server.BackgroundServer(**app_kwargs(deployment, audit_log=log)) as srv:
+        head = (f"POST /v1/models/{MODEL}/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {token(deployment, sub='leaver')}\r\nContent-Length: 1000\r\n\r\n").encode()
+        raw_request(srv.url, head, [b'{"instances": [[['], timeout=0.5)  # closes after 0.5 s of silence
+        deadline = time.monotonic() + 5
+        while not log.exists() or not entries(log):
+            assert time.monotonic() < deadline, "no audit entry"
+            time.sleep(0.05)
+    [entry] = entries(log)
+    assert (entry["status"], entry["decision"], entry["event"], entry["sub"]) == (
+        499, "abandoned", "client-disconnect", "leaver"), entry
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+
+
+def test_requests_before_authentication_are_limited_per_address_and_a_flood_is_not_all_logged(deployment, tmp_path):
+    log = tmp_path / "a.jsonl"
+    with server.BackgroundServer(**app_kwargs(deployment, audit_log=log, client_rate=1.0, client_burst=5)) as srv, \
+            httpx.Client(base_url=srv.url) as client:
+        answers = [client.get("/v1/models") for _ in range(200)]  # no token
+        limiter = srv.app.state.client_limiter
+    statuses = [r.status_code for r in answers]
+    assert statuses[:5] == [401] * 5 and statuses.count(429) >= 190, statuses
+    refused = next(r for r in answers if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1 and "too many requests" in refused.json()["detail"]
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    written = entries(log)
+    assert len(written) == statuses.count(401) + 1, [e["status"] for e in written]  # one 429 recorded
+    assert limiter.unrecorded == statuses.count(429) - 1
+    assert verify_log(log, server.audit_key(secret_file=deployment.secret_file)).ok
+
+
+def test_a_slow_body_is_cut_off_with_408(deployment, tmp_path):
+    log = tmp_path / "a.jsonl"
+    with server.BackgroundServer(**app_kwargs(deployment, audit_log=log, body_timeout_s=1.0)) as srv:
+        head = (f"POST /v1/models/{MODEL}/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {token(deployment)}\r\nContent-Length: 100\r\n\r\n").encode()
+        started = time.monotonic()
+        answer, sent = raw_request(srv.url, head, [b" "] * 12, pause_s=0.25)  # 4 bytes a second
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"connection: close" in answer.lower() and b"not received within 1 s" in answer
+    assert sent < len(head) + 12 or took < 4.5
+    assert [(e["status"], e["decision"]) for e in entries(log)] == [(408, "deny")]
+
+
 # ------------------------------------------------------------------ the pieces, against oracles
 
 def test_token_bucket_matches_the_closed_form_bound():
     # Over T seconds a bucket allows at most burst + rate * T requests; hammering it reaches that bound.
     for rate, burst, horizon in [(5.0, 3, 10.0), (0.5, 1, 20.0), (40.0, 80, 2.0)]:
         now = [0.0]
-        bucket = TokenBucket(rate, burst, clock=lambda: now[0])
+        bucket = TokenBucket(rate, burst, clock=lambda now=now: now[0])
         allowed = 0
         for step in range(int(horizon * 1000) + 1):  # one request every millisecond
             now[0] = step / 1000

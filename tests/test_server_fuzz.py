@@ -24,7 +24,8 @@ def fuzz(tmp_path_factory):
     """An httpx client for a live server (real HTTP, not an in-process shortcut) with a valid admin token."""
     d = make_deployment(tmp_path_factory.mktemp("fuzz"))
     tok = auth.issue_token(d.secret, "fuzzer", "admin")
-    with server.BackgroundServer(**app_kwargs(d, rate=1e6, burst=10 ** 6, max_body_bytes=MAX_BODY, max_batch=8)) as srv, \
+    with server.BackgroundServer(**app_kwargs(d, rate=1e6, burst=10 ** 6, client_rate=1e6, client_burst=10 ** 6,
+                                              max_body_bytes=MAX_BODY, max_batch=8)) as srv, \
             httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {tok}"}, timeout=20) as client:
         yield client
 
@@ -92,13 +93,13 @@ def test_headers_and_model_names_are_answered_without_a_5xx(fuzz, scheme, creden
        | valid.map(lambda a: a.tolist()))
 def test_fast_and_slow_validation_agree(instances):
     # numpy's fast path and the value-by-value walk must accept and convert exactly the same input
-    from mlsec_lessons.deployment.validation import _as_array, _flatten
+    from mlsec_lessons.deployment.validation import as_array, flatten_instances
 
-    fast = _as_array(instances, (8, 8, 1))
+    fast = as_array(instances, (8, 8, 1))
     flat = []
     try:
         for i, instance in enumerate(instances):
-            _flatten(instance, (8, 8, 1), f"instances[{i}]", flat)
+            flatten_instances(instance, (8, 8, 1), f"instances[{i}]", flat)
     except ValueError:
         assert fast is None
     else:

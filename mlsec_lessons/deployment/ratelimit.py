@@ -14,6 +14,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from ..validation import check_real
+
 
 class TokenBucket:
     """One bucket: ``burst`` tokens at most, refilled at ``rate`` per second.
@@ -152,6 +154,65 @@ class QueryQuota:
         """Instances ``key`` may still ask for in its current window."""
         with self._lock:
             return self.limit - self._window(key, self.clock())[1]
+
+
+class ClientLimiter:
+    """A :class:`RateLimiter` per client address, checked *before* authentication, that says which
+    refusals to record.
+
+    Without it anyone could send unauthenticated requests as fast as the network allows, and each
+    would cost a JWT check and an audit entry. A flood from one address is refused with 429 after
+    ``burst`` requests, and only the first refusal per address in each ``log_interval_s`` is worth
+    an audit entry; the others are counted, and the count goes into the next entry that is written.
+
+    Parameters
+    ----------
+    rate, burst : float, int
+        Requests per second per address, and bursts of ``burst``.
+    log_interval_s : float, default=10
+        At most one audited refusal per address in this many seconds.
+    max_keys : int
+        Addresses remembered at most (least recently used dropped first).
+    clock : callable
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> limiter = ClientLimiter(rate=1, burst=2, log_interval_s=10, clock=lambda: t[0])
+    >>> [limiter.check("10.0.0.1") for _ in range(5)]     # (wait, record it?, refusals not recorded)
+    [(0.0, False, 0), (0.0, False, 0), (1.0, True, 0), (1.0, False, 0), (1.0, False, 0)]
+    >>> t[0] = 10.0; limiter.check("10.0.0.1"), limiter.check("10.0.0.1")
+    ((0.0, False, 0), (0.0, False, 0))
+    >>> [limiter.check("10.0.0.1") for _ in range(2)]      # the next recorded refusal carries the 2 unrecorded
+    [(1.0, True, 2), (1.0, False, 0)]
+    """
+
+    def __init__(self, rate, burst, log_interval_s=10.0, max_keys=10_000, clock=time.monotonic):
+        self.limiter = RateLimiter(rate, burst, max_keys=max_keys, clock=clock)
+        self.log_interval_s = check_real(log_interval_s, "log_interval_s", min_value=0)
+        self.clock = clock
+        self._refusals = OrderedDict()  # address -> [time of the last recorded refusal, unrecorded since]
+        self._lock = threading.Lock()
+        self.unrecorded = 0  # refusals not written to the audit log, in all
+
+    def check(self, address):
+        """``(wait_s, record, unrecorded)``: 0.0 if allowed, else the seconds to wait; whether this
+        refusal should be audited; and how many refusals of ``address`` were not audited before it."""
+        wait = self.limiter.check(address)
+        if wait == 0.0:
+            return 0.0, False, 0
+        with self._lock:
+            now = self.clock()
+            state = self._refusals.pop(address, None) or [-math.inf, 0]
+            self._refusals[address] = state
+            if len(self._refusals) > self.limiter.max_keys:
+                self._refusals.popitem(last=False)
+            if now - state[0] >= self.log_interval_s:
+                skipped, state[0], state[1] = state[1], now, 0
+                return wait, True, skipped
+            state[1] += 1
+            self.unrecorded += 1
+            return wait, False, 0
 
 
 def retry_after_header(wait_s):

@@ -47,17 +47,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import h11
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..validation import check_real
 from . import auth
 from .headers import ASGI_HEADERS
-from .ratelimit import QueryQuota, RateLimiter, retry_after_header
-from .validation import BodyTooLarge, ValidationError, parse_json, read_body, validate_instances
+from .ratelimit import ClientLimiter, QueryQuota, RateLimiter, retry_after_header
+from .validation import BodyTimeout, BodyTooLarge, ValidationError, parse_json, read_body, validate_instances
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +185,9 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
                rate=20.0, burst=40, max_body_bytes=1_000_000, max_batch=256, audience=auth.AUDIENCE,
                issuer=auth.ISSUER, leeway=auth.LEEWAY_S, max_token_lifetime=auth.MAX_LIFETIME_S,
                jwt_public_key=None, encryption_key=None,
-               outputs="labels", postprocessor=None, quota=None, quota_period_s=86400.0, monitors=()):
+               outputs="labels", postprocessor=None, quota=None, quota_period_s=86400.0, monitors=(),
+               client_rate=100.0, client_burst=200, body_timeout_s=10.0, max_header_bytes=65536,
+               max_connections=64):
     """Build the model server's FastAPI app.
 
     Parameters
@@ -233,6 +239,19 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         labels) in order, e.g. :class:`~mlsec_lessons.theft.prada.PRADA`. Each dict ``observe``
         returns is an alert, appended to the audit log as ``event="alert"``. A monitor that raises
         does not fail the request: the failure goes to the audit log as ``event="monitor-error"``.
+    client_rate, client_burst : float, int or None
+        Token bucket per client address, checked before authentication: ``client_rate`` requests
+        per second, bursts of ``client_burst``; more gets 429 with ``Retry-After``. Only the first
+        refusal per address in ten seconds is audited (with the count of those that were not).
+        ``client_rate=None``: no limit per address.
+    body_timeout_s : float or None
+        The whole request body must arrive within this many seconds, else 408 and the connection
+        is closed. ``None``: no limit.
+    max_header_bytes : int or None
+        The most bytes of request line and headers the server buffers (HTTP/1.1 parser h11);
+        more gets 431 and the connection is closed. ``None``: uvicorn's default parser, no limit.
+    max_connections : int or None
+        Open connections at most; more get 503. ``None``: no limit.
 
     Returns
     -------
@@ -246,7 +265,8 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     """
     from . import keys
 
-    for name, value in (("max_body_bytes", max_body_bytes), ("max_batch", max_batch)):
+    for name, value in (("max_body_bytes", max_body_bytes), ("max_batch", max_batch),
+                        ("max_header_bytes", max_header_bytes or 1), ("max_connections", max_connections or 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(max_token_lifetime, bool) or not isinstance(max_token_lifetime, (int, float)) \
@@ -291,6 +311,10 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
     app.state.outputs, app.state.postprocessor = outputs, postprocessor
     app.state.quota, app.state.monitors = quota, monitors
     app.state.max_body_bytes, app.state.max_batch = max_body_bytes, max_batch
+    app.state.client_limiter = None if client_rate is None else ClientLimiter(client_rate, client_burst)
+    app.state.body_timeout_s = None if body_timeout_s is None else check_real(
+        body_timeout_s, "body_timeout_s", min_value=0, include_boundaries="neither")
+    app.state.runner = {"max_header_bytes": max_header_bytes, "max_connections": max_connections}
 
     def authenticate(request):
         """Who is asking (401), and are they within their rate (429)?"""
@@ -325,7 +349,7 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         auth.authorize(claims, model=name)
         served = find(name)
         _require_json(request)
-        body = await read_body(request, app.state.max_body_bytes)
+        body = await read_body(request, app.state.max_body_bytes, app.state.body_timeout_s)
         request.state.audit["input_sha256"] = hashlib.sha256(body).hexdigest()
         x = validate_instances(parse_json(body), served.shape, served.low, served.high, app.state.max_batch)
         if app.state.quota is not None:  # counted only for valid requests: a 422 costs no quota
@@ -368,7 +392,8 @@ def create_app(model_dir=None, secret_file=None, public_key=None, audit_log=None
         return {"reloaded": name, "model_sha256": fresh.sha256}
 
     _add_error_handlers(app)
-    app.add_middleware(AuditAndHeaders)
+    app.add_middleware(ClientAddressLimit)  # before authentication and every route ...
+    app.add_middleware(AuditAndHeaders)  # ... but inside this one (added last: outermost), so refusals are audited
     return app
 
 
@@ -395,9 +420,15 @@ def _add_error_handlers(app):
         request.state.audit["reason"] = str(e)
         return _error(429, str(e), {"Retry-After": retry_after_header(e.wait_s)})
 
-    async def on_input(request, e):  # ValidationError (422) and BodyTooLarge (413)
+    async def on_input(request, e):  # ValidationError (422), BodyTooLarge (413), BodyTimeout (408)
         request.state.audit["reason"] = str(e)
-        return _error(e.status, str(e))
+        # the rest of a body that was too large or too slow is never read: close the connection
+        return _error(e.status, str(e), None if e.status == 422 else {"Connection": "close"})
+
+    async def on_disconnect(request, e):
+        # the client went away before its body arrived: nobody reads this answer, but the log does
+        request.state.audit.update(event="client-disconnect", reason="client disconnected before its body arrived")
+        return _error(CLIENT_CLOSED, "client disconnected")
 
     async def on_refused(request, e):
         request.state.audit["reason"] = str(e)
@@ -416,12 +447,19 @@ def _add_error_handlers(app):
     app.add_exception_handler(RateLimited, on_rate)
     app.add_exception_handler(ValidationError, on_input)
     app.add_exception_handler(BodyTooLarge, on_input)
+    app.add_exception_handler(BodyTimeout, on_input)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(ModelRefused, on_refused)
     app.add_exception_handler(RequestValidationError, on_fastapi_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before the answer
+
+
 def _decision(status):
+    if status == CLIENT_CLOSED:
+        return "abandoned"
     return "allow" if status < 400 else "deny" if status < 500 else "error"
 
 
@@ -446,6 +484,8 @@ class AuditAndHeaders:
         audit = scope["app"].state.audit
 
         def write():
+            if scope["state"].get("unaudited"):  # a repeated refusal of a flood: counted, not written
+                return
             code = status.get("code", 500)
             audit.append(method=scope["method"], path=scope["path"], status=code,
                          decision=_decision(code), latency_ms=round((time.perf_counter() - start) * 1000, 3),
@@ -471,6 +511,34 @@ class AuditAndHeaders:
                 raise
             record["reason"] = "internal error"
             await _error(500, "internal error")(scope, receive, wrapped_send)
+
+
+class ClientAddressLimit:
+    """ASGI middleware: a token bucket per client address, before authentication (429 + Retry-After).
+
+    Inside :class:`AuditAndHeaders`, so a refusal has the security headers; only the first refusal
+    per address in each interval is audited (``unaudited_before``: how many were not), so a flood
+    of anonymous requests cannot grow the audit log without bound.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        limiter = scope["app"].state.client_limiter if scope["type"] == "http" else None
+        if limiter is None:
+            return await self.app(scope, receive, send)
+        address = scope["client"][0] if scope.get("client") else "unknown"
+        wait, record, skipped = limiter.check(address)
+        if wait == 0.0:
+            return await self.app(scope, receive, send)
+        reason = f"too many requests from {address}; retry in {wait:.2f} s"
+        audit = scope.setdefault("state", {}).setdefault("audit", {})
+        if record:
+            audit.update(reason=reason, client=address, unaudited_before=skipped)
+        else:
+            scope["state"]["unaudited"] = True
+        await _error(429, reason, {"Retry-After": retry_after_header(wait)})(scope, receive, send)
 
 
 class BackgroundServer:
@@ -521,8 +589,9 @@ class BackgroundServer:
         self._socket.bind((self.host, self.port))  # port 0: the OS picks a free port, no race
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
-                                server_header=False, lifespan="off", ws="none", timeout_graceful_shutdown=5,
-                                ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+                                lifespan="off", timeout_graceful_shutdown=5,
+                                ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+                                **uvicorn_options(self.app))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name=f"mlsec-server-{self.port}", daemon=True)
@@ -572,8 +641,35 @@ def serve(host="127.0.0.1", port=8000, tls=False, cert=None, key=None, **create_
         print(f"self-signed certificate: {cert}", flush=True)
     app = create_app(**create_app_kwargs)
     print(f"serving model(s) {', '.join(app.state.models)} over {'HTTPS' if cert else 'HTTP'}", flush=True)
-    uvicorn.run(app, host=host, port=port, server_header=False, ws="none", ssl_certfile=cert, ssl_keyfile=key,
-                log_level="info")
+    uvicorn.run(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="info",
+                **uvicorn_options(app))
+
+
+class HeaderLimitedH11(H11Protocol):
+    """uvicorn's h11 protocol, answering 431 (not 400) when the request line and headers are over the
+    limit (``h11_max_incomplete_event_size``): the client learns what it did wrong."""
+
+    def send_400_response(self, msg):
+        if len(self.conn.trailing_data[0]) <= self.config.h11_max_incomplete_event_size:
+            return super().send_400_response(msg)
+        body = b"request header fields too large"
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")] + ASGI_HEADERS
+        for event in (h11.Response(status_code=431, headers=headers, reason=b"Request Header Fields Too Large"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+def uvicorn_options(app):
+    """The uvicorn settings that bound what one client can make the server hold: with
+    ``max_header_bytes`` the h11 parser (:class:`HeaderLimitedH11`), which buffers at most that many
+    bytes of headers, where uvicorn's default parser (httptools) has no limit; ``max_connections``
+    open connections (503 beyond). Read from ``app.state.runner`` (set by :func:`create_app`)."""
+    runner = getattr(getattr(app, "state", None), "runner", None) or {}
+    options = {"server_header": False, "ws": "none", "limit_concurrency": runner.get("max_connections")}
+    if runner.get("max_header_bytes"):
+        options.update(http=HeaderLimitedH11, h11_max_incomplete_event_size=runner["max_header_bytes"])
+    return options
 
 
 def _hostnames(host):

@@ -9,6 +9,7 @@ inputs are how many evasion and denial-of-service attempts start. The order matt
 2. the JSON itself (:func:`parse_json`, 422);
 3. structure, type, shape, finiteness and range, value by value (:func:`validate_instances`, 422).
 """
+import asyncio
 import json
 
 import numpy as np
@@ -26,22 +27,43 @@ class BodyTooLarge(ValueError):
     status = 413
 
 
-async def read_body(request, limit):
-    """Read a Starlette request's body, refusing it (:class:`BodyTooLarge`) past ``limit`` bytes.
+class BodyTimeout(ValueError):
+    """A request body that did not arrive within the server's time limit; the server answers 408."""
+
+    status = 408
+
+
+async def read_body(request, limit, timeout_s=None):
+    """Read a Starlette request's body, refusing it past ``limit`` bytes or ``timeout_s`` seconds.
 
     ``Content-Length`` is checked first, then the bytes are counted as they arrive, so a client
     that lies about the length, or sends a chunked body with no length, is cut off at ``limit``
-    bytes instead of filling the server's memory.
+    bytes (:class:`BodyTooLarge`) instead of filling the server's memory. The whole body must
+    arrive within ``timeout_s`` (:class:`BodyTimeout`): a client that sends one byte a second
+    would otherwise hold a connection, and a worker's attention, for as long as it likes.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is {int(declared)} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+
+    async def read():
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    if timeout_s is None:
+        await read()
+    else:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await read()
+        except TimeoutError:
+            raise BodyTimeout(f"request body not received within {timeout_s:g} s "
+                              f"({size} bytes arrived)") from None
     return b"".join(chunks)
 
 
@@ -70,12 +92,12 @@ def parse_json(body):
 _TYPE = np.frompyfunc(type, 1, 1)
 
 
-def _as_array(instances, shape):
+def as_array(instances, shape):
     """The fast path: numpy checks structure and types in C. ``None`` if anything is off.
 
     Nested lists of the right shape become an object array of exactly that shape; every leaf must
     then be a Python int or float (``type``, so that JSON ``true`` is not taken for 1). On ``None``
-    the caller falls back to :func:`_flatten`, which finds the first problem and names it; the two
+    the caller falls back to :func:`flatten_instances`, which finds the first problem and names it; the two
     agree on what is valid (tests/test_server_fuzz.py checks it).
     """
     try:
@@ -90,7 +112,7 @@ def _as_array(instances, shape):
         return None
 
 
-def _flatten(node, shape, where, out):
+def flatten_instances(node, shape, where, out):
     """Append the numbers of ``node`` to ``out``, checking it has ``shape``; ``where`` names it."""
     if not shape:
         if type(node) not in (int, float):  # type(), not isinstance: JSON true/false are not numbers
@@ -107,7 +129,7 @@ def _flatten(node, shape, where, out):
     if len(node) != shape[0]:
         raise ValidationError(f"{where} has {len(node)} elements; expected {shape[0]}")
     for i, child in enumerate(node):
-        _flatten(child, shape[1:], f"{where}[{i}]", out)
+        flatten_instances(child, shape[1:], f"{where}[{i}]", out)
 
 
 def validate_instances(payload, shape, low=None, high=None, max_batch=256):
@@ -154,11 +176,11 @@ def validate_instances(payload, shape, low=None, high=None, max_batch=256):
         raise ValidationError("instances must be a non-empty list")
     if len(instances) > max_batch:
         raise ValidationError(f"instances has {len(instances)} items; at most {max_batch} per request")
-    x = _as_array(instances, tuple(shape))
+    x = as_array(instances, tuple(shape))
     if x is None:  # something is wrong: walk the lists in Python to say exactly what and where
         flat = []
         for i, instance in enumerate(instances):
-            _flatten(instance, tuple(shape), f"instances[{i}]", flat)
+            flatten_instances(instance, tuple(shape), f"instances[{i}]", flat)
         x = np.asarray(flat, dtype=np.float64).reshape((len(instances), *shape))
     bad = ~np.isfinite(x)
     if bad.any():
