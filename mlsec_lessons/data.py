@@ -7,7 +7,8 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from .reproducibility import check_seed
+from .errors import InvalidParameterError
+from .validation import as_int_seed, check_choice, check_fraction, check_int, check_real, check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,13 +34,29 @@ class Dataset:
 
 
 def _check_split(test_size, seed):
-    if isinstance(test_size, bool) or not isinstance(test_size, (float, int)) or not 0 < test_size < 1:
-        raise ValueError(f"test_size must be a fraction strictly between 0 and 1, got {test_size!r}")
+    check_fraction(test_size, "test_size", include_boundaries="neither")
     check_seed(seed)
 
 
-def _split(x, y, test_size, seed):
-    return train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+def stratified_split(x, y, test_size, seed):
+    """``x_train, x_test, y_train, y_test``: a split stratified by ``y``, the one every loader uses.
+
+    Parameters
+    ----------
+    x, y : arrays
+    test_size : float
+        The share held out, in (0, 1).
+    seed : int, numpy Generator or None
+        The split's randomness.
+
+    Examples
+    --------
+    >>> x_tr, x_te, y_tr, y_te = stratified_split(np.arange(8.0), np.arange(8) % 2, 0.5, seed=0)
+    >>> sorted(y_te.tolist())
+    [0, 0, 1, 1]
+    """
+    _check_split(test_size, seed)
+    return train_test_split(x, y, test_size=test_size, random_state=as_int_seed(seed), stratify=y)
 
 
 def load_digits(test_size=0.3, seed=0):
@@ -69,7 +86,7 @@ def load_digits(test_size=0.3, seed=0):
     # Pixel intensities are 0..16 by construction, so the bound is known without looking at data.
     x = (raw.images / 16.0).astype(np.float32)[..., None]
     y = raw.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = _split(x, y, test_size, seed)
+    x_tr, x_te, y_tr, y_te = stratified_split(x, y, test_size, seed)
     return Dataset("digits", x_tr, y_tr, x_te, y_te, n_classes=10, clip=(0.0, 1.0),
                    info={"source": "sklearn.datasets.load_digits", "test_size": test_size, "seed": seed})
 
@@ -92,10 +109,9 @@ def load_breast_cancer(test_size=0.3, seed=0, scale="standard"):
     """
     _check_split(test_size, seed)
     scalers = {"standard": StandardScaler, "minmax": MinMaxScaler}
-    if scale not in scalers:
-        raise ValueError(f"scale must be one of {sorted(scalers)}, got {scale!r}")
+    check_choice(scale, "scale", scalers)
     raw = skdatasets.load_breast_cancer()
-    x_tr, x_te, y_tr, y_te = _split(raw.data, raw.target.astype(np.int64), test_size, seed)
+    x_tr, x_te, y_tr, y_te = stratified_split(raw.data, raw.target.astype(np.int64), test_size, seed)
     scaler = scalers[scale]().fit(x_tr)  # fit on train only: test statistics must not leak
     x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
     clip = None
@@ -122,19 +138,17 @@ def make_fraud(n_samples=20000, fraud_rate=0.01, test_size=0.3, seed=0):
     seed : int, default=0
     """
     _check_split(test_size, seed)
-    if not 0 < fraud_rate < 0.5:
-        raise ValueError(f"fraud_rate must be strictly between 0 and 0.5, got {fraud_rate!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise ValueError(f"n_samples must be an integer, got {n_samples!r}")
+    fraud_rate = check_real(fraud_rate, "fraud_rate", min_value=0, max_value=0.5, include_boundaries="neither")
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
     # Stratification needs at least a couple of frauds on each side of the split.
     min_fraud = 2 / min(test_size, 1 - test_size)
     if n_samples * fraud_rate < min_fraud:
-        raise ValueError(f"n_samples={n_samples} with fraud_rate={fraud_rate} gives fewer than "
+        raise InvalidParameterError(f"n_samples={n_samples} with fraud_rate={fraud_rate} gives fewer than "
                          f"{min_fraud:.0f} frauds; use more samples or a higher rate")
     x, y = skdatasets.make_classification(
         n_samples=n_samples, n_features=20, n_informative=8, n_redundant=4, n_clusters_per_class=2,
-        weights=[1 - fraud_rate], flip_y=0.0, class_sep=1.2, random_state=seed)
-    x_tr, x_te, y_tr, y_te = _split(x, y.astype(np.int64), test_size, seed)
+        weights=[1 - fraud_rate], flip_y=0.0, class_sep=1.2, random_state=as_int_seed(seed))
+    x_tr, x_te, y_tr, y_te = stratified_split(x, y.astype(np.int64), test_size, seed)
     scaler = StandardScaler().fit(x_tr)
     return Dataset("fraud", scaler.transform(x_tr).astype(np.float32), y_tr,
                    scaler.transform(x_te).astype(np.float32), y_te, n_classes=2,
@@ -154,6 +168,5 @@ def load(name, **kwargs):
     >>> load("digits", seed=1).n_classes
     10
     """
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(LOADERS))}")
+    check_choice(name, "name", LOADERS)
     return LOADERS[name](**kwargs)

@@ -175,12 +175,27 @@ def membership_advantage(is_member, predicted_member):
     >>> membership_advantage([1, 1, 0, 0], [1, 0, 0, 0])
     0.5
     """
-    truth = _as_binary("is_member", is_member)
-    guess = _as_binary("predicted_member", predicted_member, len(truth))
+    truth = check_binary(is_member, "is_member")
+    guess = check_binary(predicted_member, "predicted_member", n=len(truth))
     return float(np.mean(guess[truth]) - np.mean(guess[~truth]))
 
 
-def _as_binary(name, v, n=None):
+def check_binary(v, name, *, n=None):
+    """``v`` as a 1-D boolean array of membership labels (booleans or 0/1), or an error naming it.
+
+    Parameters
+    ----------
+    v : array-like of bool or {0, 1}
+    name : str
+        The argument's name, for the message.
+    n : int, optional
+        The length ``v`` must have (that of ``is_member``). Without it, ``v`` is the ground truth
+        and must hold both members and non-members.
+
+    Returns
+    -------
+    ndarray of bool
+    """
     v = np.asarray(v)
     if v.size == 0:
         raise ValueError(f"{name} is empty")
@@ -213,7 +228,7 @@ def privacy_loss(is_member, member_score):
     >>> privacy_loss([1, 1, 0, 0], [0.9, 0.8, 0.7, 0.1])
     1.0
     """
-    truth = _as_binary("is_member", is_member)
+    truth = check_binary(is_member, "is_member")
     score = np.asarray(member_score, dtype=float)
     if score.shape != truth.shape:
         raise ValueError(f"member_score has shape {score.shape} but is_member has {truth.shape}")

@@ -8,8 +8,19 @@ FIGSIZE = (5.0, 3.2)
 DPI = 100
 
 
-def _axes(ax, figsize=FIGSIZE):
-    """The given Axes, or a new small figure's."""
+def axes_or_new(ax, figsize=FIGSIZE):
+    """The given Axes, or a new small figure's: how every course figure starts.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes or None
+        Draw here; ``None`` opens a new figure of ``figsize`` inches.
+    figsize : (float, float)
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt  # imported late: importing this module never picks a backend
@@ -18,8 +29,20 @@ def _axes(ax, figsize=FIGSIZE):
     return ax
 
 
-def _finish(ax, title, **legend):
-    """Legend and optional title, the same on every figure."""
+def finish_axes(ax, title, **legend):
+    """Legend and optional title, the same on every course figure.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    title : str or None
+    **legend
+        Passed to ``ax.legend`` (``loc``, ``bbox_to_anchor``, ``ncols``...).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
     ax.legend(frameon=False, fontsize="small", **legend)
     if title:
         ax.set_title(title, fontsize="medium")
@@ -55,7 +78,7 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
     """
     if not hasattr(curves, "items") or len(curves) == 0:
         raise ValueError("curves must be a non-empty mapping {label: {'eps': ..., 'accuracy': ...}}")
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     for (label, curve), marker in zip(curves.items(), "osd^v<>"):
         eps, acc = np.asarray(curve["eps"], float), np.asarray(curve["accuracy"], float)
         if eps.shape != acc.shape:
@@ -67,7 +90,7 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
         ax.axvline(mark_eps, color="grey", linestyle="--", linewidth=1)
     ax.set(xlabel="perturbation budget eps (L-inf)", ylabel="accuracy under attack", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
-    return _finish(ax, title)
+    return finish_axes(ax, title)
 
 
 def plot_score_histograms(scores, ax=None, title=None, bins=30, xlabel="score", log=False):
@@ -101,7 +124,7 @@ def plot_score_histograms(scores, ax=None, title=None, bins=30, xlabel="score", 
     for label, s in arrays.items():
         if s.size == 0 or not np.all(np.isfinite(s)):
             raise ValueError(f"scores for {label!r} must be non-empty and finite")
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     # one set of edges for every group: otherwise bar heights are not comparable
     edges = np.histogram_bin_edges(np.concatenate(list(arrays.values())), bins=bins)
     for label, s in arrays.items():
@@ -109,7 +132,7 @@ def plot_score_histograms(scores, ax=None, title=None, bins=30, xlabel="score", 
     if log:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel="density")
-    return _finish(ax, title)
+    return finish_axes(ax, title)
 
 
 def plot_detection_tradeoff(y_true, scores, ax=None, title=None, target_recall=None):
@@ -145,7 +168,7 @@ def plot_detection_tradeoff(y_true, scores, ax=None, title=None, target_recall=N
     if y_true.shape != scores.shape or y_true.ndim != 1:
         raise ValueError(f"y_true {y_true.shape} and scores {scores.shape} must be 1-D of the same length")
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     # the last precision/recall pair has no threshold (it is the "flag nothing" end)
     ax.plot(thresholds, recall[:-1], label="recall (detection rate)")
     ax.plot(thresholds, precision[:-1], label="precision")
@@ -166,4 +189,4 @@ def plot_detection_tradeoff(y_true, scores, ax=None, title=None, target_recall=N
         ax.set_xlim(left=left / 2)
     ax.set(xlabel="decision threshold on the score", ylabel="rate", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
-    return _finish(ax, title, loc="center left")
+    return finish_axes(ax, title, loc="center left")

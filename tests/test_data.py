@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from mlsec_lessons import data
+from mlsec_lessons.errors import InvalidParameterError
 
 
 def test_digits_are_images_in_unit_range():
@@ -48,15 +49,24 @@ def test_fraud_is_imbalanced_with_learnable_signal():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(name="mnist"), "unknown dataset 'mnist'"),
+    (dict(name="mnist"), "name must be one of .*got 'mnist'"),
     (dict(name="digits", test_size=0), "test_size"),
     (dict(name="digits", test_size=1.5), "test_size"),
-    (dict(name="digits", test_size="0.3"), "test_size"),
     (dict(name="digits", seed=-1), "seed"),
     (dict(name="breast_cancer", scale="robust"), "scale"),
     (dict(name="fraud", fraud_rate=0.7), "fraud_rate"),
     (dict(name="fraud", n_samples=50), "fewer than"),
 ])
 def test_bad_arguments_are_rejected_clearly(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
+        data.load(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="digits", test_size="0.3"), "test_size must be a real number"),
+    (dict(name="digits", seed=0.5), "seed must be an int"),
+    (dict(name="fraud", n_samples=5e4), "n_samples must be an int"),
+])
+def test_wrong_types_are_type_errors(kwargs, match):
+    with pytest.raises(TypeError, match=match):
         data.load(**kwargs)

@@ -22,7 +22,7 @@ def test_art_recovers_a_plain_naive_bayes_row_exactly(rows):
 
 def test_dp_naive_bayes_defeats_both_attacker_views(rows):
     x, y = rows
-    dp = dp_models.make_model("gaussian_nb", 1.0, x.shape[1], random_state=0)
+    dp = dp_models.make_model("gaussian_nb", 1.0, x.shape[1], seed=0)
     released = rec.reconstruction_errors(dp, x, y, rows=[0, 1], view="released")
     exact = rec.reconstruction_errors(dp, x, y, rows=[0, 1], view="exact", template=GaussianNB())
     best = np.minimum(released["rmse"], exact["rmse"])
@@ -31,7 +31,7 @@ def test_dp_naive_bayes_defeats_both_attacker_views(rows):
 
 def test_exact_view_carries_the_released_parameters():
     x, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
-    dp = dp_models.make_model("gaussian_nb", 1.0, 1, random_state=0).fit(x / 3, y)
+    dp = dp_models.make_model("gaussian_nb", 1.0, 1, seed=0).fit(x / 3, y)
     view = rec.exact_refit_view(dp, GaussianNB())
     assert type(view) is GaussianNB
     np.testing.assert_array_equal(view.theta_, dp.theta_)
@@ -54,7 +54,7 @@ def test_boxed_search_stays_in_the_box_and_still_recovers_a_plain_row(rows):
     x, y = rows
     plain = rec.reconstruction_errors(GaussianNB(), x, y, rows=[0], bounds=(0.0, 1.0))
     assert plain["rmse"][0] < 1e-3
-    dp = dp_models.make_model("gaussian_nb", 1.0, x.shape[1], random_state=0).fit(x, y)
+    dp = dp_models.make_model("gaussian_nb", 1.0, x.shape[1], seed=0).fit(x, y)
     x_hat, _ = rec.reconstruct_row(rec.exact_refit_view(dp, GaussianNB()), x[1:], y[1:], bounds=(0.0, 1.0))
     assert x_hat.min() >= 0.0 and x_hat.max() <= 1.0
 

@@ -1,7 +1,7 @@
 """Lesson 06's figures: who holds which labels, accuracy per round, and what a server sees."""
 import numpy as np
 
-from ..plotting import _axes, _finish
+from ..plotting import axes_or_new, finish_axes
 
 
 def plot_label_split(counts, ax=None, title=None):
@@ -17,7 +17,7 @@ def plot_label_split(counts, ax=None, title=None):
         raise ValueError(f"counts must be a (clients, classes) table, got shape {counts.shape}")
     import matplotlib
 
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     bottom = np.zeros(len(counts))
     colors = matplotlib.colormaps["tab10"]
     for label in range(counts.shape[1]):
@@ -26,7 +26,7 @@ def plot_label_split(counts, ax=None, title=None):
     ax.set_xlabel("client")
     ax.set_ylabel("records")
     ax.set_xticks(np.arange(len(counts)))
-    ax = _finish(ax, title, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax = finish_axes(ax, title, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.get_legend().set_title("class", prop={"size": "small"})
     return ax
 
@@ -41,7 +41,7 @@ def plot_rounds(histories, ax=None, title=None):
     """
     if not hasattr(histories, "items") or not histories:
         raise ValueError("histories must be a non-empty mapping {label: History}")
-    ax = _axes(ax, figsize=(7.0, 3.2))  # room on the right for the legend, outside the curves
+    ax = axes_or_new(ax, figsize=(7.0, 3.2))  # room on the right for the legend, outside the curves
     for label, history in histories.items():
         if history.epsilon is not None:
             label = f"{label} (eps={history.epsilon:.1f})"
@@ -49,7 +49,7 @@ def plot_rounds(histories, ax=None, title=None):
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
-    return _finish(ax, title, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return finish_axes(ax, title, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def plot_server_view(update, masked, modulus=2**32, axes=None):

@@ -1,7 +1,7 @@
 """The two figures of lesson 09: who did what when (the audit trail), and where the controls are missing."""
 import numpy as np
 
-from ..plotting import _axes, _finish
+from ..plotting import axes_or_new, finish_axes
 from .audit_query import UNAUTHENTICATED
 
 DECISION_COLOURS = {"allow": "tab:green", "deny": "tab:red", "error": "black", "refused": "tab:purple"}
@@ -31,7 +31,7 @@ def plot_audit_timeline(df, ax=None, title=None, x="entry"):
         raise ValueError("df has no entries to plot")
     if x not in ("entry", "ms"):
         raise ValueError(f"x must be 'entry' or 'ms', got {x!r}")
-    ax = _axes(ax, figsize=(6.0, 3.2))                                  # room for the legend on the right
+    ax = axes_or_new(ax, figsize=(6.0, 3.2))                                  # room for the legend on the right
     subjects = list(dict.fromkeys(df["sub"].fillna(UNAUTHENTICATED)))  # first-seen order
     row = {s: i for i, s in enumerate(subjects)}
     ms = 1000 * (df["time"] - df["time"].min()).dt.total_seconds().to_numpy()
@@ -51,7 +51,7 @@ def plot_audit_timeline(df, ax=None, title=None, x="entry"):
     else:
         ax.set_xlabel("milliseconds since the first entry")
     ax.grid(axis="x", alpha=0.3)
-    return _finish(ax, title, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: no marker is hidden
+    return finish_axes(ax, title, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: no marker is hidden
 
 
 def plot_coverage(report, ax=None, title=None):
@@ -67,7 +67,7 @@ def plot_coverage(report, ax=None, title=None):
     matplotlib.axes.Axes
     """
     table = report.summary()
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     y = np.arange(len(table))[::-1]  # the first component on top
     left = np.zeros(len(table))
     for status, colour in STATUS_COLOURS.items():
@@ -78,4 +78,4 @@ def plot_coverage(report, ax=None, title=None):
     ax.set_yticks(y, labels, fontsize="small")
     ax.set(xlabel="controls required")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    return _finish(ax, title, loc="upper right")
+    return finish_axes(ax, title, loc="upper right")

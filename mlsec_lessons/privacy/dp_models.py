@@ -18,8 +18,9 @@ import warnings
 import numpy as np
 from sklearn import datasets as skdatasets
 
-from ..data import Dataset, _check_split, _split
-from ..reproducibility import check_seed
+from ..data import Dataset, stratified_split
+from ..errors import InvalidParameterError
+from ..validation import as_int_seed, check_choice, check_int, check_real
 
 # (mean, standard error, worst) range of each base measurement of a cell nucleus, in the
 # dataset's units. Round numbers a domain expert could fix in advance: lengths in pixels of
@@ -43,7 +44,7 @@ def public_bounds(feature_names):
     """(lower, upper) arrays for ``feature_names`` from :data:`PUBLIC_RANGES`."""
     missing = [f for f in feature_names if f not in PUBLIC_RANGES]
     if missing:
-        raise ValueError(f"no public range for feature(s) {missing}")
+        raise InvalidParameterError(f"no public range for feature(s) {missing}")
     lo, hi = zip(*(PUBLIC_RANGES[f] for f in feature_names))
     return np.array(lo), np.array(hi)
 
@@ -64,7 +65,7 @@ def scale_public(x, feature_names):
     lo, hi = public_bounds(feature_names)
     x = np.asarray(x, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(lo):
-        raise ValueError(f"x must have shape (n, {len(lo)}), got {x.shape}")
+        raise InvalidParameterError(f"x must have shape (n, {len(lo)}), got {x.shape}")
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
@@ -80,17 +81,16 @@ def load_breast_cancer_public(test_size=0.3, seed=0):
     >>> d.x_train.shape, float(d.x_train.min()) >= 0, float(d.x_train.max()) <= 1
     ((398, 30), True, True)
     """
-    _check_split(test_size, seed)
     raw = skdatasets.load_breast_cancer()
     names = list(raw.feature_names)
     x = scale_public(raw.data, names).astype(np.float32)
-    x_tr, x_te, y_tr, y_te = _split(x, raw.target.astype(np.int64), test_size, seed)
+    x_tr, x_te, y_tr, y_te = stratified_split(x, raw.target.astype(np.int64), test_size, seed)
     return Dataset("breast_cancer_public", x_tr, y_tr, x_te, y_te, n_classes=2, clip=(0.0, 1.0),
                    info={"source": "sklearn.datasets.load_breast_cancer", "scale": "public ranges",
                          "feature_names": names, "test_size": test_size, "seed": seed})
 
 
-def make_model(kind, epsilon, n_features, *, accountant=None, random_state=None, n_estimators=10, max_depth=4):
+def make_model(kind, epsilon, n_features, *, accountant=None, seed=None, n_estimators=10, max_depth=4):
     """A diffprivlib classifier for features in [0, 1]^n_features, with the bounds that implies.
 
     Parameters
@@ -101,7 +101,8 @@ def make_model(kind, epsilon, n_features, *, accountant=None, random_state=None,
     n_features : int
     accountant : diffprivlib.BudgetAccountant or None
         Where the spend is recorded; None uses diffprivlib's default accountant.
-    random_state : int or None
+    seed : int, numpy Generator or None
+        The model's noise; ``None`` lets diffprivlib draw fresh noise on every fit.
     n_estimators, max_depth : int
         For the random forest only.
 
@@ -112,12 +113,10 @@ def make_model(kind, epsilon, n_features, *, accountant=None, random_state=None,
     """
     from diffprivlib import models as dpm
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if not (np.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
-    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
-        raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+    check_choice(kind, "kind", KINDS)
+    epsilon = check_real(epsilon, "epsilon", min_value=0, include_boundaries="neither")
+    n_features = check_int(n_features, "n_features", min_value=1)
+    random_state = None if seed is None else as_int_seed(seed)  # diffprivlib takes an int, not a Generator
     bounds = (np.zeros(n_features), np.ones(n_features))
     if kind == "logistic_regression":
         # every row lies in the unit cube, so its L2 norm is at most sqrt(d): known a priori
@@ -141,14 +140,13 @@ def utility_curve(data, kind, epsilons, repeats=5, seed=0, **model_kwargs):
     """
     from diffprivlib import BudgetAccountant
 
-    seed = check_seed(seed)
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    seed = as_int_seed(seed)  # one int, so fit r of every epsilon draws from seed + r
+    repeats = check_int(repeats, "repeats", min_value=1)
     accs = np.zeros((len(epsilons), repeats))
     for i, eps in enumerate(epsilons):
         for r in range(repeats):
             model = make_model(kind, eps, data.x_train.shape[1], accountant=BudgetAccountant(),
-                               random_state=seed + r, **model_kwargs)
+                               seed=seed + r, **model_kwargs)
             with warnings.catch_warnings():
                 # diffprivlib's LogisticRegression wraps scikit-learn's, which may not converge on
                 # noisy objectives; a non-converged fit is still DP and its accuracy is what it is.

@@ -22,8 +22,8 @@ from .. import __version__
 from ..cache import cache_dir, cache_key, fingerprint
 from ..models import _EpochBar, _in_notebook, build, compile_for_training
 from ..reproducibility import check_seed, seed_everything
+from ..validation import check_real
 from . import accounting
-from .mechanisms import _positive
 
 
 def _losses(loss_fn, y, logits):
@@ -238,15 +238,15 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
     >>> [tuple(t.shape) for t in g]
     [(4, 3), (3,)]
     """
-    l2_norm_clip = _positive("l2_norm_clip", l2_norm_clip)
-    noise_multiplier = _positive("noise_multiplier", noise_multiplier, allow_zero=True)
+    l2_norm_clip = check_real(l2_norm_clip, \"l2_norm_clip\", min_value=0, include_boundaries=\"neither\")
+    noise_multiplier = check_real(noise_multiplier, \"noise_multiplier\", min_value=0)
     if seed is not None:
         seed = check_seed(seed)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
     if denominator is None:
         denominator = len(x)
-    denominator = _positive("denominator", denominator)
+    denominator = check_real(denominator, \"denominator\", min_value=0, include_boundaries=\"neither\")
     sums = clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip)
     std = noise_multiplier * l2_norm_clip  # the sum's sensitivity is C, so the noise scales with C
     return [(s + _noise(tf.shape(s), std, seed, k)) / denominator for k, s in enumerate(sums)]
@@ -315,7 +315,7 @@ def _check_train_args(epochs, batch_size, learning_rate, n, delta):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples")
-    _positive("learning_rate", learning_rate)
+    check_real(learning_rate, \"learning_rate\", min_value=0, include_boundaries=\"neither\")
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
 
@@ -383,8 +383,8 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
     if len(data.y_train) != n:
         raise ValueError(f"x_train has {n} rows but y_train has {len(data.y_train)}")
     _check_train_args(epochs, batch_size, learning_rate, n, delta)
-    l2_norm_clip = _positive("l2_norm_clip", l2_norm_clip)
-    noise_multiplier = _positive("noise_multiplier", noise_multiplier, allow_zero=True)
+    l2_norm_clip = check_real(l2_norm_clip, \"l2_norm_clip\", min_value=0, include_boundaries=\"neither\")
+    noise_multiplier = check_real(noise_multiplier, \"noise_multiplier\", min_value=0)
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     seed = check_seed(seed)

@@ -16,26 +16,15 @@ import math
 import dp_accounting
 import numpy as np
 
-from ..reproducibility import check_seed
+from ..errors import InvalidParameterError
+from ..validation import as_generator, check_choice, check_int, check_real
 
 
-def _rng(rng):
-    """A numpy Generator from a Generator, a seed or None."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(None if rng is None else check_seed(rng))
+def _positive(value, name):
+    return check_real(value, name, min_value=0, include_boundaries="neither")
 
 
-def _positive(name, value, allow_zero=False):
-    """``value`` as a float, or a ValueError naming it: finite and > 0 (>= 0 with ``allow_zero``)."""
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, "
-                         f"got {value!r}")
-    return value
-
-
-def laplace(value, sensitivity, epsilon, rng=None):
+def laplace(value, sensitivity, epsilon, seed=None):
     """epsilon-DP release of ``value``, a query answer of L1 sensitivity ``sensitivity``.
 
     Adds Laplace noise of scale ``b = sensitivity / epsilon`` to each coordinate. The
@@ -49,16 +38,17 @@ def laplace(value, sensitivity, epsilon, rng=None):
         max over neighbours ``|f(D) - f(D')|_1``; it must come from the query and
         data-independent bounds, not from the data.
     epsilon : float
-    rng : numpy Generator, int seed or None
+    seed : int, numpy Generator or None
+        The noise's randomness; ``None`` draws fresh entropy.
 
     Examples
     --------
-    >>> round(float(laplace(10.0, sensitivity=1.0, epsilon=1.0, rng=0)), 3)
+    >>> round(float(laplace(10.0, sensitivity=1.0, epsilon=1.0, seed=0)), 3)
     10.32
     """
-    scale = _positive("sensitivity", sensitivity) / _positive("epsilon", epsilon)
+    scale = _positive(sensitivity, "sensitivity") / _positive(epsilon, "epsilon")
     value = np.asarray(value, dtype=float)
-    return value + _rng(rng).laplace(0.0, scale, size=value.shape)
+    return value + as_generator(seed).laplace(0.0, scale, size=value.shape)
 
 
 def gaussian_sigma(sensitivity, epsilon, delta, calibration="analytic"):
@@ -74,36 +64,34 @@ def gaussian_sigma(sensitivity, epsilon, delta, calibration="analytic"):
     >>> round(gaussian_sigma(1.0, 0.5, 1e-5, "classic"), 2), round(gaussian_sigma(1.0, 0.5, 1e-5), 2)
     (9.69, 7.03)
     """
-    sensitivity, epsilon = _positive("sensitivity", sensitivity), _positive("epsilon", epsilon)
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    sensitivity, epsilon = _positive(sensitivity, "sensitivity"), _positive(epsilon, "epsilon")
+    delta = check_real(delta, "delta", min_value=0, max_value=1, include_boundaries="neither")
+    check_choice(calibration, "calibration", ("analytic", "classic"))
     if calibration == "analytic":
         return sensitivity * float(dp_accounting.get_sigma_gaussian(epsilon, delta))
-    if calibration == "classic":
-        if epsilon >= 1:
-            raise ValueError(f"the classic calibration is proven only for epsilon < 1, got epsilon={epsilon!r}; "
-                             "use calibration='analytic'")
-        return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
-    raise ValueError(f"calibration must be 'analytic' or 'classic', got {calibration!r}")
+    if epsilon >= 1:  # the classic calibration
+        raise InvalidParameterError(f"the classic calibration is proven only for epsilon < 1, got epsilon={epsilon!r}; "
+                                    "use calibration='analytic'")
+    return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
 
 
-def gaussian(value, sensitivity, epsilon, delta, rng=None, calibration="analytic"):
+def gaussian(value, sensitivity, epsilon, delta, seed=None, calibration="analytic"):
     """(epsilon, delta)-DP release of ``value``, a query answer of L2 sensitivity ``sensitivity``.
 
     Examples
     --------
-    >>> round(float(gaussian(10.0, sensitivity=1.0, epsilon=1.0, delta=1e-5, rng=0)), 3)
+    >>> round(float(gaussian(10.0, sensitivity=1.0, epsilon=1.0, delta=1e-5, seed=0)), 3)
     10.469
     """
     sigma = gaussian_sigma(sensitivity, epsilon, delta, calibration)
     value = np.asarray(value, dtype=float)
-    return value + _rng(rng).normal(0.0, sigma, size=value.shape)
+    return value + as_generator(seed).normal(0.0, sigma, size=value.shape)
 
 
 def _bounds(lower, upper):
-    lower, upper = float(lower), float(upper)
-    if not (np.isfinite(lower) and np.isfinite(upper) and lower < upper):
-        raise ValueError(f"lower and upper must be finite with lower < upper, got lower={lower!r}, upper={upper!r}")
+    lower, upper = check_real(lower, "lower"), check_real(upper, "upper")
+    if not lower < upper:
+        raise InvalidParameterError(f"lower and upper must be finite with lower < upper, got lower={lower!r}, upper={upper!r}")
     return lower, upper
 
 
@@ -117,8 +105,7 @@ def mean_sensitivity(n, lower, upper):
     >>> mean_sensitivity(100, 0.0, 1.0)
     0.01
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int(n, "n", min_value=1)
     lower, upper = _bounds(lower, upper)
     return (upper - lower) / n
 
@@ -129,20 +116,20 @@ def clipped_mean(x, lower, upper):
     return float(np.mean(np.clip(np.asarray(x, dtype=float), lower, upper)))
 
 
-def dp_mean(x, lower, upper, epsilon, rng=None):
+def dp_mean(x, lower, upper, epsilon, seed=None):
     """epsilon-DP mean of a 1-D sample, with bounds known a priori (e.g. pixel intensities in [0, 1]).
 
     Examples
     --------
     >>> x = np.linspace(0, 1, 1001)
-    >>> abs(dp_mean(x, 0.0, 1.0, epsilon=1.0, rng=0) - 0.5) < 0.01
+    >>> abs(dp_mean(x, 0.0, 1.0, epsilon=1.0, seed=0) - 0.5) < 0.01
     True
     """
     x = np.asarray(x, dtype=float)
     if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"x must be a non-empty 1-D array, got shape {x.shape}")
+        raise InvalidParameterError(f"x must be a non-empty 1-D array, got shape {x.shape}")
     sensitivity = mean_sensitivity(len(x), lower, upper)
-    return float(laplace(clipped_mean(x, lower, upper), sensitivity, epsilon, rng))
+    return float(laplace(clipped_mean(x, lower, upper), sensitivity, epsilon, seed))
 
 
 def neighbour_gap(query, x, lower, upper):
@@ -170,7 +157,7 @@ def neighbour_gap(query, x, lower, upper):
     return gap
 
 
-def source_feature_noise(x, epsilon, rng=None):
+def source_feature_noise(x, epsilon, seed=None):
     """The source material's "differential privacy": Laplace(1/epsilon) noise added to every feature.
 
     Kept to show what is wrong with it. It is **not** DP:
@@ -182,9 +169,9 @@ def source_feature_noise(x, epsilon, rng=None):
 
     Examples
     --------
-    >>> source_feature_noise(np.zeros((2, 3)), epsilon=1.0, rng=0).shape
+    >>> source_feature_noise(np.zeros((2, 3)), epsilon=1.0, seed=0).shape
     (2, 3)
     """
-    epsilon = _positive("epsilon", epsilon)
+    epsilon = _positive(epsilon, "epsilon")
     x = np.asarray(x, dtype=float)
-    return x + _rng(rng).laplace(0.0, 1.0 / epsilon, size=x.shape)
+    return x + as_generator(seed).laplace(0.0, 1.0 / epsilon, size=x.shape)

@@ -17,10 +17,9 @@ up as an audit above it.
 """
 import numpy as np
 from scipy.stats import beta
-from sklearn.base import clone
 
 from ..reproducibility import check_seed
-from .membership import _check_members, _check_scores
+from .membership import check_is_member, check_scores
 
 
 def clopper_pearson(k, n, alpha=0.05):
@@ -168,8 +167,8 @@ def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
     >>> 2 < r["epsilon lower bound"] < 6, r["tp"] + r["fn"] + r["fp"] + r["tn"]
     (True, 1000)
     """
-    truth = _check_members(is_member)
-    score = _check_scores(score, len(truth))
+    truth = check_is_member(is_member)
+    score = check_scores(score, len(truth))
     if not 0 < fit_fraction < 1:
         raise ValueError(f"fit_fraction must be strictly between 0 and 1, got {fit_fraction!r}")
     rng = np.random.default_rng(check_seed(seed))
@@ -221,7 +220,7 @@ def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, sco
     True
     """
     from .membership import logit_confidence
-    from .shadows import _fit_one, model_logits
+    from .shadows import fit_seeded, model_logits
 
     x, y = np.asarray(x, dtype=float), np.asarray(y)
     x_canary = np.asarray(x_canary, dtype=float).reshape(1, -1)
@@ -234,7 +233,7 @@ def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, sco
     x_in, y_in = np.vstack([x, x_canary]), np.r_[y, int(y_canary)]
     score = np.empty(n_trials)
     for i, member in enumerate(is_member):
-        model = _fit_one(clone(estimator), *((x_in, y_in) if member else (x, y)), seed + i)
+        model = fit_seeded(estimator, *((x_in, y_in) if member else (x, y)), seed + i)
         if score_fn is None:
             score[i] = logit_confidence(model_logits(model, x_canary), np.array([int(y_canary)]))[0]
         else:

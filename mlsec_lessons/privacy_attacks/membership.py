@@ -10,17 +10,20 @@ TPR at 0.1% and 1% FPR, and the best membership advantage (the course's Privacy 
 import numpy as np
 from scipy.special import logsumexp
 
-from ..metrics import _as_binary, privacy_loss
+from ..metrics import check_binary, privacy_loss
 
 LOW_FPRS = (0.001, 0.01)
 
 
 # --------------------------------------------------------------------------- validation
-def _check_members(is_member):
-    return _as_binary("is_member", is_member)  # lesson 01's check: 1-D, 0/1, both groups present
+def check_is_member(is_member):
+    """Ground-truth membership as a boolean array: 1-D, booleans or 0/1, both groups present
+    (lesson 01's :func:`~mlsec_lessons.metrics.check_binary`)."""
+    return check_binary(is_member, "is_member")
 
 
-def _check_scores(score, n):
+def check_scores(score, n):
+    """An attack's scores as a float array of shape ``(n,)`` without NaN, one per record of ``is_member``."""
     score = np.asarray(score, dtype=float)
     if score.shape != (n,):
         raise ValueError(f"score must have shape ({n},) like is_member, got {score.shape}")
@@ -100,8 +103,8 @@ def roc(is_member, score):
     """
     from sklearn.metrics import roc_curve
 
-    truth = _check_members(is_member)
-    fpr, tpr, _ = roc_curve(truth, _check_scores(score, len(truth)), drop_intermediate=False)
+    truth = check_is_member(is_member)
+    fpr, tpr, _ = roc_curve(truth, check_scores(score, len(truth)), drop_intermediate=False)
     return fpr, tpr
 
 
@@ -141,8 +144,8 @@ def attack_report(is_member, score, fprs=LOW_FPRS):
     """
     from sklearn.metrics import roc_auc_score
 
-    truth = _check_members(is_member)
-    score = _check_scores(score, len(truth))
+    truth = check_is_member(is_member)
+    score = check_scores(score, len(truth))
     report = {"auc": float(roc_auc_score(truth, score))}
     for f in fprs:
         report[f"tpr@{100 * f:g}%"] = tpr_at_fpr(truth, score, f)

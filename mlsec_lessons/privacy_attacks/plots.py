@@ -5,7 +5,7 @@ confident hits at a tiny false-positive rate, is squeezed into a corner. Log axe
 """
 import numpy as np
 
-from ..plotting import _axes, _finish
+from ..plotting import axes_or_new, finish_axes
 from .membership import attack_report, roc
 
 
@@ -35,7 +35,7 @@ def plot_roc_loglog(attacks, ax=None, title=None, min_fpr=None):
     """
     if not hasattr(attacks, "items") or len(attacks) == 0:
         raise ValueError("attacks must be a non-empty mapping {label: (is_member, score)}")
-    ax = _axes(ax, figsize=(4.8, 5.0))
+    ax = axes_or_new(ax, figsize=(4.8, 5.0))
     smallest = 1.0
     for label, pair in attacks.items():
         if len(pair) != 2:
@@ -57,4 +57,4 @@ def plot_roc_loglog(attacks, ax=None, title=None, min_fpr=None):
             ax.axvline(f, color="grey", linewidth=0.6, alpha=0.5)
     ax.grid(alpha=0.3, which="major")
     # below the axes: the curves fill the top right, where a legend inside would hide them
-    return _finish(ax, title, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    return finish_axes(ax, title, loc="upper center", bbox_to_anchor=(0.5, -0.16))

@@ -144,7 +144,7 @@ def train_shadow_models(estimator, x, y, n_models=17, *, seed=0, cache=True):
             with np.load(path) as f:
                 return ShadowSet(f["logits"], f["in_mask"], y, from_cache=True)
     in_mask = half_masks(n_models, len(x), seed)
-    logits = np.stack([model_logits(_fit_one(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)])
+    logits = np.stack([model_logits(fit_seeded(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
@@ -167,10 +167,16 @@ def fit_model(estimator, x, y, in_mask, k, seed=0):
     True
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y).astype(np.int64)
-    return _fit_one(estimator, x[in_mask[k]], y[in_mask[k]], check_seed(seed) + int(k))
+    return fit_seeded(estimator, x[in_mask[k]], y[in_mask[k]], check_seed(seed) + int(k))
 
 
-def _fit_one(estimator, x, y, seed):
+def fit_seeded(estimator, x, y, seed):
+    """A fresh clone of ``estimator`` fitted on ``(x, y)``, its ``random_state`` (if any) set to ``seed``.
+
+    Shadow models and canary trials are fitted this way, so each one is reproducible on its own.
+    scikit-learn's ``ConvergenceWarning`` is silenced (shadows are meant to overfit); any other
+    warning reaches the caller.
+    """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning

@@ -187,11 +187,11 @@ def plot_extraction_curves(curves, ax=None, title=None, victim_accuracy=None):
 
     ``curves``: ``{label: list of rows from extraction_curve}``. The budget axis is logarithmic.
     """
-    from ..plotting import _axes, _finish
+    from ..plotting import axes_or_new, finish_axes
 
     if not hasattr(curves, "items") or len(curves) == 0:
         raise ValueError("curves must be a non-empty mapping {label: rows from extraction_curve}")
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     for (label, rows), marker in zip(curves.items(), "osd^v<>"):
         budget = [r["budget"] for r in rows]
         line, = ax.plot(budget, [r["fidelity"] for r in rows], marker=marker, ms=4, label=label)
@@ -202,4 +202,4 @@ def plot_extraction_curves(curves, ax=None, title=None, victim_accuracy=None):
     ax.set_xlabel("queries to the API")
     ax.set_ylabel("fidelity (solid), accuracy (dashed)")
     ax.set_ylim(0, 1.02)
-    return _finish(ax, title, loc="lower right")
+    return finish_axes(ax, title, loc="lower right")
