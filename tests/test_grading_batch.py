@@ -213,7 +213,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(klass, fake, capsys, tmp_path):
         (["--batch", tmp_path / "nowhere"], "nowhere does not exist"),
         (["--batch", tmp_path / "empty"], "holds no student folders"),
         (["--batch", klass, "--exercise", "ex9"], "unknown exercise 'ex9'"),
-        (["--batch", klass, "--jobs", 0], "--jobs must be at least 1"),
+        (["--batch", klass, "--jobs", 0], "--jobs must be in [1, inf], got 0"),
         (["--batch", klass, "--output", klass / "grades.csv"], "is inside the class folder"),
         (["--batch", klass, "--format", "json", "--output", tmp_path / "gradebook.csv"], "where the CSV gradebook goes"),
     ]:

@@ -45,6 +45,8 @@ import mlsec_lessons
 from mlsec_lessons import grading
 
 from .. import course
+from ..errors import InvalidParameterError, MLSecError, ParameterTypeError
+from ..validation import check_int
 from . import exercises, gradescope
 from .report import CheckResult, Report
 
@@ -54,7 +56,7 @@ FORMATS = ("csv", "json", "gradescope")
 TOOLING = {"batch.py", "gradescope.py", "release.py", "notebook.py"}
 
 
-class BatchError(Exception):
+class BatchError(MLSecError):
     """Input the batch cannot grade (a missing or empty class folder, an unknown exercise), or a
     grader that cannot run (no sandbox): one line that says what is wrong."""
 
@@ -248,8 +250,10 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
     """
     if fmt not in FORMATS:
         raise BatchError(f"unknown format {fmt!r}; the batch writes {', '.join(FORMATS)}")
-    if jobs < 1:
-        raise BatchError(f"--jobs must be at least 1, got {jobs}")
+    try:
+        jobs = check_int(jobs, "jobs", min_value=1)
+    except (InvalidParameterError, ParameterTypeError) as e:  # the command line's --jobs: one line
+        raise BatchError(f"--{e}") from None
     students, names, warnings = find_students(folder, names)
     output, gradebook = _outputs(Path(folder), output, fmt)
     feedback = gradebook.parent / "feedback"

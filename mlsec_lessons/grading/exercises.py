@@ -7,6 +7,7 @@ An exercise exists when the grader has checks for it: ``grading/checks/exN_name.
 from pathlib import Path
 
 from mlsec_lessons import course
+from mlsec_lessons.errors import InvalidParameterError
 from mlsec_lessons.stubs import exercise_files
 
 CHECKS_DIR = Path(__file__).parent / "checks"
@@ -22,7 +23,7 @@ def resolve(exercise):
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         For an exercise the grader does not know; the message lists the ones it does.
 
     Examples
@@ -34,7 +35,7 @@ def resolve(exercise):
     for name in names:
         if exercise in (name, name.split("_")[0]):
             return name
-    raise ValueError(f"unknown exercise {exercise!r}; known exercises: {', '.join(names)}")
+    raise InvalidParameterError(f"unknown exercise {exercise!r}; known exercises: {', '.join(names)}")
 
 
 def checks_file(name):
@@ -76,7 +77,7 @@ def solution_variant(exercise, old, new, directory):
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         When ``old`` is not in the solution exactly once, so a test cannot edit the wrong place.
 
     Examples
@@ -86,7 +87,7 @@ def solution_variant(exercise, old, new, directory):
     name = resolve(exercise)
     text = solution_file(name).read_text(encoding="utf-8")
     if text.count(old) != 1:
-        raise ValueError(f"solutions/{name}.py contains {old!r} {text.count(old)} times, not once")
+        raise InvalidParameterError(f"solutions/{name}.py contains {old!r} {text.count(old)} times, not once")
     path = Path(directory) / f"{name}.py"
     path.write_text(text.replace(old, new), encoding="utf-8")
     return path

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 from .. import course
+from ..errors import InvalidParameterError
 from . import exercises
 
 VISIBLE = "visible"  # students see every check and its message as soon as the grade is in
@@ -138,13 +139,13 @@ def bundle(exercise, output, root=None, sandbox=False):
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         For an unknown exercise, or a course folder without the reference solution.
     """
     name = exercises.resolve(exercise)
     root = Path(root) if root is not None else course.repo_root()
     if not (root / "solutions" / f"{name}.py").is_file():
-        raise ValueError(f"{root} has no solutions/{name}.py: build the autograder from the instructor's "
+        raise InvalidParameterError(f"{root} has no solutions/{name}.py: build the autograder from the instructor's "
                          "copy of the course, not from a student release")
     setup = SETUP_SH.format(root="/autograder", apt_extra=" bubblewrap" if sandbox else "")
     run = RUN_AUTOGRADER.format(file=f"{name}.py", exercise=name, grade_extra=" --sandbox" if sandbox else "")

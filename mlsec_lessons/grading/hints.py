@@ -24,6 +24,7 @@ import textwrap
 from dataclasses import dataclass
 
 from mlsec_lessons import course, stubs
+from mlsec_lessons.errors import InvalidParameterError
 from mlsec_lessons.grading import exercises
 
 ABBREVIATIONS = {"asr": "attack_success_rate", "mrs": "model_robustness_score"}
@@ -117,7 +118,7 @@ def hints(exercise):
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         For an unknown exercise, or a copy of the course without the reference solutions.
 
     Examples
@@ -132,7 +133,7 @@ def hints(exercise):
     shipped = course.repo_root() / "exercises" / "hints" / f"{name}.json"  # a student release has these
     if shipped.is_file():
         return [Hint(**h) for h in json.loads(shipped.read_text(encoding="utf-8"))]
-    raise ValueError(f"the hints of {name} live in solutions/{name}.py, which this copy of the course "
+    raise InvalidParameterError(f"the hints of {name} live in solutions/{name}.py, which this copy of the course "
                      "does not have; ask your instructor")
 
 
@@ -267,7 +268,7 @@ def lookup(exercise, name):
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         For an unknown exercise or name, in one line that lists the close matches.
     """
     exercise = exercises.resolve(exercise)
@@ -280,7 +281,7 @@ def lookup(exercise, name):
     close = difflib.get_close_matches(name, names(exercise), n=5, cutoff=0.6)
     short = exercise.split("_")[0]
     also = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"no hints for {name!r} in {exercise}{also} (`mlsec hint {short}` lists every name)")
+    raise InvalidParameterError(f"no hints for {name!r} in {exercise}{also} (`mlsec hint {short}` lists every name)")
 
 
 def names(exercise):

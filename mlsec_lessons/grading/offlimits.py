@@ -23,10 +23,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+from ..errors import InvalidParameterError, MLSecError
+
 TRIPPED = []  # in the worker: every off-limits name called since the judge last asked
 
 
-class OffLimitsError(Exception):
+class OffLimitsError(MLSecError):
     """Raised by a tripwire: the student's code called the library's answer."""
 
 
@@ -78,7 +80,7 @@ def module_file(module_name):
     """Where ``module_name``'s source lives, found without importing it."""
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise ValueError(f"OFF_LIMITS names {module_name!r}, which is not a Python module of the library")
+        raise InvalidParameterError(f"OFF_LIMITS names {module_name!r}, which is not a Python module of the library")
     return Path(spec.origin)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import mlsec_lessons
 
 from .. import course
+from ..errors import MLSecError
 from . import exercises, hints
 
 # never copied, at any depth, when the tree is walked instead of asking git
@@ -45,7 +46,7 @@ LIBRARY = "mlsec_lessons/"
 GRADER_TESTS = ("tests/test_grading*.py", "tests/cheats/*")
 
 
-class ReleaseError(Exception):
+class ReleaseError(MLSecError):
     """A release that cannot be built: OUTDIR exists and is not empty, or there is no course."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from ..errors import MLSecError
 from . import offlimits, wire
 from .processes import kill_tree
 
@@ -52,7 +53,7 @@ def _resume_alarm(left):
         signal.setitimer(signal.ITIMER_REAL, left)
 
 
-class Verdict(AssertionError):
+class Verdict(MLSecError, AssertionError):
     """A check fails for a reason the grader states itself (off-limits code, a process that ended)."""
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import mlsec_lessons
 
 from .. import course
+from ..errors import InvalidParameterError
 from . import exercises, offlimits
 from .plugin import verify
 from .processes import kill_tree
@@ -117,7 +118,7 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
 
     Raises
     ------
-    ValueError
+    InvalidParameterError (a ValueError)
         For an unknown exercise or check name, or when both ``path`` and ``solutions`` are given.
 
     Examples
@@ -132,7 +133,7 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
 
         require()  # never a weaker isolation than the one asked for
     if path is not None and solutions:
-        raise ValueError(f"give path or solutions=True, not both (path={str(path)!r})")
+        raise InvalidParameterError(f"give path or solutions=True, not both (path={str(path)!r})")
     if path is None:
         path = course.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
     path = Path(path).absolute()
@@ -144,7 +145,7 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
         known = check_functions(name)
         unknown = [c for c in checks if c not in known]
         if unknown or not checks:
-            raise ValueError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
+            raise InvalidParameterError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
                              f"its checks are: {', '.join(known)}")
         todo = [f"{todo[0]}::test_{c}" for c in checks]
     found, results, note = run_checks(name, path, timeout, check_timeout, todo, sandbox)

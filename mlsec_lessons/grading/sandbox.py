@@ -26,12 +26,14 @@ from pathlib import Path
 
 import mlsec_lessons
 
+from ..errors import MLSecError
+
 LEVEL = "sandbox (bubblewrap: own user, PID and network namespaces, no capabilities, read-only view)"
 HOME = "/home/student"
 SUBMISSION = "/submission"
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(MLSecError, RuntimeError):
     """``--sandbox`` was asked for and cannot be provided here."""
 
 

@@ -29,6 +29,8 @@ import struct
 import msgpack
 import numpy as np
 
+from ..errors import MLSecError
+
 MAX_FRAME = 256 * 2**20  # bytes: far above any honest result (the digits set is 0.5 MB)
 MAX_DEPTH = 64
 
@@ -37,7 +39,7 @@ ARRAY, BIGINT, TUPLE, SET, COMPLEX, HANDLE, KERAS, DATACLASS, FROZENSET, SCAFFOL
 PLAIN_KINDS = "biufcUSM m"  # numpy dtype kinds that hold no Python objects
 
 
-class WireError(Exception):
+class WireError(MLSecError):
     """A frame that cannot be read: too long, cut short, or not plain data."""
 
 

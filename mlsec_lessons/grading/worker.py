@@ -31,6 +31,7 @@ import resource
 import sys
 import traceback
 
+from ..errors import MLSecError
 from . import offlimits, wire
 
 MODULE = 0
@@ -50,7 +51,7 @@ class Callback:
         return f"<the grader's function #{self._id}>"
 
 
-class JudgeError(Exception):
+class JudgeError(MLSecError):
     """A grader function, called by the student's code, raised."""
 
 
