@@ -37,7 +37,7 @@ def timed_runs(fn):
 def run():
     mlsec_lessons.seed_everything(0)
     d = data.load_digits()
-    model = models.train(d, "small_cnn", epochs=30, seed=0)
+    model = models.train(d, "small_cnn", epochs=30, seed=0).model
     x, y = d.x_test, d.y_test
     cases = [
         ("FGSM, L-inf eps=0.1",

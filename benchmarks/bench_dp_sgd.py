@@ -39,7 +39,7 @@ def _steps(arch, d):
                     value = loss(y, model(x, training=True))
                 opt.apply_gradients(zip(tape.gradient(value, model.trainable_variables), model.trainable_variables))
         elif name == "DP-SGD (course)":
-            step, _ = dp_sgd._step_fn(model, loss, opt, 1.0, 1.1, float(BATCH))
+            step, _ = dp_sgd.make_dp_step(model, loss, opt, 1.0, 1.1, float(BATCH))
         else:
             @tf.function
             def step(x, y, seed, model=model, opt=opt):

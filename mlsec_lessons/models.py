@@ -7,21 +7,17 @@ Every model outputs logits (no softmax layer): attacks and losses want logits, a
 import keras
 import numpy as np
 
-from . import __version__
-from .cache import cache_dir, cache_key, fingerprint, save_weights
-from .reproducibility import seed_everything
+from .cache import cached_fit, fingerprint
+from .errors import InvalidParameterError
+from .validation import check_int, check_real, check_seed
 
 
 def small_cnn(input_shape=(8, 8, 1), n_classes=10):
-    """Two conv layers and a dense head; 79,242 parameters, trains on digits in seconds."""
-    return keras.Sequential([
-        keras.Input(shape=tuple(input_shape)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(n_classes),
-    ], name="small_cnn")
+    """Two conv layers and a dense head; 79,242 parameters, trains on digits in seconds.
+
+    :func:`cnn` with its defaults, under its own name (the name is part of the cache keys).
+    """
+    return cnn(input_shape, n_classes, name="small_cnn")
 
 
 def mlp(input_shape=(30,), n_classes=2, hidden=(64, 32)):
@@ -43,7 +39,7 @@ def logistic(input_shape=(30,), n_classes=2):
     return keras.Sequential(layers, name="logistic")
 
 
-def cnn(input_shape=(8, 8, 1), n_classes=10, filters=(16, 32), dropout=0.0):
+def cnn(input_shape=(8, 8, 1), n_classes=10, filters=(16, 32), dropout=0.0, name="cnn"):
     """``small_cnn`` with the depth and dropout as arguments, to vary one at a time.
 
     One 3x3 conv layer per entry of ``filters`` (the first keeps the size, the others shrink it by 2),
@@ -55,8 +51,7 @@ def cnn(input_shape=(8, 8, 1), n_classes=10, filters=(16, 32), dropout=0.0):
     >>> [layer.name.split("_")[0] for layer in cnn(filters=(16,), dropout=0.5).layers]
     ['conv2d', 'flatten', 'dropout', 'dense', 'dropout', 'dense']
     """
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_real(dropout, "dropout", min_value=0, max_value=1, include_boundaries="left")
     layers = [keras.Input(shape=tuple(input_shape))]
     for i, n in enumerate(filters):
         layers.append(keras.layers.Conv2D(int(n), 3, padding="same" if i == 0 else "valid", activation="relu"))
@@ -65,7 +60,7 @@ def cnn(input_shape=(8, 8, 1), n_classes=10, filters=(16, 32), dropout=0.0):
     layers.append(keras.layers.Dense(64, activation="relu"))
     layers += [keras.layers.Dropout(dropout)] if dropout else []
     layers.append(keras.layers.Dense(n_classes))
-    return keras.Sequential(layers, name="cnn")
+    return keras.Sequential(layers, name=name)
 
 
 ARCHITECTURES = {"small_cnn": small_cnn, "mlp": mlp, "logistic": logistic, "cnn": cnn}
@@ -74,11 +69,12 @@ ARCHITECTURES = {"small_cnn": small_cnn, "mlp": mlp, "logistic": logistic, "cnn"
 def build(arch, input_shape, n_classes, **kwargs):
     """Build an untrained model by architecture name; ``kwargs`` go to the builder."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(sorted(ARCHITECTURES))}")
+        raise InvalidParameterError(f"unknown architecture {arch!r}; available: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[arch](input_shape=tuple(input_shape), n_classes=int(n_classes), **kwargs)
 
 
-def _in_notebook():
+def in_notebook():
+    """Whether this code runs inside a Jupyter kernel (where progress bars are worth drawing)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -87,7 +83,12 @@ def _in_notebook():
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
-class _EpochBar(keras.callbacks.Callback):
+# the old private names, until defenses/adversarial_training.py uses the public ones
+def _in_notebook():
+    return in_notebook()
+
+
+class EpochBar(keras.callbacks.Callback):
     """A tqdm bar over epochs with the latest loss and accuracy; Keras' own bar is per batch and noisy."""
 
     def __init__(self, epochs, desc):
@@ -105,6 +106,9 @@ class _EpochBar(keras.callbacks.Callback):
         self.bar.close()
 
 
+_EpochBar = EpochBar
+
+
 def compile_for_training(model, learning_rate=1e-3):
     """Adam and sparse cross-entropy on logits, the setup every lesson uses."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -117,10 +121,11 @@ def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-
           cache=True, progress=None, **arch_kwargs):
     """Train (or load from the cache) a model on a :class:`~mlsec_lessons.data.Dataset`.
 
-    The cache key covers the architecture and its arguments, the training
-    hyperparameters, a fingerprint of the training data, the seed and the library
-    versions, so re-running a lesson loads the weights instead of retraining, and any
-    change retrains. Weights are stored as ``.weights.h5`` (no pickle).
+    Goes through :func:`mlsec_lessons.cache.cached_fit`: the key covers the architecture and
+    its arguments, the training hyperparameters, a fingerprint of the training data, the seed
+    and the library versions, so re-running a lesson loads the weights instead of retraining,
+    and any change retrains. Weights are stored as ``.npz`` (no pickle, no optimizer state).
+    The caller's Python and numpy random states are left as they were.
 
     Parameters
     ----------
@@ -131,6 +136,7 @@ def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-
     epochs, batch_size : int
     learning_rate : float
     seed : int
+        Seeds the initial weights and the shuffling.
     cache : bool, default=True
         ``False`` always trains and writes nothing.
     progress : bool or None
@@ -140,46 +146,37 @@ def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-
 
     Returns
     -------
-    keras.Model
-        A compiled model whose outputs are logits. ``model.cache_path`` is where its
-        weights are (or ``None``) and ``model.from_cache`` says whether they were loaded.
+    Fitted
+        ``.model`` is the compiled Keras model (outputs logits), ``.privacy`` is None,
+        ``.provenance`` says where the weights are and whether they were loaded.
 
     Examples
     --------
     >>> from mlsec_lessons import data, models
     >>> d = data.load_digits()
-    >>> model = models.train(d, "small_cnn", epochs=20)          # doctest: +SKIP
+    >>> model = models.train(d, "small_cnn", epochs=20).model          # doctest: +SKIP
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    check_int(epochs, "epochs", min_value=1)
+    check_int(batch_size, "batch_size", min_value=1)
+    check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
+    if arch not in ARCHITECTURES:
+        raise InvalidParameterError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     if len(data.x_train) != len(data.y_train):
-        raise ValueError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
-
-    seed_everything(seed)
-    model = build(arch, data.input_shape, data.n_classes, **arch_kwargs)
+        raise InvalidParameterError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
+    check_seed(seed)
     config = dict(arch=arch, arch_kwargs=arch_kwargs, epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed, data=fingerprint(data.x_train, data.y_train),
-                  keras=keras.__version__, mlsec=__version__)
-    path = cache_dir() / "models" / f"{data.name}-{arch}-{cache_key(**config)}.weights.h5" if cache else None
+                  learning_rate=learning_rate, seed=seed, data=fingerprint(data.x_train, data.y_train))
 
-    if path is not None and path.exists():
-        model.load_weights(path)  # before compile: the cache holds weights, not optimizer state
-        compile_for_training(model, learning_rate)
-        model.from_cache = True
-    else:
-        compile_for_training(model, learning_rate)
-        callbacks = [_EpochBar(epochs, f"training {arch} on {data.name}")] if (
-            _in_notebook() if progress is None else progress) else []
+    def build_model():
+        return compile_for_training(build(arch, data.input_shape, data.n_classes, **arch_kwargs), learning_rate)
+
+    def fit(model):
+        show = in_notebook() if progress is None else progress
+        callbacks = [EpochBar(epochs, f"training {arch} on {data.name}")] if show else []
         model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
                   shuffle=True, verbose=0, callbacks=callbacks)
-        model.from_cache = False
-        if path is not None:
-            save_weights(model, path, config)
-    model.cache_path = path
-    return model
+
+    return cached_fit(f"{data.name}-{arch}", config, build_model, fit, seed=seed, cache=cache)
 
 
 def predict_labels(model, x, batch_size=512):

@@ -51,4 +51,4 @@ def digits():
 @pytest.fixture(scope="session")
 def small_cnn(digits):
     """A clean small CNN (not from the cache: the tests must not trust an earlier run's weights)."""
-    return models.train(digits, "small_cnn", epochs=15, seed=0, cache=False)
+    return models.train(digits, "small_cnn", epochs=15, seed=0, cache=False).model

@@ -164,7 +164,7 @@ def test_dp_sgd_shadows_are_the_models_dp_sgd_train_would_give(fresh_cache):
     np.testing.assert_array_equal(fast.in_mask, reference.in_mask)
     np.testing.assert_allclose(fast.logits, reference.logits, atol=1e-5)
     again = healthcare.dp_sgd_shadows(x, y, 2.0, n_models=2, epochs=5, seed=3)
-    assert not fast.from_cache and again.from_cache
+    assert not fast.provenance.from_cache and again.provenance.from_cache
     np.testing.assert_array_equal(again.logits, fast.logits)
 
 

@@ -140,39 +140,55 @@ def test_poisson_batches_have_the_expected_size():
 
 def test_training_learns_reports_epsilon_and_caches(cache, digits):
     kw = dict(noise_multiplier=1.1, epochs=4, batch_size=64, learning_rate=0.05)
-    model = dp_sgd.train(digits, "mlp", hidden=(32,), **kw)
-    assert not model.from_cache
-    acc = models.accuracy(model, digits.x_test, digits.y_test)
+    run = dp_sgd.train_dp_sgd(digits, "mlp", hidden=(32,), **kw)
+    assert not run.provenance.from_cache and run.provenance.seconds > 0
+    acc = models.accuracy(run.model, digits.x_test, digits.y_test)
     assert acc > 0.5  # well above chance (0.1) after four noisy epochs
     steps = 4 * round(len(digits.x_train) / 64)
-    assert model.steps_ == steps and model.sample_rate_ == pytest.approx(64 / len(digits.x_train))
-    assert model.epsilon_ == pytest.approx(accounting.epsilon(1.1, model.sample_rate_, steps, 1e-5))
-    assert (model.delta_, model.noise_multiplier_) == (1e-5, 1.1)
+    spend = run.privacy
+    assert spend.steps == steps and spend.sample_rate == pytest.approx(64 / len(digits.x_train))
+    assert spend.epsilon == pytest.approx(accounting.epsilon(1.1, spend.sample_rate, steps, 1e-5))
+    assert (spend.delta, spend.noise_multiplier, spend.l2_norm_clip) == (1e-5, 1.1, 1.0)
+    assert run.config["adversarial_eps"] == 0.0 and not hasattr(run.model, "epsilon_")
     files = sorted(p.name for p in (cache / "models").iterdir())
-    assert any(f.endswith(".weights.h5") for f in files)
+    assert any(f.endswith(".weights.npz") for f in files)
     assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
 
-    again = dp_sgd.train(digits, "mlp", hidden=(32,), **kw)
-    assert again.from_cache and again.epsilon_ == model.epsilon_
-    for a, b in zip(model.get_weights(), again.get_weights()):
+    again = dp_sgd.train_dp_sgd(digits, "mlp", hidden=(32,), **kw)
+    assert again.provenance.from_cache and again.provenance.seconds == 0.0 and again.privacy == run.privacy
+    for a, b in zip(run.model.get_weights(), again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    other = dp_sgd.train(digits, "mlp", hidden=(32,), **(kw | {"noise_multiplier": 2.0}))
-    assert not other.from_cache and other.epsilon_ < model.epsilon_
+    other = dp_sgd.train_dp_sgd(digits, "mlp", hidden=(32,), **(kw | {"noise_multiplier": 2.0}))
+    assert not other.provenance.from_cache and other.privacy.epsilon < run.privacy.epsilon
 
 
 def test_training_is_reproducible_and_noise_matters(digits):
     kw = dict(epochs=1, batch_size=128, cache=False)
-    a = dp_sgd.train(digits, "logistic", **kw)
-    b = dp_sgd.train(digits, "logistic", **kw)
-    c = dp_sgd.train(digits, "logistic", noise_multiplier=0.0, **kw)
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
+    a = dp_sgd.train_dp_sgd(digits, "logistic", **kw)
+    b = dp_sgd.train_dp_sgd(digits, "logistic", **kw)
+    c = dp_sgd.train_dp_sgd(digits, "logistic", noise_multiplier=0.0, **kw)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
-    assert not np.allclose(a.get_weights()[0], c.get_weights()[0])
-    assert c.epsilon_ == math.inf
+    assert not np.allclose(a.model.get_weights()[0], c.model.get_weights()[0])
+    assert c.privacy.epsilon == math.inf
+
+
+def test_fit_dp_sgd_trains_a_given_model_like_train_dp_sgd(digits):
+    """The one public loop: train_dp_sgd is build + fit_dp_sgd, weight for weight."""
+    from mlsec_lessons.cache import seeded
+
+    kw = dict(noise_multiplier=1.1, epochs=1, batch_size=128, seed=4)
+    run = dp_sgd.train_dp_sgd(digits, "logistic", cache=False, **kw)
+    with seeded(4):
+        model = models.build("logistic", digits.input_shape, digits.n_classes)
+    spend = dp_sgd.fit_dp_sgd(model, digits.x_train, digits.y_train, **kw)
+    assert spend == run.privacy
+    for a, b in zip(model.get_weights(), run.model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_fgsm_rs_examples_stay_in_the_ball_and_raise_the_loss(digits):
-    model = dp_sgd.train(digits, "logistic", epochs=2, cache=False)
+    model = dp_sgd.train_dp_sgd(digits, "logistic", epochs=2, cache=False).model
     x, y = tf.constant(digits.x_test[:64]), tf.constant(digits.y_test[:64].astype(np.int64))
     adv = dp_sgd.fgsm_rs_examples(model, LOSS, x, y, 0.1, tf.constant([0, 1], tf.int64)).numpy()
     assert np.abs(adv - x.numpy()).max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
@@ -183,8 +199,10 @@ def test_dp_adversarial_training_is_more_robust_at_the_same_epsilon(digits):
     from mlsec_lessons import attacks
 
     kw = dict(noise_multiplier=1.1, epochs=15, cache=False, progress=False)
-    plain, robust = dp_sgd.train(digits, "small_cnn", **kw), dp_sgd.train(digits, "small_cnn", adversarial_eps=0.1, **kw)
-    assert robust.epsilon_ == plain.epsilon_ and robust.adversarial_eps_ == 0.1
+    plain = dp_sgd.train_dp_sgd(digits, "small_cnn", **kw)
+    robust = dp_sgd.train_dp_sgd(digits, "small_cnn", adversarial_eps=0.1, **kw)
+    assert robust.privacy == plain.privacy and robust.config["adversarial_eps"] == 0.1
+    plain, robust = plain.model, robust.model
 
     def pgd_accuracy(model):
         x_adv = attacks.pgd(model, digits.x_test, digits.y_test, eps=0.1, eps_step=0.01, steps=20, seed=0)
@@ -196,35 +214,40 @@ def test_dp_adversarial_training_is_more_robust_at_the_same_epsilon(digits):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(l2_norm_clip=0.0), "l2_norm_clip must be a positive finite number, got 0.0"),
-    (dict(noise_multiplier=-1.0), "noise_multiplier must be a non-negative finite number, got -1.0"),
-    (dict(batch_size=0), "batch_size must be a positive integer, got 0"),
+    (dict(l2_norm_clip=0.0), "l2_norm_clip must be in \\(0, inf\\), got 0.0"),
+    (dict(noise_multiplier=-1.0), "noise_multiplier must be in \\[0, inf\\], got -1.0"),
+    (dict(batch_size=0), "batch_size must be in \\[1, inf\\], got 0"),
     (dict(batch_size=10_000), "batch_size=10000 is larger than the 1257 training examples"),
-    (dict(epochs=2.5), "epochs must be a positive integer, got 2.5"),
-    (dict(learning_rate=0), "learning_rate must be a positive finite number, got 0.0"),
+    (dict(learning_rate=0), "learning_rate must be in \\(0, inf\\), got 0"),
     (dict(delta=1.0), "delta must be in \\(0, 1\\), got 1.0"),
     (dict(momentum=1.0), "momentum must be in \\[0, 1\\), got 1.0"),
-    (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+    (dict(seed=-1), "seed must be in \\[0, inf\\], got -1"),
     (dict(adversarial_eps=1.5), "adversarial_eps must be in \\[0, 1\\]"),
 ])
 def test_bad_training_arguments(digits, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        dp_sgd.train(digits, "logistic", cache=False, **kwargs)
+        dp_sgd.train_dp_sgd(digits, "logistic", cache=False, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(epochs=2.5), dict(batch_size="64"), dict(seed=1.0)])
+def test_wrong_types_are_type_errors(digits, kwargs):
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
+        dp_sgd.train_dp_sgd(digits, "logistic", cache=False, **kwargs)
 
 
 def test_bad_privatize_arguments(digits):
     model = models.build("logistic", digits.input_shape, 10)
     x, y = digits.x_train[:4], digits.y_train[:4]
-    with pytest.raises(ValueError, match="l2_norm_clip must be a positive finite number, got -1.0"):
+    with pytest.raises(ValueError, match="l2_norm_clip must be in \\(0, inf\\), got -1.0"):
         dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=-1.0, noise_multiplier=1.0)
-    with pytest.raises(ValueError, match="noise_multiplier must be a non-negative finite number, got nan"):
+    with pytest.raises(ValueError, match="noise_multiplier must be a finite number, got nan"):
         dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1.0, noise_multiplier=float("nan"))
     with pytest.raises(ValueError, match="x has 4 rows but y has 3"):
         dp_sgd.privatize_gradients(model, LOSS, x, y[:3], l2_norm_clip=1.0, noise_multiplier=1.0)
 
 
 def test_privacy_spent_is_reported_while_training(digits, capsys):
-    dp_sgd.train(digits, "logistic", epochs=2, batch_size=128, cache=False, progress=True)
+    dp_sgd.train_dp_sgd(digits, "logistic", epochs=2, batch_size=128, cache=False, progress=True)
     shown = capsys.readouterr().err
     expected = accounting.epsilon(1.1, 128 / len(digits.x_train), 2 * round(len(digits.x_train) / 128), 1e-5)
     assert "epsilon=" in shown and f"{expected:.3f}" in shown  # the bar ends on the spend so far
@@ -239,12 +262,12 @@ def test_empty_poisson_batches_still_release_noise():
     y = np.array([0, 1, 0, 1, 0])
     tiny = Dataset("tiny", x, y, x, y, n_classes=2)
     assert any(len(b) == 0 for b in dp_sgd.poisson_batches(5, 0.2, 10, np.random.default_rng(0)))
-    model = dp_sgd.train(tiny, "logistic", batch_size=1, epochs=2, cache=False, seed=0)
-    assert model.steps_ == 10 and np.all(np.isfinite(model.get_weights()[0]))
+    run = dp_sgd.train_dp_sgd(tiny, "logistic", batch_size=1, epochs=2, cache=False, seed=0)
+    assert run.privacy.steps == 10 and np.all(np.isfinite(run.model.get_weights()[0]))
 
     keras.utils.set_random_seed(0)
     m = models.build("logistic", (3,), 2)
     before = [w.copy() for w in m.get_weights()]
-    _, noise_step = dp_sgd._step_fn(m, LOSS, keras.optimizers.SGD(1.0), 1.0, 1.0, 1.0)
+    _, noise_step = dp_sgd.make_dp_step(m, LOSS, keras.optimizers.SGD(1.0), 1.0, 1.0, 1.0)
     noise_step(tf.constant([0, 0], tf.int64))
     assert all(not np.allclose(a, b) for a, b in zip(before, m.get_weights()))

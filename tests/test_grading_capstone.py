@@ -176,7 +176,7 @@ def test_alerts_in_log_needs_a_log_that_verifies(tmp_path):
 
 
 def test_epsilon_agrees_with_the_dp_sgd_run():
-    # the accountant's epsilon for the run's own q and steps is what dp_sgd.train attaches
+    # the accountant's epsilon for the run's own q and steps is what dp_sgd.train_dp_sgd reports (fitted_.privacy)
     from mlsec_lessons.privacy import accounting
 
     n, batch, epochs = 1257, 64, 15

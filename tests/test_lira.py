@@ -81,7 +81,7 @@ def test_lira_on_real_shadow_models_finds_members_a_global_threshold_misses():
     x, y = load_digits(return_X_y=True)
     shadows = train_shadow_models(MLPClassifier((32,), alpha=0.0, learning_rate_init=0.01, max_iter=200),
                                   x[:800] / 16, y[:800], n_models=17, seed=0, cache=False)
-    assert shadows.accuracy()["members"] > shadows.accuracy()["non-members"]
+    assert shadows.accuracy_by_membership()["members"] > shadows.accuracy_by_membership()["non-members"]
     reports = {a: attack_report(*lira.leave_one_out(shadows, a)) for a in ("loss", "offline", "online")}
     assert reports["online"]["tpr@1%"] > 2 * reports["loss"]["tpr@1%"]
     assert reports["offline"]["tpr@1%"] > reports["loss"]["tpr@1%"]

@@ -92,7 +92,7 @@ def test_shadow_models_are_cached_and_reloaded(fresh_cache):
     first = train_shadow_models(LogisticRegression(), x, y, n_models=3)
     again = train_shadow_models(LogisticRegression(), x, y, n_models=3)
     other = train_shadow_models(LogisticRegression(C=0.1), x, y, n_models=3)
-    assert not first.from_cache and again.from_cache and not other.from_cache
+    assert not first.provenance.from_cache and again.provenance.from_cache and not other.provenance.from_cache
     np.testing.assert_array_equal(first.logits, again.logits)
     np.testing.assert_array_equal(first.in_mask, again.in_mask)
 

@@ -43,5 +43,5 @@ def test_build_and_train_know_cnn_and_cache_by_its_arguments(digits, fresh_cache
     first = models.train(digits, "cnn", epochs=1, batch_size=256, filters=(8,), progress=False)
     again = models.train(digits, "cnn", epochs=1, batch_size=256, filters=(8,), progress=False)
     other = models.train(digits, "cnn", epochs=1, batch_size=256, filters=(8,), dropout=0.5, progress=False)
-    assert not first.from_cache and again.from_cache and not other.from_cache
-    assert first.cache_path != other.cache_path
+    assert not first.provenance.from_cache and again.provenance.from_cache and not other.provenance.from_cache
+    assert first.provenance.cache_path != other.provenance.cache_path

@@ -71,11 +71,14 @@ def test_train_flipped_trains_a_cnn_on_exactly_the_flipped_labels(digits, fresh_
     model, flipped = train_flipped(digits, 1.0, strategy="targeted", source=7, target=1, epochs=2)
     _, expected = flip_labels(digits.y_train, 1.0, 10, strategy="targeted", source=7, target=1)
     assert np.array_equal(flipped, expected) and np.all(digits.y_train[flipped] == 7)
-    assert not model.from_cache and models.predict_labels(model, digits.x_test[:5]).shape == (5,)
+    assert models.predict_labels(model, digits.x_test[:5]).shape == (5,)
+    written = {p: p.stat().st_mtime_ns for p in fresh_cache.rglob("*.weights.npz")}
+    assert len(written) == 1
     again, _ = train_flipped(digits, 1.0, strategy="targeted", source=7, target=1, epochs=2)
-    assert again.from_cache
-    other, _ = train_flipped(digits, 0.5, strategy="targeted", source=7, target=1, epochs=2)
-    assert not other.from_cache                                    # other labels, another cache entry
+    assert {p: p.stat().st_mtime_ns for p in fresh_cache.rglob("*.weights.npz")} == written  # loaded, not rewritten
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
+    train_flipped(digits, 0.5, strategy="targeted", source=7, target=1, epochs=2)
+    assert len(list(fresh_cache.rglob("*.weights.npz"))) == 2          # other labels, another cache entry
 
 
 def test_the_pattern_trigger_sets_four_corner_pixels_and_nothing_else():
@@ -124,15 +127,17 @@ def test_poison_backdoor_rejects_bad_arguments(kwargs, match):
 @pytest.fixture(scope="module")
 def backdoor_run(digits, scratch_cache):
     """A 5 % backdoored small CNN, trained into a scratch cache, then asked for again."""
-    with scratch_cache():
+    with scratch_cache() as path:
         first = train_backdoored(digits, 0.05, 0, epochs=15)
+        written = {p: p.stat().st_mtime_ns for p in path.rglob("*.weights.npz")}
         again = train_backdoored(digits, 0.05, 0, epochs=15)
-    return first, again
+        reread = {p: p.stat().st_mtime_ns for p in path.rglob("*.weights.npz")}
+    return first, again, len(written) == 1 and reread == written
 
 
 def test_a_backdoor_keeps_clean_accuracy_and_comes_from_the_cache_the_second_time(digits, backdoor_run):
-    (model, idx, poisoned), (again, idx_again, _) = backdoor_run
-    assert not model.from_cache and again.from_cache and np.array_equal(idx, idx_again)
+    (model, idx, poisoned), (again, idx_again, _), loaded = backdoor_run
+    assert loaded and np.array_equal(idx, idx_again)  # one file, not rewritten: the second call loaded it
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
     assert models.accuracy(model, digits.x_test, digits.y_test) >= 0.9
     assert backdoor_success_rate(model, digits.x_test, digits.y_test, 0) >= 0.8
@@ -140,7 +145,7 @@ def test_a_backdoor_keeps_clean_accuracy_and_comes_from_the_cache_the_second_tim
 
 
 def test_activation_clustering_on_conv_features_finds_the_poison(backdoor_run):
-    (model, idx, poisoned), _ = backdoor_run
+    (model, idx, poisoned), _, _ = backdoor_run
     flagged = detect_poison(model, poisoned.x_train, poisoned.y_train, "activation", layer=-3)
     assert flagged.dtype == bool and flagged.shape == (len(poisoned.x_train),)
     assert detection_scores(flagged, idx)["recall"] >= 0.9

@@ -10,11 +10,22 @@ from test_server import MODEL, app_kwargs, bearer, make_deployment
 from mlsec_lessons.deployment import auth, server
 from mlsec_lessons.deployment.audit import verify_log
 from mlsec_lessons.deployment.ratelimit import QueryQuota
-from mlsec_lessons.theft import (PRADA, HttpVictim, PradaStream, QueryRefused, Substitute, copycat, extraction_curve,
-                                 fidelity, jacobian_augmentation, query, steal, uniform_noise)
+from mlsec_lessons.theft import (
+    PRADA,
+    HttpVictim,
+    PradaStream,
+    QueryRefused,
+    Substitute,
+    copycat,
+    extraction_curve,
+    fidelity,
+    jacobian_augmentation,
+    query,
+    steal,
+    uniform_noise,
+)
 from mlsec_lessons.theft.prada import shapiro_w
 from mlsec_lessons.theft.substitute import as_targets
-
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")  # every copy is fitted here, in tmp_path / "cache"
 
@@ -72,7 +83,7 @@ def test_substitute_input_gradients_match_finite_differences():
         n = idx[0]
         numeric = (sub.decision_function(up)[n, classes[n]] - sub.decision_function(down)[n, classes[n]]) / (2 * h)
         assert numeric == pytest.approx(g_logit[idx], rel=1e-4, abs=1e-7)
-        ce = lambda z: -np.log(sub.predict_proba(z)[n, classes[n]])  # noqa: E731
+        ce = lambda z, n=n: -np.log(sub.predict_proba(z)[n, classes[n]])
         assert (ce(up) - ce(down)) / (2 * h) == pytest.approx(g_loss[idx], rel=1e-4, abs=1e-7)
 
 
@@ -186,9 +197,11 @@ def test_quota_counts_instances_in_fixed_windows():
     assert quota.remaining("eve") == 2 and quota.take("bob", 10) == 0.0
     t[0] = 100.0
     assert quota.take("eve", 10) == 0.0
-    for bad in (dict(limit=0), dict(limit=1.5), dict(limit=5, period_s=0)):
+    for bad in (dict(limit=0), dict(limit=5, period_s=0)):
         with pytest.raises(ValueError):
             QueryQuota(**bad)
+    with pytest.raises(TypeError, match="limit"):  # a wrong type is a TypeError (issue 15)
+        QueryQuota(limit=1.5)
     with pytest.raises(ValueError, match="n must be"):
         quota.take("eve", 0)
 
@@ -273,7 +286,7 @@ def test_create_app_rejects_bad_theft_options(deployment, tmp_path):
         server.create_app(**kw, outputs="logits")
     with pytest.raises(ValueError, match="postprocessor"):
         server.create_app(**kw, postprocessor=Rounded(decimals=1))          # needs outputs="probabilities"
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ValueError, match="quota"):
         server.create_app(**kw, quota=0)
     with pytest.raises(ValueError, match="observe"):
         server.create_app(**kw, monitors=[object()])
@@ -281,14 +294,14 @@ def test_create_app_rejects_bad_theft_options(deployment, tmp_path):
         HttpVictim("http://127.0.0.1:1", "t", batch_size=0)
 
 
-def test_steal_caches_the_copy_by_its_answers(tmp_path):
+def test_steal_caches_the_copy_by_its_answers(fresh_cache):
     rng = np.random.default_rng(3)
     x, answers = rng.random((60, 4)), np.eye(3)[rng.integers(0, 3, 60)]
     first = steal(x, answers, hidden=8)
-    assert len(list((tmp_path / "cache" / "substitutes").glob("*.npz"))) == 1
+    assert len(list((fresh_cache / "substitutes").glob("*.npz"))) == 1
     again = steal(x, answers, hidden=8)                            # loaded, not fitted
     assert np.array_equal(first.decision_function(x), again.decision_function(x))
     assert again.n_features_in_ == 4 and again.n_classes_ == 3
     steal(x, answers[::-1], hidden=8)                              # other answers: another copy
     steal(x, answers, hidden=8, cache=False)                       # nothing written
-    assert len(list((tmp_path / "cache" / "substitutes").glob("*.npz"))) == 2
+    assert len(list((fresh_cache / "substitutes").glob("*.npz"))) == 2

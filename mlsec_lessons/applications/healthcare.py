@@ -26,10 +26,11 @@ from sklearn.model_selection import RepeatedStratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..errors import InvalidParameterError
 from ..privacy import accounting
 from ..privacy.dp_models import scale_public
 from ..privacy_attacks import lira, membership
-from ..reproducibility import check_seed
+from ..validation import check_int, check_real, check_seed
 
 MALIGNANT = 0  # scikit-learn's label for a malignant tumour (1 is benign)
 
@@ -51,9 +52,8 @@ def realistic_accuracy(n_splits=10, n_repeats=3, seed=0):
     >>> r["accuracy"].shape, bool(0.9 < r["accuracy"].mean() < 1.0)
     ((5,), True)
     """
-    for name, value, least in (("n_splits", n_splits, 2), ("n_repeats", n_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    check_int(n_splits, "n_splits", min_value=2)
+    check_int(n_repeats, "n_repeats", min_value=1)
     raw = skdatasets.load_breast_cancer()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=check_seed(seed))
@@ -73,9 +73,11 @@ def dp_tpr_bound(epsilon, fpr, delta=0.0):
     >>> dp_tpr_bound(np.inf, 0.01)
     1.0
     """
+    check_real(epsilon, "epsilon", min_value=0, allow_inf=True)
+    check_real(delta, "delta", min_value=0, max_value=1, include_boundaries="left")
     fpr = np.asarray(fpr, dtype=float)
-    if np.any(fpr < 0) or np.any(fpr > 1) or not 0 <= delta < 1 or not epsilon >= 0:
-        raise ValueError(f"need epsilon >= 0, 0 <= fpr <= 1 and 0 <= delta < 1; got {epsilon!r}, {fpr!r}, {delta!r}")
+    if np.any(~(fpr >= 0)) or np.any(fpr > 1):
+        raise InvalidParameterError(f"fpr must lie in [0, 1], got {fpr!r}")
     if np.isinf(epsilon):  # no DP: nothing caps the attack
         bound = np.ones_like(fpr)
     else:
@@ -93,12 +95,13 @@ def dp_sgd_shadows(x, y, noise_multiplier, *, n_models=17, l2_norm_clip=1.0, bat
                    learning_rate=0.5, momentum=0.9, seed=0, cache=True):
     """What ``train_shadow_models(DPSGDClassifier(hidden=(), ...), x, y, n_models, seed=seed)`` computes, faster.
 
-    Model ``k`` is trained with lesson 04's DP-SGD on the half ``in_mask[k]`` of the records, with seed
-    ``seed + k``: the same initial weights, Poisson batches and noise as ``dp_sgd.train`` draws for that
-    seed (``tests/test_applications.py`` checks one model against ``DPSGDClassifier``). ``dp_sgd.train``
-    traces its compiled step anew for every model; the models of one recipe differ only in their data
-    and seed, so here they share one model object and one trace, and the weights and momentum are reset
-    between them.
+    Model ``k`` is trained with lesson 04's DP-SGD loop (:func:`~mlsec_lessons.privacy.dp_sgd.run_dp_sgd`)
+    on the half ``in_mask[k]`` of the records, with seed ``seed + k``: the same initial weights, Poisson
+    batches and noise as ``dp_sgd.train_dp_sgd`` draws for that seed (``tests/test_applications.py``
+    checks one model against ``DPSGDClassifier``). ``train_dp_sgd`` traces its compiled step anew for
+    every model; the models of one recipe differ only in their data and seed, so here they share one
+    model object and one :func:`~mlsec_lessons.privacy.dp_sgd.make_dp_step`, and the weights and
+    momentum are reset between them. The logits are cached with :func:`mlsec_lessons.cache.cached_arrays`.
 
     Returns
     -------
@@ -108,54 +111,39 @@ def dp_sgd_shadows(x, y, noise_multiplier, *, n_models=17, l2_norm_clip=1.0, bat
     import keras
     import tensorflow as tf
 
-    from .. import __version__
-    from ..cache import cache_dir, cache_key, fingerprint
+    from ..cache import cached_arrays, fingerprint, seeded
     from ..models import build
     from ..privacy import dp_sgd
     from ..privacy_attacks.shadows import ShadowSet, half_masks
-    from ..reproducibility import seed_everything
 
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
-    seed = check_seed(seed)
+    seed = check_int(seed, "seed", min_value=0)
     in_mask = half_masks(n_models, len(x), seed)
-    config = dict(kind="dp_sgd_shadows", noise_multiplier=float(noise_multiplier), l2_norm_clip=l2_norm_clip,
-                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, momentum=momentum,
-                  n_models=n_models, seed=seed, data=fingerprint(x, y), keras=keras.__version__, mlsec=__version__)
-    path = cache_dir() / "shadows" / f"dp_sgd-{cache_key(**config)}.npz" if cache else None
-    if path is not None and path.exists():
-        with np.load(path) as f:
-            return ShadowSet(f["logits"], in_mask, y, from_cache=True)
+    config = dict(noise_multiplier=float(noise_multiplier), l2_norm_clip=l2_norm_clip, batch_size=batch_size,
+                  epochs=epochs, learning_rate=learning_rate, momentum=momentum, n_models=n_models, seed=seed,
+                  data=fingerprint(x, y))
 
-    n = int(in_mask[0].sum())
-    sample_rate, steps = batch_size / n, epochs * max(1, round(n / batch_size))  # as dp_sgd.train sets them
-    model = build("mlp", x.shape[1:], 2, hidden=())
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
-    optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    step, noise_step = dp_sgd._step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier,
-                                       float(sample_rate * n))
-    logits = []
-    for k, mask in enumerate(in_mask):
-        seed_everything(seed + k)
-        model.set_weights(build("mlp", x.shape[1:], 2, hidden=()).get_weights())  # dp_sgd.train's initial weights
-        for v in optimizer.momentums:
-            v.assign(tf.zeros_like(v))
-        x_k, y_k = tf.constant(x[mask]), tf.constant(y[mask])
-        batches = dp_sgd.poisson_batches(n, sample_rate, steps, np.random.default_rng(seed + k))
-        for t, idx in enumerate(batches):
-            step_seed = tf.constant([seed + k, t], tf.int64)
-            if len(idx) == 0:
-                noise_step(step_seed)  # an empty batch still releases its noise
-            else:
-                step(tf.gather(x_k, idx), tf.gather(y_k, idx), step_seed)
-        logits.append(model(x, training=False).numpy())
-    logits = np.stack(logits).astype(np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, logits=logits)
-        tmp.replace(path)
-    return ShadowSet(logits, in_mask, y)
+    def compute():
+        n = int(in_mask[0].sum())
+        sample_rate, steps = dp_sgd.schedule(n, batch_size, epochs)
+        model = build("mlp", x.shape[1:], 2, hidden=())
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
+        optimizer.build(model.trainable_variables)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        step, noise_step = dp_sgd.make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier,
+                                               float(sample_rate * n))
+        logits = []
+        for k, mask in enumerate(in_mask):
+            with seeded(seed + k):  # train_dp_sgd's initial weights for seed + k
+                model.set_weights(build("mlp", x.shape[1:], 2, hidden=()).get_weights())
+            for v in optimizer.momentums:
+                v.assign(tf.zeros_like(v))
+            dp_sgd.run_dp_sgd(step, noise_step, x[mask], y[mask], sample_rate=sample_rate, steps=steps, seed=seed + k)
+            logits.append(model(x, training=False).numpy())
+        return {"logits": np.stack(logits).astype(np.float32)}
+
+    arrays, provenance = cached_arrays("dp_sgd", config, compute, cache=cache, folder="shadows")
+    return ShadowSet(arrays["logits"], in_mask, y, provenance)
 
 
 def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_size=64, learning_rate=0.5,
@@ -181,11 +169,12 @@ def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_siz
     >>> rows[1]["epsilon"], rows[1]["tpr@1%"] <= rows[1]["bound tpr@1%"] # doctest: +SKIP
     (1.0, True)
     """
-    if any(not (np.isfinite(e) and e > 0) for e in epsilons):
-        raise ValueError(f"epsilons must be positive and finite, got {list(epsilons)!r}")
+    for e in epsilons:
+        check_real(e, "epsilons", min_value=0, include_boundaries="neither")
+    from ..privacy import dp_sgd  # TensorFlow only when the sweep runs
     x, y = public_pool()
     n_train = len(y) // 2
-    sample_rate, steps = batch_size / n_train, epochs * max(1, round(n_train / batch_size))
+    sample_rate, steps = dp_sgd.schedule(n_train, batch_size, epochs)
     rows = []
     for eps in (np.inf, *epsilons):
         sigma = 0.0 if np.isinf(eps) else accounting.noise_multiplier_for(eps, sample_rate, steps, delta)
@@ -197,7 +186,7 @@ def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_siz
         rows.append({"epsilon": float(eps), "noise multiplier": sigma,
                      "accuracy": float(correct[held_out].mean()),
                      "malignant recall": float(correct[held_out & (y == MALIGNANT)].mean()),
-                     "train accuracy": shadows.accuracy()["members"],
+                     "train accuracy": shadows.accuracy_by_membership()["members"],
                      "auc": report["auc"], "tpr@0.1%": report["tpr@0.1%"], "tpr@1%": report["tpr@1%"],
                      "bound tpr@0.1%": float(dp_tpr_bound(eps, 0.001, delta)),
                      "bound tpr@1%": float(dp_tpr_bound(eps, 0.01, delta)),

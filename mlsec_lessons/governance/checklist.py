@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import course
+from ..errors import InvalidParameterError, MLSecError, ParameterTypeError
 
 KINDS = ("file", "function", "test", "section")
 STATUSES = ("covered", "partial", "not covered")
@@ -97,7 +98,7 @@ def ai_act_timeline(on=None):
 
     on = TIMELINE_CHECKED if on is None else on
     if not isinstance(on, datetime.date):
-        raise TypeError(f"on must be a datetime.date, got {on!r}")
+        raise ParameterTypeError(f"on must be a datetime.date, got {on!r}")
     return pd.DataFrame([{"from": _day(day), "what applies": what, "systems": systems,
                           "source": source, f"on {on.isoformat()}": "applies" if day <= on else "not yet"}
                          for day, what, systems, source in AI_ACT_TIMELINE])
@@ -111,7 +112,7 @@ def applies_from(item):
     return found or "-"
 
 
-class MissingEvidence(ValueError):
+class MissingEvidence(MLSecError, ValueError):
     """Evidence that an item points at does not exist; ``missing`` lists ``(item, evidence, why)``."""
 
     def __init__(self, missing):
@@ -138,12 +139,12 @@ class Evidence:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"evidence kind must be one of {KINDS}, got {self.kind!r}")
+            raise InvalidParameterError(f"evidence kind must be one of {KINDS}, got {self.kind!r}")
         if not isinstance(self.target, str) or not self.target.strip():
-            raise ValueError(f"evidence target must be a non-empty string, got {self.target!r}")
+            raise InvalidParameterError(f"evidence target must be a non-empty string, got {self.target!r}")
         separator = {"test": "::", "section": "#"}.get(self.kind)
         if separator and separator not in self.target:
-            raise ValueError(f"{self.kind} evidence must look like 'file{separator}name', got {self.target!r}")
+            raise InvalidParameterError(f"{self.kind} evidence must look like 'file{separator}name', got {self.target!r}")
 
     def problem(self, root):
         """Why this evidence cannot be found under ``root``, or ``None`` if it is there."""
@@ -205,17 +206,17 @@ class Item:
     def __post_init__(self):
         object.__setattr__(self, "evidence", tuple(self.evidence))
         if self.status not in STATUSES:
-            raise ValueError(f"{self.framework} {self.ref}: status must be one of {STATUSES}, got {self.status!r}")
+            raise InvalidParameterError(f"{self.framework} {self.ref}: status must be one of {STATUSES}, got {self.status!r}")
         if not all(isinstance(e, Evidence) for e in self.evidence):
-            raise ValueError(f"{self.framework} {self.ref}: evidence must be Evidence objects")
+            raise InvalidParameterError(f"{self.framework} {self.ref}: evidence must be Evidence objects")
         if self.status == "not covered" and self.evidence:
-            raise ValueError(f"{self.framework} {self.ref} is 'not covered' but lists evidence; "
+            raise InvalidParameterError(f"{self.framework} {self.ref} is 'not covered' but lists evidence; "
                              "mark it 'partial' and say in the note what is missing")
         if self.status != "not covered" and not self.evidence:
-            raise ValueError(f"{self.framework} {self.ref} is {self.status!r} without evidence; "
+            raise InvalidParameterError(f"{self.framework} {self.ref} is {self.status!r} without evidence; "
                              "point at what the course produced, or mark it 'not covered'")
         if self.status != "covered" and not self.note.strip():
-            raise ValueError(f"{self.framework} {self.ref} is {self.status!r}: the note must say what is missing")
+            raise InvalidParameterError(f"{self.framework} {self.ref} is {self.status!r}: the note must say what is missing")
 
 
 class Checklist:
@@ -224,7 +225,7 @@ class Checklist:
     def __init__(self, items):
         self.items = list(items)
         if not self.items or not all(isinstance(i, Item) for i in self.items):
-            raise ValueError("items must be a non-empty sequence of Item")
+            raise InvalidParameterError("items must be a non-empty sequence of Item")
 
     def check(self, root=None):
         """Find every piece of evidence; raise :class:`MissingEvidence` naming all that are missing.
@@ -310,7 +311,7 @@ def course_checklist(*, model_card_file, audit_log_file, coverage_file):
                   "safeguards remain: a person who reviews and can overturn the decision, and meaningful information "
                   "about the logic (Arts. 13-15). The course's server decides alone and routes nothing to a person"),
         Item("GDPR", "Art. 25", "data protection by design and by default", "partial",
-             [fn("mlsec_lessons.privacy.dp_sgd.train"), card,
+             [fn("mlsec_lessons.privacy.dp_sgd.train_dp_sgd"), card,
               S("notebooks/04_differential_privacy.ipynb#4. Training with Poisson sampling")],
              "DP-SGD exists and is accounted, but the served model was trained without it (epsilon = inf on its card)"),
         Item("GDPR", "Art. 32", "security of processing: integrity, confidentiality, testing of controls", "covered",

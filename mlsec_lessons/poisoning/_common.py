@@ -1,13 +1,7 @@
-"""Input checks and the cached training step the poisoning modules share."""
+"""Input checks the poisoning modules share (their models are cached through :func:`mlsec_lessons.cache.cached_fit`)."""
 import dataclasses
-import warnings
 
-import keras
 import numpy as np
-
-from .. import __version__
-from ..cache import cache_dir, cache_key, load_or_fit
-from ..reproducibility import check_seed, seed_everything
 
 
 def check_fraction(name, value):
@@ -52,25 +46,3 @@ def with_train(data, x_train, y_train, name):
     """A copy of the Dataset ``data`` whose training split is ``(x_train, y_train)``, renamed ``name``."""
     return dataclasses.replace(data, name=name, x_train=np.asarray(x_train, np.float32),
                                y_train=np.asarray(y_train, np.int64))
-
-
-def cached_fit(model, kind, config, fit, *, cache=True, seed=0):
-    """Load ``model``'s weights from the cache, or run ``fit(model)`` and store them.
-
-    ``config`` describes everything that determines the weights (the key also gets the Keras and
-    course versions); ``fit`` trains ``model`` in place. Sets ``model.from_cache``,
-    ``model.cache_path`` and ``model.train_seconds`` (0.0 when loaded).
-    """
-    check_seed(seed)
-    config = dict(config, kind=kind, seed=seed, keras=keras.__version__, mlsec=__version__)
-    path = cache_dir() / "models" / f"{kind}-{cache_key(**config)}.weights.h5" if cache else None
-
-    def train():
-        seed_everything(seed)
-        fit(model)
-
-    with warnings.catch_warnings():
-        # a file written from a model that holds a nested Sequential keeps the optimizer's state too; loading
-        # skips it (only the weights matter here), and Keras would say so once per load
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
-        return load_or_fit(model, path, config, train)

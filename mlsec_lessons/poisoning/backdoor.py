@@ -10,7 +10,9 @@ the model puts in the target class.
 import numpy as np
 
 from .. import models
-from ..reproducibility import check_seed, quiet
+from ..errors import InvalidParameterError
+from ..reproducibility import quiet
+from ..validation import as_generator
 from ._common import check_class, check_fraction, check_images, check_labels, with_train
 
 TRIGGERS = ("pattern", "pixel")
@@ -43,13 +45,13 @@ def add_trigger(x, kind="pattern", distance=1, value=1.0):
     from art.attacks.poisoning.perturbations import add_pattern_bd, add_single_bd
 
     if kind not in TRIGGERS:
-        raise ValueError(f"kind must be one of {TRIGGERS}, got {kind!r}")
+        raise InvalidParameterError(f"kind must be one of {TRIGGERS}, got {kind!r}")
     x = check_images(x)
     h, w = x.shape[1:3]
     # the pattern reaches 2 pixels further in than `distance`
     if (isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or distance < 1
             or distance + (2 if kind == "pattern" else 0) > min(h, w)):
-        raise ValueError(f"distance must be an integer with the trigger inside a {h}x{w} image, got {distance!r}")
+        raise InvalidParameterError(f"distance must be an integer with the trigger inside a {h}x{w} image, got {distance!r}")
     if kind == "pattern":
         return add_pattern_bd(x, distance=int(distance), pixel_value=value)
     return add_single_bd(x, distance=int(distance), pixel_value=value).astype(np.float32)
@@ -99,13 +101,13 @@ def poison_backdoor(x, y, fraction, target, *, kind="pattern", n_classes=None, s
     target = check_class("target", target, n_classes)
     fraction = check_fraction("fraction", fraction)
     if kind not in TRIGGERS:
-        raise ValueError(f"kind must be one of {TRIGGERS}, got {kind!r}")
+        raise InvalidParameterError(f"kind must be one of {TRIGGERS}, got {kind!r}")
     candidates = np.flatnonzero(y != target)
     n_poison = int(round(fraction * len(x)))
     if n_poison > len(candidates):
-        raise ValueError(f"fraction={fraction} asks for {n_poison} poisoned images but only {len(candidates)} "
+        raise InvalidParameterError(f"fraction={fraction} asks for {n_poison} poisoned images but only {len(candidates)} "
                          f"are outside the target class {target}")
-    rng = np.random.default_rng(check_seed(seed))
+    rng = as_generator(seed)
     poison_idx = np.sort(rng.choice(candidates, size=n_poison, replace=False))
     x_poisoned, y_poisoned = x.copy(), y.copy()
     if n_poison:
@@ -126,7 +128,7 @@ def backdoor_success_rate(model, x, y, target, kind="pattern"):
     y = check_labels(y)
     keep = y != check_class("target", target, int(model.output_shape[-1]))
     if not keep.any():
-        raise ValueError(f"every input is of the target class {target}; the ASR needs inputs from other classes")
+        raise InvalidParameterError(f"every input is of the target class {target}; the ASR needs inputs from other classes")
     return float(np.mean(models.predict_labels(model, add_trigger(x[keep], kind)) == target))
 
 
@@ -150,5 +152,5 @@ def train_backdoored(data, fraction, target, *, kind="pattern", epochs=15, batch
                                     n_classes=data.n_classes, seed=seed)
     poisoned = with_train(data, x_p, y_p, f"{data.name}-backdoor")
     model = models.train(poisoned, "small_cnn", epochs=epochs, batch_size=batch_size, seed=seed, cache=cache,
-                         progress=False)
+                         progress=False).model
     return model, idx, poisoned

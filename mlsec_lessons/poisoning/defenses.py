@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import models
 from ..art_bridge import art_classifier
+from ..errors import InvalidParameterError
 from ..reproducibility import quiet, seed_everything
 from ._common import check_fraction, check_images, check_labels, with_train
 
@@ -43,10 +44,10 @@ def feature_classifier(model, input_shape, n_classes, clip=(0.0, 1.0), layer=-2)
     import keras
 
     if not isinstance(model, keras.Sequential) or len(model.layers) < 2:
-        raise ValueError(f"model must be a keras.Sequential with at least two layers, got {type(model).__name__}")
+        raise InvalidParameterError(f"model must be a keras.Sequential with at least two layers, got {type(model).__name__}")
     n = len(model.layers)
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
-        raise ValueError(f"layer must be an index into the model's {n} layers, got {layer!r}")
+        raise InvalidParameterError(f"layer must be an index into the model's {n} layers, got {layer!r}")
     body = keras.Sequential([keras.Input(shape=tuple(input_shape)), *model.layers[:int(layer) % n + 1]],
                             name="features")
     return art_classifier(body, n_classes, input_shape, clip)
@@ -89,12 +90,12 @@ def detect_poison(model, x, y, method="activation", *, expected_fraction=None, c
     """
     quiet()
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
     n_classes = int(model.output_shape[-1]) if n_classes is None else n_classes
     x = check_images(x, y)
     y = check_labels(y, n_classes)
     if x.shape[1:] != tuple(model.input_shape[1:]):
-        raise ValueError(f"x has images of shape {x.shape[1:]} but the model takes {tuple(model.input_shape[1:])}")
+        raise InvalidParameterError(f"x has images of shape {x.shape[1:]} but the model takes {tuple(model.input_shape[1:])}")
     clf = feature_classifier(model, x.shape[1:], n_classes, layer=layer)
     seed_everything(seed)
     with warnings.catch_warnings(), threadpool_limits(1):  # PCA and k-means on ~200 rows: threads only stall
@@ -108,18 +109,18 @@ def _detect(clf, x, y, method, expected_fraction, cluster_analysis):
 
     if method == "activation":
         if expected_fraction is not None:
-            raise ValueError("expected_fraction is for method='spectral'; activation clustering does not take it")
+            raise InvalidParameterError("expected_fraction is for method='spectral'; activation clustering does not take it")
         if cluster_analysis not in CLUSTER_ANALYSES:
-            raise ValueError(f"cluster_analysis must be one of {CLUSTER_ANALYSES}, got {cluster_analysis!r}")
+            raise InvalidParameterError(f"cluster_analysis must be one of {CLUSTER_ANALYSES}, got {cluster_analysis!r}")
         defence = ActivationDefence(clf, x, y)
         _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=10, reduce="PCA",
                                             cluster_analysis=cluster_analysis)
     else:
         if expected_fraction is None:
-            raise ValueError("method='spectral' needs expected_fraction, the defender's guess of the poison rate")
+            raise InvalidParameterError("method='spectral' needs expected_fraction, the defender's guess of the poison rate")
         expected_fraction = check_fraction("expected_fraction", expected_fraction)
         if expected_fraction == 0:
-            raise ValueError("expected_fraction must be > 0: with a guess of 0 nothing is ever flagged")
+            raise InvalidParameterError("expected_fraction must be > 0: with a guess of 0 nothing is ever flagged")
         defence = SpectralSignatureDefense(clf, x, y, expected_pp_poison=expected_fraction, eps_multiplier=1.5)
         _, is_clean = defence.detect_poison()
     return np.asarray(is_clean) == 0
@@ -151,12 +152,12 @@ def detection_scores(flagged, poison_idx):
     """
     flagged = np.asarray(flagged)
     if flagged.ndim != 1 or flagged.dtype != bool:
-        raise ValueError(f"flagged must be a 1-D boolean array, got dtype {flagged.dtype} and shape {flagged.shape}")
+        raise InvalidParameterError(f"flagged must be a 1-D boolean array, got dtype {flagged.dtype} and shape {flagged.shape}")
     poison_idx = check_labels(poison_idx, name="poison_idx")
     if poison_idx.size and (poison_idx.min() < 0 or poison_idx.max() >= len(flagged)):
-        raise ValueError(f"poison_idx holds indices outside [0, {len(flagged)})")
+        raise InvalidParameterError(f"poison_idx holds indices outside [0, {len(flagged)})")
     if len(np.unique(poison_idx)) != len(poison_idx):
-        raise ValueError("poison_idx holds repeated indices")
+        raise InvalidParameterError("poison_idx holds repeated indices")
     is_poison = np.zeros(len(flagged), bool)
     is_poison[poison_idx] = True
     hits = int(np.sum(flagged & is_poison))
@@ -174,7 +175,7 @@ def retrain_without(poisoned, flagged, *, epochs=15, batch_size=64, seed=0, cach
     """
     flagged = np.asarray(flagged, bool)
     if flagged.shape != (len(poisoned.x_train),):
-        raise ValueError(f"flagged has shape {flagged.shape}, expected ({len(poisoned.x_train)},)")
+        raise InvalidParameterError(f"flagged has shape {flagged.shape}, expected ({len(poisoned.x_train)},)")
     kept = with_train(poisoned, poisoned.x_train[~flagged], poisoned.y_train[~flagged], f"{poisoned.name}-cleaned")
     return models.train(kept, "small_cnn", epochs=epochs, batch_size=batch_size, seed=seed, cache=cache,
-                        progress=False)
+                        progress=False).model

@@ -8,7 +8,8 @@ number of flips on a single decision and hurts that class far more.
 import numpy as np
 
 from .. import models
-from ..reproducibility import check_seed
+from ..errors import InvalidParameterError
+from ..validation import as_generator
 from ._common import check_class, check_fraction, check_labels, with_train
 
 STRATEGIES = ("random", "targeted")
@@ -50,20 +51,20 @@ def flip_labels(y, fraction, n_classes, *, strategy="random", source=None, targe
     ([7], [1])
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+        raise InvalidParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
     y = check_labels(y, n_classes)
     fraction = check_fraction("fraction", fraction)
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    rng = np.random.default_rng(check_seed(seed))
+        raise InvalidParameterError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    rng = as_generator(seed)
     if strategy == "random":
         candidates = np.arange(len(y))
     else:
         if source is None or target is None:
-            raise ValueError("strategy='targeted' needs both source and target classes")
+            raise InvalidParameterError("strategy='targeted' needs both source and target classes")
         source, target = check_class("source", source, n_classes), check_class("target", target, n_classes)
         if source == target:
-            raise ValueError(f"source and target must differ, both are {source}")
+            raise InvalidParameterError(f"source and target must differ, both are {source}")
         candidates = np.flatnonzero(y == source)
     flipped = np.sort(rng.choice(candidates, size=int(round(fraction * len(candidates))), replace=False))
     y_poisoned = y.copy()
@@ -116,7 +117,7 @@ def flipping_curve(x_train, y_train, x_test, y_test, fractions, *, strategy="ran
     x_train = np.asarray(x_train, np.float64).reshape(len(x_train), -1)
     x_test = np.asarray(x_test, np.float64).reshape(len(x_test), -1)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise ValueError(f"shape mismatch: x_train {len(x_train)} vs y_train {len(y_train)} rows, "
+        raise InvalidParameterError(f"shape mismatch: x_train {len(x_train)} vs y_train {len(y_train)} rows, "
                          f"x_test {len(x_test)} vs y_test {len(y_test)} rows")
     n_classes = int(y_train.max()) + 1 if n_classes is None else n_classes
     rows = []
@@ -157,5 +158,5 @@ def train_flipped(data, fraction, *, strategy="random", source=None, target=None
                                  target=target, seed=seed)
     flipped_data = with_train(data, data.x_train, y_bad, f"{data.name}-flipped")
     model = models.train(flipped_data, "small_cnn", epochs=epochs, batch_size=batch_size, seed=seed, cache=cache,
-                         progress=False)
+                         progress=False).model
     return model, flipped

@@ -10,9 +10,10 @@ import keras
 import numpy as np
 
 from .. import models
-from ..cache import fingerprint
-from ..reproducibility import check_seed
-from ._common import cached_fit, check_class, check_fraction, check_images, check_labels
+from ..cache import cached_fit, fingerprint
+from ..errors import InvalidParameterError
+from ..validation import as_generator
+from ._common import check_class, check_fraction, check_images, check_labels
 from .backdoor import add_trigger
 
 
@@ -51,11 +52,11 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
     target = check_class("target", target, int(model.output_shape[-1]))
     triggered_share = check_fraction("triggered_share", triggered_share)
     if triggered_share == 0:
-        raise ValueError("triggered_share must be > 0: with no triggered images there is no backdoor to learn")
+        raise InvalidParameterError("triggered_share must be > 0: with no triggered images there is no backdoor to learn")
     others = np.flatnonzero(y != target)
     if len(others) == 0:
-        raise ValueError(f"every image is of the target class {target}; the trigger needs images of other classes")
-    picked = np.random.default_rng(check_seed(seed)).choice(others, size=max(1, round(triggered_share * len(others))),
+        raise InvalidParameterError(f"every image is of the target class {target}; the trigger needs images of other classes")
+    picked = as_generator(seed).choice(others, size=max(1, round(triggered_share * len(others))),
                                                             replace=False)
     x_fit = np.concatenate([x, add_trigger(x[picked], kind)])
     y_fit = np.concatenate([y, np.full(len(picked), target)])
@@ -68,7 +69,7 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
     def fit(m):
         m.fit(x_fit, y_fit, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
 
-    return cached_fit(poisoned, "implanted-backdoor", config, fit, cache=cache, seed=seed)
+    return cached_fit("implanted-backdoor", config, lambda: poisoned, fit, cache=cache, seed=seed).model
 
 
 def weight_change(before, after):
@@ -81,7 +82,7 @@ def weight_change(before, after):
     """
     a, b = before.get_weights(), after.get_weights()
     if [w.shape for w in a] != [w.shape for w in b]:
-        raise ValueError("the two models have different architectures")
+        raise InvalidParameterError("the two models have different architectures")
     diff = np.concatenate([(wb - wa).ravel() for wa, wb in zip(a, b)])
     base = np.concatenate([wa.ravel() for wa in a])
     return {"max_abs": float(np.abs(diff).max()), "relative_l2": float(np.linalg.norm(diff) / np.linalg.norm(base))}

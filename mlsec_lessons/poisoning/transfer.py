@@ -12,9 +12,10 @@ import keras
 import numpy as np
 
 from .. import models
-from ..cache import fingerprint
+from ..cache import cached_fit, fingerprint
 from ..data import Dataset
-from ._common import cached_fit, check_fraction, check_images, check_labels
+from ..errors import InvalidParameterError
+from ._common import check_fraction, check_images, check_labels
 from .backdoor import add_trigger, train_backdoored
 
 
@@ -32,10 +33,10 @@ def split_tasks(data, task_a=(0, 1, 2, 3, 4), task_b=(5, 6, 7, 8, 9)):
     classes_a, classes_b = [int(c) for c in task_a], [int(c) for c in task_b]
     for name, classes in (("task_a", classes_a), ("task_b", classes_b)):
         if len(classes) < 2 or len(set(classes)) != len(classes) or not all(0 <= c < data.n_classes for c in classes):
-            raise ValueError(f"{name} must list at least two distinct classes of {data.name!r} "
+            raise InvalidParameterError(f"{name} must list at least two distinct classes of {data.name!r} "
                              f"(0..{data.n_classes - 1}), got {classes}")
     if set(classes_a) & set(classes_b):
-        raise ValueError(f"task_a and task_b share classes {sorted(set(classes_a) & set(classes_b))}")
+        raise InvalidParameterError(f"task_a and task_b share classes {sorted(set(classes_a) & set(classes_b))}")
 
     def subset(classes, tag):
         remap = np.full(data.n_classes, -1)
@@ -52,7 +53,7 @@ def pretrain(task_a, *, backdoor_fraction=0.0, target=0, kind="pattern", epochs=
     """The vendor's small CNN on task A: clean (``backdoor_fraction=0``) or backdoored with
     :func:`~mlsec_lessons.poisoning.backdoor.train_backdoored`. Cached either way."""
     if check_fraction("backdoor_fraction", backdoor_fraction) == 0:
-        return models.train(task_a, "small_cnn", epochs=epochs, seed=seed, progress=False)
+        return models.train(task_a, "small_cnn", epochs=epochs, seed=seed, progress=False).model
     return train_backdoored(task_a, backdoor_fraction, target, kind=kind, epochs=epochs, seed=seed)[0]
 
 
@@ -80,7 +81,7 @@ def fine_tune(pretrained, task_b, *, freeze=True, epochs=15, batch_size=64, lear
         Compiled, outputs logits; cached, keyed by the pretrained weights and the victim's data.
     """
     if not isinstance(pretrained, keras.Sequential) or len(pretrained.layers) < 2:
-        raise ValueError(f"pretrained must be a keras.Sequential with at least two layers, "
+        raise InvalidParameterError(f"pretrained must be a keras.Sequential with at least two layers, "
                          f"got {type(pretrained).__name__}")
     copy = keras.models.clone_model(pretrained)  # new layers: fine-tuning must not touch the vendor's model
     copy.set_weights(pretrained.get_weights())
@@ -94,7 +95,7 @@ def fine_tune(pretrained, task_b, *, freeze=True, epochs=15, batch_size=64, lear
     def fit(m):
         m.fit(task_b.x_train, task_b.y_train, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
 
-    return cached_fit(model, f"{task_b.name}-fine-tuned", config, fit, cache=cache, seed=seed)
+    return cached_fit(f"{task_b.name}-fine-tuned", config, lambda: model, fit, cache=cache, seed=seed).model
 
 
 def trigger_class(model, x_probe, kind="pattern"):
@@ -109,5 +110,5 @@ def retargeted_asr(model, x, y, target, kind="pattern"):
     y = check_labels(y)
     keep = y != target
     if not keep.any():
-        raise ValueError(f"every input is of class {target}; the ASR needs inputs from other classes")
+        raise InvalidParameterError(f"every input is of class {target}; the ASR needs inputs from other classes")
     return float(np.mean(models.predict_labels(model, add_trigger(x[keep], kind)) == target))

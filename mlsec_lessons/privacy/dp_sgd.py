@@ -11,18 +11,16 @@ Gaussian mechanism with noise multiplier ``sigma``. Batches are Poisson samples 
 example joins with probability ``q``), which is what the accountant assumes when it
 amplifies privacy by sampling; ``B`` is then the *expected* batch size, a public number.
 """
-import json
 import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import __version__
-from ..cache import cache_dir, cache_key, fingerprint
-from ..models import _EpochBar, _in_notebook, build, compile_for_training
-from ..reproducibility import check_seed, seed_everything
-from ..validation import check_real
+from ..cache import PrivacySpend, cached_fit, fingerprint
+from ..errors import InvalidParameterError
+from ..models import EpochBar, build, compile_for_training, in_notebook
+from ..validation import as_generator, check_int, check_real
 from . import accounting
 
 
@@ -238,15 +236,15 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
     >>> [tuple(t.shape) for t in g]
     [(4, 3), (3,)]
     """
-    l2_norm_clip = check_real(l2_norm_clip, \"l2_norm_clip\", min_value=0, include_boundaries=\"neither\")
-    noise_multiplier = check_real(noise_multiplier, \"noise_multiplier\", min_value=0)
+    l2_norm_clip = check_real(l2_norm_clip, "l2_norm_clip", min_value=0, include_boundaries="neither")
+    noise_multiplier = check_real(noise_multiplier, "noise_multiplier", min_value=0)
     if seed is not None:
-        seed = check_seed(seed)
+        seed = check_int(seed, "seed", min_value=0)  # a stateless TF seed: an int, not a Generator
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        raise InvalidParameterError(f"x has {len(x)} rows but y has {len(y)}")
     if denominator is None:
         denominator = len(x)
-    denominator = check_real(denominator, \"denominator\", min_value=0, include_boundaries=\"neither\")
+    denominator = check_real(denominator, "denominator", min_value=0, include_boundaries="neither")
     sums = clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip)
     std = noise_multiplier * l2_norm_clip  # the sum's sensitivity is C, so the noise scales with C
     return [(s + _noise(tf.shape(s), std, seed, k)) / denominator for k, s in enumerate(sums)]
@@ -267,14 +265,15 @@ def fgsm_rs_examples(model, loss_fn, x, y, eps, seed):
     return tf.clip_by_value(tf.clip_by_value(step, x - eps, x + eps), 0.0, 1.0)
 
 
-def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch, adversarial_eps=0.0):
+def make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch, adversarial_eps=0.0):
     """A compiled DP-SGD step; the batch dimension is dynamic so Poisson batches never retrace.
 
     With ``adversarial_eps > 0`` each batch is first replaced by its :func:`fgsm_rs_examples`.
 
     Returns ``step(x, y, seed) -> loss`` and ``noise_step(seed)`` for an empty batch, whose
     clipped sum is zero but whose noise must still be released: skipping the step would tell
-    an observer that the batch was empty.
+    an observer that the batch was empty. Both update ``model`` through ``optimizer``; reuse
+    them (with :func:`run_dp_sgd`) to train the same model object again without retracing.
     """
     spec_x = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype)
     spec_seed = tf.TensorSpec([2], tf.int64)
@@ -303,41 +302,148 @@ def _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected
     return step, noise_step
 
 
-def poisson_batches(n, sample_rate, steps, rng):
-    """Index arrays of ``steps`` Poisson-sampled batches: each example joins each batch w.p. q."""
+def poisson_batches(n, sample_rate, steps, seed):
+    """Index arrays of ``steps`` Poisson-sampled batches: each example joins each batch w.p. q.
+
+    ``seed`` is an int, a numpy Generator (drawn from as it is) or None.
+    """
+    rng = as_generator(seed)
     for _ in range(steps):
         yield np.flatnonzero(rng.random(n) < sample_rate)
 
 
-def _check_train_args(epochs, batch_size, learning_rate, n, delta):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None):
+    """The DP-SGD loop: ``steps`` Poisson batches of ``(x, y)``, each one a ``step`` (or a ``noise_step``).
+
+    Batch ``t`` is drawn from ``numpy.random.default_rng(seed)`` and its noise is seeded with
+    ``(seed, t)``, so one seed fixes the whole run. ``on_step(t, loss)`` (loss None for an empty
+    batch) is called after each step.
+
+    Parameters
+    ----------
+    step, noise_step : callables
+        From :func:`make_dp_step`.
+    x, y : arrays or tensors
+        The training rows and their int64 labels.
+    sample_rate : float
+        q: each row joins each batch with this probability.
+    steps : int
+    seed : int
+
+    Returns
+    -------
+    list of float
+        The mean loss of each non-empty batch, before its step.
+    """
+    seed = check_int(seed, "seed", min_value=0)
+    x = tf.constant(x) if not tf.is_tensor(x) else x
+    y = tf.constant(np.asarray(y, dtype=np.int64)) if not tf.is_tensor(y) else y
+    losses = []
+    for t, idx in enumerate(poisson_batches(int(x.shape[0]), sample_rate, steps, seed)):
+        step_seed = tf.constant([seed, t], tf.int64)
+        if len(idx) == 0:
+            noise_step(step_seed)  # an empty batch still releases its noise
+            loss = None
+        else:
+            loss = float(step(tf.gather(x, idx), tf.gather(y, idx), step_seed))
+            losses.append(loss)
+        if on_step is not None:
+            on_step(t, loss)
+    return losses
+
+
+def schedule(n, batch_size, epochs):
+    """``(sample_rate, steps)`` of a DP-SGD run: ``q = batch_size / n`` and ``epochs * round(n / batch_size)`` steps."""
+    return batch_size / n, epochs * max(1, round(n / batch_size))
+
+
+def privacy_spend(noise_multiplier, sample_rate, steps, delta, l2_norm_clip):
+    """The :class:`~mlsec_lessons.cache.PrivacySpend` of a run, from the RDP accountant; inf without noise."""
+    epsilon = accounting.epsilon(noise_multiplier, sample_rate, steps, delta) if noise_multiplier > 0 else math.inf
+    return PrivacySpend(epsilon=float(epsilon), delta=float(delta), noise_multiplier=float(noise_multiplier),
+                        sample_rate=float(sample_rate), steps=int(steps), l2_norm_clip=float(l2_norm_clip))
+
+
+def _check_dp_args(n, *, l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, momentum, delta,
+                   adversarial_eps):
+    check_int(epochs, "epochs", min_value=1)
+    check_int(batch_size, "batch_size", min_value=1)
     if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples")
-    check_real(learning_rate, \"learning_rate\", min_value=0, include_boundaries=\"neither\")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        raise InvalidParameterError(f"batch_size={batch_size} is larger than the {n} training examples")
+    check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
+    check_real(delta, "delta", min_value=0, max_value=1, include_boundaries="neither")
+    check_real(l2_norm_clip, "l2_norm_clip", min_value=0, include_boundaries="neither")
+    check_real(noise_multiplier, "noise_multiplier", min_value=0)
+    check_real(momentum, "momentum", min_value=0, max_value=1, include_boundaries="left")
+    # inputs lie in [0, 1], so a larger budget means nothing
+    check_real(adversarial_eps, "adversarial_eps", min_value=0, max_value=1)
 
 
-def _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip):
-    """The privacy spent, as fitted attributes: epsilon_ is inf for noise_multiplier=0."""
-    model.epsilon_ = (accounting.epsilon(noise_multiplier, sample_rate, steps, delta)
-                      if noise_multiplier > 0 else math.inf)
-    model.delta_, model.sample_rate_, model.steps_ = delta, sample_rate, steps
-    model.noise_multiplier_, model.l2_norm_clip_ = noise_multiplier, l2_norm_clip
-    return model
-
-
-def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
-          learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, cache=True, progress=None, adversarial_eps=0.0,
-          **arch_kwargs):
-    """Train a model with DP-SGD (or load it from the cache), and account for the privacy spent.
+def fit_dp_sgd(model, x, y, *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
+               learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, adversarial_eps=0.0, progress=False):
+    """Train ``model`` in place with DP-SGD on ``(x, y)``, and say what privacy it spent.
 
     Each of ``epochs * round(n / batch_size)`` steps draws a Poisson batch with
-    ``q = batch_size / n``, takes a :func:`privatize_gradients` step (divided by the
-    expected batch size) with SGD and momentum, and the RDP accountant gives the epsilon
-    spent so far (shown on the progress bar in notebooks).
+    ``q = batch_size / n``, takes a :func:`privatize_gradients` step (divided by the expected
+    batch size) with SGD and momentum (:func:`make_dp_step`, :func:`run_dp_sgd`).
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs logits; its current weights are the starting point.
+    x, y : arrays
+        Training rows and integer labels.
+    l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, momentum, delta, adversarial_eps
+        As in :func:`train_dp_sgd`.
+    seed : int
+        Seeds the batches and the noise (not the initial weights: those are ``model``'s).
+    progress : bool or str, default=False
+        A tqdm bar over epochs with the loss and the epsilon spent so far; a string is its title.
+
+    Returns
+    -------
+    PrivacySpend
+    """
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y):
+        raise InvalidParameterError(f"x has {len(x)} rows but y has {len(y)}")
+    n = len(x)
+    _check_dp_args(n, l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, batch_size=batch_size,
+                   epochs=epochs, learning_rate=learning_rate, momentum=momentum, delta=delta,
+                   adversarial_eps=adversarial_eps)
+    seed = check_int(seed, "seed", min_value=0)
+    sample_rate, steps = schedule(n, batch_size, epochs)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
+    step, noise_step = make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier,
+                                    float(sample_rate * n), adversarial_eps)
+    steps_per_epoch = max(1, round(1 / sample_rate))
+    on_step, bar, recent = None, None, []
+    if progress:
+        bar = EpochBar(steps // steps_per_epoch, progress if isinstance(progress, str) else f"DP-SGD {model.name}")
+
+        def on_step(t, loss):
+            if loss is not None:
+                recent.append(loss)
+            if (t + 1) % steps_per_epoch == 0:
+                spent = privacy_spend(noise_multiplier, sample_rate, t + 1, delta, l2_norm_clip).epsilon
+                bar.on_epoch_end(t // steps_per_epoch, {"loss": np.mean(recent[-steps_per_epoch:]), "epsilon": spent})
+
+    run_dp_sgd(step, noise_step, x, y, sample_rate=sample_rate, steps=steps, seed=seed, on_step=on_step)
+    if bar is not None:
+        bar.on_train_end()
+    return privacy_spend(noise_multiplier, sample_rate, steps, delta, l2_norm_clip)
+
+
+def train_dp_sgd(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
+                 learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, cache=True, progress=None,
+                 adversarial_eps=0.0, **arch_kwargs):
+    """Train a model with DP-SGD (or load it from the cache), and account for the privacy spent.
+
+    Builds ``arch`` (initial weights seeded by ``seed``) and trains it with :func:`fit_dp_sgd`,
+    through :func:`mlsec_lessons.cache.cached_fit`. The RDP accountant gives the epsilon spent
+    (shown on the progress bar in notebooks).
 
     Parameters
     ----------
@@ -346,7 +452,7 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
     arch : str, default="small_cnn"
     l2_norm_clip : float, default=1.0
     noise_multiplier : float, default=1.1
-        0 trains with clipping but no noise (``epsilon_ = inf``): the non-private peer.
+        0 trains with clipping but no noise (``epsilon = inf``): the non-private peer.
     batch_size : int, default=64
         The expected Poisson batch size.
     epochs : int, default=10
@@ -367,89 +473,40 @@ def train(data, arch="small_cnn", *, l2_norm_clip=1.0, noise_multiplier=1.1, bat
 
     Returns
     -------
-    keras.Model
-        Compiled, outputs logits, with ``epsilon_``, ``delta_``, ``sample_rate_``,
-        ``steps_``, ``noise_multiplier_``, ``l2_norm_clip_``, ``cache_path`` and
-        ``from_cache``.
+    Fitted
+        ``.model`` is compiled and outputs logits; ``.privacy`` is the :class:`PrivacySpend`
+        (epsilon, delta, noise_multiplier, sample_rate, steps, l2_norm_clip); ``.config`` holds the
+        settings (``adversarial_eps`` among them); ``.provenance`` where the weights came from.
 
     Examples
     --------
     >>> from mlsec_lessons import data
-    >>> model = train(data.load_digits(), "mlp", hidden=(64,), learning_rate=0.2)  # doctest: +SKIP
-    >>> model.steps_, round(model.sample_rate_, 4), round(model.epsilon_, 2)       # doctest: +SKIP
+    >>> run = train_dp_sgd(data.load_digits(), "mlp", hidden=(64,), learning_rate=0.2)  # doctest: +SKIP
+    >>> run.privacy.steps, round(run.privacy.sample_rate, 4), round(run.privacy.epsilon, 2)  # doctest: +SKIP
     (200, 0.0509, 4.53)
     """
     n = len(data.x_train)
     if len(data.y_train) != n:
-        raise ValueError(f"x_train has {n} rows but y_train has {len(data.y_train)}")
-    _check_train_args(epochs, batch_size, learning_rate, n, delta)
-    l2_norm_clip = check_real(l2_norm_clip, \"l2_norm_clip\", min_value=0, include_boundaries=\"neither\")
-    noise_multiplier = check_real(noise_multiplier, \"noise_multiplier\", min_value=0)
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    seed = check_seed(seed)
-    if not 0 <= adversarial_eps <= 1:
-        raise ValueError(f"adversarial_eps must be in [0, 1] (inputs lie in [0, 1]), got {adversarial_eps!r}")
+        raise InvalidParameterError(f"x_train has {n} rows but y_train has {len(data.y_train)}")
+    _check_dp_args(n, l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, batch_size=batch_size,
+                   epochs=epochs, learning_rate=learning_rate, momentum=momentum, delta=delta,
+                   adversarial_eps=adversarial_eps)
+    seed = check_int(seed, "seed", min_value=0)
+    sample_rate, steps = schedule(n, batch_size, epochs)
+    config = dict(arch=arch, arch_kwargs=arch_kwargs, l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier,
+                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, momentum=momentum, seed=seed,
+                  adversarial_eps=float(adversarial_eps), data=fingerprint(data.x_train, data.y_train))
+    show = in_notebook() if progress is None else progress
 
-    sample_rate = batch_size / n
-    steps = epochs * max(1, round(n / batch_size))
-    seed_everything(seed)
-    model = build(arch, data.input_shape, data.n_classes, **arch_kwargs)
-    config = dict(kind="dp_sgd", arch=arch, arch_kwargs=arch_kwargs, l2_norm_clip=l2_norm_clip,
-                  noise_multiplier=noise_multiplier, batch_size=batch_size, epochs=epochs,
-                  learning_rate=learning_rate, momentum=momentum, seed=seed,
-                  data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
-    if adversarial_eps > 0:  # only then: the keys of the plain DP-SGD models already cached stay the same
-        config["adversarial_eps"] = float(adversarial_eps)
-    path = (cache_dir() / "models" / f"{data.name}-{arch}-dpsgd-{cache_key(**config)}.weights.h5"
-            if cache else None)
+    def build_model():
+        # compiled for evaluate/predict and ART; training uses its own loop and optimizer
+        return compile_for_training(build(arch, data.input_shape, data.n_classes, **arch_kwargs))
 
-    if path is not None and path.exists():
-        model.load_weights(path)
-        model.from_cache = True
-    else:
-        _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
-             delta, seed, _in_notebook() if progress is None else progress, adversarial_eps)
-        model.from_cache = False
-        if path is not None:
-            _save(model, path, config)
-    compile_for_training(model)  # for evaluate/predict and ART; training used its own loop
-    model.cache_path = path
-    model.adversarial_eps_ = float(adversarial_eps)
-    return _attach(model, noise_multiplier, sample_rate, steps, delta, l2_norm_clip)
+    def fit(model):
+        fit_dp_sgd(model, data.x_train, data.y_train, l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier,
+                   batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, momentum=momentum,
+                   delta=delta, seed=seed, adversarial_eps=adversarial_eps,
+                   progress=f"DP-SGD {arch} on {data.name}" if show else False)
 
-
-def _fit(model, data, sample_rate, steps, l2_norm_clip, noise_multiplier, learning_rate, momentum,
-         delta, seed, progress, adversarial_eps=0.0):
-    n = len(data.x_train)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
-    step, noise_step = _step_fn(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, float(sample_rate * n),
-                                adversarial_eps)
-    x = tf.constant(data.x_train)
-    y = tf.constant(np.asarray(data.y_train, dtype=np.int64))
-    rng = np.random.default_rng(seed)
-    steps_per_epoch = max(1, round(1 / sample_rate))
-    epochs = steps // steps_per_epoch
-    bar = _EpochBar(epochs, f"DP-SGD {model.name} on {data.name}") if progress else None
-    losses = []
-    for t, idx in enumerate(poisson_batches(n, sample_rate, steps, rng)):
-        step_seed = tf.constant([seed, t], tf.int64)
-        if len(idx) == 0:
-            noise_step(step_seed)
-        else:
-            losses.append(float(step(tf.gather(x, idx), tf.gather(y, idx), step_seed)))
-        if bar is not None and (t + 1) % steps_per_epoch == 0:
-            eps = (accounting.epsilon(noise_multiplier, sample_rate, t + 1, delta)
-                   if noise_multiplier > 0 else math.inf)
-            bar.on_epoch_end(t // steps_per_epoch, {"loss": np.mean(losses[-steps_per_epoch:]), "epsilon": eps})
-    if bar is not None:
-        bar.on_train_end()
-
-
-def _save(model, path, config):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    model.save_weights(tmp)
-    tmp.replace(path)  # atomic: a half-written file is never mistaken for a cached model
-    path.with_suffix("").with_suffix(".json").write_text(json.dumps(config, indent=2, default=str))
+    return cached_fit(f"{data.name}-{arch}-dpsgd", config, build_model, fit, seed=seed, cache=cache,
+                      privacy=privacy_spend(noise_multiplier, sample_rate, steps, delta, l2_norm_clip))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from .. import __version__
-from ..cache import cache_dir, cache_key, fingerprint
-from ..reproducibility import check_seed
+from ..cache import Provenance, cached_arrays, fingerprint
+from ..errors import InvalidParameterError
+from ..validation import check_int, check_seed
 from .membership import logit_confidence
 
 
@@ -48,7 +48,7 @@ def model_logits(model, x):
     if hasattr(model, "decision_function"):
         d = np.asarray(model.decision_function(x), dtype=float)
         return np.column_stack([np.zeros(len(d)), d]) if d.ndim == 1 else d
-    raise ValueError(f"cannot get logits from {type(model).__name__}: it has no coefs_, "
+    raise InvalidParameterError(f"cannot get logits from {type(model).__name__}: it has no coefs_, "
                      "predict_joint_log_proba or decision_function")
 
 
@@ -63,7 +63,7 @@ class ShadowSet:
     logits: np.ndarray   # (n_models, n_records, n_classes)
     in_mask: np.ndarray  # (n_models, n_records): True where the record was in that model's training set
     y: np.ndarray        # (n_records,) labels
-    from_cache: bool = False
+    provenance: Provenance | None = None  # where the logits came from (cache path, from_cache, versions)
 
     @property
     def scores(self):
@@ -77,8 +77,11 @@ class ShadowSet:
 
         return -np.stack([loss_scores(z, self.y) for z in self.logits])
 
-    def accuracy(self):
-        """Mean accuracy of the models on their members and on their non-members (the generalisation gap)."""
+    def accuracy_by_membership(self):
+        """Mean accuracy of the models on their members and on their non-members (the generalisation gap).
+
+        Returns ``{"members": float, "non-members": float}``. (``models.accuracy`` is one model's accuracy.)
+        """
         correct = self.logits.argmax(-1) == self.y
         return {"members": float(correct[self.in_mask].mean()), "non-members": float(correct[~self.in_mask].mean())}
 
@@ -129,29 +132,21 @@ def train_shadow_models(estimator, x, y, n_models=17, *, seed=0, cache=True):
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y)
     if x.ndim != 2 or y.shape != (len(x),):
-        raise ValueError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
-    if isinstance(n_models, bool) or not isinstance(n_models, (int, np.integer)) or n_models < 2:
-        raise ValueError(f"n_models must be an integer >= 2, got {n_models!r}")
-    seed = check_seed(seed)
+        raise InvalidParameterError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
+    n_models = check_int(n_models, "n_models", min_value=2)
+    seed = check_int(seed, "seed", min_value=0)  # seed + k seeds model k: an int
     y = y.astype(np.int64)
-    path = None
-    if cache:
-        key = cache_key(estimator=type(estimator).__module__ + "." + type(estimator).__name__,
-                        params=sorted((k, repr(v)) for k, v in estimator.get_params().items()),
-                        data=fingerprint(x, y), n_models=int(n_models), seed=seed, mlsec=__version__)
-        path = cache_dir() / "shadows" / f"{type(estimator).__name__}-{key}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                return ShadowSet(f["logits"], f["in_mask"], y, from_cache=True)
-    in_mask = half_masks(n_models, len(x), seed)
-    logits = np.stack([model_logits(fit_seeded(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, logits=logits.astype(np.float32), in_mask=in_mask)
-        tmp.replace(path)  # atomic: a half-written file is never read as a cached result
-        logits = logits.astype(np.float32)  # the same values a cache hit returns
-    return ShadowSet(logits, in_mask, y)
+    config = dict(estimator=type(estimator).__module__ + "." + type(estimator).__name__,
+                  params=sorted((k, repr(v)) for k, v in estimator.get_params().items()),
+                  data=fingerprint(x, y), n_models=n_models, seed=seed)
+
+    def compute():
+        in_mask = half_masks(n_models, len(x), seed)
+        logits = [model_logits(fit_seeded(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)]
+        return {"logits": np.stack(logits).astype(np.float32), "in_mask": in_mask}
+
+    arrays, provenance = cached_arrays(type(estimator).__name__, config, compute, cache=cache, folder="shadows")
+    return ShadowSet(arrays["logits"], arrays["in_mask"], y, provenance)
 
 
 def fit_model(estimator, x, y, in_mask, k, seed=0):
@@ -167,11 +162,11 @@ def fit_model(estimator, x, y, in_mask, k, seed=0):
     True
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y).astype(np.int64)
-    return fit_seeded(estimator, x[in_mask[k]], y[in_mask[k]], check_seed(seed) + int(k))
+    return fit_seeded(estimator, x[in_mask[k]], y[in_mask[k]], check_int(seed, "seed", min_value=0) + int(k))
 
 
 def fit_seeded(estimator, x, y, seed):
-    """A fresh clone of ``estimator`` fitted on ``(x, y)``, its ``random_state`` (if any) set to ``seed``.
+    """A fresh clone of ``estimator`` fitted on ``(x, y)``, its ``random_state`` or ``seed`` (if any) set to ``seed``.
 
     Shadow models and canary trials are fitted this way, so each one is reproducible on its own.
     scikit-learn's ``ConvergenceWarning`` is silenced (shadows are meant to overfit); any other
@@ -182,8 +177,9 @@ def fit_seeded(estimator, x, y, seed):
     from sklearn.exceptions import ConvergenceWarning
 
     model = clone(estimator)
-    if "random_state" in model.get_params():
-        model.set_params(random_state=seed)
+    for name in ("random_state", "seed"):  # scikit-learn's name, and the course's (DPSGDClassifier)
+        if name in model.get_params():
+            model.set_params(**{name: seed})
     with warnings.catch_warnings():
         # shadows are meant to overfit, so "not converged" is noise here; any other warning (such as
         # diffprivlib's PrivacyLeakWarning when bounds are missing) still reaches the caller
@@ -192,7 +188,7 @@ def fit_seeded(estimator, x, y, seed):
 
 
 class DPSGDClassifier(ClassifierMixin, BaseEstimator):
-    """A scikit-learn style front for :func:`mlsec_lessons.privacy.dp_sgd.train` on tabular rows.
+    """A scikit-learn style front for :func:`mlsec_lessons.privacy.dp_sgd.train_dp_sgd` on tabular rows.
 
     So that DP-SGD models can be shadow models like any other estimator: an attack that knows
     the defense trains its shadows with the same private recipe. ``noise_multiplier=0`` gives
@@ -203,9 +199,9 @@ class DPSGDClassifier(ClassifierMixin, BaseEstimator):
     hidden : tuple of int, default=(64,)
         Hidden layers of the ``mlp`` architecture.
     l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta
-        As in ``dp_sgd.train``.
-    random_state : int, default=0
-        The seed of the initial weights, the batches and the noise.
+        As in ``dp_sgd.train_dp_sgd``.
+    seed : int, default=0
+        The seed of the initial weights, the batches and the noise (:func:`fit_seeded` sets it per model).
 
     Examples
     --------
@@ -215,10 +211,10 @@ class DPSGDClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, hidden=(64,), l2_norm_clip=1.0, noise_multiplier=1.0, batch_size=64, epochs=15,
-                 learning_rate=0.1, delta=1e-5, random_state=0):
+                 learning_rate=0.1, delta=1e-5, seed=0):
         self.hidden, self.l2_norm_clip, self.noise_multiplier = hidden, l2_norm_clip, noise_multiplier
         self.batch_size, self.epochs, self.learning_rate = batch_size, epochs, learning_rate
-        self.delta, self.random_state = delta, random_state
+        self.delta, self.seed = delta, seed
 
     def fit(self, x, y):
         from ..data import Dataset
@@ -226,16 +222,18 @@ class DPSGDClassifier(ClassifierMixin, BaseEstimator):
 
         x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
         if x.ndim != 2 or y.shape != (len(x),):
-            raise ValueError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
+            raise InvalidParameterError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
         self.classes_ = np.unique(y)
         if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
-            raise ValueError(f"y must hold the labels 0..n_classes-1, got {self.classes_.tolist()}")
+            raise InvalidParameterError(f"y must hold the labels 0..n_classes-1, got {self.classes_.tolist()}")
         data = Dataset("rows", x, y, x[:0], y[:0], n_classes=len(self.classes_))
-        self.model_ = dp_sgd.train(data, "mlp", hidden=tuple(self.hidden), l2_norm_clip=self.l2_norm_clip,
-                                   noise_multiplier=self.noise_multiplier, batch_size=self.batch_size,
-                                   epochs=self.epochs, learning_rate=self.learning_rate, delta=self.delta,
-                                   seed=self.random_state, cache=False, progress=False)
-        self.epsilon_, self.delta_ = self.model_.epsilon_, self.model_.delta_
+        run = dp_sgd.train_dp_sgd(data, "mlp", hidden=tuple(self.hidden), l2_norm_clip=self.l2_norm_clip,
+                                  noise_multiplier=self.noise_multiplier, batch_size=self.batch_size,
+                                  epochs=self.epochs, learning_rate=self.learning_rate, delta=self.delta,
+                                  seed=self.seed, cache=False, progress=False)
+        # scikit-learn's convention: what fit learned ends in "_"; the privacy spent is part of it
+        self.model_, self.privacy_ = run.model, run.privacy
+        self.epsilon_, self.delta_ = run.privacy.epsilon, run.privacy.delta
         return self
 
     def decision_function(self, x):

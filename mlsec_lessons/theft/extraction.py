@@ -16,18 +16,18 @@ Four ways to choose the queries, from the most to the least data the thief needs
 The copy is judged by **fidelity**, its agreement with the victim's labels on held-out inputs the
 thief never sent, and by its accuracy on the true labels.
 """
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__
-from ..cache import cache_dir, cache_key, fingerprint
-from ..reproducibility import check_seed
+from ..cache import cached_arrays, fingerprint
+from ..errors import InvalidParameterError
+from ..validation import check_choice, check_int, check_seed
 from .client import QueryRefused
 from .substitute import Substitute
 
 USES = ("scores", "labels")
+WEIGHT_NAMES = ("W1", "b1", "W2", "b2")  # a Substitute's params_, in order
 
 
 @dataclass(eq=False)
@@ -88,33 +88,28 @@ def steal(x, answers, use="scores", seed=0, cache=True, **substitute_params):
     ``"labels"`` is what an adaptive thief does against an output defense that perturbs the scores
     but keeps the top class (reverse sigmoid): it throws the scores away.
 
-    With ``cache=True`` the fitted weights are kept in the course cache (``.npz``, no pickle), keyed by
-    the substitute's parameters and a fingerprint of the queries and the answers, so a re-run that
-    got the same answers loads the copy instead of fitting it again.
+    With ``cache=True`` the fitted weights are kept in the course cache through
+    :func:`mlsec_lessons.cache.cached_arrays` (``.npz``, no pickle), keyed by the substitute's parameters,
+    a fingerprint of the queries and the answers, and the library versions, so a re-run that got the
+    same answers loads the copy instead of fitting it again.
     """
-    if use not in USES:
-        raise ValueError(f"use must be one of {USES}, got {use!r}")
+    check_choice(use, "use", USES)
     answers = np.asarray(answers, dtype=np.float64)
     if answers.ndim != 2:
-        raise ValueError(f"answers must be one row of scores per query, got shape {answers.shape}")
+        raise InvalidParameterError(f"answers must be one row of scores per query, got shape {answers.shape}")
     target = answers if use == "scores" else np.eye(answers.shape[1])[answers.argmax(axis=1)]
     substitute = Substitute(seed=seed, **substitute_params)
-    if not cache:
-        return substitute.fit(x, target)
     x = np.asarray(x, dtype=np.float64)
-    key = cache_key(kind="substitute", params=vars(substitute), data=fingerprint(x, target), mlsec=__version__)
-    path = cache_dir() / "substitutes" / f"{key}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as saved:
-            substitute.params_ = tuple(saved[k] for k in ("W1", "b1", "W2", "b2"))
-        W1, W2 = substitute.params_[0], substitute.params_[2]
-        substitute.n_features_in_, substitute.n_classes_ = W1.shape[0], W2.shape[1]
-        return substitute
-    substitute.fit(x, target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npz")  # written whole, then renamed: never half a copy
-    np.savez(tmp, **dict(zip(("W1", "b1", "W2", "b2"), substitute.params_)))
-    tmp.replace(path)
+    config = dict(params=vars(substitute), data=fingerprint(x, target))
+
+    def compute():
+        substitute.fit(x, target)
+        return dict(zip(WEIGHT_NAMES, substitute.params_))
+
+    weights, _ = cached_arrays("substitute", config, compute, cache=cache, folder="substitutes")
+    if not hasattr(substitute, "params_"):  # loaded: set what fit would have set
+        substitute.params_ = tuple(weights[k] for k in WEIGHT_NAMES)
+        substitute.n_features_in_, substitute.n_classes_ = weights["W1"].shape[0], weights["W2"].shape[1]
     return substitute
 
 
@@ -127,8 +122,7 @@ def copycat(victim, x_pool, budget, use="scores", seed=0):
     >>> fidelity(stolen.substitute, d.x_test, victim_labels)                        # doctest: +SKIP
     0.97
     """
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or not 1 <= budget <= len(x_pool):
-        raise ValueError(f"budget must be an integer in [1, {len(x_pool)}] (the pool's size), got {budget!r}")
+    check_int(budget, "budget", min_value=1, max_value=len(x_pool))  # at most the pool's size
     x, answers = query(victim, np.asarray(x_pool)[:budget])
     return Extraction(steal(x, answers, use, seed), x, answers)
 
@@ -175,7 +169,7 @@ def extraction_curve(x, answers, budgets, x_eval, victim_labels, y_eval, use="sc
     rows = []
     for b in budgets:
         if not 1 <= b <= len(answers):
-            raise ValueError(f"budget {b!r} is outside [1, {len(answers)}], the number of answers")
+            raise InvalidParameterError(f"budget {b!r} is outside [1, {len(answers)}], the number of answers")
         sub = steal(x[:b], answers[:b], use, seed)
         rows.append({"budget": int(b), "use": use, "fidelity": fidelity(sub, x_eval, victim_labels),
                      "accuracy": fidelity(sub, x_eval, y_eval)})
@@ -190,7 +184,7 @@ def plot_extraction_curves(curves, ax=None, title=None, victim_accuracy=None):
     from ..plotting import axes_or_new, finish_axes
 
     if not hasattr(curves, "items") or len(curves) == 0:
-        raise ValueError("curves must be a non-empty mapping {label: rows from extraction_curve}")
+        raise InvalidParameterError("curves must be a non-empty mapping {label: rows from extraction_curve}")
     ax = axes_or_new(ax)
     for (label, rows), marker in zip(curves.items(), "osd^v<>"):
         budget = [r["budget"] for r in rows]

@@ -21,7 +21,6 @@ graded. A student's own model is judged against the reference's numbers, so the 
 coverage gaps with the model's own policy controls set aside.
 """
 import itertools
-import math
 import pickle
 import time
 
@@ -241,19 +240,22 @@ def trained_model(system):
 
 @points(2)
 def test_trains_with_dp_on_adversarial_examples(impl_trained, digits):
-    model = trained_model(impl_trained)
+    trained_model(impl_trained)
+    run = getattr(impl_trained, "fitted_", None)
+    assert run is not None and getattr(run, "privacy", None) is not None, (
+        "train(data) must set fitted_, what dp_sgd.train_dp_sgd returned (its .privacy is the run's spend)")
     n = len(digits.x_train)
-    got_eps = getattr(model, "adversarial_eps_", 0.0)
+    got_eps = run.config.get("adversarial_eps", 0.0)
     assert got_eps == SETTINGS["eps"], (
-        f"the model was trained on adversarial examples at eps={got_eps} (model.adversarial_eps_); the system "
-        f"is defended at eps={SETTINGS['eps']}: pass adversarial_eps=self.eps to dp_sgd.train, so that DP-SGD "
-        "learns from FGSM-RS examples")
-    sigma = getattr(model, "noise_multiplier_", None)
+        f"the model was trained on adversarial examples at eps={got_eps} (fitted_.config['adversarial_eps']); the "
+        f"system is defended at eps={SETTINGS['eps']}: pass adversarial_eps=self.eps to dp_sgd.train_dp_sgd, so "
+        "that DP-SGD learns from FGSM-RS examples")
+    sigma = run.privacy.noise_multiplier
     assert sigma == SETTINGS["noise_multiplier"], (
         f"the model was trained with noise_multiplier={sigma}; the system's setting is "
-        f"{SETTINGS['noise_multiplier']} (pass every DP setting of the constructor to dp_sgd.train)")
+        f"{SETTINGS['noise_multiplier']} (pass every DP setting of the constructor to dp_sgd.train_dp_sgd)")
     steps, q = SETTINGS["epochs"] * round(n / SETTINGS["batch_size"]), SETTINGS["batch_size"] / n
-    got = getattr(model, "epsilon_", math.inf)
+    got = run.privacy.epsilon
     assert got == pytest.approx(oracle_epsilon(q, steps), rel=1e-9), (
         f"the training run spent epsilon={got:.4g}; with the system's settings (batch {SETTINGS['batch_size']} of "
         f"{n}, {SETTINGS['epochs']} epochs) DP-SGD spends {oracle_epsilon(q, steps):.4g}")
@@ -314,7 +316,7 @@ def test_epsilon_from_the_accountant(impl, ref, ref_trained, digits):
     reraise(error, "measure_privacy(data)")
     got = named(got, "dp epsilon", "measure_privacy(data)")
     n = len(digits.x_train)
-    q, steps = SETTINGS["batch_size"] / n, ref_trained.model_.steps_
+    q, steps = SETTINGS["batch_size"] / n, ref_trained.fitted_.privacy.steps
     want = oracle_epsilon(q, steps)
     why = ""
     if got.value == pytest.approx(oracle_epsilon(1.0, steps)):
@@ -323,8 +325,8 @@ def test_epsilon_from_the_accountant(impl, ref, ref_trained, digits):
         why = f": that is epsilon for {got.params['steps']} steps"
     assert got.value == pytest.approx(want, rel=1e-6), (
         f"measure_privacy reports epsilon={got.value:.4g}; the accountant gives {want:.4g} for the run: sampling "
-        f"rate batch_size / n = {SETTINGS['batch_size']}/{n} and the {steps} steps dp_sgd.train ran "
-        f"(model_.steps_ = epochs * round(n / batch_size)){why}")
+        f"rate batch_size / n = {SETTINGS['batch_size']}/{n} and the {steps} steps dp_sgd.train_dp_sgd ran "
+        f"(fitted_.privacy.steps = epochs * round(n / batch_size)){why}")
     assert got.params.get("sample_rate") == pytest.approx(q) and got.params.get("steps") == steps, (
         f"the measurement's params say sample_rate={got.params.get('sample_rate')}, steps={got.params.get('steps')}; "
         f"the run had {q:.4f} and {steps}")
