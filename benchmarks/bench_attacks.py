@@ -44,14 +44,14 @@ def run():
          lambda s: attacks.fgsm(model, x, y, 0.1),
          lambda s: attacks.art_fgsm(model, x, y, 0.1)),
         ("PGD-40, L-inf eps=0.1, step 0.01",
-         lambda s: attacks.pgd(model, x, y, 0.1, 0.01, 40, seed=s),
-         lambda s: attacks.art_pgd(model, x, y, 0.1, 0.01, 40, seed=s)),
+         lambda s: attacks.pgd(model, x, y, 0.1, steps=40, eps_step=0.01, seed=s),
+         lambda s: attacks.art_pgd(model, x, y, 0.1, steps=40, eps_step=0.01, seed=s)),
         ("same PGD-40 L-inf, ART with its default batch_size=32",
-         lambda s: attacks.pgd(model, x, y, 0.1, 0.01, 40, seed=s),
-         lambda s: attacks.art_pgd(model, x, y, 0.1, 0.01, 40, seed=s, batch_size=32)),
+         lambda s: attacks.pgd(model, x, y, 0.1, steps=40, eps_step=0.01, seed=s),
+         lambda s: attacks.art_pgd(model, x, y, 0.1, steps=40, eps_step=0.01, seed=s, batch_size=32)),
         ("PGD-40, L2 eps=1.0, step 0.1",
-         lambda s: attacks.pgd(model, x, y, 1.0, 0.1, 40, norm=2, seed=s),
-         lambda s: attacks.art_pgd(model, x, y, 1.0, 0.1, 40, norm=2, seed=s)),
+         lambda s: attacks.pgd(model, x, y, 1.0, steps=40, eps_step=0.1, norm=2, seed=s),
+         lambda s: attacks.art_pgd(model, x, y, 1.0, steps=40, eps_step=0.1, norm=2, seed=s)),
     ]
     rows = []
     for name, ours, theirs in cases:
@@ -73,8 +73,8 @@ def run():
         "notes": (f"Time: best of {REPEATS} runs after one warm-up call each. Accuracy: mean (min-max) over the "
                   f"{REPEATS} runs, seeds 0-{REPEATS - 1} of the random start; 'as strong' means a mean at most one "
                   f"image of 540 above ART's. Clean accuracy "
-                  f"{models.accuracy(model, x, y):.3f}. Ours: one `tf.function` per (model, norm, direction) running "
-                  "the whole loop, returning each sample's best iterate (misclassified first, then highest loss). "
+                  f"{models.accuracy(model, x, y):.3f}. Ours: the attack engine, one `tf.function` per (model, norm, direction, "
+                  "objective) running the whole loop, returning each sample's best iterate (misclassified first, then highest loss). "
                   "ART: `TensorFlowV2Classifier` built by `mlsec_lessons.art_bridge.art_classifier`, "
                   "`batch_size=540` (one batch) unless the row says otherwise, `verbose=False`. FGSM is one gradient on "
                   "both sides, so only PGD can show the gain of a compiled loop. The floor for PGD-40 here, 40 calls of "

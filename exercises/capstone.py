@@ -72,7 +72,7 @@ def demo_traffic(model, data, eps=0.1, seed=0):
     (drift, not an attack); then Alice again. Each phase fills whole windows of 50 inputs.
     """
     x, y = data.x_test, data.y_test
-    x_attack = attacks.pgd(model, x[150:250], y[150:250], eps, eps / 10, 40, seed=seed)
+    x_attack = attacks.pgd(model, x[150:250], y[150:250], eps, steps=40, eps_step=eps / 10, seed=seed)
     return [("alice", "honest", x[:150], y[:150]),
             ("mallory", f"PGD-40 at eps={eps:g} against the served model", x_attack, y[150:250]),
             ("bob", "honest, new scanner (drift)", np.clip(0.7 * x[250:350] + 0.15, 0.0, 1.0), y[250:350]),
@@ -242,7 +242,8 @@ class MLSecuritySystem:
                                "fingerprint": fingerprint(data.x_train, data.y_train)}
         order = np.random.default_rng(self.seed).permutation(len(data.x_train))
         held_out, fit = order[:len(order) // 5], order[len(order) // 5:]
-        x_adv = attacks.pgd(model, data.x_train[fit], data.y_train[fit], self.eps, self.eps / 10, 20, seed=self.seed)
+        x_adv = attacks.pgd(model, data.x_train[fit], data.y_train[fit], self.eps, steps=20, eps_step=self.eps / 10,
+                            seed=self.seed)
         self.detector_ = AdversarialDetector(epochs=5, seed=self.seed).fit(*detection_data(data.x_train[fit], x_adv))
         self.x_validation_ = data.x_train[held_out]
         return self
@@ -308,7 +309,7 @@ class MLSecuritySystem:
         aa = evaluation.autoattack(self.model_, data.x_test, data.y_test, eps=self.eps, n=n, seed=self.seed,
                                    max_iter=max_iter, restarts=1)
         x, y = data.x_test[aa["indices"]], data.y_test[aa["indices"]]
-        x_pgd = attacks.pgd(self.model_, x, y, self.eps, self.eps / 10, self.pgd_steps, seed=self.seed)
+        x_pgd = attacks.pgd(self.model_, x, y, self.eps, steps=self.pgd_steps, eps_step=self.eps / 10, seed=self.seed)
         clean, pgd, apgd = (models.predict_labels(self.model_, v) == y for v in (x, x_pgd, aa["x_adv"]))
         robust = pgd & apgd
         k = int(robust.sum())

@@ -53,6 +53,20 @@ def test_evade_finds_the_best_attack_on_a_linear_detector(linear_detector):
     assert np.all(fraud.fraud_score(model, x_adv) < fraud.fraud_score(model, x))
 
 
+def test_evade_is_the_attack_engine_with_the_fraudsters_objective_mask_and_bounds(linear_detector):
+    from mlsec_lessons import attacks
+
+    model, _ = linear_detector
+    x = np.random.default_rng(1).normal(size=(8, 6)).astype(np.float32)
+    lo, hi = np.full(6, -2.0, np.float32), np.full(6, 2.0, np.float32)
+    x = np.clip(x, lo, hi)
+    mask = np.array([1, 1, 0, 1, 0, 0], np.float32)
+    ours = fraud.evade(model, x, 0.7, bounds=(lo, hi), mutable=[0, 1, 3], steps=15)
+    engine = attacks.pgd(model, x, np.ones(8, int), 0.7, steps=15, random_start=False,
+                         objective=fraud.legit_log_odds, mask=mask, bounds=(lo, hi))
+    np.testing.assert_array_equal(ours, engine)
+
+
 def test_evade_stays_inside_the_realistic_range_and_never_raises_the_score(linear_detector):
     model, _ = linear_detector
     x = np.zeros((3, 6), np.float32)
@@ -85,7 +99,7 @@ def test_fraud_adversarial_training_rejects_bad_arguments(kwargs, match):
     fit, _ = fraud.load_fraud()
     args = dict(bounds=fraud.feature_bounds(fit.x_train)) | kwargs
     with pytest.raises(ValueError, match=match):
-        fraud.adversarial_train(fit, cache=False, **args)
+        fraud.train_against_evasion(fit, cache=False, **args)
 
 
 def test_evade_checks_the_shape_of_x(linear_detector):
@@ -109,14 +123,14 @@ def test_adversarial_training_lowers_the_evasion_rate_and_costs_precision(fraud_
     ops = list(case.operating.values())
     assert ops[0]["95% recall"]["precision"] < 0.2          # the claimed detection rate costs most alerts
     assert 0.8 <= case.pr_auc["plain MLP"] <= 0.95
-    table = case.table()
+    table = case.to_frame()
     assert table.shape == (4, 5) and set(table.index.get_level_values(1)) == {"max F1", "95% recall"}
 
 
 def test_the_fraud_models_come_from_the_cache_the_second_time(fraud_results):
     first, again = fraud_results
-    assert not any(m.from_cache for m in first.models.values())
-    assert all(m.from_cache for m in again.models.values())
+    assert not any(f.provenance.from_cache for f in first.fitted.values())
+    assert all(f.provenance.from_cache for f in again.fitted.values())
     for a, b in zip(first.models.values(), again.models.values()):
         for wa, wb in zip(a.get_weights(), b.get_weights()):
             np.testing.assert_array_equal(wa, wb)
@@ -271,10 +285,11 @@ def test_spatial_attack_reads_the_grid(patch_setup):
         perception.spatial_attack(model, x, y, grid=[])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(size=9), "size"), (dict(target=10), "target"), (dict(target=True), "target"), (dict(steps=0), "steps"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(size=9), ValueError, "size"), (dict(target=10), ValueError, "target"),
+    (dict(target=True), TypeError, "target"), (dict(steps=0), ValueError, "steps"),
 ])
-def test_train_patch_rejects_bad_arguments(patch_setup, kwargs, match):
+def test_train_patch_rejects_bad_arguments(patch_setup, kwargs, error, match):
     model, x, y, _ = patch_setup
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         perception.train_patch(model, x, y, **(dict(size=3) | kwargs))

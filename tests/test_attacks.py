@@ -10,7 +10,7 @@ from mlsec_lessons.errors import MLSecError
 
 @pytest.fixture(scope="module")
 def model(small_cnn):
-    return getattr(small_cnn, "model", small_cnn)  # models.train returns a Fitted record
+    return small_cnn
 
 
 def _l2(a, b):

@@ -16,11 +16,11 @@ def clean_model(small_cnn):
 
 @pytest.fixture(scope="module")
 def robust_model(digits):
-    return adversarial_train(digits, method="pgd", eps=EPS, steps=5, epochs=12, seed=0, cache=False)
+    return adversarial_train(digits, method="pgd", eps=EPS, steps=5, epochs=12, seed=0, cache=False).model
 
 
 def _pgd_acc(model, x, y, eps=EPS):
-    return models.accuracy(model, attacks.pgd(model, x, y, eps, eps / 8, 20, seed=0), y)
+    return models.accuracy(model, attacks.pgd(model, x, y, eps, steps=20, eps_step=eps / 8, seed=0), y)
 
 
 # --------------------------------------------------------------------------- adversarial training
@@ -33,7 +33,7 @@ def test_pgd_training_beats_clean_training_under_pgd(digits, clean_model, robust
 
 
 def test_fast_fgsm_rs_training_is_robust_too(digits, clean_model):
-    fast = adversarial_train(digits, method="fgsm_rs", eps=EPS, epochs=10, seed=0, cache=False)
+    fast = adversarial_train(digits, method="fgsm_rs", eps=EPS, epochs=10, seed=0, cache=False).model
     assert _pgd_acc(fast, digits.x_test, digits.y_test) > _pgd_acc(clean_model, digits.x_test, digits.y_test) + 0.15
 
 
@@ -41,11 +41,20 @@ def test_adversarial_training_caches_its_weights(digits, fresh_cache):
     first = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
     again = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1)
     other = adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1, eps=0.2)
-    assert not first.from_cache and again.from_cache and not other.from_cache
-    assert first.train_seconds > 0 and again.train_seconds == 0.0
-    assert len({first.cache_path, other.cache_path}) == 2
-    for a, b in zip(first.get_weights(), again.get_weights()):
+    assert not first.provenance.from_cache and again.provenance.from_cache and not other.provenance.from_cache
+    assert first.provenance.seconds > 0 and again.provenance.seconds == 0.0
+    assert len({first.provenance.cache_path, other.provenance.cache_path}) == 2
+    assert not hasattr(first.model, "from_cache")  # the record says it; nothing is patched onto the model
+    for a, b in zip(first.model.get_weights(), again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adversarial_training_leaves_the_global_random_state_alone(digits):
+    np.random.seed(7)
+    expected = np.random.rand()
+    np.random.seed(7)
+    adversarial_train(digits, "logistic", method="fgsm_rs", epochs=1, cache=False)
+    assert np.random.rand() == expected
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -53,7 +62,7 @@ def test_adversarial_training_caches_its_weights(digits, fresh_cache):
     (dict(eps=-0.1), "eps must be"),
     (dict(steps=0), "steps must be"),
     (dict(epochs=0), "epochs must be"),
-    (dict(learning_rate=0), "learning_rate must be positive"),
+    (dict(learning_rate=0), "learning_rate must be in"),
 ])
 def test_adversarial_training_bad_arguments(digits, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -78,21 +87,21 @@ def test_art_adversarial_trainer_fit_returns_none_and_trains_in_place(digits):
 # --------------------------------------------------------------------------- preprocessing
 def test_source_noise_defense_gives_no_protection(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
-    result = pre.evaluate_preprocessing(clean_model, pre.gaussian_noise(0.01), x, y, EPS, EPS / 8, 20)
+    result = pre.evaluate_preprocessing(clean_model, pre.gaussian_noise(0.01), x, y, EPS, steps=20, eps_step=EPS / 8)
     assert abs(result["non_adaptive"] - _pgd_acc(clean_model, x, y)) < 0.05
     assert result["clean"] > 0.9
 
 
 def test_bpda_breaks_spatial_smoothing(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
-    result = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, 0.02, 30)
+    result = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, steps=30, eps_step=0.02)
     assert result["adaptive"] < result["non_adaptive"] - 0.05, result
     assert set(result) >= {"clean", "non_adaptive", "adaptive", "eps", "norm", "steps", "eot_samples", "n"}
 
 
 def test_bpda_attacks_feature_squeezing_at_least_as_well(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
-    result = pre.evaluate_preprocessing(clean_model, pre.feature_squeezing(1), x, y, 0.2, 0.025, 30)
+    result = pre.evaluate_preprocessing(clean_model, pre.feature_squeezing(1), x, y, 0.2, steps=30, eps_step=0.025)
     assert result["adaptive"] <= result["non_adaptive"] + 0.02, result
     assert result["adaptive"] < result["clean"] - 0.3
 
@@ -122,23 +131,24 @@ def test_preprocessors_are_arts_and_validate():
     with pytest.raises(ValueError, match="sigma"):
         pre.gaussian_noise(-1)
     with pytest.raises(ValueError, match="eot_samples"):
-        pre.adaptive_pgd(None, pre.feature_squeezing(1), x, [0], 0.1, 0.01, 1, eot_samples=0)
+        pre.adaptive_pgd(None, pre.feature_squeezing(1), x, [0], 0.1, steps=1, eot_samples=0)
 
 
 # --------------------------------------------------------------------------- detection
 @pytest.fixture(scope="module")
 def detector(digits, clean_model):
-    x_adv = attacks.pgd(clean_model, digits.x_train, digits.y_train, 0.15, 0.02, 20, seed=0)
+    x_adv = attacks.pgd(clean_model, digits.x_train, digits.y_train, 0.15, steps=20, eps_step=0.02, seed=0)
     return detection.AdversarialDetector(epochs=6).fit(*detection.detection_data(digits.x_train, x_adv))
 
 
 def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_model, detector):
     x, y = digits.x_test, digits.y_test
     plain = detection.evaluate_detection(clean_model, detector, x, y,
-                                         attacks.pgd(clean_model, x, y, 0.15, 0.02, 30, seed=1))
+                                         attacks.pgd(clean_model, x, y, 0.15, steps=30, eps_step=0.02, seed=1))
     assert plain["tpr"] > 0.9 and plain["fpr"] < 0.1, plain
     adaptive = detection.evaluate_detection(
-        clean_model, detector, x, y, detection.detector_aware_pgd(clean_model, detector, x, y, 0.15, 0.02, 30, seed=1))
+        clean_model, detector, x, y, detection.detector_aware_pgd(clean_model, detector, x, y, 0.15, steps=30, eps_step=0.02,
+                                                        seed=1))
     assert adaptive["tpr"] < 0.3, adaptive
     assert adaptive["undetected_success"] > plain["undetected_success"] + 0.4
 
@@ -148,11 +158,11 @@ def test_detector_comes_from_the_cache_the_second_time(digits, fresh_cache):
     X, y = detection.detection_data(x_clean, np.clip(x_clean + 0.15 * np.sign(x_clean - 0.5), 0, 1))
     first = detection.AdversarialDetector(epochs=2, seed=0).fit(X, y)
     again = detection.AdversarialDetector(epochs=2, seed=0).fit(X, y)
-    assert not first.from_cache_ and again.from_cache_
+    assert not first.fitted_.provenance.from_cache and again.fitted_.provenance.from_cache
     np.testing.assert_array_equal(first.score_samples(X), again.score_samples(X))
     other = detection.AdversarialDetector(epochs=2, seed=0).fit(X[::-1], y[::-1])  # other data: trains
-    assert not other.from_cache_
-    assert not detection.AdversarialDetector(epochs=2, seed=0, cache=False).fit(X, y).from_cache_
+    assert not other.fitted_.provenance.from_cache
+    assert not detection.AdversarialDetector(epochs=2, seed=0, cache=False).fit(X, y).fitted_.provenance.from_cache
 
 
 def test_detector_is_an_estimator(digits):

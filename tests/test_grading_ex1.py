@@ -107,7 +107,7 @@ LIBRARY = {
     "train step on the library's PGD": (
         "x_adv = self.perturb(model, x, y)  # the worst",
         "from mlsec_lessons import attacks\n"
-        "        x_adv = tf.constant(attacks.pgd(model, x.numpy(), y.numpy(), self.eps, self._eps_step(), self.steps))"
+        "        x_adv = tf.constant(attacks.pgd(model, x.numpy(), y.numpy(), self.eps, steps=self.steps, eps_step=self._eps_step()))"
         "  # the worst",
         "train_step_updates_on_pgd_examples"),
     "squeeze by the library's feature squeezing": (

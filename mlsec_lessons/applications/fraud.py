@@ -11,16 +11,16 @@ measured the way a fraud team would measure it:
   they control, each by at most ``eps`` standard deviations and never outside the range seen
   in the training data.
 
-The attack lowers the fraud log-odds ``z_fraud - z_legit`` with signed gradient steps (PGD)
-restricted to the mutable features:
+The attack is the course's PGD engine (:func:`mlsec_lessons.attacks.pgd`) with the fraudster's
+objective, mask and bounds: it lowers the fraud log-odds ``z_fraud - z_legit`` with signed
+gradient steps restricted to the mutable features,
 
     x <- clip( x - alpha * sign(grad_x (z_fraud - z_legit)) * mask,  [x0 - eps, x0 + eps] ∩ [lo, hi] )
 
-Adversarial training uses the same attack, on the frauds only: the fraudster is the one who
-adapts, legitimate customers do not.
+Adversarial training (:func:`train_against_evasion`) uses the same attack, on the frauds only:
+the fraudster is the one who adapts, legitimate customers do not.
 """
 import dataclasses
-import weakref
 
 import keras
 import numpy as np
@@ -28,16 +28,16 @@ import tensorflow as tf
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from sklearn.model_selection import train_test_split
 
-from .. import __version__, data, models
-from ..cache import cache_dir, cache_key, fingerprint, load_or_fit
-from ..reproducibility import check_seed, seed_everything
+from .. import data, models
+from ..attacks import as_bounds, check_budget, compiled_pgd, pgd
+from ..cache import cached_fit, fingerprint
+from ..errors import InvalidParameterError
+from ..validation import as_generator, as_int_seed, check_fraction, check_int, check_real, check_seed
 
 MUTABLE = tuple(range(10))
 """Indices of the features a fraudster sets on their own transaction (an assumption of the threat model:
 the generated features have no names, so the first ten stand for amount, merchant, time, device, ...;
 the other ten for the account's history, which the fraudster cannot change)."""
-
-_COMPILED = weakref.WeakKeyDictionary()  # model -> compiled evasion loop
 
 
 # --------------------------------------------------------------------------- data
@@ -57,11 +57,10 @@ def load_fraud(val_size=0.25, seed=0, **fraud_kwargs):
     >>> fit.x_train.shape, x_val.shape, int(y_val.sum())
     ((10500, 20), (3500, 20), 35)
     """
-    if not 0 < val_size < 1:
-        raise ValueError(f"val_size must be strictly between 0 and 1, got {val_size!r}")
+    val_size = check_fraction(val_size, "val_size", include_boundaries="neither")
     full = data.make_fraud(seed=seed, **fraud_kwargs)
     x_fit, x_val, y_fit, y_val = train_test_split(full.x_train, full.y_train, test_size=val_size,
-                                                  random_state=check_seed(seed), stratify=full.y_train)
+                                                  random_state=as_int_seed(seed), stratify=full.y_train)
     fit = dataclasses.replace(full, x_train=x_fit, y_train=y_fit, info={**full.info, "val_size": val_size})
     return fit, (x_val, y_val)
 
@@ -72,17 +71,10 @@ def feature_bounds(x):
     return x.min(axis=0), x.max(axis=0)
 
 
-def _check_bounds(bounds, n_features):
-    lo, hi = (np.asarray(b, dtype=np.float32) for b in bounds)
-    if lo.shape != (n_features,) or hi.shape != lo.shape or np.any(lo > hi):
-        raise ValueError(f"bounds must be two arrays (lo, hi) of shape ({n_features},) with lo <= hi")
-    return lo, hi
-
-
 def _mask(mutable, n_features):
     idx = np.asarray(mutable, dtype=int).ravel()
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n_features or len(set(idx.tolist())) != idx.size:
-        raise ValueError(f"mutable must list distinct feature indices in [0, {n_features}), got {list(mutable)!r}")
+        raise InvalidParameterError(f"mutable must list distinct feature indices in [0, {n_features}), got {list(mutable)!r}")
     mask = np.zeros(n_features, np.float32)
     mask[idx] = 1.0
     return mask
@@ -104,8 +96,7 @@ def threshold_for_recall(y, score, recall):
     0.7
     """
     y, score = _check_scores(y, score)
-    if not 0 < recall <= 1:
-        raise ValueError(f"recall must be in (0, 1], got {recall!r}")
+    recall = check_fraction(recall, "recall", include_boundaries="right")
     positives = np.sort(score[y == 1])[::-1]
     return float(positives[int(np.ceil(recall * len(positives))) - 1])
 
@@ -144,49 +135,30 @@ def operating_point(y, score, threshold):
 def _check_scores(y, score):
     y, score = np.asarray(y), np.asarray(score, dtype=float)
     if y.ndim != 1 or score.shape != y.shape:
-        raise ValueError(f"y and score must be 1-D of the same length, got {y.shape} and {score.shape}")
+        raise InvalidParameterError(f"y and score must be 1-D of the same length, got {y.shape} and {score.shape}")
     if not np.isin(y, (0, 1)).all() or not (y == 1).any() or not (y == 0).any():
-        raise ValueError("y must hold 0 (legitimate) and 1 (fraud), with at least one of each")
+        raise InvalidParameterError("y must hold 0 (legitimate) and 1 (fraud), with at least one of each")
     if not np.all(np.isfinite(score)):
-        raise ValueError("score holds NaN or infinite values")
+        raise InvalidParameterError("score holds NaN or infinite values")
     return y.astype(np.int64), score
 
 
 # --------------------------------------------------------------------------- the attack
-def _lower_fraud_score(model, x0, x_start, lo, hi, mask, eps, eps_step, steps):
-    """PGD on the mutable features that lowers the fraud log-odds; keeps each row's lowest-scoring point."""
-    # the eps-ball ∩ the realistic range (widened to x0 itself, for a row that already lies outside it)
-    low = tf.maximum(x0 - eps * mask, tf.minimum(lo, x0))
-    high = tf.minimum(x0 + eps * mask, tf.maximum(hi, x0))
-    x, best = x_start, x_start
-    best_score = tf.fill(tf.shape(x0)[:1], np.inf)
-    for _ in tf.range(steps + 1):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            z = model(x, training=False)
-            score = z[:, 1] - z[:, 0]
-            total = tf.reduce_sum(score)  # inside the tape, or the tape never sees it
-        better = score < best_score
-        best = tf.where(better[:, None], x, best)
-        best_score = tf.where(better, score, best_score)
-        grad = tape.gradient(total, x)
-        x = tf.clip_by_value(x - eps_step * tf.sign(grad) * mask, low, high)  # immutable features: step 0
-    return best
+def legit_log_odds(logits, y):
+    """The fraudster's objective for the attack engine: ``z_legit - z_fraud``, per transaction (``y`` unused).
+
+    Raising it lowers :func:`fraud_score`; a transaction the detector reads as legitimate has it >= 0.
+    """
+    return logits[:, 0] - logits[:, 1]
 
 
-def _compiled(model):
-    if model not in _COMPILED:
-        n = model.input_shape[-1]
-        row, vec = tf.TensorSpec([None, n], tf.float32), tf.TensorSpec([n], tf.float32)
-        scalar = tf.TensorSpec([], tf.float32)
-        model_ref = weakref.ref(model)  # a strong reference would keep the cache entry alive forever
+def _realistic_box(x, bounds):
+    """Per-row bounds: the realistic range, widened to ``x`` itself for a row that already lies outside it.
 
-        @tf.function(input_signature=[row, vec, vec, vec, scalar, scalar, tf.TensorSpec([], tf.int32)])
-        def run(x0, lo, hi, mask, eps, eps_step, steps):
-            return _lower_fraud_score(model_ref(), x0, x0, lo, hi, mask, eps, eps_step, steps)
-
-        _COMPILED[model] = run
-    return _COMPILED[model]
+    Such a row may stay where it is but never moves further out.
+    """
+    lo, hi = as_bounds(bounds, x.shape)
+    return np.minimum(lo, x), np.maximum(hi, x)
 
 
 def evade(model, x, eps, *, bounds, mutable=MUTABLE, steps=50, eps_step=None):
@@ -207,7 +179,7 @@ def evade(model, x, eps, *, bounds, mutable=MUTABLE, steps=50, eps_step=None):
         The features the attacker controls; the others never change.
     steps : int, default=50
     eps_step : float or None
-        Step size; ``None`` means ``2.5 * eps / steps``.
+        Step size; ``None`` means :func:`mlsec_lessons.attacks.default_eps_step` (``2.5 * eps / steps``).
 
     Returns
     -------
@@ -221,20 +193,13 @@ def evade(model, x, eps, *, bounds, mutable=MUTABLE, steps=50, eps_step=None):
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != model.input_shape[-1] or len(x) == 0:
-        raise ValueError(f"x must have shape (n, {model.input_shape[-1]}), got {x.shape}")
-    if isinstance(eps, bool) or not np.isscalar(eps) or not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    lo, hi = _check_bounds(bounds, x.shape[1])
-    mask = _mask(mutable, x.shape[1])
-    eps_step = 2.5 * eps / steps if eps_step is None else float(eps_step)
-    if not (np.isfinite(eps_step) and eps_step >= 0):
-        raise ValueError(f"eps_step must be a finite number >= 0, got {eps_step!r}")
-    return _compiled(model)(x, lo, hi, mask, float(eps), eps_step, int(steps)).numpy()
+        raise InvalidParameterError(f"x must have shape (n, {model.input_shape[-1]}), got {x.shape}")
+    eps, steps, eps_step = check_budget(eps, steps=steps, eps_step=eps_step)
+    return pgd(model, x, np.ones(len(x), np.int32), eps, steps=steps, eps_step=eps_step, random_start=False,
+               objective=legit_log_odds, mask=_mask(mutable, x.shape[1]), bounds=_realistic_box(x, bounds))
 
 
-def evasion_rate(model, x_fraud, threshold, eps, *, bounds, mutable=MUTABLE, steps=50):
+def evasion_rate(model, x_fraud, threshold, eps, *, bounds, mutable=MUTABLE, steps=50, eps_step=None):
     """Share of the frauds flagged at ``threshold`` that :func:`evade` pushes below it.
 
     Returns
@@ -243,17 +208,20 @@ def evasion_rate(model, x_fraud, threshold, eps, *, bounds, mutable=MUTABLE, ste
     """
     detected = x_fraud[fraud_score(model, x_fraud) >= threshold]
     if len(detected) == 0:
-        raise ValueError("no fraud is detected at this threshold, so the evasion rate is undefined")
+        raise InvalidParameterError("no fraud is detected at this threshold, so the evasion rate is undefined")
     if eps == 0:
         return 0.0, len(detected)
-    x_adv = evade(model, detected, eps, bounds=bounds, mutable=mutable, steps=steps)
+    x_adv = evade(model, detected, eps, bounds=bounds, mutable=mutable, steps=steps, eps_step=eps_step)
     return float(np.mean(fraud_score(model, x_adv) < threshold)), len(detected)
 
 
 # --------------------------------------------------------------------------- adversarial training
-def adversarial_train(fit, *, eps=1.0, bounds, mutable=MUTABLE, steps=7, hidden=(64, 32), epochs=20,
-                      batch_size=256, learning_rate=1e-3, seed=0, cache=True):
-    """Train (or load from the cache) an MLP on frauds disguised by :func:`evade`'s attack, crafted per batch.
+def train_against_evasion(fit, *, eps=1.0, bounds, mutable=MUTABLE, steps=7, eps_step=None, hidden=(64, 32),
+                          epochs=20, batch_size=256, learning_rate=1e-3, seed=0, cache=True):
+    """Train (or load from the cache) a detector on frauds disguised by :func:`evade`'s attack, crafted per batch.
+
+    The fraud case's adversarial training (not :func:`mlsec_lessons.defenses.adversarial_train`,
+    which attacks every image in an L-inf ball).
 
     Only the fraud rows of each batch are attacked (from a random start in the ball); the
     legitimate rows are trained on as they are.
@@ -268,7 +236,9 @@ def adversarial_train(fit, *, eps=1.0, bounds, mutable=MUTABLE, steps=7, hidden=
         Realistic range of each feature, as for :func:`evade`.
     mutable : sequence of int, default=MUTABLE
     steps : int, default=7
-        PGD steps per batch (step size ``2.5 * eps / steps``).
+        PGD steps per batch.
+    eps_step : float or None
+        Their size; ``None`` means :func:`mlsec_lessons.attacks.default_eps_step`.
     hidden : tuple of int, default=(64, 32)
     epochs, batch_size : int
     learning_rate : float
@@ -278,49 +248,49 @@ def adversarial_train(fit, *, eps=1.0, bounds, mutable=MUTABLE, steps=7, hidden=
 
     Returns
     -------
-    keras.Model
-        Compiled, outputs logits; ``from_cache``, ``cache_path`` and ``train_seconds`` as in
-        :func:`mlsec_lessons.defenses.adversarial_train`.
+    Fitted
+        ``.model`` is compiled and outputs logits; ``.provenance`` says where it came from.
 
     Examples
     --------
-    >>> robust = adversarial_train(fit, eps=1.0, bounds=feature_bounds(fit.x_train))  # doctest: +SKIP
+    >>> robust = train_against_evasion(fit, eps=1.0, bounds=feature_bounds(fit.x_train))  # doctest: +SKIP
     """
-    if isinstance(eps, bool) or not np.isscalar(eps) or not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    for name, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    eps, steps, eps_step = check_budget(eps, steps=steps, eps_step=eps_step)
+    epochs, batch_size = check_int(epochs, "epochs", min_value=1), check_int(batch_size, "batch_size", min_value=1)
+    learning_rate = check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
     seed = check_seed(seed)
-    lo, hi = _check_bounds(bounds, fit.x_train.shape[1])
+    lo, hi = as_bounds(bounds, fit.x_train.shape[1:])
     mask = _mask(mutable, fit.x_train.shape[1])
-    seed_everything(seed)
-    model = models.build("mlp", fit.input_shape, 2, hidden=tuple(hidden))
-    config = dict(kind="fraud-adversarial", eps=float(eps), steps=steps, mask=mask.tolist(), lo=lo.tolist(),
-                  hi=hi.tolist(), hidden=list(hidden), epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed, data=fingerprint(fit.x_train, fit.y_train),
-                  keras=keras.__version__, mlsec=__version__)
-    path = cache_dir() / "models" / f"{fit.name}-mlp-adv-{cache_key(**config)}.weights.h5" if cache else None
-    load_or_fit(model, path, config,
-                lambda: _fit(model, fit, lo, hi, mask, float(eps), steps, epochs, batch_size, learning_rate, seed))
-    models.compile_for_training(model, learning_rate)
-    model.cache_path = path
-    return model
+
+    def build():
+        return models.compile_for_training(models.build("mlp", fit.input_shape, 2, hidden=tuple(hidden)),
+                                           learning_rate)
+
+    def train(model):
+        _fit(model, fit, lo, hi, mask, eps, steps, eps_step, epochs, batch_size, learning_rate, seed)
+
+    config = dict(eps=eps, steps=steps, eps_step=eps_step, mask=mask.tolist(), lo=lo.tolist(), hi=hi.tolist(),
+                  hidden=list(hidden), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                  data=fingerprint(fit.x_train, fit.y_train))
+    return cached_fit(f"{fit.name}-mlp-evasion", config, build, train, seed=seed, cache=cache)
 
 
-def _fit(model, fit, lo, hi, mask, eps, steps, epochs, batch_size, learning_rate, seed):
+def _fit(model, fit, lo, hi, mask, eps, steps, eps_step, epochs, batch_size, learning_rate, seed):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)  # variables exist before tracing
     lo_t, hi_t, mask_t = tf.constant(lo), tf.constant(hi), tf.constant(mask)
     spec = tf.TensorSpec([None, fit.x_train.shape[1]], tf.float32)
+    attack = compiled_pgd(model, objective=legit_log_odds)  # evade's engine: keeps each row's best point
 
     @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32), spec])
     def step(x, y, noise):
         fraud = tf.equal(y, 1)
         x_f = tf.boolean_mask(x, fraud)
-        start = tf.clip_by_value(x_f + eps * tf.boolean_mask(noise, fraud) * mask_t, lo_t, hi_t)
-        x_adv = _lower_fraud_score(model, x_f, start, lo_t, hi_t, mask_t, eps, 2.5 * eps / steps, steps)
+        lo_f, hi_f = tf.minimum(lo_t, x_f), tf.maximum(hi_t, x_f)  # as evade's realistic box
+        mask_f = tf.broadcast_to(mask_t, tf.shape(x_f))
+        start = tf.clip_by_value(x_f + eps * tf.boolean_mask(noise, fraud) * mask_f, lo_f, hi_f)
+        x_adv = attack(x_f, tf.boolean_mask(y, fraud), start, lo_f, hi_f, mask_f, eps, eps_step, steps)
         # the disguised frauds replace the originals; legitimate rows are left alone
         x_train = tf.concat([tf.boolean_mask(x, ~fraud), tf.stop_gradient(x_adv)], axis=0)
         y_train = tf.concat([tf.boolean_mask(y, ~fraud), tf.boolean_mask(y, fraud)], axis=0)
@@ -329,7 +299,7 @@ def _fit(model, fit, lo, hi, mask, eps, steps, epochs, batch_size, learning_rate
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed)
     x, y = np.asarray(fit.x_train, np.float32), np.asarray(fit.y_train, np.int32)
     for _ in range(epochs):
         order = rng.permutation(len(x))
@@ -339,11 +309,11 @@ def _fit(model, fit, lo, hi, mask, eps, steps, epochs, batch_size, learning_rate
 
 
 # --------------------------------------------------------------------------- the case, measured
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class FraudCase:
     """What :func:`fraud_case` measured. Each dict is keyed by model name."""
 
-    models: dict          # name -> keras.Model
+    fitted: dict          # name -> Fitted (the model and where it came from)
     operating: dict       # name -> {"max F1": operating_point(...), "95% recall": operating_point(...)} on test
     pr_auc: dict          # name -> average precision on the test split
     pr_curves: dict       # name -> (precision, recall) on the test split
@@ -351,7 +321,12 @@ class FraudCase:
     base_rate: float      # share of frauds in the test split
     config: dict
 
-    def table(self):
+    @property
+    def models(self):
+        """name -> keras.Model."""
+        return {name: f.model for name, f in self.fitted.items()}
+
+    def to_frame(self):
         """One row per model and threshold: the numbers a fraud team would report."""
         import pandas as pd
 
@@ -388,7 +363,7 @@ def fraud_case(*, train_eps=1.0, eps_values=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), mut
     Examples
     --------
     >>> case = fraud_case()                                          # doctest: +SKIP
-    >>> case.table()                                                 # doctest: +SKIP
+    >>> case.to_frame()                                              # doctest: +SKIP
     """
     from ..privacy_attacks.auditing import clopper_pearson
 
@@ -396,12 +371,12 @@ def fraud_case(*, train_eps=1.0, eps_values=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), mut
     bounds = feature_bounds(fit.x_train)
     trained = {
         "plain MLP": models.train(fit, "mlp", hidden=(64, 32), epochs=20, batch_size=256, seed=seed, cache=cache),
-        f"adversarially trained MLP (eps {train_eps:g})": adversarial_train(
+        f"adversarially trained MLP (eps {train_eps:g})": train_against_evasion(
             fit, eps=train_eps, bounds=bounds, mutable=mutable, seed=seed, cache=cache),
     }
     x_fraud = fit.x_test[fit.y_test == 1]
     operating, pr_auc, pr_curves, evasion = {}, {}, {}, {}
-    for name, model in trained.items():
+    for name, model in ((name, f.model) for name, f in trained.items()):
         val, test = fraud_score(model, x_val), fraud_score(model, fit.x_test)
         thresholds = {"max F1": threshold_max_f1(y_val, val), "95% recall": threshold_for_recall(y_val, val, 0.95)}
         operating[name] = {rule: operating_point(fit.y_test, test, t) for rule, t in thresholds.items()}

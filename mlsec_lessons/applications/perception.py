@@ -16,15 +16,14 @@ adversarial training defends) is not what a physical attacker uses. Two attacks 
 """
 import dataclasses
 import itertools
-import weakref
 
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-from ..reproducibility import check_seed
-
-_COMPILED = weakref.WeakKeyDictionary()  # model -> compiled patch gradient
+from .. import attacks
+from ..errors import InvalidParameterError
+from ..validation import as_generator, check_int, check_real, check_xy
 
 
 def _labels(model, x):
@@ -47,9 +46,7 @@ def placements(image_shape, size):
 
 
 def _check_size(size, h, w):
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= min(h, w):
-        raise ValueError(f"size must be an integer in [1, {min(h, w)}], got {size!r}")
-    return int(size)
+    return check_int(size, "size", min_value=1, max_value=min(h, w))
 
 
 def apply_patch(x, patch, corners):
@@ -70,11 +67,11 @@ def apply_patch(x, patch, corners):
     """
     x, patch = np.array(x, dtype=np.float32), np.asarray(patch, dtype=np.float32)
     if x.ndim != 4 or patch.ndim != 3 or patch.shape[0] != patch.shape[1] or patch.shape[2] != x.shape[3]:
-        raise ValueError(f"x must be (n, h, w, c) and patch (size, size, c); got {x.shape} and {patch.shape}")
+        raise InvalidParameterError(f"x must be (n, h, w, c) and patch (size, size, c); got {x.shape} and {patch.shape}")
     size = _check_size(patch.shape[0], *x.shape[1:3])
     corners = np.broadcast_to(np.asarray(corners, dtype=int), (len(x), 2))
     if corners.min() < 0 or np.any(corners > np.array(x.shape[1:3]) - size):
-        raise ValueError(f"a corner puts the {size}x{size} patch outside the {x.shape[1]}x{x.shape[2]} image")
+        raise InvalidParameterError(f"a corner puts the {size}x{size} patch outside the {x.shape[1]}x{x.shape[2]} image")
     for i, (r, c) in enumerate(corners):
         x[i, r:r + size, c:c + size] = patch
     return x
@@ -127,62 +124,39 @@ def train_patch(model, x, y, size, target=None, *, steps=300, batch_size=128, le
     --------
     >>> patch = train_patch(model, d.x_train, d.y_train, 3)              # doctest: +SKIP
     """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty batch of images (n, h, w, c), got shape {x.shape}")
-    y = np.asarray(y)
-    if y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},), got {y.shape}")
     n_classes = model.output_shape[-1]
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))
-                               or not 0 <= target < n_classes):
-        raise ValueError(f"target must be None or a class index in [0, {n_classes}), got {target!r}")
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    rng = np.random.default_rng(check_seed(seed))
+    x, y = check_xy(x, y, ndim=4, bounds=(0.0, 1.0), n_classes=n_classes)
+    if target is not None:
+        target = check_int(target, "target", min_value=0, max_value=n_classes - 1)
+    steps, batch_size = check_int(steps, "steps", min_value=1), check_int(batch_size, "batch_size", min_value=1)
+    learning_rate = check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
+    rng = as_generator(seed)
     mask, move = _placement_operators(x.shape[1:], size)
     patch = tf.Variable(rng.uniform(0, 1, size * size * x.shape[3]).astype(np.float32))
     optimizer = tf.keras.optimizers.Adam(learning_rate)
     flat = x.reshape(len(x), -1)
     labels = (np.full(len(x), target) if target is not None else y).astype(np.int32)
     sign = 1.0 if target is not None else -1.0  # untargeted: climb the loss of the true label
-    gradient = _patch_gradient(model)
     for _ in range(steps):
         # a fresh batch, and a random placement for each image in it (EOT over the placement)
         idx = rng.choice(len(x), size=min(batch_size, len(x)), replace=False)
         where = rng.integers(0, len(mask), size=len(idx))
-        grad = gradient(flat[idx], mask[where], move[where], patch, labels[idx])
-        optimizer.apply_gradients([(sign * grad, patch)])
+        grad = _patch_gradient(model, flat[idx], mask[where], move[where], patch.numpy(), labels[idx], x.shape[1:])
+        optimizer.apply_gradients([(tf.constant(sign * grad), patch)])
         patch.assign(tf.clip_by_value(patch, 0.0, 1.0))  # a printed sticker has valid pixel values
     return patch.numpy().reshape(size, size, x.shape[3])
 
 
-def _patch_gradient(model):
-    """The gradient of the mean cross-entropy with respect to the patch, compiled once per model.
+def _patch_gradient(model, images, mask, move, patch, labels, image_shape):
+    """The gradient of the mean cross-entropy with respect to the patch, by the chain rule.
 
-    ``patched = images * (1 - mask) + move @ patch`` for each image's placement: any patch size
-    and any batch length go through the same trace.
+    ``patched = images * (1 - mask) + move @ patch`` for each image's placement, so the patch's
+    gradient is ``move^T`` times the input gradient at the patched image: the attacks module's
+    compiled :func:`~mlsec_lessons.attacks.input_gradient`, whatever the patch size or batch length.
     """
-    if model not in _COMPILED:
-        shape = list(model.input_shape[1:])
-        pixels = int(np.prod(shape))
-        model_ref = weakref.ref(model)  # a strong reference would keep the cache entry alive forever
-
-        flat = tf.TensorSpec([None, pixels], tf.float32)
-
-        @tf.function(input_signature=[flat, flat, tf.TensorSpec([None, pixels, None], tf.float32),
-                                      tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)])
-        def gradient(images, mask, move, patch, labels):
-            with tf.GradientTape() as tape:
-                tape.watch(patch)
-                patched = images * (1 - mask) + tf.einsum("bij,j->bi", move, patch)
-                logits = model_ref()(tf.reshape(patched, [-1, *shape]), training=False)
-                loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-            return tape.gradient(loss, patch)
-
-        _COMPILED[model] = gradient
-    return _COMPILED[model]
+    patched = images * (1 - mask) + np.einsum("bij,j->bi", move, patch)
+    grad_x = attacks.input_gradient(model, patched.reshape(-1, *image_shape), labels).reshape(len(images), -1)
+    return np.einsum("bij,bi->j", move, grad_x) / len(images)  # the mean over the batch, as the loss is
 
 
 def patch_success_rate(model, x, y, patch, target=None):
@@ -208,7 +182,7 @@ def patch_success_rate(model, x, y, patch, target=None):
     if target is not None:
         eligible &= y != target
     if not eligible.any():
-        raise ValueError("no image is classified correctly (and of another class than the target)")
+        raise InvalidParameterError("no image is classified correctly (and of another class than the target)")
     x, y = x[eligible], y[eligible]
     corners = placements(x.shape[1:], patch.shape[0])
     pred = _labels(model, np.concatenate([apply_patch(x, patch, c) for c in corners])).reshape(len(corners), len(x)).T
@@ -229,9 +203,8 @@ def transform(x, angle=0.0, shift=(0, 0), brightness=1.0):
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4:
-        raise ValueError(f"x must be a batch of images (n, h, w, c), got shape {x.shape}")
-    if not brightness > 0:
-        raise ValueError(f"brightness must be positive, got {brightness!r}")
+        raise InvalidParameterError(f"x must be a batch of images (n, h, w, c), got shape {x.shape}")
+    brightness = check_real(brightness, "brightness", min_value=0, include_boundaries="neither")
     out = x
     if angle:
         out = ndimage.rotate(out, angle, axes=(1, 2), reshape=False, order=1, mode="constant")
@@ -266,7 +239,7 @@ def spatial_attack(model, x, y, grid=None):
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
     grid = transformation_grid() if grid is None else grid
     if len(grid) == 0:
-        raise ValueError("grid must hold at least one transformation")
+        raise InvalidParameterError("grid must hold at least one transformation")
     # every transformed copy in one forward pass: (n_transforms * n) small images
     pred = _labels(model, np.concatenate([transform(x, **t) for t in grid])).reshape(len(grid), len(x))
     correct = (pred == y).T
@@ -288,9 +261,8 @@ def random_transformations(x, copies=1, *, max_angle=10.0, max_shift=0.5, bright
     (12, 8, 8, 1)
     """
     x = np.asarray(x, dtype=np.float32)
-    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise ValueError(f"copies must be an integer >= 1, got {copies!r}")
-    rng = np.random.default_rng(check_seed(seed))
+    copies = check_int(copies, "copies", min_value=1)
+    rng = as_generator(seed)
     out = []
     for _ in range(copies):
         for image in x:
@@ -300,38 +272,31 @@ def random_transformations(x, copies=1, *, max_angle=10.0, max_shift=0.5, bright
     return np.stack(out)
 
 
-def per_image_patch(model, x, y, size, corner, *, steps=50, seed=0):
+def per_image_patch(model, x, y, size, corner, *, steps=50, eps_step=0.1):
     """A cross-check of :func:`train_patch`: PGD on the pixels of one square, for each image on its own.
 
-    The course's PGD (:func:`mlsec_lessons.attacks.pgd_loop`) with an L-inf radius of 1 (any
-    value in [0, 1]) and the gradient zeroed outside the square. A universal patch at the
-    same corner is one of the points this attack may find for every image, so it should
-    succeed at least as often.
+    The course's PGD (:func:`mlsec_lessons.attacks.pgd`) with the square as its ``mask`` and an
+    L-inf radius of 1 (any value in [0, 1]), from a grey square. A universal patch at the same
+    corner is one of the points this attack may find for every image, so it should succeed at
+    least as often.
 
     Returns
     -------
     ndarray
-        The attacked images.
+        The attacked images (the best point found for each).
     """
-    from ..attacks import input_gradient, pgd_loop
-
     x = np.asarray(x, dtype=np.float32)
     region = apply_patch(np.zeros_like(x[:1]), np.ones((size, size, x.shape[3])), corner)[0]
-
-    def gradient(x_adv, labels):
-        return input_gradient(model, x_adv, labels) * region  # nothing outside the sticker may change
-
     start = apply_patch(x, np.full((size, size, x.shape[3]), 0.5), corner)  # a grey square to start from
-    x_adv = pgd_loop(gradient, start, y, eps=1.0, eps_step=0.1, steps=steps, random_start=False, seed=seed)
-    return np.where(region > 0, x_adv, x)
+    return attacks.pgd(model, start, y, 1.0, steps=steps, eps_step=eps_step, random_start=False, mask=region)
 
 
 # --------------------------------------------------------------------------- the case, measured
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class PerceptionCase:
     """What :func:`perception_case` measured, keyed by model name."""
 
-    models: dict      # name -> keras.Model
+    fitted: dict      # name -> Fitted (the model and where it came from)
     clean: dict       # name -> clean test accuracy
     pgd: dict         # name -> ASR of PGD-40 at eps 0.1 (the threat adversarial training defends)
     spatial: dict     # name -> spatial_attack(...)
@@ -339,12 +304,17 @@ class PerceptionCase:
     patch: dict       # name -> {size: {"adversarial": patch_success_rate, "random noise": patch_success_rate}}
     config: dict
 
-    def table(self):
+    @property
+    def models(self):
+        """name -> keras.Model."""
+        return {name: f.model for name, f in self.fitted.items()}
+
+    def to_frame(self):
         """Attack success rate of every attack on every model (among the test images each model gets right)."""
         import pandas as pd
 
         rows = {}
-        for name in self.models:
+        for name in self.fitted:
             row = {"clean accuracy": self.clean[name], "PGD-40, eps 0.1": self.pgd[name],
                    "worst of the transformation grid": self.spatial[name]["attack success rate"]}
             for size, r in self.patch[name].items():
@@ -367,9 +337,9 @@ def perception_case(*, sizes=(2, 3, 4), patch_steps=50, n_eval=270, seed=0, cach
     Examples
     --------
     >>> case = perception_case()                                     # doctest: +SKIP
-    >>> case.table()                                                 # doctest: +SKIP
+    >>> case.to_frame()                                              # doctest: +SKIP
     """
-    from .. import attacks, data, metrics, models
+    from .. import data, metrics, models
     from ..defenses import adversarial_train
 
     d = data.load_digits(seed=seed)
@@ -384,11 +354,11 @@ def perception_case(*, sizes=(2, 3, 4), patch_steps=50, n_eval=270, seed=0, cach
     }
     clean, pgd, spatial, patches, patch = {}, {}, {}, {}, {}
     x_eval, y_eval = d.x_test[:n_eval], d.y_test[:n_eval]
-    noise = np.random.default_rng(check_seed(seed))
-    for name, model in trained.items():
+    noise = as_generator(seed)
+    for name, model in ((name, f.model) for name, f in trained.items()):
         y_clean = _labels(model, d.x_test)
         clean[name] = float(np.mean(y_clean == d.y_test))
-        x_adv = attacks.pgd(model, d.x_test, d.y_test, 0.1, 0.01, 40, seed=seed)
+        x_adv = attacks.pgd(model, d.x_test, d.y_test, 0.1, steps=40, eps_step=0.01, seed=seed)
         pgd[name] = metrics.attack_success_rate(d.y_test, y_clean, _labels(model, x_adv))
         spatial[name] = spatial_attack(model, x_eval, y_eval)
         patches[name], patch[name] = {}, {}

@@ -7,8 +7,7 @@
 * ``evaluation``: AutoAttack (via ART) on a fixed subset, with eps, norm and subset size in the result
 """
 from . import detection, evaluation, preprocessing
-from .adversarial_training import (adversarial_train, art_adversarial_training, art_madry_training,
-                                   art_progress_bars_off)
+from .adversarial_training import adversarial_train, art_adversarial_training, art_madry_training, art_progress_bars_off
 from .detection import AdversarialDetector, detector_aware_pgd
 from .evaluation import autoattack
 from .preprocessing import adaptive_pgd, evaluate_preprocessing

@@ -9,25 +9,26 @@ start with step ``1.25 * eps`` (``method="fgsm_rs"``, the "fast" adversarial tra
 Wong et al., 2020). Each batch's attack and update run inside one ``tf.function``.
 """
 import contextlib
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import __version__, models
-from ..attacks import _check_nonneg, _check_positive_int, _compiled_pgd, sample_ball
-from ..cache import cache_dir, cache_key, fingerprint, load_or_fit
-from ..reproducibility import quiet, seed_everything
+from .. import models
+from ..attacks import check_budget, compiled_pgd, fgsm_rs_eps_step, sample_ball
+from ..cache import cached_fit, fingerprint, seeded
+from ..errors import InvalidParameterError
+from ..reproducibility import quiet
+from ..validation import as_generator, check_choice, check_fraction, check_int, check_real
 
 METHODS = ("pgd", "fgsm_rs")
 
 
 def _attack_schedule(method, eps, steps, eps_step):
-    """(steps, step size) of the inner maximisation for each method."""
+    """(steps, step size) of the inner maximisation for each method: the attacks module's rules."""
     if method == "fgsm_rs":
-        return 1, 1.25 * eps  # Wong et al.: alpha = 1.25 eps from a uniform random start
-    return steps, (2.5 * eps / steps if eps_step is None else eps_step)
+        return 1, fgsm_rs_eps_step(eps)  # Wong et al.: one step from a uniform random start
+    return check_budget(eps, steps=steps, eps_step=eps_step)[1:]
 
 
 def _train_step(model, optimizer, lo, hi):
@@ -39,8 +40,9 @@ def _train_step(model, optimizer, lo, hi):
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.int32)])
     def step(x, y, x_start, eps, eps_step, steps):
-        # the inner max: the same PGD loop as attacks.pgd (last iterate, as Madry et al. train)
-        x_adv = _compiled_pgd(model, np.inf, False, False)(x, y, x_start, eps, eps_step, lo, hi, steps)
+        # the inner max: the engine of attacks.pgd, last iterate (as Madry et al. train), nothing masked
+        x_adv = compiled_pgd(model, keep_best=False)(x, y, x_start, tf.fill(tf.shape(x), lo), tf.fill(tf.shape(x), hi),
+                                                     tf.ones_like(x), eps, eps_step, steps)
         x_adv = tf.stop_gradient(x_adv)  # the attack is data, not part of the model's graph
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x_adv, training=True))
@@ -80,66 +82,59 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
 
     Returns
     -------
-    keras.Model
-        Compiled, outputs logits. ``model.from_cache``, ``model.cache_path`` and
-        ``model.train_seconds`` (0.0 when loaded) say how it was obtained.
+    Fitted
+        ``.model`` is compiled and outputs logits; ``.provenance`` says whether it came from the
+        cache, where, and how many seconds it trained (0.0 when loaded).
 
     Examples
     --------
     >>> from mlsec_lessons import data
     >>> from mlsec_lessons.defenses import adversarial_train
-    >>> robust = adversarial_train(data.load_digits(), method="fgsm_rs", eps=0.1)   # doctest: +SKIP
+    >>> robust = adversarial_train(data.load_digits(), method="fgsm_rs", eps=0.1).model   # doctest: +SKIP
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    eps = _check_nonneg("eps", eps)
-    steps = _check_positive_int("steps", steps)
-    if eps_step is not None:
-        eps_step = _check_nonneg("eps_step", eps_step)
-    epochs, batch_size = _check_positive_int("epochs", epochs), _check_positive_int("batch_size", batch_size)
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    method = check_choice(method, "method", METHODS)
+    eps, steps, _ = check_budget(eps, steps=steps, eps_step=eps_step)
+    epochs, batch_size = check_int(epochs, "epochs", min_value=1), check_int(batch_size, "batch_size", min_value=1)
+    learning_rate = check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
     if data.clip is None:
-        raise ValueError(f"data {data.name!r} has no valid input range (clip=None); adversarial training needs one")
+        raise InvalidParameterError(f"data {data.name!r} has no valid input range (clip=None); "
+                                    "adversarial training needs one")
     if len(data.x_train) != len(data.y_train):
-        raise ValueError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
+        raise InvalidParameterError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
     n_steps, alpha = _attack_schedule(method, eps, steps, eps_step)
 
-    seed_everything(seed)
-    model = models.build(arch, data.input_shape, data.n_classes)
-    config = dict(kind="adversarial", arch=arch, method=method, eps=eps, steps=n_steps, eps_step=alpha,
-                  epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                  data=fingerprint(data.x_train, data.y_train), keras=keras.__version__, mlsec=__version__)
-    path = cache_dir() / "models" / f"{data.name}-{arch}-adv-{cache_key(**config)}.weights.h5" if cache else None
-    load_or_fit(model, path, config,
-                lambda: _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress))
-    models.compile_for_training(model, learning_rate)
-    return model
+    def build():
+        return models.compile_for_training(models.build(arch, data.input_shape, data.n_classes), learning_rate)
+
+    def fit(model):
+        _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress)
+
+    config = dict(arch=arch, method=method, eps=eps, steps=n_steps, eps_step=alpha, epochs=epochs,
+                  batch_size=batch_size, learning_rate=learning_rate, data=fingerprint(data.x_train, data.y_train))
+    return cached_fit(f"{data.name}-{arch}-adv", config, build, fit, seed=seed, cache=cache)
 
 
 def _fit(model, data, steps, eps_step, eps, epochs, batch_size, learning_rate, seed, progress):
-    """The training loop; returns the seconds it took."""
-    start = time.perf_counter()
+    """The training loop: each batch attacked from a random start, then one Adam step on it."""
     lo, hi = (float(c) for c in data.clip)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)  # variables exist before tracing
     step = _train_step(model, optimizer, lo, hi)
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed)
     x, y = np.asarray(data.x_train, np.float32), np.asarray(data.y_train, np.int32)
     scalars = tf.constant(eps, tf.float32), tf.constant(eps_step, tf.float32), tf.constant(steps, tf.int32)
-    show = models._in_notebook() if progress is None else progress
-    bar = models._EpochBar(epochs, f"adversarial training ({steps}-step attack)") if show else None
+    show = models.in_notebook() if progress is None else progress
+    bar = models.EpochBar(epochs, f"adversarial training ({steps}-step attack)") if show else None
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
-            x_start = sample_ball(x[idx], eps, np.inf, data.clip, seed=rng)  # the random start
+            x_start = sample_ball(x[idx], eps, bounds=data.clip, seed=rng)  # the random start
             loss = step(x[idx], y[idx], x_start, *scalars)
         if bar is not None:
             bar.on_epoch_end(0, {"adv_loss": float(loss)})
     if bar is not None:
         bar.on_train_end()
-    return time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- ART's trainers
@@ -195,14 +190,13 @@ def art_adversarial_training(model, data, *, eps=0.1, ratio=0.5, epochs=5, batch
 
     from ..art_bridge import art_classifier
 
-    eps = _check_nonneg("eps", eps)
-    if not 0 < ratio <= 1:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    seed_everything(seed)  # ART shuffles with NumPy's global generator
+    eps = check_real(eps, "eps", min_value=0)
+    ratio = check_fraction(ratio, "ratio", include_boundaries="right")
     clf = art_classifier(model, data.n_classes, data.input_shape, data.clip, learning_rate)
     attack = FastGradientMethod(clf, eps=eps, batch_size=batch_size)
     trainer = AdversarialTrainer(clf, attacks=attack, ratio=ratio)
-    with art_progress_bars_off(module):
+    # ART shuffles with NumPy's global generator: seeded for the fit, the caller's state given back after
+    with seeded(seed), art_progress_bars_off(module):
         returned = trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train], nb_epochs=epochs,
                                batch_size=batch_size)
     return clf, returned
@@ -224,12 +218,10 @@ def art_madry_training(model, data, *, eps=0.1, steps=7, eps_step=None, epochs=1
 
     from ..art_bridge import art_classifier
 
-    eps = _check_nonneg("eps", eps)
-    seed_everything(seed)
+    eps, steps, eps_step = check_budget(eps, steps=steps, eps_step=eps_step)
     clf = art_classifier(model, data.n_classes, data.input_shape, data.clip, learning_rate)
-    trainer = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch_size, eps=eps,
-                                         eps_step=2.5 * eps / steps if eps_step is None else eps_step,
+    trainer = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch_size, eps=eps, eps_step=eps_step,
                                          max_iter=steps, num_random_init=1)
-    with art_progress_bars_off(module):
+    with seeded(seed), art_progress_bars_off(module):
         trainer.fit(data.x_train, np.eye(data.n_classes)[data.y_train])
     return clf

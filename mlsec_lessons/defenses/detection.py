@@ -10,21 +10,25 @@ score in one objective (Carlini and Wagner, 2017):
 
     max_delta  L(f(x + delta), y) - c * L(g(x + delta), clean)
 """
-import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import __version__, models
-from ..attacks import _check_nonneg, _check_positive_int, _loss, pgd_loop
-from ..cache import cache_dir, cache_key, fingerprint, save_weights
-from ..reproducibility import check_seed, seed_everything
+from .. import models
+from ..attacks import cross_entropy, pgd_loop
+from ..cache import cached_fit, fingerprint
+from ..errors import InvalidParameterError, MLSecError
+from ..validation import check_int, check_real, check_xy
+
+
+class NotFittedError(MLSecError, ValueError):
+    """A fitted attribute was asked of an estimator before ``fit``."""
 
 
 def detection_data(x_clean, x_adv):
     """Stack clean (label 0) and adversarial (label 1) inputs into ``(X, y)`` for :meth:`AdversarialDetector.fit`."""
     x_clean, x_adv = np.asarray(x_clean, np.float32), np.asarray(x_adv, np.float32)
     if x_clean.shape[1:] != x_adv.shape[1:]:
-        raise ValueError(f"x_clean and x_adv must have the same input shape, got {x_clean.shape[1:]} "
+        raise InvalidParameterError(f"x_clean and x_adv must have the same input shape, got {x_clean.shape[1:]} "
                          f"and {x_adv.shape[1:]}")
     return np.concatenate([x_clean, x_adv]), np.r_[np.zeros(len(x_clean), int), np.ones(len(x_adv), int)]
 
@@ -48,12 +52,13 @@ class AdversarialDetector:
     ----------
     model_ : keras.Model
         The trained detector; logit 1 means "adversarial".
-    from_cache_ : bool
-        Whether ``fit`` loaded the weights instead of training.
+    fitted_ : Fitted
+        ``fit``'s training record: ``fitted_.provenance.from_cache`` says whether the weights were
+        loaded instead of trained.
 
     Examples
     --------
-    >>> X, y = detection_data(x_train, pgd(model, x_train, y_train, 0.15, 0.02, 20))   # doctest: +SKIP
+    >>> X, y = detection_data(x_train, pgd(model, x_train, y_train, 0.15, steps=20, eps_step=0.02))  # doctest: +SKIP
     >>> det = AdversarialDetector().fit(X, y)                                          # doctest: +SKIP
     >>> det.rates(x_test, x_test_adv)              # lesson 03: PGD at eps=0.15          # doctest: +SKIP
     {'tpr': 0.998, 'fpr': 0.002}
@@ -71,35 +76,28 @@ class AdversarialDetector:
 
     def fit(self, X, y):
         """Train on inputs ``X`` with labels ``y`` (0 clean, 1 adversarial). Returns self."""
-        X, y = np.asarray(X, np.float32), np.asarray(y)
-        if len(X) != len(y):
-            raise ValueError(f"X has {len(X)} samples but y has {len(y)}")
-        if not set(np.unique(y)) == {0, 1}:
-            raise ValueError(f"y must hold both labels 0 (clean) and 1 (adversarial), got {np.unique(y).tolist()}")
-        _check_positive_int("epochs", self.epochs)
-        _check_positive_int("batch_size", self.batch_size)
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
-        seed_everything(check_seed(self.seed))
-        model = models.build(self.arch, X.shape[1:], 2)
-        config = dict(kind="detector", arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
-                      learning_rate=self.learning_rate, seed=self.seed, data=fingerprint(X, y),
-                      keras=keras.__version__, mlsec=__version__)
-        path = cache_dir() / "models" / f"detector-{self.arch}-{cache_key(**config)}.weights.h5"
-        self.from_cache_ = bool(self.cache and path.exists())
-        if self.from_cache_:
-            model.load_weights(path)
-        models.compile_for_training(model, self.learning_rate)
-        if not self.from_cache_:
-            model.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, shuffle=True, verbose=0)
-            if self.cache:
-                save_weights(model, path, config)
-        self.model_ = model
+        X, y = check_xy(X, y, n_classes=2)
+        if len(np.unique(y)) != 2:
+            raise InvalidParameterError(f"y must hold both labels 0 (clean) and 1 (adversarial), got {np.unique(y).tolist()}")
+        epochs = check_int(self.epochs, "epochs", min_value=1)
+        batch_size = check_int(self.batch_size, "batch_size", min_value=1)
+        check_real(self.threshold, "threshold", min_value=0, max_value=1, include_boundaries="neither")
+
+        def build():
+            return models.compile_for_training(models.build(self.arch, X.shape[1:], 2), self.learning_rate)
+
+        def fit(model):
+            model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+
+        config = dict(arch=self.arch, epochs=epochs, batch_size=batch_size, learning_rate=self.learning_rate,
+                      data=fingerprint(X, y))
+        self.fitted_ = cached_fit(f"detector-{self.arch}", config, build, fit, seed=self.seed, cache=self.cache)
+        self.model_ = self.fitted_.model
         return self
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):
-            raise ValueError("this AdversarialDetector is not fitted yet; call fit(X, y) first")
+            raise NotFittedError("this AdversarialDetector is not fitted yet; call fit(X, y) first")
 
     def score_samples(self, X):
         """Probability that each input is adversarial."""
@@ -125,26 +123,27 @@ def _joint_gradient(model, detector_model, c):
         with tf.GradientTape() as tape:
             tape.watch(x)
             clean = tf.zeros_like(y)
-            objective = tf.reduce_sum(_loss(model, x, y) - c * _loss(detector_model, x, clean))
+            objective = tf.reduce_sum(cross_entropy(model(x, training=False), y)
+                                      - c * cross_entropy(detector_model(x, training=False), clean))
         return tape.gradient(objective, x)
 
     return lambda x, y: gradient(np.asarray(x, np.float32), np.asarray(y, np.int32)).numpy()
 
 
-def detector_aware_pgd(model, detector, x, y, eps, eps_step, steps, *, c=1.0, norm=np.inf, clip=(0.0, 1.0),
-                       seed=None):
+def detector_aware_pgd(model, detector, x, y, eps, *, steps=40, eps_step=None, c=1.0, norm=np.inf,
+                       bounds=(0.0, 1.0), seed=None):
     """PGD that fools the classifier *and* keeps the detector quiet (the adaptive attacker).
 
     ``c`` weighs evading the detector against fooling the classifier; ``c=0`` is plain PGD.
 
     Examples
     --------
-    >>> x_adv = detector_aware_pgd(model, det, x_test, y_test, 0.15, 0.02, 40)     # doctest: +SKIP
+    >>> x_adv = detector_aware_pgd(model, det, x_test, y_test, 0.15, steps=40, eps_step=0.02)   # doctest: +SKIP
     """
     detector._check_fitted()
-    c = _check_nonneg("c", c)
-    return pgd_loop(_joint_gradient(model, detector.model_, c), x, y, eps, eps_step, steps, norm=norm,
-                    clip=clip, seed=seed)
+    c = check_real(c, "c", min_value=0)
+    return pgd_loop(_joint_gradient(model, detector.model_, c), x, y, eps, steps=steps, eps_step=eps_step,
+                    norm=norm, bounds=bounds, seed=seed)
 
 
 def evaluate_detection(model, detector, x, y, x_adv):

@@ -8,17 +8,19 @@ without them is not a claim anyone can check.
 """
 import numpy as np
 
-from ..attacks import _check_inputs, _check_nonneg, _check_norm, _check_positive_int, _one_hot
+from ..attacks import art_estimator, check_norm, global_numpy_seed, one_hot
+from ..errors import InvalidParameterError
 from ..models import predict_labels
-from ..reproducibility import check_seed, quiet
+from ..reproducibility import quiet
+from ..validation import as_generator, check_int, check_real, check_xy
 
 
 def fixed_subset(n_total, n, seed=0):
     """Indices of a fixed random subset of size ``n`` (sorted), the same for every model evaluated."""
-    n = _check_positive_int("n", n)
+    n = check_int(n, "n", min_value=1)
     if n > n_total:
-        raise ValueError(f"n={n} is larger than the {n_total} samples available")
-    return np.sort(np.random.default_rng(check_seed(seed)).permutation(n_total)[:n])
+        raise InvalidParameterError(f"n={n} is larger than the {n_total} samples available")
+    return np.sort(as_generator(seed).permutation(n_total)[:n])
 
 
 def _run_autoattack(aa, x, y_onehot):
@@ -38,7 +40,7 @@ def _run_autoattack(aa, x, y_onehot):
     return aa.generate(x, y=y_onehot).astype(np.float32)
 
 
-def autoattack(model, x, y, *, eps, norm=np.inf, n=100, seed=0, max_iter=20, restarts=1, clip=(0.0, 1.0)):
+def autoattack(model, x, y, eps, *, norm=np.inf, n=100, seed=0, max_iter=20, restarts=1, bounds=(0.0, 1.0)):
     """Robust accuracy under ART's ``AutoAttack`` with APGD-CE and APGD-DLR, on a fixed subset.
 
     The full AutoAttack adds FAB and Square; the two APGD attacks are the ones that do the
@@ -59,7 +61,8 @@ def autoattack(model, x, y, *, eps, norm=np.inf, n=100, seed=0, max_iter=20, res
     max_iter : int, default=20
         APGD iterations per restart.
     restarts : int, default=1
-    clip : (lo, hi)
+    bounds : (lo, hi)
+        Two numbers: the valid input range.
 
     Returns
     -------
@@ -76,21 +79,19 @@ def autoattack(model, x, y, *, eps, norm=np.inf, n=100, seed=0, max_iter=20, res
     quiet()  # ART warns on import that PyTorch is absent
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent
 
-    from ..attacks import _art_estimator
-
-    eps, norm = _check_nonneg("eps", eps), _check_norm(norm)
-    max_iter, restarts = _check_positive_int("max_iter", max_iter), _check_positive_int("restarts", restarts)
-    x, y, _, _ = _check_inputs(x, y, clip)
+    eps, norm = check_real(eps, "eps", min_value=0), check_norm(norm)
+    max_iter, restarts = check_int(max_iter, "max_iter", min_value=1), check_int(restarts, "restarts", min_value=1)
+    x, y = check_xy(x, y, bounds=bounds)
     idx = fixed_subset(len(x), n, seed)
     xs, ys = x[idx], y[idx]
-    clf = _art_estimator(model, xs, clip)
-    np.random.seed(check_seed(seed))  # ART draws APGD's random starts from NumPy's global generator
+    clf = art_estimator(model, xs.shape[1:], bounds)
     ensemble = [AutoProjectedGradientDescent(clf, norm=norm, eps=eps, eps_step=2 * eps, max_iter=max_iter,
                                              nb_random_init=restarts, batch_size=len(xs), loss_type=loss,
                                              verbose=False)
                 for loss in ("cross_entropy", "difference_logits_ratio")]
-    x_adv = _run_autoattack(AutoAttack(clf, norm=norm, eps=eps, eps_step=2 * eps, attacks=ensemble,
-                                       batch_size=len(xs)), xs, _one_hot(ys, clf.nb_classes))
+    with global_numpy_seed(seed):  # ART draws APGD's random starts from NumPy's global generator
+        x_adv = _run_autoattack(AutoAttack(clf, norm=norm, eps=eps, eps_step=2 * eps, attacks=ensemble,
+                                           batch_size=len(xs)), xs, one_hot(ys, clf.nb_classes))
     predict = (lambda v: predict_labels(model, v)) if not hasattr(model, "loss_gradient") else (
         lambda v: np.argmax(model.predict(v), axis=1))
     return {"robust_accuracy": float(np.mean(predict(x_adv) == ys)),

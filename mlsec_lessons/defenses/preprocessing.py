@@ -12,12 +12,13 @@ ignores ``t`` it can look strong; against one who attacks ``f(t(.))`` it rarely 
 """
 import numpy as np
 
-from ..attacks import _check_clip, _check_nonneg, _check_positive_int, input_gradient, pgd, pgd_loop
+from ..attacks import input_gradient, pgd, pgd_loop
 from ..models import predict_labels
 from ..reproducibility import quiet
+from ..validation import check_bounds, check_int, check_real
 
 
-def gaussian_noise(sigma=0.01, clip=(0.0, 1.0)):
+def gaussian_noise(sigma=0.01, bounds=(0.0, 1.0)):
     """The source's "defense": add N(0, sigma^2) noise to every input at prediction time (ART).
 
     Examples
@@ -30,12 +31,12 @@ def gaussian_noise(sigma=0.01, clip=(0.0, 1.0)):
     quiet()  # ART warns on import that PyTorch is absent
     from art.defences.preprocessor import GaussianAugmentation
 
-    _check_nonneg("sigma", sigma)
-    return GaussianAugmentation(sigma=sigma, augmentation=False, clip_values=_check_clip(clip),
+    sigma = check_real(sigma, "sigma", min_value=0)
+    return GaussianAugmentation(sigma=sigma, augmentation=False, clip_values=check_bounds(bounds, "bounds"),
                                 apply_fit=False, apply_predict=True)
 
 
-def feature_squeezing(bit_depth=1, clip=(0.0, 1.0)):
+def feature_squeezing(bit_depth=1, bounds=(0.0, 1.0)):
     """Bit-depth reduction (Xu et al., 2018) by ART: round every pixel to ``2**bit_depth`` levels.
 
     Examples
@@ -46,10 +47,11 @@ def feature_squeezing(bit_depth=1, clip=(0.0, 1.0)):
     quiet()  # ART warns on import that PyTorch is absent
     from art.defences.preprocessor import FeatureSqueezing
 
-    return FeatureSqueezing(clip_values=_check_clip(clip), bit_depth=_check_positive_int("bit_depth", bit_depth))
+    return FeatureSqueezing(clip_values=check_bounds(bounds, "bounds"),
+                            bit_depth=check_int(bit_depth, "bit_depth", min_value=1))
 
 
-def spatial_smoothing(window_size=3, clip=(0.0, 1.0)):
+def spatial_smoothing(window_size=3, bounds=(0.0, 1.0)):
     """A median filter over ``window_size x window_size`` patches (ART's ``SpatialSmoothing``).
 
     Examples
@@ -61,8 +63,8 @@ def spatial_smoothing(window_size=3, clip=(0.0, 1.0)):
     quiet()  # ART warns on import that PyTorch is absent
     from art.defences.preprocessor import SpatialSmoothing
 
-    return SpatialSmoothing(window_size=_check_positive_int("window_size", window_size), channels_first=False,
-                            clip_values=_check_clip(clip))
+    return SpatialSmoothing(window_size=check_int(window_size, "window_size", min_value=1), channels_first=False,
+                            clip_values=check_bounds(bounds, "bounds"))
 
 
 def transform(preprocessor, x):
@@ -75,8 +77,8 @@ def defended_predict(model, preprocessor, x):
     return predict_labels(model, transform(preprocessor, x))
 
 
-def adaptive_pgd(model, preprocessor, x, y, eps, eps_step, steps, *, eot_samples=1, norm=np.inf,
-                 clip=(0.0, 1.0), seed=None):
+def adaptive_pgd(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot_samples=1, norm=np.inf,
+                 bounds=(0.0, 1.0), seed=None):
     """PGD against ``f(t(.))``: BPDA through ``t``, and EOT over ``eot_samples`` draws of it.
 
     Each step evaluates the real ``t`` (``eot_samples`` times if it is random), takes the
@@ -88,7 +90,7 @@ def adaptive_pgd(model, preprocessor, x, y, eps, eps_step, steps, *, eot_samples
         The undefended classifier (logits).
     preprocessor : callable
         ``preprocessor(x) -> (t(x), _)``, e.g. an ART preprocessor.
-    x, y, eps, eps_step, steps, norm, clip, seed
+    x, y, eps, steps, eps_step, norm, bounds, seed
         As in :func:`mlsec_lessons.attacks.pgd`.
     eot_samples : int, default=1
         Draws of ``t`` averaged per step; 1 for a deterministic ``t``.
@@ -100,20 +102,20 @@ def adaptive_pgd(model, preprocessor, x, y, eps, eps_step, steps, *, eot_samples
 
     Examples
     --------
-    >>> x_adv = adaptive_pgd(model, feature_squeezing(1), x, y, 0.1, 0.01, 40)      # doctest: +SKIP
+    >>> x_adv = adaptive_pgd(model, feature_squeezing(1), x, y, 0.1, steps=40, eps_step=0.01)   # doctest: +SKIP
     """
-    eot_samples = _check_positive_int("eot_samples", eot_samples)
+    eot_samples = check_int(eot_samples, "eot_samples", min_value=1)
 
     def gradient(x_adv, labels):
         # BPDA: the gradient at t(x_adv) stands in for the gradient at x_adv (t ~ identity)
         return np.mean([input_gradient(model, transform(preprocessor, x_adv), labels)
                         for _ in range(eot_samples)], axis=0)
 
-    return pgd_loop(gradient, x, y, eps, eps_step, steps, norm=norm, clip=clip, seed=seed)
+    return pgd_loop(gradient, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
 
 
-def evaluate_preprocessing(model, preprocessor, x, y, eps, eps_step, steps, *, eot_samples=1, norm=np.inf,
-                           clip=(0.0, 1.0), seed=0):
+def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot_samples=1, norm=np.inf,
+                           bounds=(0.0, 1.0), seed=0):
     """Accuracy of ``f(t(.))``: clean, under an attack that ignores ``t``, and under the adaptive one.
 
     The non-adaptive attack is PGD against the bare model (the defense is added after the
@@ -126,14 +128,14 @@ def evaluate_preprocessing(model, preprocessor, x, y, eps, eps_step, steps, *, e
 
     Examples
     --------
-    >>> r = evaluate_preprocessing(model, spatial_smoothing(3), x, y, 0.15, 0.02, 20)     # doctest: +SKIP
+    >>> r = evaluate_preprocessing(model, spatial_smoothing(3), x, y, 0.15, steps=20, eps_step=0.02)  # doctest: +SKIP
     >>> r["clean"], r["non_adaptive"], r["adaptive"]     # lesson 03, 270 digits     # doctest: +SKIP
     (0.811, 0.344, 0.193)
     """
     y = np.asarray(y)
-    x_oblivious = pgd(model, x, y, eps, eps_step, steps, norm=norm, clip=clip, seed=seed)
-    x_adaptive = adaptive_pgd(model, preprocessor, x, y, eps, eps_step, steps, eot_samples=eot_samples,
-                              norm=norm, clip=clip, seed=seed)
+    x_oblivious = pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
+    x_adaptive = adaptive_pgd(model, preprocessor, x, y, eps, steps=steps, eps_step=eps_step,
+                              eot_samples=eot_samples, norm=norm, bounds=bounds, seed=seed)
     return {
         "clean": float(np.mean(defended_predict(model, preprocessor, x) == y)),
         "non_adaptive": float(np.mean(defended_predict(model, preprocessor, x_oblivious) == y)),
