@@ -14,28 +14,30 @@
 """
 import numpy as np
 
+from .errors import InvalidParameterError
+
 
 # --------------------------------------------------------------------------- validation
 def _as_labels(name, y, n=None):
     """Accept integer labels (1-D) or class probabilities (2-D, each in [0, 1])."""
     y = np.asarray(y)
     if y.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise InvalidParameterError(f"{name} is empty")
     if y.ndim == 2:
         if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
-            raise ValueError(f"{name} must hold finite probabilities")
+            raise InvalidParameterError(f"{name} must hold finite probabilities")
         if y.min() < 0 or y.max() > 1:
-            raise ValueError(f"{name} holds values outside [0, 1] (min {y.min():.3g}, max {y.max():.3g}); "
+            raise InvalidParameterError(f"{name} holds values outside [0, 1] (min {y.min():.3g}, max {y.max():.3g}); "
                              "pass labels (argmax of the logits) or probabilities, not logits")
         y = np.argmax(y, axis=1)
     elif y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D labels or 2-D probabilities, got shape {y.shape}")
+        raise InvalidParameterError(f"{name} must be 1-D labels or 2-D probabilities, got shape {y.shape}")
     elif not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+            raise InvalidParameterError(f"{name} must hold integer class labels, got dtype {y.dtype}")
         y = y.astype(np.int64)
     if n is not None and len(y) != n:
-        raise ValueError(f"{name} has {len(y)} samples but y_true has {n}")
+        raise InvalidParameterError(f"{name} has {len(y)} samples but y_true has {n}")
     return y
 
 
@@ -49,7 +51,7 @@ def _attack_labels(y_true, y_pred_clean, y_pred_adv):
 def _check_rate(name, value):
     value = float(value)
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a rate in [0, 1], got {value!r}")
+        raise InvalidParameterError(f"{name} must be a rate in [0, 1], got {value!r}")
     return value
 
 
@@ -86,7 +88,7 @@ def attack_success_rate(y_true, y_pred_clean, y_pred_adv):
 def _asr(y_true, clean, adv):
     correct = clean == y_true  # only these can be attacked successfully
     if not correct.any():
-        raise ValueError("no sample is classified correctly before the attack, so the ASR is undefined")
+        raise InvalidParameterError("no sample is classified correctly before the attack, so the ASR is undefined")
     return float(np.mean(adv[correct] != y_true[correct]))
 
 
@@ -105,7 +107,7 @@ def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
     target = _as_labels("y_target", y_target, len(y_true))
     eligible = (clean == y_true) & (target != y_true)
     if not eligible.any():
-        raise ValueError("no sample is both correctly classified and aimed at another class, "
+        raise InvalidParameterError("no sample is both correctly classified and aimed at another class, "
                          "so the targeted ASR is undefined")
     return float(np.mean(adv[eligible] == target[eligible]))
 
@@ -113,9 +115,9 @@ def targeted_attack_success_rate(y_true, y_pred_clean, y_pred_adv, y_target):
 def asr_from_counts(successes, attempts):
     """ASR from counts, for reports that only give counts (such as the source's example)."""
     if isinstance(attempts, bool) or int(attempts) != attempts or attempts < 1:
-        raise ValueError(f"attempts must be a positive integer, got {attempts!r}")
+        raise InvalidParameterError(f"attempts must be a positive integer, got {attempts!r}")
     if int(successes) != successes or not 0 <= successes <= attempts:
-        raise ValueError(f"successes must be an integer between 0 and attempts={attempts}, got {successes!r}")
+        raise InvalidParameterError(f"successes must be an integer between 0 and attempts={attempts}, got {successes!r}")
     return successes / attempts
 
 
@@ -129,7 +131,7 @@ def source_attack_success_rate(clean_accuracy, adv_accuracy):
     it credits the attack with nothing when it also fixes mistakes, and it can go negative."""
     clean_accuracy, adv_accuracy = _check_rate("clean_accuracy", clean_accuracy), _check_rate("adv_accuracy", adv_accuracy)
     if clean_accuracy == 0:
-        raise ValueError("clean_accuracy is 0, so 1 - adv_acc / clean_acc is undefined")
+        raise InvalidParameterError("clean_accuracy is 0, so 1 - adv_acc / clean_acc is undefined")
     return 1.0 - adv_accuracy / clean_accuracy
 
 
@@ -198,16 +200,16 @@ def check_binary(v, name, *, n=None):
     """
     v = np.asarray(v)
     if v.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise InvalidParameterError(f"{name} is empty")
     if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
+        raise InvalidParameterError(f"{name} must be 1-D, got shape {v.shape}")
     if n is not None and len(v) != n:
-        raise ValueError(f"{name} has {len(v)} entries but is_member has {n}")
+        raise InvalidParameterError(f"{name} has {len(v)} entries but is_member has {n}")
     if not np.isin(v, (0, 1)).all():
-        raise ValueError(f"{name} must hold booleans or 0/1")
+        raise InvalidParameterError(f"{name} must hold booleans or 0/1")
     v = v.astype(bool)
     if n is None and (v.all() or not v.any()):
-        raise ValueError(f"{name} needs both members and non-members")
+        raise InvalidParameterError(f"{name} needs both members and non-members")
     return v
 
 
@@ -231,9 +233,9 @@ def privacy_loss(is_member, member_score):
     truth = check_binary(is_member, "is_member")
     score = np.asarray(member_score, dtype=float)
     if score.shape != truth.shape:
-        raise ValueError(f"member_score has shape {score.shape} but is_member has {truth.shape}")
+        raise InvalidParameterError(f"member_score has shape {score.shape} but is_member has {truth.shape}")
     if not np.all(np.isfinite(score)):
-        raise ValueError("member_score must be finite")
+        raise InvalidParameterError("member_score must be finite")
     order = np.argsort(-score, kind="stable")
     s, t = score[order], truth[order]
     tpr = np.cumsum(t) / t.sum()
@@ -245,7 +247,7 @@ def privacy_loss(is_member, member_score):
 def dp_advantage_bound(epsilon, delta=0.0):
     """Largest membership advantage any attack can reach on an (epsilon, delta)-DP model."""
     if not np.isfinite(epsilon) or epsilon < 0:
-        raise ValueError(f"epsilon must be finite and non-negative, got {epsilon!r}")
+        raise InvalidParameterError(f"epsilon must be finite and non-negative, got {epsilon!r}")
     delta = _check_rate("delta", delta)
     return float(min(1.0, (np.expm1(epsilon) + 2 * delta) / (np.exp(epsilon) + 1)))
 
@@ -278,16 +280,16 @@ def security_coverage(inventory, level="component"):
     0.5
     """
     if level not in ("component", "control"):
-        raise ValueError(f"level must be 'component' or 'control', got {level!r}")
+        raise InvalidParameterError(f"level must be 'component' or 'control', got {level!r}")
     if not hasattr(inventory, "items") or len(inventory) == 0:
-        raise ValueError("inventory must be a non-empty mapping {component: {control: bool}}")
+        raise InvalidParameterError("inventory must be a non-empty mapping {component: {control: bool}}")
     states = []
     for component, controls in inventory.items():
         if not hasattr(controls, "values") or len(controls) == 0:
-            raise ValueError(f"component {component!r} lists no controls; list what protects it")
+            raise InvalidParameterError(f"component {component!r} lists no controls; list what protects it")
         values = list(controls.values())
         if not all(isinstance(v, (bool, np.bool_)) for v in values):
-            raise ValueError(f"the controls of component {component!r} must be True or False")
+            raise InvalidParameterError(f"the controls of component {component!r} must be True or False")
         states.append(values)
     if level == "component":
         return float(np.mean([all(v) for v in states]))
@@ -316,14 +318,14 @@ def robustness_curve(predict, attack, x, y, eps_values):
     """
     eps = np.asarray(eps_values, dtype=float)
     if eps.ndim != 1 or eps.size == 0:
-        raise ValueError("eps_values must be a non-empty 1-D sequence")
+        raise InvalidParameterError("eps_values must be a non-empty 1-D sequence")
     if np.any(eps < 0) or not np.all(np.isfinite(eps)):
-        raise ValueError(f"eps_values must be finite and non-negative, got {eps.tolist()}")
+        raise InvalidParameterError(f"eps_values must be finite and non-negative, got {eps.tolist()}")
     if np.any(np.diff(eps) < 0):
-        raise ValueError(f"eps_values must be increasing, got {eps.tolist()}")
+        raise InvalidParameterError(f"eps_values must be increasing, got {eps.tolist()}")
     y = _as_labels("y", y)
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        raise InvalidParameterError(f"x has {len(x)} samples but y has {len(y)}")
     acc = []
     for e in eps:
         x_eval = x if e == 0 else attack(x, y, float(e))

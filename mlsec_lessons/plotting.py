@@ -4,6 +4,8 @@ Figures are kept small (about 5 x 3.2 inches at 100 dpi) so executed notebooks s
 """
 import numpy as np
 
+from .errors import InvalidParameterError
+
 FIGSIZE = (5.0, 3.2)
 DPI = 100
 
@@ -77,12 +79,12 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
     'accuracy under attack'
     """
     if not hasattr(curves, "items") or len(curves) == 0:
-        raise ValueError("curves must be a non-empty mapping {label: {'eps': ..., 'accuracy': ...}}")
+        raise InvalidParameterError("curves must be a non-empty mapping {label: {'eps': ..., 'accuracy': ...}}")
     ax = axes_or_new(ax)
     for (label, curve), marker in zip(curves.items(), "osd^v<>"):
         eps, acc = np.asarray(curve["eps"], float), np.asarray(curve["accuracy"], float)
         if eps.shape != acc.shape:
-            raise ValueError(f"curve {label!r}: eps has shape {eps.shape} but accuracy has {acc.shape}")
+            raise InvalidParameterError(f"curve {label!r}: eps has shape {eps.shape} but accuracy has {acc.shape}")
         ax.plot(eps, acc, marker=marker, markersize=4, label=label)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
@@ -119,11 +121,11 @@ def plot_score_histograms(scores, ax=None, title=None, bins=30, xlabel="score", 
     >>> ax = plot_score_histograms({"members": [0.9, 1.0], "non-members": [0.2, 0.8]})
     """
     if not hasattr(scores, "items") or len(scores) == 0:
-        raise ValueError("scores must be a non-empty mapping {label: scores}")
+        raise InvalidParameterError("scores must be a non-empty mapping {label: scores}")
     arrays = {label: np.asarray(s, float).ravel() for label, s in scores.items()}
     for label, s in arrays.items():
         if s.size == 0 or not np.all(np.isfinite(s)):
-            raise ValueError(f"scores for {label!r} must be non-empty and finite")
+            raise InvalidParameterError(f"scores for {label!r} must be non-empty and finite")
     ax = axes_or_new(ax)
     # one set of edges for every group: otherwise bar heights are not comparable
     edges = np.histogram_bin_edges(np.concatenate(list(arrays.values())), bins=bins)
@@ -166,7 +168,7 @@ def plot_detection_tradeoff(y_true, scores, ax=None, title=None, target_recall=N
 
     y_true, scores = np.asarray(y_true), np.asarray(scores, float)
     if y_true.shape != scores.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true {y_true.shape} and scores {scores.shape} must be 1-D of the same length")
+        raise InvalidParameterError(f"y_true {y_true.shape} and scores {scores.shape} must be 1-D of the same length")
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
     ax = axes_or_new(ax)
     # the last precision/recall pair has no threshold (it is the "flag nothing" end)

@@ -1,10 +1,13 @@
 """One place to seed every random number generator and to silence framework chatter."""
+import contextlib
 import logging
 import os
 import random
 import warnings
 
 import numpy as np
+
+from .validation import as_int_seed, check_int
 
 
 def seed_everything(seed=0):
@@ -26,7 +29,7 @@ def seed_everything(seed=0):
     >>> seed_everything(42)
     42
     """
-    seed = check_seed(seed)
+    seed = check_int(seed, "seed", min_value=0)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)
@@ -37,11 +40,40 @@ def seed_everything(seed=0):
     return seed
 
 
+@contextlib.contextmanager
+def seeded_numpy_global(seed):
+    """Seed numpy's global generator for the block, then give the caller's state back.
+
+    Some libraries draw from ``np.random``'s global generator and take no seed (Flower's DP noise,
+    ART's random-forest attack model); this makes their runs reproducible without reseeding the
+    student's global RNG as a side effect.
+
+    Examples
+    --------
+    >>> before = np.random.get_state()[1][:3].copy()
+    >>> with seeded_numpy_global(0):
+    ...     a = np.random.rand()
+    >>> with seeded_numpy_global(0):
+    ...     b = np.random.rand()
+    >>> a == b, bool((np.random.get_state()[1][:3] == before).all())
+    (True, True)
+    """
+    state = np.random.get_state()
+    np.random.seed(as_int_seed(seed))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def check_seed(seed):
-    """``seed`` as an int, or a ValueError that names it: every seeded function accepts the same seeds."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    """``seed`` as an ``int`` for code that adds to it or hands it to an int-only library.
+
+    Delegates to :func:`mlsec_lessons.validation.as_int_seed`: an int (>= 0) is returned as is, a
+    numpy Generator gives its next draw, ``None`` draws from fresh entropy; anything else raises
+    :func:`mlsec_lessons.validation.check_seed`'s error. New code should call ``validation`` directly.
+    """
+    return as_int_seed(seed)
 
 
 def quiet():

@@ -26,13 +26,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import MLSecError
+
 BEGIN = "### BEGIN SOLUTION"
 HINT2 = "### HINT 2:"
 END = "### END SOLUTION"
 DEFAULT_HINT = "write your code here"
 
 
-class MarkerError(ValueError):
+class MarkerError(MLSecError, ValueError):
     """The solution markers in a file do not pair up, or a hint 2 is out of place."""
 
 

@@ -62,13 +62,37 @@ def test_bad_splits_are_refused(call, message):
 
 # --------------------------------------------------------------------------- settings and the client
 @pytest.mark.parametrize("kwargs, message", [
-    ({"scheme": "shards"}, "scheme must be"), ({"rounds": 0}, "rounds must be a positive integer"),
-    ({"learning_rate": -1}, "learning_rate must be positive"), ({"noise_multiplier": 0.0}, "noise_multiplier"),
-    ({"clipping_norm": 0}, "clipping_norm must be positive"),
+    ({"scheme": "shards"}, "scheme must be"), ({"rounds": 0}, r"rounds must be in \[1, inf\]"),
+    ({"learning_rate": -1}, r"learning_rate must be in \(0, inf\)"), ({"noise_multiplier": 0.0}, "noise_multiplier"),
+    ({"clipping_norm": 0}, r"clipping_norm must be in \(0, inf\)"), ({"delta": 1.0}, "delta"),
 ])
 def test_bad_experiments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fedavg.Experiment("bad", **kwargs)
+
+
+def test_wrong_types_in_an_experiment_are_type_errors():
+    with pytest.raises(TypeError, match="rounds must be an int"):
+        fedavg.Experiment("bad", rounds=2.0)
+
+
+def test_results_are_frozen_and_tabled():
+    history = fedavg.History(fedavg.Experiment("h"), accuracy=[0.1, 0.5, 0.8], train_loss=[1.2, 0.7])
+    with pytest.raises(AttributeError):
+        history.epsilon = 1.0
+    frame = history.to_frame()
+    assert frame["accuracy"].tolist() == [0.1, 0.5, 0.8] and frame["train loss"].tolist()[1:] == [1.2, 0.7]
+
+
+def test_a_seeded_dp_run_leaves_the_callers_numpy_generator_alone():
+    from mlsec_lessons.reproducibility import seeded_numpy_global
+
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    with seeded_numpy_global(0):
+        np.random.rand(5)  # what Flower's noise would draw
+    assert np.random.rand() == expected
 
 
 def test_run_simulation_refuses_bad_jobs_before_starting_ray():

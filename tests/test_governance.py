@@ -447,3 +447,15 @@ def test_audit_timeline_spreads_a_burst_over_log_entries():
     with pytest.raises(ValueError, match="'entry' or 'ms'"):
         plots.plot_audit_timeline(df, x="seconds")
     plt.close("all")
+
+
+def test_governance_errors_share_the_course_base_and_integrity_is_not_bad_input():
+    from mlsec_lessons.errors import MLSecError, SecurityError
+    from mlsec_lessons.stubs import MarkerError
+    from mlsec_lessons.theft import QueryRefused
+
+    # a tampered audit log must not be swallowed by an `except ValueError` written for bad input
+    assert issubclass(audit_query.AuditIntegrityError, SecurityError)
+    assert not issubclass(audit_query.AuditIntegrityError, ValueError)
+    for error in (checklist.MissingEvidence, MarkerError, QueryRefused):
+        assert issubclass(error, MLSecError), error

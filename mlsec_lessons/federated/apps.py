@@ -16,6 +16,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from ..errors import InvalidParameterError
 from . import fedavg
 from .secagg import secagg_router
 
@@ -83,9 +84,9 @@ def run_simulation(jobs, num_clients=10, num_cpus=None, verbose=False):
     jobs = [jobs] if not isinstance(jobs, (list, tuple)) else list(jobs)
     names = [job.name for job in jobs]
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"give at least one job, each with its own name; got {names}")
+        raise InvalidParameterError(f"give at least one job, each with its own name; got {names}")
     if not (isinstance(num_clients, int) and num_clients >= 2):
-        raise ValueError(f"num_clients must be an integer >= 2, got {num_clients!r}")
+        raise InvalidParameterError(f"num_clients must be an integer >= 2, got {num_clients!r}")
     results = {}
     start = time.perf_counter()
     with quiet_flower(verbose):

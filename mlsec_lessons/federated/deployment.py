@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import InvalidParameterError
+
 APP_DIR = Path(__file__).with_name("flower_app")
 CONNECTION = "course-deployment"
 # the SuperLink serves SuperNodes (Fleet API) and `flwr` (Control API) over HTTP on one port;
@@ -89,11 +91,11 @@ def launch(num_clients=4, rounds=3, scheme="dirichlet", timeout=900, out=None):
         ``flwr run``'s exit status (0 when the run finished).
     """
     if not (isinstance(num_clients, int) and 2 <= num_clients <= 50):
-        raise ValueError(f"num_clients must be an integer from 2 to 50, got {num_clients!r}")
+        raise InvalidParameterError(f"num_clients must be an integer from 2 to 50, got {num_clients!r}")
     if not (isinstance(rounds, int) and rounds >= 1):
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+        raise InvalidParameterError(f"rounds must be a positive integer, got {rounds!r}")
     if scheme not in ("dirichlet", "iid"):
-        raise ValueError(f"scheme must be 'dirichlet' or 'iid', got {scheme!r}")
+        raise InvalidParameterError(f"scheme must be 'dirichlet' or 'iid', got {scheme!r}")
     busy = [p for p in (SUPERLINK, *range(FIRST_SUPERNODE, FIRST_SUPERNODE + num_clients)) if not _port_free(p)]
     if busy:
         raise RuntimeError(f"ports {busy} on 127.0.0.1 are in use: is another SuperLink or SuperNode running?")

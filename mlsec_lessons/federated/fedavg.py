@@ -19,6 +19,8 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from .. import reproducibility
+from ..validation import check_choice, check_fraction, check_int, check_real
 from .partition import partition
 
 NUM_CLASSES = 10
@@ -71,18 +73,17 @@ class Experiment:
         return run_experiment(grid, self, num_clients, evaluate)
 
     def __post_init__(self):
-        if self.scheme not in ("iid", "dirichlet"):
-            raise ValueError(f"scheme must be 'iid' or 'dirichlet', got {self.scheme!r}")
+        check_choice(self.scheme, "scheme", ("iid", "dirichlet"))
         for field in ("rounds", "local_epochs", "batch_size"):
-            value = getattr(self, field)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.noise_multiplier is not None and not self.noise_multiplier > 0:
-            raise ValueError(f"noise_multiplier must be positive (or None for no DP), got {self.noise_multiplier!r}")
-        if not self.clipping_norm > 0:
-            raise ValueError(f"clipping_norm must be positive, got {self.clipping_norm!r}")
+            check_int(getattr(self, field), field, min_value=1)
+        positive = dict(min_value=0, include_boundaries="neither")
+        check_real(self.alpha, "alpha", **positive)
+        check_real(self.learning_rate, "learning_rate", **positive)
+        if self.noise_multiplier is not None:  # None: no DP
+            check_real(self.noise_multiplier, "noise_multiplier", **positive)
+        check_real(self.clipping_norm, "clipping_norm", **positive)
+        check_fraction(self.delta, "delta", include_boundaries="neither")
+        check_int(self.seed, "seed", min_value=0)
 
     def client_config(self):
         """What the server sends each client with the weights."""
@@ -91,7 +92,7 @@ class Experiment:
                              "batch-size": self.batch_size})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class History:
     """What one experiment measured: the global model's test accuracy after each round.
 
@@ -109,6 +110,16 @@ class History:
     @property
     def final_accuracy(self):
         return self.accuracy[-1]
+
+    def to_frame(self):
+        """One row per round (0: the initial model): test accuracy and the clients' last training loss."""
+        import pandas as pd
+
+        loss = [None] + list(self.train_loss)
+        frame = pd.DataFrame({"accuracy": self.accuracy,
+                              "train loss": (loss + [None] * len(self.accuracy))[:len(self.accuracy)]})
+        frame.index.name = "round"
+        return frame
 
 
 # --------------------------------------------------------------------------- data and model
@@ -217,6 +228,19 @@ class _RoundSeed(FedAvg):
         return super().configure_train(server_round, arrays, config, grid)
 
 
+def client_level_accountant(experiment, num_clients):
+    """Flower's RDP accountant for client-level DP: one client is the unit, every client in every round.
+
+    Every client takes part in every round, so there is no amplification by sampling to claim
+    (``NO_AMPLIFICATION``). The server-side (:func:`make_strategy`) and the SecAgg+ run
+    (:class:`.secagg.SecureDPRun`) both account with it.
+    """
+    return RdpAccountant(PrivacyConfig(
+        target_delta=experiment.delta, population_size=num_clients,
+        neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+        sampling_method=SamplingMethod.NO_AMPLIFICATION))
+
+
 def make_strategy(experiment, num_clients):
     """FedAvg over every client, wrapped in server-side clipping and noise for a DP run."""
     if experiment.noise_multiplier is None:
@@ -225,11 +249,7 @@ def make_strategy(experiment, num_clients):
     # client-level DP needs every client to weigh the same: one client is the unit of privacy
     base = _RoundSeed(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=num_clients,
                       min_train_nodes=num_clients, weighted_by_key="equal-weight")
-    accountant = RdpAccountant(PrivacyConfig(
-        target_delta=experiment.delta, population_size=num_clients,
-        neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-        # every client takes part in every round: no amplification by sampling to claim
-        sampling_method=SamplingMethod.NO_AMPLIFICATION))
+    accountant = client_level_accountant(experiment, num_clients)
     strategy = DifferentialPrivacyServerSideFixedClipping(
         base, noise_multiplier=experiment.noise_multiplier, clipping_norm=experiment.clipping_norm,
         num_sampled_clients=num_clients, accountant=accountant)
@@ -241,19 +261,14 @@ def run_experiment(grid, experiment, num_clients, evaluate=None):
     start = time.perf_counter()
     evaluate = evaluate or make_test_set_evaluator()
     strategy, accountant = make_strategy(experiment, num_clients)
-    if accountant is not None:
-        # Flower's noise uses numpy's global generator: seed it for a reproducible lesson
-        np.random.seed(experiment.seed)
-    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial_weights(experiment.seed)),
-                            num_rounds=experiment.rounds, train_config=experiment.client_config(),
-                            evaluate_fn=evaluate)
-    history = History(experiment)
-    history.accuracy = [m["accuracy"] for _, m in sorted(result.evaluate_metrics_serverapp.items())]
-    history.train_loss = [m["train-loss"] for _, m in sorted(result.train_metrics_clientapp.items())]
-    history.weights = result.arrays.to_numpy_ndarrays()
-    if accountant is not None:
-        history.epsilon = float(accountant.get_epsilon(experiment.delta))
-    history.seconds = time.perf_counter() - start
-    return history
+    with reproducibility.seeded_numpy_global(experiment.seed):  # Flower's DP noise comes from np.random
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial_weights(experiment.seed)),
+                                num_rounds=experiment.rounds, train_config=experiment.client_config(),
+                                evaluate_fn=evaluate)
+    return History(experiment,
+                   accuracy=[m["accuracy"] for _, m in sorted(result.evaluate_metrics_serverapp.items())],
+                   train_loss=[m["train-loss"] for _, m in sorted(result.train_metrics_clientapp.items())],
+                   epsilon=None if accountant is None else float(accountant.get_epsilon(experiment.delta)),
+                   weights=result.arrays.to_numpy_ndarrays(), seconds=time.perf_counter() - start)
 
 

@@ -57,6 +57,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from mlsec_lessons.federated import shamir
 
+from ..errors import InvalidParameterError
+
 MODULUS = 2**32
 SEED_BYTES = 32  # a ChaCha20 key, an X25519 key, a self-mask seed: all 32 bytes
 
@@ -123,7 +125,7 @@ def prg(seed, shape, modulus=MODULUS):
     True
     """
     if len(seed) != SEED_BYTES:
-        raise ValueError(f"the PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
+        raise InvalidParameterError(f"the PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
     check_modulus(modulus)
     size = int(np.prod(shape, dtype=np.int64))
     keystream = Cipher(algorithms.ChaCha20(bytes(seed), bytes(16)), mode=None).encryptor().update(bytes(8 * size))
@@ -134,7 +136,7 @@ def prg(seed, shape, modulus=MODULUS):
 def check_modulus(modulus):
     # below 2**32, sums of two elements and their differences stay exact in int64
     if isinstance(modulus, bool) or not isinstance(modulus, (int, np.integer)) or not 2 <= modulus <= 2**32:
-        raise ValueError(f"modulus must be an integer from 2 to 2**32, got {modulus!r}")
+        raise InvalidParameterError(f"modulus must be an integer from 2 to 2**32, got {modulus!r}")
 
 
 # --------------------------------------------------------------------------- Shamir on 32-byte secrets
@@ -151,7 +153,7 @@ def share_secret(secret, n, threshold, rng=None):
     True
     """
     if len(secret) != SEED_BYTES:
-        raise ValueError(f"the secret must be {SEED_BYTES} bytes, got {len(secret)}")
+        raise InvalidParameterError(f"the secret must be {SEED_BYTES} bytes, got {len(secret)}")
     return shamir.split(int.from_bytes(secret, "big"), n, threshold, rng)
 
 
@@ -167,7 +169,7 @@ def recover_secret(shares):
     """
     value = shamir.combine(shares)
     if value >= 2 ** (8 * SEED_BYTES):
-        raise ValueError(f"the {len(shares)} shares do not combine to a {SEED_BYTES}-byte secret: "
+        raise InvalidParameterError(f"the {len(shares)} shares do not combine to a {SEED_BYTES}-byte secret: "
                          "fewer than the threshold, or not shares of one secret")
     return value.to_bytes(SEED_BYTES, "big")
 
@@ -198,9 +200,9 @@ def quantize(x, clip, levels, rng=None):
     array([ 0,  5,  6, 10, 10])
     """
     if not clip > 0:
-        raise ValueError(f"clip must be positive, got {clip!r}")
+        raise InvalidParameterError(f"clip must be positive, got {clip!r}")
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise ValueError(f"levels must be a positive integer, got {levels!r}")
+        raise InvalidParameterError(f"levels must be a positive integer, got {levels!r}")
     y = (np.clip(np.asarray(x, dtype=float), -clip, clip) + clip) * (levels / (2 * clip))
     if rng is None:
         return np.rint(y).astype(np.int64)
@@ -307,7 +309,7 @@ def reveal(client, survivors, dropped):
     """
     both = sorted(set(survivors) & set(dropped))
     if both:
-        raise ValueError(f"client {client.index} refuses: asked for both secrets of clients {both}, "
+        raise InvalidParameterError(f"client {client.index} refuses: asked for both secrets of clients {both}, "
                          "which together unmask their inputs")
     return ({u: client.held_shares[u][0] for u in survivors},
             {v: client.held_shares[v][1] for v in dropped})
@@ -374,14 +376,14 @@ def simulate_round(vectors, threshold, dropouts=(), late_dropouts=(), modulus=MO
     vectors = check_vectors(vectors, modulus)
     n = len(vectors)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 2 <= threshold <= n:
-        raise ValueError(f"threshold must be an integer from 2 to the number of clients ({n}), got {threshold!r}")
+        raise InvalidParameterError(f"threshold must be an integer from 2 to the number of clients ({n}), got {threshold!r}")
     dropped, late = check_dropouts(dropouts, n, "dropouts"), check_dropouts(late_dropouts, n, "late_dropouts")
     if set(dropped) & set(late):
-        raise ValueError(f"clients {sorted(set(dropped) & set(late))} are in both dropouts and late_dropouts")
+        raise InvalidParameterError(f"clients {sorted(set(dropped) & set(late))} are in both dropouts and late_dropouts")
     survivors = [u for u in range(n) if u not in dropped]
     responders = [u for u in survivors if u not in late]
     if len(responders) < threshold:
-        raise ValueError(f"only {len(responders)} clients survived to the unmasking round; recovering the sum "
+        raise InvalidParameterError(f"only {len(responders)} clients survived to the unmasking round; recovering the sum "
                          f"needs threshold={threshold}")
 
     rng = None if seed is None else np.random.default_rng(seed)
@@ -418,7 +420,7 @@ def secure_mean(vectors, threshold, dropouts=(), clip=1.0, levels=2**16, rng=Non
     """
     n = len(vectors)
     if n * levels >= MODULUS:
-        raise ValueError(f"{n} clients times levels={levels} is not below the modulus 2**32: the sum of the "
+        raise InvalidParameterError(f"{n} clients times levels={levels} is not below the modulus 2**32: the sum of the "
                          "quantised vectors would wrap around; lower levels")
     quantized = [quantize(v, clip, levels, rng) for v in vectors]
     result = simulate_round(quantized, threshold, dropouts, seed=seed)
@@ -431,16 +433,16 @@ def check_vectors(vectors, modulus):
     check_modulus(modulus)
     arrays = [np.asarray(v) for v in vectors]
     if len(arrays) < 2:
-        raise ValueError(f"secure aggregation needs at least 2 clients, got {len(arrays)}")
+        raise InvalidParameterError(f"secure aggregation needs at least 2 clients, got {len(arrays)}")
     for i, a in enumerate(arrays):
         if a.shape != arrays[0].shape:
-            raise ValueError(f"client {i}'s vector has shape {a.shape}, client 0's {arrays[0].shape}; "
+            raise InvalidParameterError(f"client {i}'s vector has shape {a.shape}, client 0's {arrays[0].shape}; "
                              "all clients must send vectors of one shape")
         if a.size and not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"client {i}'s vector has dtype {a.dtype}; masking works on integers in "
+            raise InvalidParameterError(f"client {i}'s vector has dtype {a.dtype}; masking works on integers in "
                              f"[0, {modulus}): quantize floats first")
         if a.size and (a.min() < 0 or a.max() >= modulus):
-            raise ValueError(f"client {i}'s vector has values in [{a.min()}, {a.max()}], outside "
+            raise InvalidParameterError(f"client {i}'s vector has values in [{a.min()}, {a.max()}], outside "
                              f"[0, {modulus}) = Z_R")
     return np.stack(arrays).astype(np.int64)
 
@@ -448,5 +450,5 @@ def check_vectors(vectors, modulus):
 def check_dropouts(dropouts, n, name):
     dropouts = [int(u) for u in dropouts]
     if len(set(dropouts)) != len(dropouts) or any(not 0 <= u < n for u in dropouts):
-        raise ValueError(f"{name} must be distinct client indices from 0 to {n - 1}, got {dropouts}")
+        raise InvalidParameterError(f"{name} must be distinct client indices from 0 to {n - 1}, got {dropouts}")
     return sorted(dropouts)

@@ -6,12 +6,14 @@ a small ``alpha`` gives each client a few classes, a large one approaches IID.
 """
 import numpy as np
 
+from ..errors import InvalidParameterError
+
 
 def _check(n_records, num_clients, min_size):
     if not (isinstance(num_clients, (int, np.integer)) and num_clients >= 1):
-        raise ValueError(f"num_clients must be a positive integer, got {num_clients!r}")
+        raise InvalidParameterError(f"num_clients must be a positive integer, got {num_clients!r}")
     if num_clients * min_size > n_records:
-        raise ValueError(f"{n_records} records cannot give {num_clients} clients {min_size} records each")
+        raise InvalidParameterError(f"{n_records} records cannot give {num_clients} clients {min_size} records each")
 
 
 def iid_partition(n_records, num_clients, seed=0):
@@ -53,9 +55,9 @@ def dirichlet_partition(y, num_clients, alpha=0.5, seed=0, min_size=10):
     """
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"y must be one label per record, got shape {y.shape}")
+        raise InvalidParameterError(f"y must be one label per record, got shape {y.shape}")
     if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha!r}")
+        raise InvalidParameterError(f"alpha must be positive, got {alpha!r}")
     _check(len(y), num_clients, min_size)
     rng = np.random.default_rng(seed)
     for _ in range(1000):
@@ -68,7 +70,7 @@ def dirichlet_partition(y, num_clients, alpha=0.5, seed=0, min_size=10):
                 parts[client].extend(chunk)
         if min(len(p) for p in parts) >= min_size:
             return [np.sort(np.asarray(p, dtype=int)) for p in parts]
-    raise ValueError(f"no Dirichlet({alpha}) split in 1000 draws gave every client {min_size} records; "
+    raise InvalidParameterError(f"no Dirichlet({alpha}) split in 1000 draws gave every client {min_size} records; "
                      "raise alpha or lower min_size")
 
 
@@ -78,7 +80,7 @@ def partition(y, num_clients, scheme="iid", alpha=0.5, seed=0):
         return iid_partition(len(y), num_clients, seed)
     if scheme == "dirichlet":
         return dirichlet_partition(y, num_clients, alpha, seed)
-    raise ValueError(f"unknown scheme {scheme!r}; use 'iid' or 'dirichlet'")
+    raise InvalidParameterError(f"unknown scheme {scheme!r}; use 'iid' or 'dirichlet'")
 
 
 def label_counts(y, parts, n_classes=None):

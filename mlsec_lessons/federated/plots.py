@@ -1,6 +1,7 @@
 """Lesson 06's figures: who holds which labels, accuracy per round, and what a server sees."""
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..plotting import axes_or_new, finish_axes
 
 
@@ -14,7 +15,7 @@ def plot_label_split(counts, ax=None, title=None):
     """
     counts = np.asarray(counts)
     if counts.ndim != 2:
-        raise ValueError(f"counts must be a (clients, classes) table, got shape {counts.shape}")
+        raise InvalidParameterError(f"counts must be a (clients, classes) table, got shape {counts.shape}")
     import matplotlib
 
     ax = axes_or_new(ax)
@@ -40,7 +41,7 @@ def plot_rounds(histories, ax=None, title=None):
         The legend shows each run's name, and its epsilon when it has one.
     """
     if not hasattr(histories, "items") or not histories:
-        raise ValueError("histories must be a non-empty mapping {label: History}")
+        raise InvalidParameterError("histories must be a non-empty mapping {label: History}")
     ax = axes_or_new(ax, figsize=(7.0, 3.2))  # room on the right for the legend, outside the curves
     for label, history in histories.items():
         if history.epsilon is not None:

@@ -22,7 +22,7 @@ import numpy as np
 from flwr.app import Message
 from flwr.app.message_type import MessageType
 from flwr.client.mod import fixedclipping_mod, secaggplus_mod
-from flwr.common import Code, bytes_to_ndarray, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import Code, FitRes, Status, bytes_to_ndarray, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
@@ -31,9 +31,10 @@ from flwr.server.strategy import FedAvg as LegacyFedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
-from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, PrivacyConfig, SamplingMethod
-from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
+from .. import reproducibility
+from ..errors import InvalidParameterError
 from . import fedavg
 
 
@@ -99,6 +100,28 @@ def secagg_router(msg, context, call_next):
 
 
 # --------------------------------------------------------------------------- server side
+def legacy_fedavg(experiment, num_clients, *, evaluate_fn=None, equal_weight=False):
+    """Flower's legacy ``FedAvg`` over every client, from ``experiment``'s initial weights and settings.
+
+    ``equal_weight`` asks each client to report one example, so every client weighs the same
+    (client-level DP); ``evaluate_fn`` is Flower's legacy server-side evaluation.
+    """
+    extra = {"equal-weight": True} if equal_weight else {}
+    return LegacyFedAvg(
+        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=num_clients, min_available_clients=num_clients,
+        initial_parameters=ndarrays_to_parameters(fedavg.initial_weights(experiment.seed)), evaluate_fn=evaluate_fn,
+        on_fit_config_fn=lambda rnd: {**experiment.client_config(), "server-round": rnd, **extra})
+
+
+def secagg_workflow(settings, *, max_weight):
+    """Flower's SecAgg+ workflow (inside the legacy ``DefaultWorkflow``) with ``settings``' shares and
+    quantisation (a :class:`SecureRound` or a :class:`SecureDPRun`)."""
+    return DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
+        num_shares=settings.num_shares, reconstruction_threshold=settings.reconstruction_threshold,
+        max_weight=max_weight, clipping_range=settings.clipping_range,
+        quantization_range=settings.quantization_range, modulus_range=settings.modulus_range))
+
+
 @dataclasses.dataclass(frozen=True)
 class SecureRound:
     """One FedAvg round through SecAgg+, and the same round in the clear, from the same start.
@@ -142,16 +165,7 @@ class SecureRound:
 
     def strategy_and_workflow(self, num_clients):
         """Flower's set-up: legacy FedAvg over every client, run by the SecAgg+ workflow."""
-        e = self.experiment
-        strategy = LegacyFedAvg(
-            fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=num_clients, min_available_clients=num_clients,
-            initial_parameters=ndarrays_to_parameters(fedavg.initial_weights(e.seed)),
-            on_fit_config_fn=lambda rnd: {**e.client_config(), "server-round": rnd})
-        workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
-            num_shares=self.num_shares, reconstruction_threshold=self.reconstruction_threshold,
-            max_weight=self.max_weight, clipping_range=self.clipping_range, quantization_range=self.quantization_range,
-            modulus_range=self.modulus_range))
-        return strategy, workflow
+        return legacy_fedavg(self.experiment, num_clients), secagg_workflow(self, max_weight=self.max_weight)
 
     def run(self, grid, context, num_clients, evaluate):
         experiment = dataclasses.replace(self.experiment, rounds=1)
@@ -202,30 +216,20 @@ class SecureDPRun:
 
     def __post_init__(self):
         if self.experiment.noise_multiplier is None:
-            raise ValueError("SecureDPRun needs an experiment with a noise_multiplier")
+            raise InvalidParameterError("SecureDPRun needs an experiment with a noise_multiplier")
 
     def strategy_and_workflow(self, num_clients, evaluate_fn):
         """Flower's set-up: FedAvg, wrapped for DP with client-side clipping, run by SecAgg+."""
         e = self.experiment
-        fedavg_ = LegacyFedAvg(
-            fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=num_clients, min_available_clients=num_clients,
-            initial_parameters=ndarrays_to_parameters(fedavg.initial_weights(e.seed)), evaluate_fn=evaluate_fn,
-            on_fit_config_fn=lambda rnd: {**e.client_config(), "server-round": rnd, "equal-weight": True})
         strategy = DifferentialPrivacyClientSideFixedClipping(
-            fedavg_, noise_multiplier=e.noise_multiplier, clipping_norm=e.clipping_norm,
-            num_sampled_clients=num_clients)
-        workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
-            num_shares=self.num_shares, reconstruction_threshold=self.reconstruction_threshold, max_weight=1.0,
-            clipping_range=self.clipping_range, quantization_range=self.quantization_range,
-            modulus_range=self.modulus_range))
-        return strategy, workflow
+            legacy_fedavg(e, num_clients, evaluate_fn=evaluate_fn, equal_weight=True),
+            noise_multiplier=e.noise_multiplier, clipping_norm=e.clipping_norm, num_sampled_clients=num_clients)
+        return strategy, secagg_workflow(self, max_weight=1.0)
 
     def accountant(self, num_clients):
         """Flower's RDP accountant after this run's rounds: ``num_clients`` of ``num_clients`` each round."""
         e = self.experiment
-        accountant = RdpAccountant(PrivacyConfig(
-            target_delta=e.delta, population_size=num_clients, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION))
+        accountant = fedavg.client_level_accountant(e, num_clients)
         accountant.compose(GaussianPrivacyEvent(e.noise_multiplier, num_clients, num_clients), e.rounds)
         return accountant
 
@@ -242,17 +246,16 @@ class SecureDPRun:
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=self.experiment.rounds),
                                strategy=strategy)
         recording = RecordingGrid(grid)
-        np.random.seed(self.experiment.seed)  # Flower's noise uses numpy's global generator
-        workflow(recording, legacy)
-        history = SecureDPHistory(self.experiment, server_view=recording.received)
-        history.accuracy = [accuracy[r] for r in sorted(accuracy)]
-        history.weights = legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()
-        history.epsilon = float(self.accountant(num_clients).get_epsilon(self.experiment.delta))
-        history.seconds = time.perf_counter() - start
-        return history
+        with reproducibility.seeded_numpy_global(self.experiment.seed):  # Flower's noise comes from np.random
+            workflow(recording, legacy)
+        return SecureDPHistory(
+            self.experiment, accuracy=[accuracy[r] for r in sorted(accuracy)],
+            epsilon=float(self.accountant(num_clients).get_epsilon(self.experiment.delta)),
+            weights=legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays(),
+            seconds=time.perf_counter() - start, server_view=recording.received)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SecureDPHistory(fedavg.History):
     """A :class:`fedavg.History` plus every reply the server received (``server_view``)."""
 
@@ -276,7 +279,7 @@ def _arrays(weights):
     return ArrayRecord(weights)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SecureResult:
     """What a :class:`SecureRound` measured."""
 
@@ -287,6 +290,14 @@ class SecureResult:
     plain_view: list
     secure_view: list
     secure_seconds: float = 0.0
+
+    def to_frame(self):
+        """The round in the clear beside the same round through SecAgg+: accuracy and seconds."""
+        import pandas as pd
+
+        return pd.DataFrame({"test accuracy": [self.plain.final_accuracy, self.secure_accuracy],
+                             "seconds": [self.plain.seconds, self.secure_seconds]},
+                            index=pd.Index(["FedAvg in the clear", "FedAvg through SecAgg+"], name="round"))
 
     @property
     def max_abs_difference(self):

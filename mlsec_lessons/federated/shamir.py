@@ -18,6 +18,8 @@ with these.
 """
 import secrets
 
+from ..errors import InvalidParameterError
+
 PRIME = 2**521 - 1
 
 
@@ -69,9 +71,9 @@ def split(secret, n, threshold, rng=None, prime=PRIME):
     (42, 42)
     """
     if not 0 <= secret < prime:
-        raise ValueError(f"the secret must be an integer in [0, prime), got {secret!r}")
+        raise InvalidParameterError(f"the secret must be an integer in [0, prime), got {secret!r}")
     if not 1 <= threshold <= n:
-        raise ValueError(f"threshold must be from 1 to the number of shares n={n}, got {threshold!r}")
+        raise InvalidParameterError(f"threshold must be from 1 to the number of shares n={n}, got {threshold!r}")
     coefficients = [secret] + [random_below(prime, rng) for _ in range(threshold - 1)]
     return [(x, evaluate(coefficients, x, prime)) for x in range(1, n + 1)]
 
@@ -102,10 +104,10 @@ def combine(shares, prime=PRIME):
     3
     """
     if not shares:
-        raise ValueError("combine needs at least one share")
+        raise InvalidParameterError("combine needs at least one share")
     xs = [x % prime for x, _ in shares]
     if 0 in xs or len(set(xs)) != len(xs):
-        raise ValueError(f"shares need distinct, nonzero x coordinates, got {sorted(xs)}")
+        raise InvalidParameterError(f"shares need distinct, nonzero x coordinates, got {sorted(xs)}")
     secret = 0
     for j, (x_j, y_j) in enumerate(shares):
         numerator, denominator = 1, 1

@@ -23,13 +23,15 @@ import fnmatch
 import json
 from pathlib import Path
 
+from ..errors import InvalidParameterError, SecurityError
+
 DECISIONS = ("allow", "deny", "error", "refused")  # "refused": a model that failed verification at load
 UNAUTHENTICATED = "(not authenticated)"  # the label of entries without a verified subject
 COLUMNS = ["seq", "time", "sub", "method", "path", "model", "status", "decision", "reason", "latency_ms",
            "input_sha256"]
 
 
-class AuditIntegrityError(ValueError):
+class AuditIntegrityError(SecurityError):
     """The log does not verify; ``report`` is the :class:`~mlsec_lessons.deployment.audit.AuditReport`."""
 
     def __init__(self, message, report):
@@ -80,7 +82,7 @@ def load_audit_log(path, key, verify=True):
 def _as_list(name, value, kind):
     values = [value] if isinstance(value, kind) else list(value) if isinstance(value, (list, tuple, set)) else None
     if not values or not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be {kind.__name__} or a non-empty list of {kind.__name__}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be {kind.__name__} or a non-empty list of {kind.__name__}, got {value!r}")
     return values
 
 
@@ -90,9 +92,9 @@ def _timestamp(name, value):
     try:
         t = pd.Timestamp(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a date and time (ISO 8601 text or datetime), got {value!r}") from None
+        raise InvalidParameterError(f"{name} must be a date and time (ISO 8601 text or datetime), got {value!r}") from None
     if t is pd.NaT:
-        raise ValueError(f"{name} must be a date and time, got {value!r}")
+        raise InvalidParameterError(f"{name} must be a date and time, got {value!r}")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")  # the log is in UTC
 
 
@@ -119,7 +121,7 @@ def query(df, *, sub=None, path=None, model=None, decision=None, status=None, si
         The matching rows, in log order (``attrs`` kept).
     """
     if not hasattr(df, "columns") or "seq" not in df.columns:
-        raise ValueError("df must be the DataFrame returned by load_audit_log")
+        raise InvalidParameterError("df must be the DataFrame returned by load_audit_log")
     keep = df["seq"].notna()
     if sub is not None:
         keep &= df["sub"].isin(_as_list("sub", sub, str))
@@ -132,14 +134,14 @@ def query(df, *, sub=None, path=None, model=None, decision=None, status=None, si
         decisions = _as_list("decision", decision, str)
         unknown = [d for d in decisions if d not in DECISIONS]
         if unknown:
-            raise ValueError(f"decision must be among {DECISIONS}, got {unknown}")
+            raise InvalidParameterError(f"decision must be among {DECISIONS}, got {unknown}")
         keep &= df["decision"].isin(decisions)
     if status is not None:
         keep &= df["status"].isin(_as_list("status", status, int))
     lo = None if since is None else _timestamp("since", since)
     hi = None if until is None else _timestamp("until", until)
     if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"since ({lo}) is after until ({hi})")
+        raise InvalidParameterError(f"since ({lo}) is after until ({hi})")
     if lo is not None:
         keep &= df["time"] >= lo
     if hi is not None:
@@ -160,7 +162,7 @@ def decisions_by(df, by="sub"):
     import pandas as pd
 
     if by not in df.columns:
-        raise ValueError(f"by must be a column of the log, one of {list(df.columns)}; got {by!r}")
+        raise InvalidParameterError(f"by must be a column of the log, one of {list(df.columns)}; got {by!r}")
     # the server records a subject only from a token that verified: no subject means not authenticated
     table = pd.crosstab(df[by].fillna(UNAUTHENTICATED if by == "sub" else "(none)"), df["decision"].fillna("(none)"))
     table["total"] = table.sum(axis=1)

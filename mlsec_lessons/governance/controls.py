@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..course import repo_root as course_root
+from ..errors import InvalidParameterError
 from .coverage import Component, Control
 
 REQUIRED_HEADERS = ("strict-transport-security", "x-content-type-options", "x-frame-options",
@@ -353,7 +354,7 @@ def deployment_inventory(*, client, model, secret, secret_file, model_dir, publi
     """
     missing = {"eps", "min_robust_accuracy", "max_epsilon"} - set(policy)
     if missing:
-        raise ValueError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
+        raise InvalidParameterError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
     root = Path(repo_root) if repo_root is not None else course_root()
     C = Control
     return [

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidParameterError
 from ..metrics import security_coverage
 
 STATUSES = ("in place", "failed", "not implemented")
@@ -35,9 +36,9 @@ class Control:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"a control needs a name, got {self.name!r}")
+            raise InvalidParameterError(f"a control needs a name, got {self.name!r}")
         if self.check is not None and not callable(self.check):
-            raise ValueError(f"control {self.name!r}: check must be callable or None, got {type(self.check).__name__}")
+            raise InvalidParameterError(f"control {self.name!r}: check must be callable or None, got {type(self.check).__name__}")
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,12 @@ class Component:
     def __post_init__(self):
         object.__setattr__(self, "controls", tuple(self.controls))
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"a component needs a name, got {self.name!r}")
+            raise InvalidParameterError(f"a component needs a name, got {self.name!r}")
         if not self.controls or not all(isinstance(c, Control) for c in self.controls):
-            raise ValueError(f"component {self.name!r} must list at least one Control; list what protects it")
+            raise InvalidParameterError(f"component {self.name!r} must list at least one Control; list what protects it")
         names = [c.name for c in self.controls]
         if len(set(names)) != len(names):
-            raise ValueError(f"component {self.name!r} lists a control twice: {names}")
+            raise InvalidParameterError(f"component {self.name!r} lists a control twice: {names}")
 
 
 def _run(component, control):
@@ -68,7 +69,7 @@ def _run(component, control):
                            f"{type(e).__name__}: {e}") from e
     ok, detail = result if isinstance(result, tuple) and len(result) == 2 else (result, "")
     if not isinstance(ok, bool):
-        raise ValueError(f"the check of {component.name!r} / {control.name!r} returned {result!r}; "
+        raise InvalidParameterError(f"the check of {component.name!r} / {control.name!r} returned {result!r}; "
                          "it must return True/False or (True/False, detail)")
     return ("in place" if ok else "failed"), str(detail)
 
@@ -89,10 +90,10 @@ def measure(inventory):
     """
     inventory = list(inventory)
     if not inventory or not all(isinstance(c, Component) for c in inventory):
-        raise ValueError("inventory must be a non-empty sequence of Component")
+        raise InvalidParameterError("inventory must be a non-empty sequence of Component")
     names = [c.name for c in inventory]
     if len(set(names)) != len(names):
-        raise ValueError(f"a component is listed twice: {names}")
+        raise InvalidParameterError(f"a component is listed twice: {names}")
     rows = []
     for component in inventory:
         for control in component.controls:

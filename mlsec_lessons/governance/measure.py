@@ -15,7 +15,7 @@ Examples
 >>> Measurement("accuracy", 0.97, "")
 Traceback (most recent call last):
 ...
-ValueError: method must say how the accuracy was measured, got ''
+mlsec_lessons.errors.InvalidParameterError: method must say how the accuracy was measured, got ''
 """
 import hashlib
 import math
@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import InvalidParameterError
 
 KINDS = ("accuracy", "robust accuracy", "dp epsilon", "membership tpr")
 RATES = ("accuracy", "robust accuracy", "membership tpr")  # kinds that live in [0, 1]
@@ -41,16 +43,16 @@ class Measurement:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+            raise InvalidParameterError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if not isinstance(self.method, str) or not self.method.strip():
-            raise ValueError(f"method must say how the {self.kind} was measured, got {self.method!r}")
+            raise InvalidParameterError(f"method must say how the {self.kind} was measured, got {self.method!r}")
         value = float(self.value)
         if math.isnan(value) or (self.kind in RATES and not 0.0 <= value <= 1.0):
-            raise ValueError(f"{self.kind} must be a number in [0, 1], got {self.value!r}")
+            raise InvalidParameterError(f"{self.kind} must be a number in [0, 1], got {self.value!r}")
         if self.kind == "dp epsilon" and not value >= 0:
-            raise ValueError(f"epsilon must be >= 0 (inf when there is no DP guarantee), got {self.value!r}")
+            raise InvalidParameterError(f"epsilon must be >= 0 (inf when there is no DP guarantee), got {self.value!r}")
         if self.n is not None and (isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1):
-            raise ValueError(f"n must be a positive integer (the sample size), got {self.n!r}")
+            raise InvalidParameterError(f"n must be a positive integer (the sample size), got {self.n!r}")
         object.__setattr__(self, "value", value)  # frozen: set the normalised float once
         if self.interval is not None:
             object.__setattr__(self, "interval", tuple(float(v) for v in self.interval))
@@ -87,7 +89,7 @@ def _predict_logits(model, x):
 def _check_xy(x, y):
     x, y = np.asarray(x), np.asarray(y)
     if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"x and y must be non-empty and of the same length, got {len(x)} and {len(y)}")
+        raise InvalidParameterError(f"x and y must be non-empty and of the same length, got {len(x)} and {len(y)}")
     return x, y
 
 
@@ -150,10 +152,10 @@ def robust_accuracy(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, s
 
     x, y = _check_xy(x, y)
     if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive budget, got {eps!r}; accuracy at eps=0 is the clean accuracy")
+        raise InvalidParameterError(f"eps must be a positive budget, got {eps!r}; accuracy at eps=0 is the clean accuracy")
     eps_step = eps / 10 if eps_step is None else eps_step
     clean = np.argmax(_predict_logits(model, x), axis=1)
-    x_adv = attacks.pgd(model, x, y, eps, eps_step, steps, norm=norm, seed=seed)
+    x_adv = attacks.pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, seed=seed)
     adv = np.argmax(_predict_logits(model, x_adv), axis=1)
     correct = int(np.sum(adv == y))
     asr = metrics.attack_success_rate(y, clean, adv) if np.any(clean == y) else None
@@ -218,11 +220,11 @@ def membership_tpr(is_member, score, attack, fpr=0.01):
     from ..privacy_attacks.membership import attack_report, tpr_at_fpr
 
     if not isinstance(attack, str) or not attack.strip():
-        raise ValueError(f"attack must name the attack that produced the scores, got {attack!r}")
+        raise InvalidParameterError(f"attack must name the attack that produced the scores, got {attack!r}")
     report = attack_report(is_member, score, fprs=())
     n_in, n_out = report["n members"], report["n non-members"]
     if not 0 < fpr < 1 or fpr * n_out < 1:
-        raise ValueError(f"fpr={fpr!r} cannot be measured with {n_out} non-members: "
+        raise InvalidParameterError(f"fpr={fpr!r} cannot be measured with {n_out} non-members: "
                          f"need 0 < fpr < 1 and at least 1 / fpr non-members")
     tpr = tpr_at_fpr(is_member, score, fpr)
     params = {"attack": attack, "fpr": float(fpr), "auc": report["auc"], "advantage": report["advantage"],
@@ -301,7 +303,7 @@ def artifact(directory, public_key_path):
     manifest = verify_dir(directory, public_key_path)
     names = [n for n in manifest["files"] if n in MODEL_FILES or n[:-len(ENCRYPTED_SUFFIX)] in MODEL_FILES]
     if len(names) != 1:
-        raise ValueError(f"{directory} must hold exactly one model file ({', '.join(MODEL_FILES)}), found {names}")
+        raise InvalidParameterError(f"{directory} must hold exactly one model file ({', '.join(MODEL_FILES)}), found {names}")
     return ArtifactRecord(directory=directory.name, model_file=names[0], model_sha256=manifest["files"][names[0]],
                           signature="Ed25519 over MANIFEST.json (the SHA-256 of every file)",
                           public_key_sha256=public_key_fingerprint(public_key_path))

@@ -29,13 +29,14 @@ True
 >>> ModelCard.from_measurements("demo", [0.999], intended_use="teaching", training_data={})
 Traceback (most recent call last):
 ...
-ValueError: measurement 0 is a float, not a Measurement: ...
+mlsec_lessons.errors.InvalidParameterError: measurement 0 is a float, not a Measurement: ...
 """
 import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import InvalidParameterError
 from .measure import ArtifactRecord, Measurement
 
 # card field -> the Measurement kind it holds, and how the card names it
@@ -66,27 +67,27 @@ class ModelCard:
     def __post_init__(self):
         for name in ("name", "intended_use"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+                raise InvalidParameterError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if not isinstance(self.training_data, dict):
-            raise ValueError(f"training_data must be a dict (name, size, fingerprint), got {self.training_data!r}")
+            raise InvalidParameterError(f"training_data must be a dict (name, size, fingerprint), got {self.training_data!r}")
         for name, (kind, _) in FIELDS.items():
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Measurement) or value.kind != kind):
                 got = value.kind if isinstance(value, Measurement) else type(value).__name__
-                raise ValueError(f"{name} must be a Measurement of kind {kind!r}, got {got}")
+                raise InvalidParameterError(f"{name} must be a Measurement of kind {kind!r}, got {got}")
         if self.artifact is not None and not isinstance(self.artifact, ArtifactRecord):
-            raise ValueError(f"artifact must be an ArtifactRecord from measure.artifact(), got "
+            raise InvalidParameterError(f"artifact must be an ArtifactRecord from measure.artifact(), got "
                              f"{type(self.artifact).__name__}")
         w = self.worst_case_robustness
         if w is not None and (not isinstance(w, Measurement) or w.kind != "robust accuracy"):
-            raise ValueError(f"worst_case_robustness must be a Measurement of kind 'robust accuracy', got "
+            raise InvalidParameterError(f"worst_case_robustness must be a Measurement of kind 'robust accuracy', got "
                              f"{w.kind if isinstance(w, Measurement) else type(w).__name__}")
         if self.release is not None and not (isinstance(self.release, dict)
                                              and {"policy", "checks", "released"} <= set(self.release)):
-            raise ValueError("release must be a dict with 'policy', 'checks' and 'released' (see release_decision)")
+            raise InvalidParameterError("release must be a dict with 'policy', 'checks' and 'released' (see release_decision)")
         reasons = self.not_measured.values() if isinstance(self.not_measured, dict) else [None]
         if not all(isinstance(v, str) and v.strip() for v in reasons):
-            raise ValueError("not_measured must map each property to the reason it was not measured")
+            raise InvalidParameterError("not_measured must map each property to the reason it was not measured")
         self.limitations = list(self.limitations)
         if self.created is None:
             self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -120,11 +121,11 @@ class ModelCard:
         slots = {}
         for i, m in enumerate(measurements):
             if not isinstance(m, Measurement):
-                raise ValueError(f"measurement {i} is a {type(m).__name__}, not a Measurement: a number without "
+                raise InvalidParameterError(f"measurement {i} is a {type(m).__name__}, not a Measurement: a number without "
                                  "its method, attack, budget and sample size is a claim, not a result; "
                                  "measure it with mlsec_lessons.governance.measure")
             if by_kind[m.kind] in slots:
-                raise ValueError(f"two measurements of kind {m.kind!r}; a card reports one of each")
+                raise InvalidParameterError(f"two measurements of kind {m.kind!r}; a card reports one of each")
             slots[by_kind[m.kind]] = m
         return cls(name=name, intended_use=intended_use, training_data=dict(training_data), artifact=artifact,
                    not_measured=dict(not_measured or {}), limitations=list(limitations), **slots)
@@ -167,14 +168,14 @@ class ModelCard:
         """Read a card written by :meth:`to_json`."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"path={str(path)!r}: no model card there")
+            raise InvalidParameterError(f"path={str(path)!r}: no model card there")
         return cls.from_dict(json.loads(path.read_text()))
 
     # ----------------------------------------------------------------------- Markdown
     def to_markdown(self, strict=False):
         """The card as Markdown. ``strict=True`` raises ``ValueError`` if any field was not measured."""
         if strict and self.missing():
-            raise ValueError(f"model card {self.name!r}: not measured: {', '.join(self.missing())}; "
+            raise InvalidParameterError(f"model card {self.name!r}: not measured: {', '.join(self.missing())}; "
                              "measure them, or render with strict=False to show them as 'not measured'")
         named = [str(self.training_data["name"])] if "name" in self.training_data else []
         data = "; ".join(named + [f"{k} = {_short(v)}" for k, v in self.training_data.items() if k != "name"])
@@ -232,7 +233,7 @@ def release_decision(card, policy):
 
     missing = {"eps", "min_robust_accuracy", "max_epsilon"} - set(policy)
     if missing:
-        raise ValueError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
+        raise InvalidParameterError(f"policy lacks {sorted(missing)}; state the release policy the model must meet")
     eps, least, most = policy["eps"], policy["min_robust_accuracy"], policy["max_epsilon"]
     checks = {}
     ok, detail = meets_robustness_policy(card, eps, least)
@@ -285,7 +286,7 @@ def cards_table(cards):
     import pandas as pd
 
     if not cards or not all(isinstance(c, ModelCard) for c in cards):
-        raise ValueError("cards must be a non-empty sequence of ModelCard")
+        raise InvalidParameterError("cards must be a non-empty sequence of ModelCard")
     rows = {}
     for c in cards:
         rob, mi = c.robustness, c.membership

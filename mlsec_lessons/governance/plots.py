@@ -1,6 +1,7 @@
 """The two figures of lesson 09: who did what when (the audit trail), and where the controls are missing."""
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..plotting import axes_or_new, finish_axes
 from .audit_query import UNAUTHENTICATED
 
@@ -28,9 +29,9 @@ def plot_audit_timeline(df, ax=None, title=None, x="entry"):
     matplotlib.axes.Axes
     """
     if len(df) == 0:
-        raise ValueError("df has no entries to plot")
+        raise InvalidParameterError("df has no entries to plot")
     if x not in ("entry", "ms"):
-        raise ValueError(f"x must be 'entry' or 'ms', got {x!r}")
+        raise InvalidParameterError(f"x must be 'entry' or 'ms', got {x!r}")
     ax = axes_or_new(ax, figsize=(6.0, 3.2))                                  # room for the legend on the right
     subjects = list(dict.fromkeys(df["sub"].fillna(UNAUTHENTICATED)))  # first-seen order
     row = {s: i for i, s in enumerate(subjects)}

@@ -17,7 +17,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from ..reproducibility import check_seed
+from ..errors import InvalidParameterError
+from ..validation import as_generator
 from ._common import check_class, check_fraction, check_labels
 
 GATES = (None, "previous", "baseline")
@@ -83,31 +84,31 @@ def simulate_feedback_loop(x_pool, y_pool, x_trusted, y_trusted, x_eval, y_eval,
     ...                              rounds=2)                                          # doctest: +SKIP
     """
     if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        raise InvalidParameterError(f"gate must be one of {GATES}, got {gate!r}")
     x_pool, x_trusted, x_eval = (np.asarray(a, np.float64) for a in (x_pool, x_trusted, x_eval))
     for name, xa in (("x_pool", x_pool), ("x_trusted", x_trusted), ("x_eval", x_eval)):
         if xa.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n, features); flatten images first, got shape {xa.shape}")
+            raise InvalidParameterError(f"{name} must be 2-D (n, features); flatten images first, got shape {xa.shape}")
     y_pool, y_trusted, y_eval = (check_labels(y, name=name) for y, name in
                                  ((y_pool, "y_pool"), (y_trusted, "y_trusted"), (y_eval, "y_eval")))
     for (xa, ya, name) in ((x_pool, y_pool, "pool"), (x_trusted, y_trusted, "trusted"), (x_eval, y_eval, "eval")):
         if len(xa) != len(ya):
-            raise ValueError(f"shape mismatch: x_{name} has {len(xa)} rows but y_{name} has {len(ya)}")
+            raise InvalidParameterError(f"shape mismatch: x_{name} has {len(xa)} rows but y_{name} has {len(ya)}")
     n_classes = int(max(y_pool.max(), y_trusted.max(), y_eval.max())) + 1
     source, target = check_class("source", source, n_classes), check_class("target", target, n_classes)
     if source == target:
-        raise ValueError(f"source and target must differ, both are {source}")
+        raise InvalidParameterError(f"source and target must differ, both are {source}")
     for name, value in (("rounds", rounds), ("batch", batch), ("initial", initial)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
     if (isinstance(attack_per_round, bool) or not isinstance(attack_per_round, (int, np.integer))
             or attack_per_round < 0):
-        raise ValueError(f"attack_per_round must be an integer >= 0, got {attack_per_round!r}")
+        raise InvalidParameterError(f"attack_per_round must be an integer >= 0, got {attack_per_round!r}")
     if initial + rounds * batch > len(x_pool):
-        raise ValueError(f"initial + rounds * batch = {initial + rounds * batch} exceeds the {len(x_pool)} pool rows")
+        raise InvalidParameterError(f"initial + rounds * batch = {initial + rounds * batch} exceeds the {len(x_pool)} pool rows")
     correction_rate = check_fraction("correction_rate", correction_rate)
     tolerance = check_fraction("tolerance", tolerance)
-    rng = np.random.default_rng(check_seed(seed))
+    rng = as_generator(seed)
     attack_rounds = rounds if attack_rounds is None else attack_rounds
     attacker_images = x_pool[y_pool == source]
 

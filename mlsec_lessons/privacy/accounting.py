@@ -22,24 +22,26 @@ import math
 import dp_accounting
 import numpy as np
 
+from ..errors import InvalidParameterError
+
 ACCOUNTANTS = ("rdp", "pld")
 
 
 def _check(noise_multiplier, sample_rate, steps, delta):
     """Validate the four numbers every accounting call takes, naming the bad one."""
     if not (np.isfinite(noise_multiplier) and noise_multiplier > 0):
-        raise ValueError(f"noise_multiplier must be a positive finite number, got {noise_multiplier!r}")
+        raise InvalidParameterError(f"noise_multiplier must be a positive finite number, got {noise_multiplier!r}")
     if not (np.isfinite(sample_rate) and 0 < sample_rate <= 1):
-        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+        raise InvalidParameterError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        raise InvalidParameterError(f"steps must be a positive integer, got {steps!r}")
     if not (np.isfinite(delta) and 0 < delta < 1):
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        raise InvalidParameterError(f"delta must be in (0, 1), got {delta!r}")
 
 
 def _check_accountant(accountant):
     if accountant not in ACCOUNTANTS:
-        raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+        raise InvalidParameterError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
 
 
 def dp_sgd_event(noise_multiplier, sample_rate, steps):
@@ -185,7 +187,7 @@ def epsilon_known_batches(noise_multiplier, epochs, delta):
     54
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        raise InvalidParameterError(f"epochs must be a positive integer, got {epochs!r}")
     _check(noise_multiplier, 1.0, 1, delta)
     return _composed_gaussian_epsilon(noise_multiplier, epochs, delta)
 
@@ -247,11 +249,11 @@ def noise_multiplier_for(target_epsilon, sample_rate, steps, delta, accountant="
     True
     """
     if not (np.isfinite(target_epsilon) and target_epsilon > 0):
-        raise ValueError(f"target_epsilon must be a positive finite number, got {target_epsilon!r}")
+        raise InvalidParameterError(f"target_epsilon must be a positive finite number, got {target_epsilon!r}")
     _check(1.0, sample_rate, steps, delta)
     _check_accountant(accountant)
     if epsilon(0.1, sample_rate, steps, delta) <= target_epsilon:
-        raise ValueError(f"target_epsilon={target_epsilon!r} is so large that noise_multiplier=0.1 already meets "
+        raise InvalidParameterError(f"target_epsilon={target_epsilon!r} is so large that noise_multiplier=0.1 already meets "
                          "it; such a training is private in name only")
     return float(_calibrate(accountant, target_epsilon, sample_rate, steps, delta))
 

@@ -18,7 +18,8 @@ up as an audit above it.
 import numpy as np
 from scipy.stats import beta
 
-from ..reproducibility import check_seed
+from ..errors import InvalidParameterError
+from ..validation import as_generator, as_int_seed
 from .membership import check_is_member, check_scores
 
 
@@ -36,9 +37,9 @@ def clopper_pearson(k, n, alpha=0.05):
     """
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
-        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+        raise InvalidParameterError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+        raise InvalidParameterError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
     with np.errstate(invalid="ignore"):
         lo = np.where(k == 0, 0.0, beta.ppf(alpha / 2, k, n - k + 1))
         hi = np.where(k == n, 1.0, beta.ppf(1 - alpha / 2, k + 1, n - k))
@@ -76,11 +77,11 @@ def epsilon_lower_bound(tp, fn, fp, tn, delta=0.0, alpha=0.05):
     """
     counts = [int(c) for c in (tp, fn, fp, tn)]
     if min(counts) < 0 or counts != [tp, fn, fp, tn]:
-        raise ValueError(f"tp, fn, fp, tn must be non-negative integers, got {(tp, fn, fp, tn)}")
+        raise InvalidParameterError(f"tp, fn, fp, tn must be non-negative integers, got {(tp, fn, fp, tn)}")
     if tp + fn == 0 or fp + tn == 0:
-        raise ValueError("need at least one member trial (tp + fn) and one non-member trial (fp + tn)")
+        raise InvalidParameterError("need at least one member trial (tp + fn) and one non-member trial (fp + tn)")
     if not 0 <= delta < 1:
-        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+        raise InvalidParameterError(f"delta must be in [0, 1), got {delta!r}")
     if alpha is None:
         tpr_lo, fpr_hi = tp / (tp + fn), fp / (fp + tn)
     else:
@@ -170,13 +171,13 @@ def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
     truth = check_is_member(is_member)
     score = check_scores(score, len(truth))
     if not 0 < fit_fraction < 1:
-        raise ValueError(f"fit_fraction must be strictly between 0 and 1, got {fit_fraction!r}")
-    rng = np.random.default_rng(check_seed(seed))
+        raise InvalidParameterError(f"fit_fraction must be strictly between 0 and 1, got {fit_fraction!r}")
+    rng = as_generator(seed)
     fit = np.zeros(len(truth), bool)
     fit[rng.permutation(len(truth))[: int(round(fit_fraction * len(truth)))]] = True
     for part in (fit, ~fit):
         if truth[part].all() or not truth[part].any():
-            raise ValueError("too few trials: each half needs both member and non-member trials")
+            raise InvalidParameterError("too few trials: each half needs both member and non-member trials")
     t = _best_threshold(truth[fit], score[fit], delta, alpha)
     guess, held = score[~fit] >= t, truth[~fit]
     tp, fn = int(np.sum(guess & held)), int(np.sum(~guess & held))
@@ -225,10 +226,10 @@ def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, sco
     x, y = np.asarray(x, dtype=float), np.asarray(y)
     x_canary = np.asarray(x_canary, dtype=float).reshape(1, -1)
     if x.ndim != 2 or x_canary.shape[1] != x.shape[1]:
-        raise ValueError(f"x_canary must have {x.shape[1]} features like x, got shape {x_canary.shape}")
+        raise InvalidParameterError(f"x_canary must have {x.shape[1]} features like x, got shape {x_canary.shape}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 2 or n_trials % 2:
-        raise ValueError(f"n_trials must be an even integer >= 2, got {n_trials!r}")
-    seed = check_seed(seed)
+        raise InvalidParameterError(f"n_trials must be an even integer >= 2, got {n_trials!r}")
+    seed = as_int_seed(seed)  # trial i uses seed + i
     is_member = np.random.default_rng(seed).permutation(np.arange(n_trials) < n_trials // 2)
     x_in, y_in = np.vstack([x, x_canary]), np.r_[y, int(y_canary)]
     score = np.empty(n_trials)

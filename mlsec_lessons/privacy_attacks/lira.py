@@ -16,6 +16,7 @@ variance") is steadier than a per-record estimate; the paper recommends it below
 import numpy as np
 from scipy.stats import norm
 
+from ..errors import InvalidParameterError
 from .shadows import ShadowSet
 
 
@@ -24,13 +25,13 @@ def _check(target_scores, shadow_scores, shadow_in):
     shadow = np.asarray(shadow_scores, dtype=float)
     inside = np.asarray(shadow_in, dtype=bool)
     if s.ndim != 1:
-        raise ValueError(f"target_scores must be 1-D (one score per record), got shape {s.shape}")
+        raise InvalidParameterError(f"target_scores must be 1-D (one score per record), got shape {s.shape}")
     if shadow.ndim != 2 or shadow.shape[1] != len(s):
-        raise ValueError(f"shadow_scores must have shape (n_shadows, {len(s)}), got {shadow.shape}")
+        raise InvalidParameterError(f"shadow_scores must have shape (n_shadows, {len(s)}), got {shadow.shape}")
     if inside.shape != shadow.shape:
-        raise ValueError(f"shadow_in must have the shape of shadow_scores {shadow.shape}, got {inside.shape}")
+        raise InvalidParameterError(f"shadow_in must have the shape of shadow_scores {shadow.shape}, got {inside.shape}")
     if not np.all(np.isfinite(s)) or not np.all(np.isfinite(shadow)):
-        raise ValueError("scores must be finite (use logit_confidence on logits, not on rounded probabilities)")
+        raise InvalidParameterError("scores must be finite (use logit_confidence on logits, not on rounded probabilities)")
     return s, shadow, inside
 
 
@@ -84,7 +85,7 @@ def lira_online(target_scores, shadow_scores, shadow_in, fix_variance=True):
     mu_out, sd_out, n_out = _gaussian(shadow, ~inside, fix_variance)
     mu_in, sd_in, n_in = _gaussian(shadow, inside, fix_variance)
     if not n_out.all():
-        raise ValueError("some records have no shadow model trained without them; use more shadows")
+        raise InvalidParameterError("some records have no shadow model trained without them; use more shadows")
     if not n_in.all():
         gap = np.median((mu_in - mu_out)[n_in > 0])
         mu_in = np.where(n_in > 0, mu_in, mu_out + gap)
@@ -108,7 +109,7 @@ def lira_offline(target_scores, shadow_scores, shadow_in, fix_variance=True):
     s, shadow, inside = _check(target_scores, shadow_scores, shadow_in)
     mu_out, sd_out, n_out = _gaussian(shadow, ~inside, fix_variance)
     if not n_out.all():
-        raise ValueError("some records have no shadow model trained without them; use more shadows")
+        raise InvalidParameterError("some records have no shadow model trained without them; use more shadows")
     return -norm.logsf(s, mu_out, sd_out)  # one-sided: only an unusually *high* confidence says "member"
 
 
@@ -142,13 +143,13 @@ def leave_one_out(shadows, attack="online", targets=None, fix_variance=True):
     ((40,), (40,))
     """
     if not isinstance(shadows, ShadowSet):
-        raise ValueError(f"shadows must be a ShadowSet, got {type(shadows).__name__}")
+        raise InvalidParameterError(f"shadows must be a ShadowSet, got {type(shadows).__name__}")
     if attack not in ("online", "offline", "loss"):
-        raise ValueError(f"attack must be 'online', 'offline' or 'loss', got {attack!r}")
+        raise InvalidParameterError(f"attack must be 'online', 'offline' or 'loss', got {attack!r}")
     n_models = len(shadows.in_mask)
     targets = range(n_models) if targets is None else [int(t) for t in targets]
     if any(not 0 <= t < n_models for t in targets):
-        raise ValueError(f"targets must be model indices in [0, {n_models - 1}], got {list(targets)}")
+        raise InvalidParameterError(f"targets must be model indices in [0, {n_models - 1}], got {list(targets)}")
     scores = shadows.scores if attack != "loss" else -shadows.losses
     is_member, score = [], []
     for t in targets:

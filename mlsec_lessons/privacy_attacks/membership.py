@@ -10,7 +10,10 @@ TPR at 0.1% and 1% FPR, and the best membership advantage (the course's Privacy 
 import numpy as np
 from scipy.special import logsumexp
 
+from ..errors import InvalidParameterError
 from ..metrics import check_binary, privacy_loss
+from ..reproducibility import seeded_numpy_global
+from ..validation import as_int_seed, check_fraction
 
 LOW_FPRS = (0.001, 0.01)
 
@@ -26,20 +29,20 @@ def check_scores(score, n):
     """An attack's scores as a float array of shape ``(n,)`` without NaN, one per record of ``is_member``."""
     score = np.asarray(score, dtype=float)
     if score.shape != (n,):
-        raise ValueError(f"score must have shape ({n},) like is_member, got {score.shape}")
+        raise InvalidParameterError(f"score must have shape ({n},) like is_member, got {score.shape}")
     if np.isnan(score).any():
-        raise ValueError("score holds NaN")
+        raise InvalidParameterError("score holds NaN")
     return score
 
 
 def _check_logits(logits, y):
     logits, y = np.asarray(logits, dtype=float), np.asarray(y)
     if logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(f"logits must have shape (n, n_classes >= 2), got {logits.shape}")
+        raise InvalidParameterError(f"logits must have shape (n, n_classes >= 2), got {logits.shape}")
     if y.shape != (len(logits),):
-        raise ValueError(f"y must have shape ({len(logits)},), got {y.shape}")
+        raise InvalidParameterError(f"y must have shape ({len(logits)},), got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= logits.shape[1]:
-        raise ValueError(f"y must hold integer labels in [0, {logits.shape[1] - 1}]")
+        raise InvalidParameterError(f"y must hold integer labels in [0, {logits.shape[1] - 1}]")
     return logits, y
 
 
@@ -121,7 +124,7 @@ def tpr_at_fpr(is_member, score, fpr=0.001):
     """
     fpr = float(fpr)
     if not 0.0 <= fpr <= 1.0:
-        raise ValueError(f"fpr must be in [0, 1], got {fpr!r}")
+        raise InvalidParameterError(f"fpr must be in [0, 1], got {fpr!r}")
     fprs, tprs = roc(is_member, score)
     return float(tprs[fprs <= fpr + 1e-12].max())
 
@@ -192,8 +195,8 @@ def art_black_box_scores(estimator, x_member, y_member, x_nonmember, y_nonmember
     """
     from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
 
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be strictly between 0 and 1, got {train_fraction!r}")
+    check_fraction(train_fraction, "train_fraction", include_boundaries="neither")
+    seed = as_int_seed(seed)
     rng = np.random.default_rng(seed)
 
     def split(n):
@@ -202,9 +205,9 @@ def art_black_box_scores(estimator, x_member, y_member, x_nonmember, y_nonmember
         return order[:cut], order[cut:]
 
     (m_fit, m_eval), (n_fit, n_eval) = split(len(x_member)), split(len(x_nonmember))
-    np.random.seed(seed)  # ART's rf/gb attack models draw from NumPy's global generator
     attack = MembershipInferenceBlackBox(estimator, input_type=input_type, attack_model_type=attack_model_type)
-    attack.fit(x_member[m_fit], y_member[m_fit], x_nonmember[n_fit], y_nonmember[n_fit])
+    with seeded_numpy_global(seed):  # ART's rf/gb attack models draw from NumPy's global generator
+        attack.fit(x_member[m_fit], y_member[m_fit], x_nonmember[n_fit], y_nonmember[n_fit])
     x_eval = np.concatenate([x_member[m_eval], x_nonmember[n_eval]])
     y_eval = np.concatenate([y_member[m_eval], y_nonmember[n_eval]])
     score = attack.infer(x_eval, y_eval, probabilities=True)

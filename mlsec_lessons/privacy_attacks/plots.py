@@ -5,6 +5,7 @@ confident hits at a tiny false-positive rate, is squeezed into a corner. Log axe
 """
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..plotting import axes_or_new, finish_axes
 from .membership import attack_report, roc
 
@@ -34,12 +35,12 @@ def plot_roc_loglog(attacks, ax=None, title=None, min_fpr=None):
     ('log', 'log')
     """
     if not hasattr(attacks, "items") or len(attacks) == 0:
-        raise ValueError("attacks must be a non-empty mapping {label: (is_member, score)}")
+        raise InvalidParameterError("attacks must be a non-empty mapping {label: (is_member, score)}")
     ax = axes_or_new(ax, figsize=(4.8, 5.0))
     smallest = 1.0
     for label, pair in attacks.items():
         if len(pair) != 2:
-            raise ValueError(f"attack {label!r} must be a pair (is_member, score)")
+            raise InvalidParameterError(f"attack {label!r} must be a pair (is_member, score)")
         is_member, score = pair
         fpr, tpr = roc(is_member, score)
         r = attack_report(is_member, score)

@@ -30,6 +30,8 @@ import numpy as np
 from scipy.optimize import fmin_l_bfgs_b
 from sklearn.base import clone
 
+from ..errors import InvalidParameterError
+
 _PARAMS = {"GaussianNB": ("theta_", "var_", "class_prior_", "class_count_", "classes_", "epsilon_"),
            "LogisticRegression": ("coef_", "intercept_", "classes_", "n_features_in_", "n_iter_")}
 
@@ -55,7 +57,7 @@ def exact_refit_view(released, template):
     """
     family = next((name for name in _PARAMS if name == type(template).__name__), None)
     if family is None:
-        raise ValueError("template must be a scikit-learn GaussianNB or LogisticRegression, "
+        raise InvalidParameterError("template must be a scikit-learn GaussianNB or LogisticRegression, "
                          f"got {type(template).__name__}")
     view = clone(template)
     for name in _PARAMS[family]:
@@ -100,7 +102,7 @@ def _art_wrapper(released):
         return art_sk.ScikitlearnGaussianNB(released)
     if isinstance(released, LogisticRegression):
         return art_sk.ScikitlearnLogisticRegression(released)
-    raise ValueError(f"released must be a fitted GaussianNB or LogisticRegression, got {type(released).__name__}")
+    raise InvalidParameterError(f"released must be a fitted GaussianNB or LogisticRegression, got {type(released).__name__}")
 
 
 def _check_bounds(bounds, n_features):
@@ -108,7 +110,7 @@ def _check_bounds(bounds, n_features):
         return None
     lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (n_features,)) for b in bounds)
     if not np.all(lo < hi):
-        raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
+        raise InvalidParameterError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
     return list(zip(lo.tolist(), hi.tolist()))
 
 
@@ -144,7 +146,7 @@ def reconstruct_row(released, x_known, y_known, n_classes=None, bounds=None):
     wrapper = _art_wrapper(released)
     x_known, y_known = np.asarray(x_known, dtype=float), np.asarray(y_known)
     if x_known.ndim != 2 or y_known.shape != (len(x_known),):
-        raise ValueError("x_known must be 2-D and y_known 1-D of the same length, "
+        raise InvalidParameterError("x_known must be 2-D and y_known 1-D of the same length, "
                          f"got {x_known.shape} and {y_known.shape}")
     box = _check_bounds(bounds, x_known.shape[1])
     DatabaseReconstruction, BoxedDatabaseReconstruction = _art_reconstruction()
@@ -155,9 +157,9 @@ def reconstruct_row(released, x_known, y_known, n_classes=None, bounds=None):
 
 def _check_view(view, template):
     if view not in ("released", "exact"):
-        raise ValueError(f"view must be 'released' or 'exact', got {view!r}")
+        raise InvalidParameterError(f"view must be 'released' or 'exact', got {view!r}")
     if view == "exact" and template is None:
-        raise ValueError("view='exact' needs the non-private template the attacker refits with")
+        raise InvalidParameterError("view='exact' needs the non-private template the attacker refits with")
 
 
 def _attacker_view(released, view, template):
@@ -209,7 +211,7 @@ def reconstruction_errors(estimator, x, y, rows, view="released", template=None,
     _check_view(view, template)
     rows = [int(r) for r in rows]
     if not rows or min(rows) < 0 or max(rows) >= len(x):
-        raise ValueError(f"rows must be indices into x (0..{len(x) - 1}), got {rows}")
+        raise InvalidParameterError(f"rows must be indices into x (0..{len(x) - 1}), got {rows}")
     released = clone(estimator).fit(x, y)
     seen = _attacker_view(released, view, template)
     rmse, baseline, label = [], [], []
@@ -253,11 +255,11 @@ def guessing_bound(epsilon, k, delta=0.0):
     (True, 1.0)
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
     if not epsilon >= 0:
-        raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
+        raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
     if not 0 <= delta <= 1:
-        raise ValueError(f"delta must be in [0, 1], got {delta!r}")
+        raise InvalidParameterError(f"delta must be in [0, 1], got {delta!r}")
     rest = (k - 1) * np.exp(-float(epsilon))  # 0 when epsilon is inf
     return float((1 + rest * delta) / (1 + rest))
 
@@ -309,7 +311,7 @@ def candidate_trials(estimator, x_known, y_known, candidates, y_candidates, *, v
     x_known, y_known = np.asarray(x_known, dtype=float), np.asarray(y_known)
     cand = np.asarray(candidates, dtype=float)
     if cand.ndim != 2 or x_known.ndim != 2 or cand.shape[1] != x_known.shape[1]:
-        raise ValueError(f"candidates must have shape (k, {x_known.shape[-1]}), got {cand.shape}")
+        raise InvalidParameterError(f"candidates must have shape (k, {x_known.shape[-1]}), got {cand.shape}")
     y_cand = np.broadcast_to(np.asarray(y_candidates), (len(cand),))
     _check_view(view, template)
     DatabaseReconstruction, _ = _art_reconstruction()

@@ -11,8 +11,18 @@ real server: ``create_app(outputs=..., postprocessor=..., quota=..., monitors=..
 :mod:`mlsec_lessons.deployment.server`.
 """
 from .client import HttpVictim, QueryRefused
-from .extraction import (Extraction, copycat, extraction_curve, fidelity, jacobian_augmentation, photo_patches,
-                         plot_extraction_curves, query, steal, uniform_noise)
+from .extraction import (
+    Extraction,
+    copycat,
+    extraction_curve,
+    fidelity,
+    jacobian_augmentation,
+    photo_patches,
+    plot_extraction_curves,
+    query,
+    steal,
+    uniform_noise,
+)
 from .prada import PRADA, PradaStream
 from .substitute import Substitute
 

@@ -10,8 +10,10 @@ import time
 import httpx
 import numpy as np
 
+from ..errors import InvalidParameterError, MLSecError
 
-class QueryRefused(RuntimeError):
+
+class QueryRefused(MLSecError, RuntimeError):
     """The server refused a query for good (a quota, a revoked token): the thief keeps what it has.
 
     ``answers`` holds the rows answered before the refusal, ``status`` the HTTP status.
@@ -61,9 +63,9 @@ class HttpVictim:
     def __init__(self, url, token, model="digits", n_classes=10, batch_size=100, max_wait_s=5.0, timeout=30.0,
                  transport=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InvalidParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+            raise InvalidParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
         self.model, self.n_classes, self.batch_size, self.max_wait_s = model, int(n_classes), int(batch_size), max_wait_s
         self.client = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                    headers={"Authorization": f"Bearer {token}"})

@@ -16,6 +16,8 @@ queries and pulls honest clients' ``W`` down, so it is left out here.)
 import numpy as np
 from scipy import stats
 
+from ..errors import InvalidParameterError
+
 
 class PradaStream:
     """PRADA's state for one client: growing sets, recorded distances, the latest ``W``.
@@ -114,12 +116,12 @@ class PRADA:
 
     def _check(self):
         if not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {self.delta!r}")
+            raise InvalidParameterError(f"delta must be in (0, 1), got {self.delta!r}")
         if isinstance(self.min_distances, bool) or not isinstance(self.min_distances, (int, np.integer)) \
                 or self.min_distances < 3:
-            raise ValueError(f"min_distances must be an integer >= 3, got {self.min_distances!r}")
+            raise InvalidParameterError(f"min_distances must be an integer >= 3, got {self.min_distances!r}")
         if not self.outlier_std > 0:
-            raise ValueError(f"outlier_std must be positive, got {self.outlier_std!r}")
+            raise InvalidParameterError(f"outlier_std must be positive, got {self.outlier_std!r}")
         if not hasattr(self, "streams_"):
             self.streams_, self.alerts_ = {}, []
 
@@ -131,7 +133,7 @@ class PRADA:
         self._check()
         x, labels = np.asarray(x), np.asarray(labels)
         if len(x) != len(labels):
-            raise ValueError(f"x has {len(x)} inputs but labels has {len(labels)}")
+            raise InvalidParameterError(f"x has {len(x)} inputs but labels has {len(labels)}")
         stream = self.streams_.setdefault(subject, PradaStream(self.delta, self.min_distances, self.outlier_std))
         new = []
         for xi, label in zip(x, labels):

@@ -10,7 +10,8 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from ..reproducibility import check_seed
+from ..errors import InvalidParameterError
+from ..validation import as_generator
 
 
 def _softmax(z):
@@ -31,16 +32,16 @@ def as_targets(y, n_classes=None):
     y = np.asarray(y)
     if y.ndim == 1:
         if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-            raise ValueError(f"labels must be non-negative integers, got dtype {y.dtype}")
+            raise InvalidParameterError(f"labels must be non-negative integers, got dtype {y.dtype}")
         k = int(n_classes if n_classes is not None else y.max() + 1)
         if y.size and y.max() >= k:
-            raise ValueError(f"label {int(y.max())} is out of range for n_classes={k}")
+            raise InvalidParameterError(f"label {int(y.max())} is out of range for n_classes={k}")
         return np.eye(k)[y]
     if y.ndim != 2 or not np.all(np.isfinite(y)) or (y < 0).any():
-        raise ValueError(f"y must be labels (n,) or non-negative scores (n, k), got shape {y.shape}")
+        raise InvalidParameterError(f"y must be labels (n,) or non-negative scores (n, k), got shape {y.shape}")
     total = y.sum(axis=1, keepdims=True)
     if (total <= 0).any():
-        raise ValueError("every row of scores must have a positive sum")
+        raise InvalidParameterError("every row of scores must have a positive sum")
     return y / total  # rounded scores need not sum to exactly 1
 
 
@@ -87,14 +88,14 @@ class Substitute:
         for name in ("hidden", "max_iter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
         if not self.alpha >= 0:
-            raise ValueError(f"alpha must be non-negative, got {self.alpha!r}")
+            raise InvalidParameterError(f"alpha must be non-negative, got {self.alpha!r}")
         X = self._flat(X)
         P = as_targets(y, self.n_classes)
         if len(X) != len(P):
-            raise ValueError(f"X has {len(X)} samples but y has {len(P)}")
-        rng = np.random.default_rng(check_seed(self.seed))
+            raise InvalidParameterError(f"X has {len(X)} samples but y has {len(P)}")
+        rng = as_generator(self.seed)
         d, h, k = X.shape[1], int(self.hidden), P.shape[1]
         shapes = [(d, h), (h,), (h, k), (k,)]
         # Glorot-scaled start, zero biases
@@ -133,18 +134,18 @@ class Substitute:
     def _flat(X):
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 0 or len(X) == 0:
-            raise ValueError(f"X must hold at least one input, got shape {X.shape}")
+            raise InvalidParameterError(f"X must hold at least one input, got shape {X.shape}")
         return X.reshape(len(X), -1)
 
     def _check_fitted(self):
         if not hasattr(self, "params_"):
-            raise ValueError("this Substitute is not fitted yet; call fit(X, y) first")
+            raise InvalidParameterError("this Substitute is not fitted yet; call fit(X, y) first")
 
     def _forward(self, X):
         self._check_fitted()
         X = self._flat(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features per sample, the substitute expects {self.n_features_in_}")
+            raise InvalidParameterError(f"X has {X.shape[1]} features per sample, the substitute expects {self.n_features_in_}")
         W1, b1, W2, b2 = self.params_
         H = np.tanh(X @ W1 + b1)
         return H, H @ W2 + b2
