@@ -32,18 +32,19 @@ def run():
     import mlsec_lessons
 
     mlsec_lessons.quiet()
-    from mlsec_lessons.deployment import artifacts, auth, keys, server
+    from mlsec_lessons import course
+    from mlsec_lessons.deployment import auth, keys, server
     from mlsec_lessons.theft import PRADA, HttpVictim, steal, uniform_noise
 
     work = Path(tempfile.mkdtemp(prefix="bench-extraction-"))
-    demo = artifacts.demo_model_dir()
+    demo = course.demo_model_dir()
     secret_file = keys.generate_jwt_secret(work / "jwt.secret")
     secret = keys.load_jwt_secret(secret_file)
     x = uniform_noise(N, seed=0)
 
     def serve(**options):
         app = server.create_app(model_dir=demo, secret_file=secret_file, audit_log=work / "audit.jsonl",
-                                outputs="probabilities", rate=1e9, burst=10 ** 9, **options)
+                                outputs="probabilities", rate=1e9, burst=10 ** 9, client_rate=None, **options)
         return server.BackgroundServer(app).start()
 
     rows = []

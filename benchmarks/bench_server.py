@@ -12,6 +12,14 @@ generator is this process. Rounds alternate plain/secured so that a busy machine
 A third server, the secured one with its audit log switched off, is measured as a diagnostic: it
 shows how much of the cost is the log (whose every append also overwrites a small signed anchor).
 
+Issue 15 added limits that bound what one client can make the server hold: headers of at most
+64 KiB (which needs uvicorn's h11 parser; httptools has no limit), at most 64 connections, a rate
+limit per client address before authentication, and a 10 s deadline for the body. Two more servers
+measure their cost: the secured server with all of them off (on httptools, as before issue 15), and
+its peer, the plain server on httptools. The security layer's cost is each secured server against
+the plain server on the same parser; the limits' cost is the secured server against the same
+server without them.
+
 Run: ``python benchmarks/run.py server``. Goal: the security layer costs at most 20% of throughput.
 """
 import json
@@ -22,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +38,14 @@ GOAL = 0.20         # the most throughput the security layer may cost
 SECONDS = 2.0       # per measurement
 ROUNDS = 3          # the servers alternate this many times per setting
 SETTINGS = ((1, 1), (1, 4), (32, 4))  # (instances per request, concurrent clients)
-KINDS = ("plain", "secured", "no-audit", "headers")
+KINDS = ("plain", "secured", "no-audit", "headers", "plain-httptools", "secured-no-limits")
 LABELS = {"plain": "plain (peer)", "secured": "secured", "no-audit": "secured, audit log off (diagnostic)",
-          "headers": "plain + security headers only (diagnostic)"}
+          "headers": "plain + security headers only (diagnostic)",
+          "plain-httptools": "plain on httptools (peer of the next row)",
+          "secured-no-limits": "secured without the issue-15 limits, on httptools"}
+PEER = {"plain": None, "secured": "plain", "no-audit": "plain", "headers": "plain", "plain-httptools": None,
+        "secured-no-limits": "plain-httptools"}
+NO_LIMITS = {"client_rate": None, "body_timeout_s": None, "max_header_bytes": None, "max_connections": None}
 
 
 def plain_app(served):
@@ -68,13 +82,19 @@ def _serve(kind, folder):
     import mlsec_lessons
 
     mlsec_lessons.quiet()
-    from mlsec_lessons.deployment import artifacts, keys, server
+    from mlsec_lessons import course
+    from mlsec_lessons.deployment import keys, server
 
-    model_dir, public = artifacts.demo_model_dir(), keys.dev_signing_key()[1]
-    if kind in ("plain", "headers"):
+    model_dir, public = course.demo_model_dir(), keys.dev_signing_key()[1]
+    if kind in ("plain", "headers", "plain-httptools"):
         app = plain_app(server.load_model(model_dir, public))
+        # the runner reads its transport limits (parser, connections) from the app's settings
+        app.state.settings = server.ServerSettings(model_dir=model_dir,
+                                                   **(NO_LIMITS if kind == "plain-httptools" else {}))
         if kind == "headers":  # diagnostic: the response headers alone, which the client must parse
+            settings = app.state.settings
             app = _with_headers(app)
+            app.state = types.SimpleNamespace(settings=settings)
     else:
         from mlsec_lessons.deployment.audit import AuditLog
 
@@ -82,8 +102,10 @@ def _serve(kind, folder):
             def append(self, **fields):
                 return fields
 
-        log = (AuditLog if kind == "secured" else NoAudit)(Path(folder) / f"{kind}.jsonl", server.audit_key())
-        app = server.create_app(model_dir=model_dir, public_key=public, audit_log=log, rate=1e9, burst=10 ** 9)
+        log = (NoAudit if kind == "no-audit" else AuditLog)(Path(folder) / f"{kind}.jsonl", server.audit_key())
+        limits = NO_LIMITS if kind == "secured-no-limits" else {"client_rate": 1e9, "client_burst": 10 ** 9}
+        app = server.create_app(model_dir=model_dir, public_key=public, audit_log=log, rate=1e9, burst=10 ** 9,
+                                **limits)
     with server.BackgroundServer(app) as srv:
         print(json.dumps({"url": srv.url, "models": [model_dir.name]}), flush=True)
         sys.stdin.read()
@@ -164,7 +186,7 @@ def run():
     with tempfile.TemporaryDirectory() as folder:
         procs = {kind: _start(kind, folder) for kind in KINDS}
         try:
-            headers = {kind: {} if kind in ("plain", "headers") else {"Authorization": f"Bearer {token}"}
+            headers = {kind: {} if kind.startswith(("plain", "headers")) else {"Authorization": f"Bearer {token}"}
                        for kind in KINDS}
             rows = []
             for batch, concurrency in SETTINGS:
@@ -182,12 +204,18 @@ def run():
                 best = {kind: max(rps[kind]) * batch for kind in KINDS}  # predictions, not requests
                 per = {kind: None if None in cpu[kind] else statistics.median(cpu[kind]) / batch for kind in KINDS}
                 for kind in KINDS:
-                    plain = kind == "plain"
+                    peer = PEER[kind]
+                    limits = ""  # the issue-15 limits' own cost: secured against secured without them
+                    if kind == "secured":
+                        limits = f"{1 - best['secured'] / best['secured-no-limits']:.0%} throughput"
+                        if per["secured"] is not None:
+                            limits += f", {1 - per['secured-no-limits'] / per['secured']:.0%} CPU"
                     rows.append([LABELS[kind], batch, concurrency, f"{best[kind]:.0f}",
                                  f"{_percentile(lat[kind], 50):.2f}", f"{_percentile(lat[kind], 99):.2f}",
                                  "n/a" if per[kind] is None else f"{per[kind]:.2f}",
-                                 "" if plain else _fmt_cost(1 - best[kind] / best["plain"]),
-                                 "" if plain or per[kind] is None else _fmt_cost(1 - per["plain"] / per[kind])])
+                                 "" if peer is None else _fmt_cost(1 - best[kind] / best[peer]),
+                                 "" if peer is None or per[kind] is None else _fmt_cost(1 - per[peer] / per[kind]),
+                                 limits])
             audited = sum(1 for _ in open(Path(folder) / "secured.jsonl"))
         finally:
             for proc, _, _ in procs.values():
@@ -197,7 +225,7 @@ def run():
         "title": "Model server: the cost of the security layer",
         "columns": ["endpoint", "instances/request", "clients", "predictions/s", "p50 ms/request",
                     "p99 ms/request", "server CPU ms/prediction",
-                    "security cost (throughput)", "security cost (CPU)"],
+                    "security cost (throughput)", "security cost (CPU)", "cost of the issue-15 limits"],
         "rows": rows,
         "notes": (f"POST /v1/models/{{name}}/predict with 1 or 32 digits (8x8) per request from 1 or 4 concurrent "
                   f"clients, over loopback HTTP/1.1 with keep-alive, to the demo digits CNN. Each server is measured in {ROUNDS} "
@@ -206,8 +234,10 @@ def run():
                   "of every run; server CPU ms/prediction: the server process's user+system CPU time (from "
                   "/proc) per prediction, median over the runs, which other load disturbs least (TensorFlow's "
                   "worker threads spin while waiting, so it over-counts the model's share for every server alike). "
-                  "security cost (throughput) = 1 - secured/plain predictions/s; security cost (CPU) = "
-                  "1 - plain/secured CPU per prediction, the throughput lost when the server is CPU-bound. "
+                  "security cost (throughput) = 1 - secured/peer predictions/s; security cost (CPU) = "
+                  "1 - peer/secured CPU per prediction, the throughput lost when the server is CPU-bound; the peer "
+                  "is the plain server on the same HTTP parser (h11 for the first four rows, httptools for the "
+                  "last two). "
                   "'secured' verifies the JWT (HS256, PyJWT), consults the per-subject token bucket, checks "
                   "the content type, reads the body against its size limit, validates shape, type, finiteness "
                   "and range, adds the security headers, and appends an HMAC-chained audit "
@@ -216,6 +246,11 @@ def run():
                   "overwrites the log's fixed-size signed anchor in place (both files stay open between requests). "
                   "The 'security headers only' row is the plain server plus the 11 response headers: its gap to "
                   "'plain' is mostly the load generator's, which parses them in Python. "
+                  "The issue-15 limits (headers at most 64 KiB on the h11 parser, 64 connections, a token bucket "
+                  "per client address before authentication, consulted on every request but set never to refuse "
+                  "here, and a 10 s body deadline) are on in every row but the last two; 'cost of the issue-15 "
+                  "limits' = 1 - secured/secured-without-them predictions/s (and the same for CPU): mostly the "
+                  "h11 parser, which is pure Python where httptools is C. "
                   "Each server is a separate process; this process generates the load (its threads share one "
                   "GIL), so on a machine with few cores the client competes with the servers for CPU and absolute "
                   "figures are lower bounds."),

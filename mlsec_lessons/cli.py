@@ -141,7 +141,8 @@ def _add_deploy_commands(commands):
     serve = commands.add_parser("serve", help="serve a signed model over HTTP(S)",
                                 description="Serve a signed model (default: the demo digits model) with "
                                             "JWT auth, rate limits, input validation and an audit log.")
-    serve.add_argument("--model-dir", type=Path, help="a signed model directory, or a folder of them")
+    serve.add_argument("--model-dir", type=Path,
+                       help="a signed model directory, or a folder of them (default: the course's demo model)")
     serve.add_argument("--secret-file", type=Path, help="the HS256 JWT secret (default: the development secret)")
     serve.add_argument("--public-key", type=Path, help="the Ed25519 key models must be signed with")
     serve.add_argument("--jwt-public-key", type=Path,
@@ -159,6 +160,14 @@ def _add_deploy_commands(commands):
     serve.add_argument("--burst", type=int, default=40, help="burst size per token subject")
     serve.add_argument("--max-token-lifetime", type=float, default=86400.0,
                        help="refuse tokens that live longer than this, in seconds (default: a day)")
+    serve.add_argument("--client-rate", type=float, default=100.0,
+                       help="requests per second per client address, before authentication (default: 100)")
+    serve.add_argument("--client-burst", type=int, default=200, help="burst size per client address")
+    serve.add_argument("--body-timeout", type=float, default=10.0,
+                       help="seconds a request body may take to arrive (default: 10)")
+    serve.add_argument("--max-header-bytes", type=int, default=65536,
+                       help="request line and headers at most this long (default: 64 KiB)")
+    serve.add_argument("--max-connections", type=int, default=64, help="open connections at most (default: 64)")
     serve.set_defaults(run=run_serve, parser=serve)
 
     token = commands.add_parser("token", help="print a JWT for the model server")
@@ -384,11 +393,14 @@ def run_notebook(args):
 
 
 def _reports_errors(run):
-    """A bad key, file or signature (a ValueError; IntegrityError is one) is a message and exit 1."""
+    """A bad key, file or setting (a ValueError) or a bad signature (an IntegrityError, an MLSecError)
+    is a message and exit 1."""
+    from .errors import MLSecError
+
     def wrapped(args):
         try:
             return run(args)
-        except ValueError as e:
+        except (ValueError, MLSecError) as e:
             print(f"mlsec {args.command}: {e}", file=sys.stderr)
             return 1
     return wrapped
@@ -407,11 +419,18 @@ def run_serve(args):
     model_key = None
     if args.model_key_file or os.environ.get("MLSEC_MODEL_KEY"):
         model_key = keys.load_encryption_key(args.model_key_file)
+    model_dir = args.model_dir
+    if model_dir is None:  # the course's demo model, chosen here and said so: the server never picks one
+        model_dir = course.demo_model_dir()
+        print(f"no --model-dir: serving the course's demo model ({model_dir.name})", flush=True)
+    settings = server.ServerSettings(
+        model_dir=model_dir, secret_file=args.secret_file, public_key=args.public_key, audit_log=args.audit_log,
+        audit_key_file=args.audit_key_file, rate=args.rate, burst=args.burst, encryption_key=model_key,
+        jwt_public_key=args.jwt_public_key, max_token_lifetime=args.max_token_lifetime,
+        client_rate=args.client_rate, client_burst=args.client_burst, body_timeout_s=args.body_timeout,
+        max_header_bytes=args.max_header_bytes, max_connections=args.max_connections)
     server.serve(host=args.host, port=args.port, tls=args.tls or args.cert is not None, cert=args.cert,
-                 key=args.key, model_dir=args.model_dir, secret_file=args.secret_file,
-                 public_key=args.public_key, audit_log=args.audit_log, audit_key_file=args.audit_key_file,
-                 rate=args.rate, burst=args.burst, encryption_key=model_key, jwt_public_key=args.jwt_public_key,
-                 max_token_lifetime=args.max_token_lifetime)
+                 key=args.key, settings=settings)
     return 0
 
 

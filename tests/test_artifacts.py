@@ -13,7 +13,7 @@ mlsec_lessons.quiet()
 
 import keras  # noqa: E402
 
-from mlsec_lessons import data, models  # noqa: E402
+from mlsec_lessons import course, data, models  # noqa: E402
 from mlsec_lessons.deployment import artifacts, keys, unsafe_pickle  # noqa: E402
 from mlsec_lessons.deployment.artifacts import IntegrityError  # noqa: E402
 
@@ -379,14 +379,14 @@ def test_derived_keys_are_independent():
 # ---------------------------------------------------------------- the demo model
 
 def test_demo_model_dir_is_signed_verifies_and_is_built_once(cache):
-    d = artifacts.demo_model_dir(epochs=3)
+    d = course.demo_model_dir(epochs=3)
     priv, pub = keys.dev_signing_key()
     manifest = artifacts.verify_dir(d, pub)
     assert sorted(manifest["files"]) == ["input.json", "model.keras"]
     assert manifest["input"] == {"shape": [8, 8, 1], "min": 0.0, "max": 1.0}
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in d.rglob("*"))
     mtime = (d / "MANIFEST.sig").stat().st_mtime_ns
-    assert artifacts.demo_model_dir(epochs=3) == d and (d / "MANIFEST.sig").stat().st_mtime_ns == mtime
+    assert course.demo_model_dir(epochs=3) == d and (d / "MANIFEST.sig").stat().st_mtime_ns == mtime
     model, _ = artifacts.load_verified_model(d, pub)
     digits = data.load_digits()
     assert models.accuracy(model, digits.x_test, digits.y_test) > 0.3  # 3 epochs: learning, far above 0.1

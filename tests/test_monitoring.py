@@ -2,13 +2,22 @@
 timeline and the alerts read back from the audit log, and the monitors inside the real server."""
 import json
 
+import httpx
 import numpy as np
 import pytest
 from test_server import MODEL, app_kwargs, make_deployment
 
 from mlsec_lessons.deployment import auth, server
 from mlsec_lessons.deployment.audit import AuditLog, verify_log
-from mlsec_lessons.monitoring import AdversarialInputMonitor, DriftMonitor, alerts, ks_drift, plot_timeline, timeline
+from mlsec_lessons.monitoring import (
+    AdversarialInputMonitor,
+    DriftMonitor,
+    MonitorError,
+    alerts,
+    ks_drift,
+    plot_timeline,
+    timeline,
+)
 from mlsec_lessons.theft import PRADA, HttpVictim
 
 
@@ -117,7 +126,7 @@ def test_the_server_runs_its_monitors_and_chains_their_alerts(tmp_path):
     (lambda ref: AdversarialInputMonitor(object()), "detector"),
 ])
 def test_monitor_settings_are_checked_when_the_monitor_is_built(make, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises((ValueError, TypeError), match=name):  # alpha=True: a TypeError
         make(np.random.default_rng(0).random((100, 4)))
 
 
@@ -131,12 +140,13 @@ def test_a_window_is_cleared_only_after_its_evaluation_succeeds():
     monitor = DriftMonitor(rng.random((300, 4)), window=10)
     monitor.observe("alice", rng.random((6, 4)))
     monitor.alpha = 2.0                                   # broken after construction
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(MonitorError, match="alpha") as e:
         monitor.observe("alice", rng.random((6, 4)))
+    assert isinstance(e.value.__cause__, ValueError) and e.value.alerts == []
     monitor.alpha = 0.01
     evaluate = monitor.evaluate
     monitor.evaluate = lambda x: (_ for _ in ()).throw(RuntimeError("scipy broke"))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MonitorError):
         monitor.observe("bob", rng.random((2, 4)))          # 14 inputs: one window is due, and fails
     assert monitor.windows_ == [] and len(monitor._x) == 14
     monitor.evaluate = evaluate
@@ -149,7 +159,7 @@ def test_a_monitor_that_keeps_failing_holds_a_bounded_backlog():
     monitor = DriftMonitor(np.random.default_rng(0).random((300, 4)), window=5)
     monitor.evaluate = lambda x: (_ for _ in ()).throw(RuntimeError("always"))
     for _ in range(30):
-        with pytest.raises(RuntimeError):
+        with pytest.raises(MonitorError):
             monitor.observe("mallory", np.zeros((5, 4)))
     assert len(monitor._x) == monitor.MAX_PENDING_WINDOWS * 5 and monitor.dropped_ == 150 - 50
 
@@ -169,3 +179,34 @@ def test_a_failing_monitor_is_recorded_in_the_audit_log_and_the_request_still_an
     assert [e["status"] for e in entries if e.get("method") == "POST"] == [200, 200]
     assert len(drift._x) == 20 and drift.windows_ == []   # nothing evaluated, nothing lost
     assert verify_log(log, server.audit_key(secret_file=d.secret_file)).ok
+
+
+class AlarmsThenFails(DriftMonitor):
+    """Its first window alarms; every window after that fails to evaluate."""
+
+    def evaluate(self, x):
+        if self.windows_:
+            raise RuntimeError("scipy broke")
+        return {"drift_p": 0.0, "drift_ks": 1.0}, True, "drifted"
+
+
+def test_a_failure_after_an_alarm_in_the_same_call_keeps_the_alert():
+    monitor = AlarmsThenFails(np.random.default_rng(0).random((300, 4)), window=10)
+    with pytest.raises(MonitorError, match="window 1 failed: RuntimeError: scipy broke") as e:
+        monitor.observe("mallory", np.zeros((20, 4)))       # two windows: the first alarms, the second fails
+    assert [a["sub"] for a in e.value.alerts] == ["mallory"] and e.value.alerts == monitor.alerts_
+    assert len(monitor._x) == 10                             # the failed window waits
+
+
+def test_the_server_records_an_alert_from_before_a_monitor_failed_in_the_same_request(tmp_path):
+    d = make_deployment(tmp_path / "deploy")
+    monitor = AlarmsThenFails(np.random.default_rng(0).random((300, 8, 8, 1)), window=10)
+    log = tmp_path / "audit.jsonl"
+    with server.BackgroundServer(**app_kwargs(d, audit_log=log, monitors=[monitor])) as srv:
+        r = httpx.post(f"{srv.url}/v1/models/{MODEL}/predict", json={"instances": np.zeros((20, 8, 8, 1)).tolist()},
+                       headers={"Authorization": f"Bearer {auth.issue_token(d.secret, 'mallory', 'user')}"})
+    assert r.status_code == 200, r.text
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e.get("event") for e in entries] == ["alert", "monitor-error", None]
+    assert entries[0]["sub"] == "mallory" and entries[0]["reason"] == "drifted"
+    assert "scipy broke" in entries[1]["error"] and entries[2]["status"] == 200

@@ -5,6 +5,7 @@ limits, input validation and security headers, each against a live uvicorn on a 
 test_server_fuzz.py, test_cli_deploy.py): a small signed model, keys and a secret in a tmp folder.
 """
 import base64
+import dataclasses
 import json
 import math
 import ssl
@@ -22,6 +23,7 @@ from mlsec_lessons.deployment.audit import verify_log
 from mlsec_lessons.deployment.headers import SECURITY_HEADERS
 from mlsec_lessons.deployment.ratelimit import RateLimiter, TokenBucket
 from mlsec_lessons.deployment.validation import ValidationError, validate_instances
+from mlsec_lessons.errors import InvalidParameterError, MLSecError, SecurityError
 
 MODEL = "digits"
 
@@ -491,7 +493,7 @@ def test_rate_limiter_evicts_least_recently_used_and_rejects_bad_arguments():
     assert limiter.check("a") == 0.0
     for bad in (dict(rate=0, burst=1), dict(rate=1, burst=0), dict(rate=float("inf"), burst=1),
                 dict(rate=1, burst=1.5), dict(rate=1, burst=1, max_keys=0)):
-        with pytest.raises(ValueError):
+        with pytest.raises((ValueError, TypeError)):
             RateLimiter(**bad)
 
 
@@ -511,8 +513,44 @@ def test_create_app_rejects_bad_settings(deployment, tmp_path):
         server.create_app(**app_kwargs(deployment, secret_file=short))
     with pytest.raises(ValueError, match="max_body_bytes"):
         server.create_app(**app_kwargs(deployment, max_body_bytes=0))
-    for bad in (0, -1, True, "1d"):
-        with pytest.raises(ValueError, match="max_token_lifetime"):
+    for bad in (0, -1, True, "1d"):  # a wrong type is a TypeError, a wrong value a ValueError
+        with pytest.raises((ValueError, TypeError), match="max_token_lifetime"):
             server.create_app(**app_kwargs(deployment, max_token_lifetime=bad))
     with pytest.raises(ValueError, match="model_dir"):
         server.create_app(**app_kwargs(deployment, model_dir=tmp_path / "missing"))
+    for name, bad in (("client_rate", 0), ("client_burst", 0), ("body_timeout_s", -1), ("max_header_bytes", 0),
+                      ("max_connections", 0)):
+        with pytest.raises(InvalidParameterError, match=name):
+            server.create_app(**app_kwargs(deployment, **{name: bad}))
+
+
+def test_create_app_needs_a_model_and_never_trains_one(deployment, monkeypatch):
+    from mlsec_lessons import course, models
+
+    monkeypatch.setattr(models, "train", lambda *a, **k: pytest.fail("create_app trained a model"))
+    monkeypatch.setattr(course, "demo_model_dir", lambda *a, **k: pytest.fail("create_app used the demo model"))
+    kwargs = app_kwargs(deployment)
+    del kwargs["model_dir"]
+    with pytest.raises(InvalidParameterError, match="model_dir is required"):
+        server.create_app(**kwargs)
+    with pytest.raises(InvalidParameterError, match="model_dir is required"):
+        server.BackgroundServer(**kwargs)
+
+
+def test_one_settings_object_configures_the_server(deployment):
+    settings = server.ServerSettings(**app_kwargs(deployment, rate=3.0, burst=3, max_header_bytes=4096))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.rate = 1e9
+    app = server.create_app(settings=settings)
+    assert app.state.settings is settings and app.state.limiter.rate == 3.0
+    assert server.create_app(settings=settings, rate=7.0).state.limiter.rate == 7.0  # a checked copy
+    assert server.uvicorn_options(app)["h11_max_incomplete_event_size"] == 4096
+    with pytest.raises(InvalidParameterError, match="settings must be a ServerSettings"):
+        server.create_app(settings=dict(app_kwargs(deployment)))
+
+
+def test_integrity_errors_are_security_errors_that_except_value_error_does_not_swallow():
+    assert issubclass(artifacts.IntegrityError, SecurityError) and not issubclass(artifacts.IntegrityError, ValueError)
+    assert issubclass(auth.AuthError, SecurityError)
+    for kind in (ValidationError, server.RateLimited, server.ModelRefused, server.ServerStartError):
+        assert issubclass(kind, MLSecError), kind

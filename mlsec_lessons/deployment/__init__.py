@@ -4,7 +4,8 @@
 * ``ratelimit``: a token bucket per token subject (429 + Retry-After)
 * ``validation``: body size (413), then JSON, shape, type, finiteness and range (422)
 * ``headers``: the OWASP security headers every response carries
-* ``server``: the FastAPI app, ``serve`` and ``BackgroundServer``
+* ``server``: the model server's public names: ``create_app``, ``ServerSettings``, ``BackgroundServer``, ``serve``
+  (its parts: ``settings``, ``app``, ``middleware``, ``errors``, ``hooks``, ``runner``)
 * ``tls``: a self-signed certificate for HTTPS on your own machine
 * ``keys``, ``artifacts``: development keys; signed, encrypted, safely loaded model artifacts
 * ``audit``: the HMAC-chained, tamper-evident audit log

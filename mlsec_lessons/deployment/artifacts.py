@@ -45,10 +45,11 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..cache import fingerprint
-from .keys import deployment_dir, dev_signing_key, load_encryption_key, load_private_key, load_public_key, write_private
+from ..errors import InvalidParameterError, SecurityError
+from .keys import AES_KEY_BYTES, check_key, load_encryption_key, load_private_key, load_public_key, write_private
 
 __all__ = ["IntegrityError", "save_keras_model", "save_sklearn_model", "sign_dir", "verify_dir",
-           "load_verified_model", "demo_model_dir", "model_input_spec", "weights_sha256",
+           "load_verified_model", "model_input_spec", "weights_sha256",
            "encrypt_file", "decrypt_file", "load_encryption_key", "file_sha256"]
 
 MANIFEST, SIGNATURE, INPUT = "MANIFEST.json", "MANIFEST.sig", "input.json"
@@ -60,8 +61,11 @@ UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".ckpt"
 ENC_MAGIC = b"MLSEC-AESGCM-1\n"
 
 
-class IntegrityError(ValueError):
+class IntegrityError(SecurityError):
     """A model directory is unsigned, its signature is bad, or its files differ from the manifest.
+
+    A :class:`~mlsec_lessons.errors.SecurityError`, never a ``ValueError``: an ``except ValueError``
+    written for bad input must not swallow a tampered model.
 
     ``added``, ``removed`` and ``changed`` list the offending file names.
     """
@@ -99,7 +103,7 @@ def weights_sha256(model):
     arrays = [np.asarray(getattr(model, k)) for k in fitted
               if isinstance(getattr(model, k), (np.ndarray, int, float, np.number))]
     if not arrays:
-        raise ValueError(f"model={type(model).__name__} has no weights or fitted array attributes; is it fitted?")
+        raise InvalidParameterError(f"model={type(model).__name__} has no weights or fitted array attributes; is it fitted?")
     return fingerprint(*arrays)
 
 
@@ -124,7 +128,7 @@ def _write_input_spec(model, directory, input_range):
     if input_range is not None:
         low, high = (float(v) for v in input_range)
         if not low < high:
-            raise ValueError(f"input_range must be (low, high) with low < high, got {input_range!r}")
+            raise InvalidParameterError(f"input_range must be (low, high) with low < high, got {input_range!r}")
     (Path(directory) / INPUT).write_text(
         json.dumps({"shape": list(shape), "min": _finite_or_none(low), "max": _finite_or_none(high)},
                    indent=2, sort_keys=True) + "\n")  # null for unbounded: JSON has no infinity
@@ -199,7 +203,7 @@ def sign_dir(directory, private_key_path):
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ValueError(f"directory={str(directory)!r} is not a directory")
+        raise InvalidParameterError(f"directory={str(directory)!r} is not a directory")
     key = load_private_key(private_key_path)
     body = _manifest_bytes(directory)
     (directory / MANIFEST).write_bytes(body)
@@ -215,7 +219,7 @@ def verify_dir(directory, public_key_path):
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ValueError(f"directory={str(directory)!r} is not a directory")
+        raise InvalidParameterError(f"directory={str(directory)!r} is not a directory")
     key = load_public_key(public_key_path)
     missing = [n for n in (MANIFEST, SIGNATURE) if not (directory / n).is_file()]
     if missing:
@@ -254,7 +258,7 @@ def encrypt_file(path, key, remove_plaintext=True):
     path = Path(path)
     nonce = os.urandom(12)
     out = path.with_name(path.name + ENCRYPTED_SUFFIX)
-    sealed = AESGCM(_check_key(key)).encrypt(nonce, path.read_bytes(), ENC_MAGIC + path.name.encode())
+    sealed = AESGCM(_aes_key(key)).encrypt(nonce, path.read_bytes(), ENC_MAGIC + path.name.encode())
     out.write_bytes(ENC_MAGIC + nonce + sealed)
     if remove_plaintext:
         path.unlink()
@@ -284,14 +288,14 @@ def decrypt_file(path, key, out=None):
     """
     path = Path(path)
     if not path.name.endswith(ENCRYPTED_SUFFIX):
-        raise ValueError(f"path={str(path)!r} does not end in {ENCRYPTED_SUFFIX!r}")
+        raise InvalidParameterError(f"path={str(path)!r} does not end in {ENCRYPTED_SUFFIX!r}")
     name = path.name[:-len(ENCRYPTED_SUFFIX)]
     blob = path.read_bytes()
     if not blob.startswith(ENC_MAGIC):
         raise IntegrityError(f"{path}: not a file made by encrypt_file")
     nonce, sealed = blob[len(ENC_MAGIC):len(ENC_MAGIC) + 12], blob[len(ENC_MAGIC) + 12:]
     try:
-        plain = AESGCM(_check_key(key)).decrypt(nonce, sealed, ENC_MAGIC + name.encode())
+        plain = AESGCM(_aes_key(key)).decrypt(nonce, sealed, ENC_MAGIC + name.encode())
     except InvalidTag:
         raise IntegrityError(f"{path}: decryption failed (wrong key, or the file was changed or renamed)") from None
     out = Path(out) if out is not None else path.with_name(name)
@@ -299,11 +303,8 @@ def decrypt_file(path, key, out=None):
     return out
 
 
-def _check_key(key):
-    if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
-        raise ValueError(f"key must be 32 bytes (AES-256); got {type(key).__name__} of length "
-                         f"{len(key) if hasattr(key, '__len__') else '?'}; see load_encryption_key()")
-    return bytes(key)
+def _aes_key(key):
+    return check_key(key, "key", min_bytes=AES_KEY_BYTES, exact=True, hint="AES-256; see load_encryption_key()")
 
 
 # ---------------------------------------------------------------- loading
@@ -368,7 +369,7 @@ def _verify_and_load(copy, public_key_path, key, trusted):
     name = stored[0]
     if name.endswith(ENCRYPTED_SUFFIX):
         if key is None:
-            raise ValueError(f"{name} is encrypted; pass key=load_encryption_key(...)")
+            raise InvalidParameterError(f"{name} is encrypted; pass key=load_encryption_key(...)")
         plain = decrypt_file(copy / name, key)
     else:
         plain = copy / name
@@ -396,33 +397,3 @@ def _load_safe(path, trusted):
         raise IntegrityError(f"{path.name} contains types that are not trusted: {', '.join(untrusted)}; "
                              f"review them and pass trusted=[...] if they are safe")
     return sio.load(path, trusted=list(trusted or []))
-
-
-# ---------------------------------------------------------------- the course's demo model
-
-def demo_model_dir(epochs=30, seed=0):
-    """The course's demo model: a small CNN on digits, saved as ``.keras`` and signed with the
-    development key. Built once in the cache directory; later calls only return its path.
-
-    Returns
-    -------
-    pathlib.Path
-        ``cache_dir()/deployment/models/e30-s0/digits`` (by default), verified with
-        ``dev_signing_key()[1]``. The server serves it as ``digits``, its folder's name.
-    """
-    target = deployment_dir() / "models" / f"e{epochs}-s{seed}" / "digits"
-    private_path, public_path = dev_signing_key()
-    if (target / SIGNATURE).is_file():
-        return target
-    from .. import data, models
-
-    model = models.train(data.load_digits(), "small_cnn", epochs=epochs, seed=seed, progress=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=target.parent))
-    save_keras_model(model, tmp, input_range=(0.0, 1.0))
-    sign_dir(tmp, private_path)
-    try:
-        tmp.rename(target)  # atomic: a half-built directory is never taken for the demo model
-    except OSError:  # another process finished first; its copy is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -45,6 +45,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import InvalidParameterError
+from .keys import check_key
+
 try:
     import fcntl  # POSIX: a lock that also excludes other processes
 except ImportError:  # Windows: only threads of one process are serialised
@@ -72,13 +75,6 @@ def anchor_path(path):
     return Path(str(path) + ".anchor")
 
 
-def _check_key(key):
-    if not isinstance(key, (bytes, bytearray)) or len(key) < 32:
-        raise ValueError(f"key must be at least 32 bytes, got {type(key).__name__} of length "
-                         f"{len(key) if hasattr(key, '__len__') else '?'}")
-    return bytes(key)
-
-
 class AuditLog:
     """Append-only JSONL audit log with an HMAC hash chain; safe across threads and processes.
 
@@ -93,7 +89,7 @@ class AuditLog:
     """
 
     def __init__(self, path, key, fsync=False):
-        self.path, self.key, self.fsync = Path(path), _check_key(key), fsync
+        self.path, self.key, self.fsync = Path(path), check_key(key, "key"), fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # threads of this process
         self._state = None  # (file size, seq, mac) after our last write
@@ -104,7 +100,7 @@ class AuditLog:
         """Append one entry; ``time`` (UTC, ISO 8601) is added unless given. Returns the entry."""
         clash = [k for k in RESERVED if k in fields]
         if clash:
-            raise ValueError(f"fields {clash} are reserved for the hash chain")
+            raise InvalidParameterError(f"fields {clash} are reserved for the hash chain")
         fields.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         with self._lock:
             fd = self._descriptor(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -201,9 +197,9 @@ def verify_log(path, key, require_anchor=True):
 
     Returns an :class:`AuditReport`. ``entries`` counts the lines read that verify.
     """
-    key, path = _check_key(key), Path(path)
+    key, path = check_key(key, "key"), Path(path)
     if not path.is_file():
-        raise ValueError(f"path={str(path)!r}: no audit log there")
+        raise InvalidParameterError(f"path={str(path)!r}: no audit log there")
     prev, n = GENESIS, 0
     with open(path, "rb") as f:
         for line_no, line in enumerate(f, start=1):

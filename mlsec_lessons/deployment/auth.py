@@ -16,6 +16,10 @@ import time
 
 import jwt
 
+from ..errors import InvalidParameterError, SecurityError
+from ..validation import check_real
+from .keys import check_key
+
 AUDIENCE = "mlsec-model-server"
 ISSUER = "mlsec-lessons"
 ROLES = ("user", "admin")
@@ -26,7 +30,7 @@ LEEWAY_S = 10  # seconds of clock skew tolerated on exp and iat
 MAX_LIFETIME_S = 86400
 
 
-class AuthError(Exception):
+class AuthError(SecurityError):
     """A request that fails authentication (status 401) or authorisation (status 403).
 
     ``reason`` is safe to show the client: it says what is wrong, never what the secret is.
@@ -38,17 +42,12 @@ class AuthError(Exception):
         self.reason = str(reason)
 
 
-def _check_key(key, algorithm):
+def _signing_key(key, algorithm):
     if algorithm == "HS256":
-        if isinstance(key, str):
-            key = key.encode()
-        if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_SECRET_BYTES:
-            length = len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__
-            raise ValueError(f"an HS256 secret must be at least {MIN_SECRET_BYTES} bytes, got {length}")
-        return bytes(key)
+        return check_key(key, "an HS256 secret", min_bytes=MIN_SECRET_BYTES, allow_text=True)
     if algorithm == "EdDSA":
         return key  # PyJWT accepts PEM bytes or a cryptography Ed25519 key object
-    raise ValueError(f"algorithm must be 'HS256' or 'EdDSA', got {algorithm!r}")
+    raise InvalidParameterError(f"algorithm must be 'HS256' or 'EdDSA', got {algorithm!r}")
 
 
 def issue_token(secret, sub, role, models=None, ttl=900, aud=AUDIENCE, iss=ISSUER, algorithm="HS256", now=None):
@@ -88,16 +87,15 @@ def issue_token(secret, sub, role, models=None, ttl=900, aud=AUDIENCE, iss=ISSUE
     >>> claims["sub"], claims["role"], claims["models"], claims["exp"] - claims["iat"]
     ('alice', 'user', ['digits'], 900)
     """
-    key = _check_key(secret, algorithm)
+    key = _signing_key(secret, algorithm)
     if not isinstance(sub, str) or not sub:
-        raise ValueError(f"sub must be a non-empty string, got {sub!r}")
+        raise InvalidParameterError(f"sub must be a non-empty string, got {sub!r}")
     if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
-        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        raise InvalidParameterError(f"role must be one of {ROLES}, got {role!r}")
+    ttl = check_real(ttl, "ttl", min_value=0, include_boundaries="neither")
     if models is not None:
         if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
-            raise ValueError(f"models must be a list of model names or None, got {models!r}")
+            raise InvalidParameterError(f"models must be a list of model names or None, got {models!r}")
         models = list(models)
     iat = int(time.time() if now is None else now)
     claims = {"sub": sub, "role": role, "aud": aud, "iss": iss, "iat": iat, "exp": iat + int(ttl)}
@@ -153,8 +151,7 @@ def verify_token(token, key, *, audience=AUDIENCE, issuer=ISSUER, algorithms=("H
     ...
     mlsec_lessons.deployment.auth.AuthError: wrong audience
     """
-    if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, (int, float)) or not max_lifetime > 0:
-        raise ValueError(f"max_lifetime must be a positive number of seconds, got {max_lifetime!r}")
+    max_lifetime = check_real(max_lifetime, "max_lifetime", min_value=0, include_boundaries="neither")
     if not token:
         raise AuthError(401, "missing token")
     try:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..cache import cache_dir
+from ..errors import InvalidParameterError, ParameterTypeError
 
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key must be at least as long as the hash output
 AES_KEY_BYTES = 32  # AES-256-GCM
@@ -29,6 +30,48 @@ MAKE_SECRET = 'python -c "import secrets; print(secrets.token_hex(32))"'
 DEV_JWT_SECRET = "dev_jwt_secret.txt"
 DEV_SIGNING_KEY = "dev_signing_ed25519.pem"
 DEV_VERIFY_KEY = "dev_signing_ed25519.pub.pem"
+
+
+def check_key(key, name="key", *, min_bytes=MIN_SECRET_BYTES, exact=False, allow_text=False, hint=""):
+    """``key`` as ``bytes``, if it is bytes of the right length; else an error that names it.
+
+    The one check behind every symmetric key of the package: the HS256 secret, the audit log's HMAC
+    key (at least 32 bytes) and the AES-256 key (exactly 32).
+
+    Parameters
+    ----------
+    key : bytes, bytearray (or str with ``allow_text``)
+    name : str
+        The argument's name, for the message.
+    min_bytes : int
+        The length needed (at least, or exactly with ``exact=True``).
+    allow_text : bool
+        Accept a ``str`` and encode it as UTF-8 (an HS256 secret read from a text file).
+    hint : str
+        Appended to the message, e.g. how to make a good key.
+
+    Examples
+    --------
+    >>> check_key(bytes(32), "secret") == bytes(32)
+    True
+    >>> check_key(b"short", "secret")
+    Traceback (most recent call last):
+    ...
+    mlsec_lessons.errors.InvalidParameterError: secret must be at least 32 bytes, got 5
+    >>> check_key(None, "secret")
+    Traceback (most recent call last):
+    ...
+    mlsec_lessons.errors.ParameterTypeError: secret must be at least 32 bytes, got NoneType
+    """
+    if allow_text and isinstance(key, str):
+        key = key.encode()
+    need = f"{'' if exact else 'at least '}{min_bytes} bytes"
+    suffix = f"; {hint}" if hint else ""
+    if not isinstance(key, (bytes, bytearray)):
+        raise ParameterTypeError(f"{name} must be {need}, got {type(key).__name__}{suffix}")
+    if len(key) < min_bytes or (exact and len(key) != min_bytes):
+        raise InvalidParameterError(f"{name} must be {need}, got {len(key)}{suffix}")
+    return bytes(key)
 
 
 def deployment_dir():
@@ -73,7 +116,7 @@ def generate_jwt_secret(path, overwrite=False):
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ValueError(f"path={str(path)!r} already exists; pass overwrite=True to replace the secret")
+        raise InvalidParameterError(f"path={str(path)!r} already exists; pass overwrite=True to replace the secret")
     write_private(path, (secrets.token_hex(MIN_SECRET_BYTES) + "\n").encode(), overwrite=True)
     return path
 
@@ -111,14 +154,14 @@ def load_jwt_secret(path):
     >>> load_jwt_secret(weak)
     Traceback (most recent call last):
     ...
-    ValueError: the JWT secret in ... is 15 bytes; it must be at least 32 random bytes ...
+    mlsec_lessons.errors.InvalidParameterError: the JWT secret in ... is 15 bytes; it must be at least 32 random bytes ...
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"path={str(path)!r}: no JWT secret file there")
+        raise InvalidParameterError(f"path={str(path)!r}: no JWT secret file there")
     secret = path.read_bytes().strip()
     if len(secret) < MIN_SECRET_BYTES:
-        raise ValueError(f"the JWT secret in {str(path)!r} is {len(secret)} bytes; it must be at least "
+        raise InvalidParameterError(f"the JWT secret in {str(path)!r} is {len(secret)} bytes; it must be at least "
                          f"{MIN_SECRET_BYTES} random bytes ({MAKE_SECRET})")
     return secret
 
@@ -135,7 +178,7 @@ def derive_key(secret, purpose):
     True
     """
     if not purpose or not isinstance(purpose, str):
-        raise ValueError(f"purpose must be a non-empty string, got {purpose!r}")
+        raise InvalidParameterError(f"purpose must be a non-empty string, got {purpose!r}")
     return hmac.new(bytes(secret), b"mlsec-lessons/" + purpose.encode(), hashlib.sha256).digest()
 
 
@@ -163,7 +206,7 @@ def generate_signing_key(private_path, public_path, overwrite=False):
     private_path, public_path = Path(private_path), Path(public_path)
     for p in (private_path, public_path):
         if p.exists() and not overwrite:
-            raise ValueError(f"{str(p)!r} already exists; pass overwrite=True to replace the key pair")
+            raise InvalidParameterError(f"{str(p)!r} already exists; pass overwrite=True to replace the key pair")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -194,9 +237,9 @@ def load_private_key(path):
     try:
         key = serialization.load_pem_private_key(_read(path, "private key"), password=None)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"path={str(path)!r} does not hold an unencrypted PEM private key: {e}") from None
+        raise InvalidParameterError(f"path={str(path)!r} does not hold an unencrypted PEM private key: {e}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"path={str(path)!r} holds a {type(key).__name__}, not an Ed25519 private key")
+        raise InvalidParameterError(f"path={str(path)!r} holds a {type(key).__name__}, not an Ed25519 private key")
     return key
 
 
@@ -205,16 +248,16 @@ def load_public_key(path):
     try:
         key = serialization.load_pem_public_key(_read(path, "public key"))
     except ValueError as e:
-        raise ValueError(f"path={str(path)!r} does not hold a PEM public key: {e}") from None
+        raise InvalidParameterError(f"path={str(path)!r} does not hold a PEM public key: {e}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"path={str(path)!r} holds a {type(key).__name__}, not an Ed25519 public key")
+        raise InvalidParameterError(f"path={str(path)!r} holds a {type(key).__name__}, not an Ed25519 public key")
     return key
 
 
 def _read(path, what):
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"path={str(path)!r}: no {what} file there")
+        raise InvalidParameterError(f"path={str(path)!r}: no {what} file there")
     return path.read_bytes()
 
 
@@ -224,7 +267,7 @@ def generate_encryption_key(path, overwrite=False):
     """Write a new random AES-256 key, hex-encoded, to ``path`` with mode 0600; returns ``path``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ValueError(f"path={str(path)!r} already exists; pass overwrite=True to replace the key")
+        raise InvalidParameterError(f"path={str(path)!r} already exists; pass overwrite=True to replace the key")
     write_private(path, (secrets.token_hex(AES_KEY_BYTES) + "\n").encode(), overwrite=True)
     return path
 
@@ -243,19 +286,19 @@ def load_encryption_key(path=None, env="MLSEC_MODEL_KEY"):
     >>> load_encryption_key(env="MLSEC_NO_SUCH_VARIABLE")
     Traceback (most recent call last):
     ...
-    ValueError: no encryption key: pass path=... or set MLSEC_NO_SUCH_VARIABLE ...
+    mlsec_lessons.errors.InvalidParameterError: no encryption key: pass path=... or set MLSEC_NO_SUCH_VARIABLE ...
     """
     if path is not None:
         text, source = _read(path, "encryption key").decode("ascii", "replace"), f"path={str(path)!r}"
     elif os.environ.get(env):
         text, source = os.environ[env], f"${env}"
     else:
-        raise ValueError(f"no encryption key: pass path=... or set {env} to 64 hex characters ({MAKE_SECRET})")
+        raise InvalidParameterError(f"no encryption key: pass path=... or set {env} to 64 hex characters ({MAKE_SECRET})")
     try:
         key = bytes.fromhex(text.strip())
     except ValueError:
         key = b""
     if len(key) != AES_KEY_BYTES:
-        raise ValueError(f"the encryption key in {source} must be {2 * AES_KEY_BYTES} hex characters "
+        raise InvalidParameterError(f"the encryption key in {source} must be {2 * AES_KEY_BYTES} hex characters "
                          f"({AES_KEY_BYTES} bytes)")
     return key

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from ..validation import check_real
+from ..validation import check_int, check_real
 
 
 class TokenBucket:
@@ -41,11 +41,8 @@ class TokenBucket:
     """
 
     def __init__(self, rate, burst, clock=time.monotonic):
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or math.isinf(rate):
-            raise ValueError(f"rate must be a positive, finite number of requests per second, got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be a positive integer, got {burst!r}")
-        self.rate, self.burst, self.clock = float(rate), burst, clock
+        self.rate = check_real(rate, "rate", min_value=0, include_boundaries="neither")
+        self.burst, self.clock = check_int(burst, "burst", min_value=1), clock
         self.tokens = float(burst)
         self.updated = clock()
 
@@ -77,8 +74,7 @@ class RateLimiter:
 
     def __init__(self, rate, burst, max_keys=10_000, clock=time.monotonic):
         TokenBucket(rate, burst, clock)  # validates rate and burst now, not on the first request
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
+        max_keys = check_int(max_keys, "max_keys", min_value=1)
         self.rate, self.burst, self.max_keys, self.clock = rate, burst, max_keys, clock
         self._buckets = OrderedDict()
         self._lock = threading.Lock()
@@ -123,12 +119,9 @@ class QueryQuota:
     """
 
     def __init__(self, limit, period_s=86400.0, clock=time.monotonic):
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive integer number of instances, got {limit!r}")
-        if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not period_s > 0 \
-                or math.isinf(period_s):
-            raise ValueError(f"period_s must be a positive, finite number of seconds, got {period_s!r}")
-        self.limit, self.period_s, self.clock = limit, float(period_s), clock
+        self.limit = check_int(limit, "limit", min_value=1)
+        self.period_s = check_real(period_s, "period_s", min_value=0, include_boundaries="neither")
+        self.clock = clock
         self._used = {}  # key -> [window start, instances used]
         self._lock = threading.Lock()
 
@@ -140,8 +133,7 @@ class QueryQuota:
 
     def take(self, key, n=1):
         """Count ``n`` instances for ``key``: 0.0 if allowed, else the seconds until its window resets."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = check_int(n, "n", min_value=1)
         with self._lock:
             now = self.clock()
             window = self._window(key, now)

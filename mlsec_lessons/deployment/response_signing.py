@@ -31,6 +31,7 @@ import time
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..errors import InvalidParameterError
 from .artifacts import IntegrityError
 from .keys import load_private_key, load_public_key
 
@@ -65,11 +66,11 @@ def sign_response(payload, private_key, *, request_id, issued_at=None):
         Send the bytes as the body and the string in the ``X-Response-Signature`` header.
     """
     if not isinstance(payload, dict):
-        raise ValueError(f"payload must be a dict, got {type(payload).__name__}")
+        raise InvalidParameterError(f"payload must be a dict, got {type(payload).__name__}")
     if {"request_id", "issued_at"} & set(payload):
-        raise ValueError("payload must not set request_id or issued_at; they are added and signed here")
+        raise InvalidParameterError("payload must not set request_id or issued_at; they are added and signed here")
     if not isinstance(request_id, str) or not request_id:
-        raise ValueError(f"request_id must be a non-empty string, got {request_id!r}")
+        raise InvalidParameterError(f"request_id must be a non-empty string, got {request_id!r}")
     issued_at = time.time() if issued_at is None else float(issued_at)
     body = json.dumps({**payload, "request_id": request_id, "issued_at": issued_at}, sort_keys=True,
                       allow_nan=False).encode()
@@ -83,7 +84,7 @@ def verify_response(body, signature, public_key, *, request_id, max_age_s=60.0, 
     ``request_id``, and that it was issued at most ``max_age_s`` seconds before ``now``.
     """
     if not isinstance(body, (bytes, bytearray)):
-        raise ValueError(f"body must be the raw response bytes, got {type(body).__name__}")
+        raise InvalidParameterError(f"body must be the raw response bytes, got {type(body).__name__}")
     try:
         raw_signature = base64.b64decode(signature, validate=True)
     except (binascii.Error, TypeError, ValueError):

@@ -32,6 +32,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidParameterError
+
 CANARY_TEXT = "unpickling this 'model' ran code on your machine\n"
 PAYLOADS = ("exec", "pathlib")
 
@@ -59,7 +61,7 @@ def make_malicious_pickle(path, canary, payload="exec"):
     elif payload == "pathlib":
         evil = _Payload(Path.write_text, (canary, CANARY_TEXT))
     else:
-        raise ValueError(f"payload must be one of {PAYLOADS}, got {payload!r}")
+        raise InvalidParameterError(f"payload must be one of {PAYLOADS}, got {payload!r}")
     path = Path(path)
     path.write_bytes(pickle.dumps(evil, protocol=4))
     return path

@@ -14,20 +14,28 @@ import json
 
 import numpy as np
 
+from ..errors import MLSecError
 
-class ValidationError(ValueError):
+
+class RequestError(MLSecError, ValueError):
+    """Something wrong with what a client sent; ``status`` is the HTTP status the server answers."""
+
+    status = 400
+
+
+class ValidationError(RequestError):
     """A request whose content is wrong; the server answers 422 with this message."""
 
     status = 422
 
 
-class BodyTooLarge(ValueError):
+class BodyTooLarge(RequestError):
     """A request body over the server's limit; the server answers 413."""
 
     status = 413
 
 
-class BodyTimeout(ValueError):
+class BodyTimeout(RequestError):
     """A request body that did not arrive within the server's time limit; the server answers 408."""
 
     status = 408

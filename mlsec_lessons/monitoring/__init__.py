@@ -12,7 +12,7 @@ is in :mod:`mlsec_lessons.theft.prada` and plugs in the same way.
 from .adversarial import AdversarialInputMonitor
 from .drift import DriftMonitor, ks_drift
 from .report import alerts, plot_timeline, timeline
-from .window import WindowedMonitor
+from .window import MonitorError, WindowedMonitor
 
 __all__ = ["AdversarialInputMonitor", "DriftMonitor", "ks_drift", "alerts", "plot_timeline", "timeline",
-           "WindowedMonitor"]
+           "MonitorError", "WindowedMonitor"]

@@ -6,8 +6,8 @@ someone is sending inputs the detector was trained to recognise. It knows only t
 trained on: lesson 03 showed a detector-aware attacker getting past it, and inputs crafted on a
 different model (a stolen copy) may not look like its training attack at all.
 """
-import numbers
-
+from ..errors import InvalidParameterError
+from ..validation import check_real
 from .window import WindowedMonitor
 
 
@@ -34,11 +34,9 @@ class AdversarialInputMonitor(WindowedMonitor):
 
     def check_settings(self):
         super().check_settings()
-        if isinstance(self.max_rate, bool) or not isinstance(self.max_rate, numbers.Real) \
-                or not 0 <= self.max_rate < 1:
-            raise ValueError(f"max_rate must be in [0, 1), got {self.max_rate!r}")
+        check_real(self.max_rate, "max_rate", min_value=0, max_value=1, include_boundaries="left")
         if not callable(getattr(self.detector, "predict", None)):
-            raise ValueError(f"detector needs a predict(x) method, got {self.detector!r}")
+            raise InvalidParameterError(f"detector needs a predict(x) method, got {self.detector!r}")
 
     def evaluate(self, x):
         rate = float(self.detector.predict(x).mean())

@@ -10,11 +10,11 @@ use by default.
 A drift alarm says the traffic changed, not why: a new camera, a new user group, or someone
 sending inputs that were never meant to be digits (noise, photos) to copy the model.
 """
-import numbers
-
 import numpy as np
 from scipy import stats
 
+from ..errors import InvalidParameterError
+from ..validation import check_real
 from .window import WindowedMonitor
 
 
@@ -35,9 +35,9 @@ def ks_drift(reference, window):
     reference, window = np.asarray(reference, np.float64), np.asarray(window, np.float64)
     reference, window = reference.reshape(len(reference), -1), window.reshape(len(window), -1)
     if reference.shape[1] != window.shape[1]:
-        raise ValueError(f"window has {window.shape[1]} features per input, the reference {reference.shape[1]}")
+        raise InvalidParameterError(f"window has {window.shape[1]} features per input, the reference {reference.shape[1]}")
     if len(reference) < 2 or len(window) < 2:
-        raise ValueError("reference and window need at least 2 inputs each")
+        raise InvalidParameterError("reference and window need at least 2 inputs each")
     result = stats.ks_2samp(reference, window, axis=0)
     p = np.nan_to_num(result.pvalue, nan=1.0)  # a feature constant in both samples has not drifted
     return float(min(1.0, p.min() * p.size)), np.nan_to_num(result.statistic)
@@ -74,10 +74,9 @@ class DriftMonitor(WindowedMonitor):
 
     def check_settings(self):
         super().check_settings()
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        check_real(self.alpha, "alpha", min_value=0, max_value=1, include_boundaries="neither")
         if np.ndim(self.reference) < 2 or len(self.reference) < 2:
-            raise ValueError(f"reference must hold at least 2 inputs, got shape {np.shape(self.reference)}")
+            raise InvalidParameterError(f"reference must hold at least 2 inputs, got shape {np.shape(self.reference)}")
 
     def evaluate(self, x):
         p, statistic = ks_drift(self.reference, x)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidParameterError
+
 
 def timeline(*monitors, prada=None):
     """One row per window: the clients in it, each monitor's statistic and alarm, PRADA's ``W`` per client.
@@ -28,11 +30,11 @@ def timeline(*monitors, prada=None):
     import pandas as pd
 
     if not monitors:
-        raise ValueError("give at least one windowed monitor")
+        raise InvalidParameterError("give at least one windowed monitor")
     records = [getattr(m, "windows_", []) for m in monitors]
     if len({len(r) for r in records}) != 1 or any(
             a["subjects"] != b["subjects"] for r in records[1:] for a, b in zip(records[0], r)):
-        raise ValueError("the monitors did not see the same windows: give them the same window size and traffic")
+        raise InvalidParameterError("the monitors did not see the same windows: give them the same window size and traffic")
     rows = []
     for i, first in enumerate(records[0]):
         row = {"window": i, "clients": ", ".join(f"{s} {n}" for s, n in first["subjects"].items())}
@@ -56,7 +58,7 @@ def alerts(audit_log):
     """The ``event="alert"`` entries of an audit log, oldest first (list of dict)."""
     path = Path(audit_log)
     if not path.is_file():
-        raise ValueError(f"audit_log={str(path)!r}: no audit log there")
+        raise InvalidParameterError(f"audit_log={str(path)!r}: no audit log there")
     entries = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
     return [e for e in entries if e.get("event") == "alert"]
 

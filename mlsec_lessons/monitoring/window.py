@@ -15,6 +15,22 @@ import time
 
 import numpy as np
 
+from ..errors import MLSecError
+from ..validation import check_int
+
+
+class MonitorError(MLSecError, RuntimeError):
+    """A monitor failed while evaluating a window.
+
+    ``alerts`` holds the alerts of the windows the same call closed before the failure, so that the
+    server can still record them (:func:`~mlsec_lessons.deployment.hooks.run_monitors`); the
+    original exception is the ``__cause__``.
+    """
+
+    def __init__(self, message, alerts=()):
+        super().__init__(message)
+        self.alerts = list(alerts)
+
 
 class WindowedMonitor:
     """Base class: buffer inputs, evaluate every ``window`` of them with :meth:`evaluate`, raise alerts.
@@ -39,16 +55,20 @@ class WindowedMonitor:
     MAX_PENDING_WINDOWS = 10
 
     def check_settings(self):
-        """Raise ``ValueError`` for a bad setting; subclasses extend it and call it from ``__init__``."""
-        if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) or self.window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
+        """Raise ``ValueError`` (``TypeError`` for a wrong type) for a bad setting; subclasses extend it
+        and call it from ``__init__``."""
+        check_int(self.window, "window", min_value=2)
 
     def _start(self):
         if not hasattr(self, "windows_"):
             self.windows_, self.alerts_, self._x, self._subjects, self.dropped_ = [], [], [], [], 0
 
     def observe(self, subject, x, labels=None):
-        """Take one request's inputs; return the alerts of the windows it completed."""
+        """Take one request's inputs; return the alerts of the windows it completed.
+
+        Raises :class:`MonitorError` if evaluating a window fails; its ``alerts`` are those of the
+        windows this call closed before, which must not be lost with the failure.
+        """
         self._start()
         for xi in np.asarray(x):
             self._x.append(xi)
@@ -57,6 +77,9 @@ class WindowedMonitor:
         try:
             while len(self._x) >= max(int(self.window), 2):
                 new += self._close()
+        except Exception as e:
+            raise MonitorError(f"{self.name}: window {len(self.windows_)} failed: {type(e).__name__}: {e}",
+                               alerts=new) from e
         finally:
             overflow = len(self._x) - self.MAX_PENDING_WINDOWS * self.window
             if overflow > 0:

@@ -1,0 +1,167 @@
+"""Running the model server with uvicorn: in a background thread (tests, notebooks) or in the
+foreground (``mlsec serve``), with the transport limits of the app's settings.
+
+uvicorn's default HTTP parser (httptools) buffers request headers of any size before the app sees
+the request: eight connections sending 64 MB of headers grew the server by about 490 MB. With
+``max_header_bytes`` set, the server runs on the h11 parser, which buffers at most that many bytes
+and then answers 431 and closes the connection; ``max_connections`` caps open connections (503).
+"""
+import socket
+import threading
+import time
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..errors import InvalidParameterError, MLSecError
+from .headers import ASGI_HEADERS
+
+
+class ServerStartError(MLSecError, RuntimeError):
+    """uvicorn did not start serving in time (a port in use, a bad certificate...)."""
+
+
+class HeaderLimitedH11(H11Protocol):
+    """uvicorn's h11 protocol, answering 431 (not 400) when the request line and headers are over
+    ``h11_max_incomplete_event_size``: the client learns what it did wrong."""
+
+    def send_400_response(self, msg):
+        if len(self.conn.trailing_data[0]) <= self.config.h11_max_incomplete_event_size:
+            return super().send_400_response(msg)
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")] + ASGI_HEADERS
+        for event in (h11.Response(status_code=431, headers=headers, reason=b"Request Header Fields Too Large"),
+                      h11.Data(data=b"request header fields too large"), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+def uvicorn_options(app):
+    """The uvicorn settings that bound what one client can make the server hold, from the app's
+    :class:`~mlsec_lessons.deployment.settings.ServerSettings` (``app.state.settings``; an app
+    without them, such as a benchmark's peer, gets the same parser and no connection limit)."""
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    header_bytes = 65536 if settings is None else settings.max_header_bytes
+    options = {"server_header": False, "ws": "none",
+               "limit_concurrency": None if settings is None else settings.max_connections}
+    if header_bytes:
+        options.update(http=HeaderLimitedH11, h11_max_incomplete_event_size=header_bytes)
+    return options
+
+
+class BackgroundServer:
+    """Run the server with uvicorn in a background thread, on a free port; a context manager.
+
+    Parameters
+    ----------
+    app : ASGI app or None
+        The app to serve; ``None`` builds one with ``create_app(**create_app_kwargs)``.
+    host : str
+        The address to listen on (loopback by default: nothing outside the machine can reach it).
+    port : int
+        0 picks a free port; ``url`` tells which.
+    ssl_certfile, ssl_keyfile : path-like or None
+        Serve HTTPS with this certificate and key (see :mod:`.tls`).
+    startup_timeout : float
+        Seconds to wait for uvicorn to start (:class:`ServerStartError` after that).
+    **create_app_kwargs
+        Passed to :func:`~mlsec_lessons.deployment.app.create_app` when ``app`` is None
+        (``settings=...`` or its fields).
+
+    Examples
+    --------
+    >>> with BackgroundServer(model_dir="models/digits") as server:      # doctest: +SKIP
+    ...     print(httpx.get(server.url + "/healthz").status_code)
+    200
+    """
+
+    def __init__(self, app=None, *, host="127.0.0.1", port=0, ssl_certfile=None, ssl_keyfile=None,
+                 startup_timeout=30.0, **create_app_kwargs):
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise InvalidParameterError("give both ssl_certfile and ssl_keyfile, or neither")
+        if app is None:
+            from .app import create_app
+
+            app = create_app(**create_app_kwargs)
+        self.app = app
+        self.host, self.port = host, port
+        self.ssl_certfile, self.ssl_keyfile = ssl_certfile, ssl_keyfile
+        self.startup_timeout = startup_timeout
+        self._server = self._thread = self._socket = None
+
+    @property
+    def url(self):
+        scheme = "https" if self.ssl_certfile else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def start(self):
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self.host, self.port))  # port 0: the OS picks a free port, no race
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=5,
+                                ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+                                **uvicorn_options(self.app))
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"mlsec-server-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError(f"the server did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self):
+        """Ask uvicorn to exit, wait for its thread, and close the socket."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def serve(host="127.0.0.1", port=8000, tls=False, cert=None, key=None, **create_app_kwargs):
+    """Run the server in the foreground (``mlsec serve``) until interrupted.
+
+    ``tls=True`` without ``cert``/``key`` generates a self-signed certificate in the cache and
+    prints where, so a client can trust exactly it (``curl --cacert``, ``httpx.Client(verify=...)``).
+    ``create_app_kwargs`` go to :func:`~mlsec_lessons.deployment.app.create_app`.
+    """
+    import uvicorn
+
+    from .app import create_app
+
+    if (cert is None) != (key is None):
+        raise InvalidParameterError("give both cert and key, or neither")
+    if tls and cert is None:
+        from ..cache import cache_dir
+        from .tls import self_signed_cert
+
+        folder = cache_dir() / "deployment" / "tls"
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = self_signed_cert(folder / "cert.pem", folder / "key.pem", hostnames=_hostnames(host))
+        print(f"self-signed certificate: {cert}", flush=True)
+    app = create_app(**create_app_kwargs)
+    print(f"serving model(s) {', '.join(app.state.models)} over {'HTTPS' if cert else 'HTTP'}", flush=True)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="info",
+                **uvicorn_options(app))
+
+
+def _hostnames(host):
+    names = ["localhost", "127.0.0.1"]
+    return names if host in ("127.0.0.1", "localhost", "0.0.0.0") else [host] + names
