@@ -159,3 +159,21 @@ def _tiny_data():
     from mlsec_lessons.data import Dataset
 
     return Dataset("tiny", X, Y, X[:8], Y[:8], n_classes=2)
+
+
+def test_shadow_sets_carry_their_provenance_and_show_as_a_frame(fresh_cache):
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsec_lessons.privacy_attacks.shadows import train_shadow_models
+
+    x, y = np.random.default_rng(1).normal(size=(40, 3)), np.arange(40) % 2
+    first = train_shadow_models(LogisticRegression(), x, y, n_models=3)
+    again = train_shadow_models(LogisticRegression(), x, y, n_models=3)
+    assert not first.provenance.from_cache and again.provenance.from_cache
+    assert again.provenance.cache_path.parent.name == "shadows"
+    frame = again.to_frame()
+    assert list(frame.index) == [0, 1, 2] and (frame["members"] == 20).all()
+    by_membership = again.accuracy_by_membership()
+    assert frame["accuracy on members"].mean() == pytest.approx(by_membership["members"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        again.logits = None

@@ -39,7 +39,7 @@ def test_targeted_flips_relabel_only_the_source_class():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(fraction=-0.1), "fraction"), (dict(fraction=1.5), "fraction"), (dict(fraction=np.nan), "fraction"),
-    (dict(fraction=True), "fraction"), (dict(n_classes=1), "n_classes"), (dict(strategy="nope"), "strategy"),
+    (dict(n_classes=1), "n_classes"), (dict(strategy="nope"), "strategy"),
     (dict(strategy="targeted"), "source and target"),
     (dict(strategy="targeted", source=3, target=3), "differ"),
     (dict(strategy="targeted", source=3, target=10), "target"),
@@ -48,6 +48,11 @@ def test_flip_labels_rejects_bad_arguments(kwargs, match):
     args = dict(fraction=0.1, n_classes=10) | kwargs
     with pytest.raises(ValueError, match=match):
         flip_labels(Y, **args)
+
+
+def test_flip_labels_refuses_a_bool_fraction_as_a_wrong_type():
+    with pytest.raises(TypeError, match="fraction"):  # a bool is not a number (issue 15)
+        flip_labels(Y, True, 10)
 
 
 def test_flip_labels_rejects_bad_labels():

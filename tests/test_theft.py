@@ -305,3 +305,15 @@ def test_steal_caches_the_copy_by_its_answers(fresh_cache):
     steal(x, answers[::-1], hidden=8)                              # other answers: another copy
     steal(x, answers, hidden=8, cache=False)                       # nothing written
     assert len(list((fresh_cache / "substitutes").glob("*.npz"))) == 2
+
+
+def test_an_extraction_is_a_frozen_record_with_a_frame():
+    import dataclasses
+
+    from mlsec_lessons.theft.extraction import Extraction
+
+    x, answers = np.zeros((6, 4)), np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    stolen = Extraction(steal(x, answers, hidden=4, cache=False), x, answers)
+    assert stolen.to_frame().to_dict("records") == [{"queries": 6, "classes answered": 3, "hidden units": 4}]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stolen.x = None

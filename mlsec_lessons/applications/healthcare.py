@@ -194,7 +194,7 @@ def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_siz
     return rows
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class HealthcareCase:
     """What :func:`healthcare_case` measured."""
 
@@ -202,7 +202,7 @@ class HealthcareCase:
     privacy: list   # privacy_sweep(...)
     config: dict
 
-    def table(self):
+    def to_frame(self):
         """The privacy sweep as a DataFrame, one row per epsilon."""
         import pandas as pd
 
@@ -215,7 +215,7 @@ def healthcare_case(*, epsilons=(1.0, 2.0, 4.0), n_models=17, seed=0, cache=True
     Examples
     --------
     >>> case = healthcare_case()                                     # doctest: +SKIP
-    >>> case.table()[["accuracy", "tpr@1%", "bound tpr@1%"]]         # doctest: +SKIP
+    >>> case.to_frame()[["accuracy", "tpr@1%", "bound tpr@1%"]]      # doctest: +SKIP
     """
     return HealthcareCase(realistic_accuracy(seed=seed),
                           privacy_sweep(epsilons, n_models=n_models, seed=seed, cache=cache),

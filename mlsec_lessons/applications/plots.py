@@ -47,7 +47,7 @@ def plot_healthcare(case, claimed_accuracy=0.995, fpr=0.01):
     """Left: held-out accuracy against epsilon, beside cross-validation and the claim.
     Right: LiRA's TPR at ``fpr`` against epsilon, with chance and the cap DP puts on any attack."""
     fig, (left, right) = _figure()
-    table = case.table()
+    table = case.to_frame()
     private = table[np.isfinite(table.index)]
     plain = table.loc[np.inf]
     left.plot(private.index, private["accuracy"], "o-", label="DP-SGD logistic regression")
@@ -58,7 +58,7 @@ def plot_healthcare(case, claimed_accuracy=0.995, fpr=0.01):
     left.set(xscale="log", xlabel="epsilon (delta = 1e-5)", ylabel="accuracy on held-out patients",
              title="breast cancer: what privacy costs", ylim=(min(0.8, private["accuracy"].min() - 0.02), 1.005))
     column = f"tpr@{100 * fpr:g}%"
-    right.plot(private.index, private[column], "o-", label=f"LiRA, DP-SGD (shadows trained with DP-SGD)")
+    right.plot(private.index, private[column], "o-", label="LiRA, DP-SGD (shadows trained with DP-SGD)")
     right.axhline(plain[column], color="C0", linestyle="--", linewidth=1, label="LiRA, no noise")
     right.axhline(fpr, color="grey", linestyle=":", linewidth=1, label="chance (TPR = FPR)")
     eps = np.geomspace(private.index.min() / 1.5, private.index.max() * 1.5, 50)

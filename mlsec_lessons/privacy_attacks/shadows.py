@@ -77,6 +77,16 @@ class ShadowSet:
 
         return -np.stack([loss_scores(z, self.y) for z in self.logits])
 
+    def to_frame(self):
+        """One row per model: its training-set size and its accuracy on members and on non-members."""
+        import pandas as pd
+
+        correct = self.logits.argmax(-1) == self.y
+        return pd.DataFrame({"members": self.in_mask.sum(axis=1),
+                             "accuracy on members": [c[m].mean() for c, m in zip(correct, self.in_mask)],
+                             "accuracy on non-members": [c[~m].mean() for c, m in zip(correct, self.in_mask)]},
+                            index=pd.RangeIndex(len(self.logits), name="model"))
+
     def accuracy_by_membership(self):
         """Mean accuracy of the models on their members and on their non-members (the generalisation gap).
 

@@ -30,7 +30,7 @@ USES = ("scores", "labels")
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")  # a Substitute's params_, in order
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Extraction:
     """What a thief ends up with: its copy, the queries it sent and the answers it got."""
 
@@ -40,7 +40,15 @@ class Extraction:
 
     @property
     def queries(self):
+        """How many queries the victim answered."""
         return len(self.answers)
+
+    def to_frame(self):
+        """One row: the queries answered, the classes seen in the answers, the copy's hidden units."""
+        import pandas as pd
+
+        return pd.DataFrame([{"queries": self.queries, "classes answered": int(len(np.unique(self.answers.argmax(1)))),
+                              "hidden units": self.substitute.hidden}])
 
 
 def photo_patches(n, size=8, seed=0):
