@@ -106,12 +106,14 @@ def run_autograder(bundle, root, files):
     return json.loads((root / "results" / "results.json").read_text())
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_the_bundle_grades_a_submission(bundle, tmp_path):
     results = run_autograder(bundle, tmp_path, {f"{NAME}.py": SOLUTION.read_text()})
     assert results["score"] == results["max_score"] > 0, results["output"]
     assert len(results["tests"]) > 10 and {t["status"] for t in results["tests"]} == {"passed"}
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_the_bundle_finds_a_misnamed_file_or_says_what_is_missing(bundle, tmp_path):
     results = run_autograder(bundle, tmp_path / "renamed", {"upload/my_ex0.py": STUB.read_text()})
     assert results["score"] == 0 and results["max_score"] > 0 and "not implemented" in results["tests"][0]["output"]

@@ -56,6 +56,7 @@ def test_reference_metrics_score_full_marks():
 MIN_HINTS = {"ex0": 6, "ex1": 5, "ex2": 10, "ex3": 2, "capstone": 9}
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("exercise", known())
 def test_each_stub_scores_zero_and_shows_its_hints(exercise):
     report = grade(exercise, ROOT / "exercises" / f"{exercise}.py")
@@ -97,6 +98,7 @@ WRONG = {
 }
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, tmp_path):
     old, new, check = WRONG[mistake]
@@ -107,6 +109,7 @@ def test_wrong_solutions_lose_points(mistake, tmp_path):
     assert message and "not implemented" not in message and "Traceback" not in message
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_hang_fails_its_check_within_the_time_limit(tmp_path):
     start = time.monotonic()
     report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    while True:\n        pass\n"),
@@ -115,6 +118,7 @@ def test_hang_fails_its_check_within_the_time_limit(tmp_path):
     assert failed(report) == {"mrs_is_one_minus_asr": "took longer than 1 s: an endless loop, or far too slow"}
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_hang_past_the_whole_time_limit_stops_the_grading(tmp_path):
     start = time.monotonic()
     report = grade("ex0", variant(tmp_path, "    return 1.0 - asr\n", "    while True:\n        pass\n"),

@@ -238,6 +238,7 @@ def test_a_grader_that_cannot_run_stops_the_class_in_one_line(klass, monkeypatch
 
 
 # --------------------------------------------------------------------------- the real grader
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_a_class_graded_for_real(tmp_path, capsys):
     klass = make_class(tmp_path / "class", {"alice": {f"{EX0}.py": SOLUTION.read_text()},
                                             "bob": {f"{EX0}.py": STUB.read_text()},
@@ -258,6 +259,7 @@ def test_a_class_graded_for_real(tmp_path, capsys):
     assert code == 0 and "0 files graded, 2 unchanged" in out
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_a_class_graded_in_the_sandbox(tmp_path, capsys):
     if not batch.has_sandbox():
         pytest.skip("this grader has no sandbox")

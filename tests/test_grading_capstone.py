@@ -20,6 +20,7 @@ def load(path):
     return load_file(path, "capstone_under_test")
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("use_sandbox", [
     pytest.param(False, id="default"),
     pytest.param(True, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem())))])
@@ -124,6 +125,7 @@ WRONG = {
 }
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, tmp_path):
     old, new, checks, must_fail = WRONG[mistake]

@@ -65,6 +65,7 @@ def test_hostile_exceptions_fail_only_their_checks(use_sandbox):
     assert "called exit(0)" in failed["security_coverage_needs_every_control"]
 
 
+@pytest.mark.slow  # waits out a time limit or a bomb
 @pytest.mark.parametrize("use_sandbox", MODES)
 def test_a_lingering_process_is_killed_in_time(use_sandbox):
     marker = Path("/tmp/mlsec-cheat-linger.pid")
@@ -150,6 +151,7 @@ def test_what_a_submission_reaches_in_the_sandbox(tmp_path, monkeypatch):
     assert not (Path(sandbox.mlsec_lessons.__file__).parent / "grading" / "checks" / "probe.txt").exists()
 
 
+@pytest.mark.slow  # waits out a time limit or a bomb
 @pytest.mark.parametrize("use_sandbox", MODES)
 def test_a_memory_bomb_fails_its_check_in_bounded_time(use_sandbox):
     start = time.monotonic()
@@ -159,6 +161,7 @@ def test_a_memory_bomb_fails_its_check_in_bounded_time(use_sandbox):
     assert "MemoryError" in message or "memory" in message, message
 
 
+@pytest.mark.slow  # waits out a time limit or a bomb
 @pytest.mark.parametrize("use_sandbox", MODES)
 def test_a_fork_bomb_is_stopped_by_the_process_limit(use_sandbox):
     start = time.monotonic()
@@ -199,6 +202,7 @@ LIBRARY_IN_EACH_EXERCISE = [
 ]
 
 
+@pytest.mark.slow  # a grading run of every exercise (TensorFlow in the judge and the worker)
 @pytest.mark.parametrize("exercise, old, new, check, name", LIBRARY_IN_EACH_EXERCISE)
 def test_the_library_answers_earn_nothing_in_each_exercise(exercise, old, new, check, name, tmp_path):
     from mlsec_lessons.grading.exercises import solution_variant

@@ -9,6 +9,7 @@ from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_solution_scores_full_marks():
     # its time against the 90 s budget is measured by benchmarks/bench_grading.py
     report = grade("ex1", solutions=True, sandbox=sandbox.available())  # the variants run without it
@@ -92,6 +93,7 @@ WRONG = {
 }
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, tmp_path):
     old, new, checks, check = WRONG[mistake]
@@ -119,6 +121,7 @@ LIBRARY = {
 }
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("cheat", list(LIBRARY))
 def test_library_answers_earn_nothing(cheat, tmp_path):
     old, new, check = LIBRARY[cheat]

@@ -21,6 +21,7 @@ def load(path):
     return load_file(path, f"loaded_{path.parent.name}_{NAME}")
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_solution_scores_full_marks():
     # in the sandbox where it runs (the wrong variants below run in the default mode); its time
     # against the 90 s budget is measured by benchmarks/bench_grading.py
@@ -238,6 +239,7 @@ WRONG = {
 }
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, tmp_path):
     old, new, checks, must_fail = WRONG[mistake]

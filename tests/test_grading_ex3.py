@@ -6,6 +6,7 @@ from mlsec_lessons.grading import grade, sandbox
 from mlsec_lessons.grading.exercises import solution_variant
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_solution_scores_full_marks():
     report = grade("ex3", solutions=True, sandbox=sandbox.available())  # the variants run without it
     assert report.full_marks, report.table()
@@ -43,6 +44,7 @@ MISTAKES = [
 ]
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 @pytest.mark.parametrize("old, new, must_fail", MISTAKES)
 def test_mistake_loses_points(tmp_path, old, new, must_fail):
     report = grade("ex3", solution_variant("ex3", old, new, tmp_path))

@@ -18,6 +18,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts JupyterLab as make lab does
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "jupyter").exists(), reason="needs the make-built .venv")
 def test_make_lab_serves_jupyterlab(tmp_path):
     port, token = free_port(), "mlsec-test-token"

@@ -59,6 +59,7 @@ def test_the_release_keeps_everything_else(built):
         assert (out / link).exists(), link
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_make_lab_works_in_the_release(built):
     out, _ = built
     if shutil.which("make") is None:
@@ -68,6 +69,7 @@ def test_make_lab_works_in_the_release(built):
     assert "pip install" in dry.stdout and "jupyter lab" in dry.stdout and str(out) in dry.stdout
 
 
+@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
 def test_the_stub_scores_zero_in_the_release(built):
     out, _ = built
     done = subprocess.run([str(MLSEC), "grade", "ex0"], cwd=out, capture_output=True, text=True, timeout=300)

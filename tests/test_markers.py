@@ -1,0 +1,88 @@
+"""The slow marker: ``make test-fast`` leaves the slow tests out, ``make test`` runs everything.
+
+The slow tests are the grader's wrong-variant runs (a judge and a worker process per variant), the
+real deployments and the federated simulation; benchmarks/bench_tests.py measures what each file
+costs with and without them."""
+import ast
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (test file, test function): each must carry @pytest.mark.slow (or its module's pytestmark)
+MUST_BE_SLOW = [
+    ("test_grading.py", "test_wrong_solutions_lose_points"),
+    ("test_grading.py", "test_each_stub_scores_zero_and_shows_its_hints"),
+    ("test_grading_ex1.py", "test_wrong_solutions_lose_points"),
+    ("test_grading_ex1.py", "test_library_answers_earn_nothing"),
+    ("test_grading_ex2.py", "test_wrong_solutions_lose_points"),
+    ("test_grading_ex3.py", "test_mistake_loses_points"),
+    ("test_grading_capstone.py", "test_wrong_solutions_lose_points"),
+    ("test_grading_cheats.py", "test_the_library_answers_earn_nothing_in_each_exercise"),
+    ("test_federated.py", "test_deployment_runs_fedavg_across_processes"),
+    ("test_federated.py", "test_fedavg_learns"),
+]
+
+
+def is_slow_mark(node):
+    """``pytest.mark.slow`` (called or not)."""
+    node = node.func if isinstance(node, ast.Call) else node
+    return isinstance(node, ast.Attribute) and node.attr == "slow" and ast.unparse(node) == "pytest.mark.slow"
+
+
+def slow_functions(path):
+    """The test functions of ``path`` that are marked slow, by themselves or by the module's pytestmark."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module_slow = any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)
+                      and any(is_slow_mark(m) for m in ast.walk(n.value)) for n in tree.body)
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+            and (module_slow or any(is_slow_mark(d) for d in n.decorator_list))}
+
+
+def test_the_slow_marker_is_registered():
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
+    assert any(m.split(":")[0] == "slow" for m in settings["markers"]), settings["markers"]
+
+
+@pytest.mark.parametrize("file, function", MUST_BE_SLOW, ids=[f"{f}::{n}" for f, n in MUST_BE_SLOW])
+def test_the_slow_tests_are_marked(file, function):
+    path = ROOT / "tests" / file
+    names = {n.name for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
+    assert function in names, f"{file} has no {function}: update MUST_BE_SLOW"
+    assert function in slow_functions(path), f"{file}::{function} runs for long: mark it @pytest.mark.slow"
+
+
+def test_the_marker_detection_sees_both_forms(tmp_path):
+    path = tmp_path / "test_x.py"
+    path.write_text("import pytest\n@pytest.mark.slow\ndef test_a(): pass\ndef test_b(): pass\n")
+    assert slow_functions(path) == {"test_a"}
+    path.write_text("import pytest\npytestmark = [pytest.mark.slow]\ndef test_a(): pass\n")
+    assert slow_functions(path) == {"test_a"}
+
+
+def make_dry_run(target):
+    """The commands ``make TARGET`` would run (``make -n``), one per line."""
+    done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_fast_lints_then_leaves_the_slow_tests_out():
+    lines = make_dry_run("test-fast")
+    pytest_lines = [line for line in lines if "-m pytest" in line]
+    assert len(pytest_lines) == 1 and '-m "not slow"' in pytest_lines[0] and " tests" in pytest_lines[0], lines
+    ruff = [i for i, line in enumerate(lines) if "ruff check ." in line]
+    assert ruff and ruff[0] < lines.index(pytest_lines[0]), "test-fast runs ruff before the tests"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_runs_everything():
+    pytest_lines = [line for line in make_dry_run("test") if "-m pytest" in line]
+    assert len(pytest_lines) == 1, pytest_lines
+    words = pytest_lines[0].split()
+    assert {"tests", "notebooks", "exercises"} <= set(words) and "-m" not in words, pytest_lines[0]
