@@ -163,11 +163,13 @@ def simulation():
     return run_simulation(jobs, num_clients=3)
 
 
+@pytest.mark.slow
 def test_fedavg_learns(simulation):
     accuracy = simulation["plain"].accuracy
     assert len(accuracy) == 3 and accuracy[0] < 0.2 and accuracy[-1] > 0.6, accuracy
 
 
+@pytest.mark.slow
 def test_dp_run_reports_the_accounted_epsilon(simulation):
     history = simulation["dp"]
     assert history.epsilon == pytest.approx(accounting.epsilon(1.0, 1.0, 2, history.experiment.delta), rel=1e-6)
@@ -175,6 +177,7 @@ def test_dp_run_reports_the_accounted_epsilon(simulation):
     assert history.final_accuracy < simulation["plain"].final_accuracy - 0.2
 
 
+@pytest.mark.slow
 def test_secure_dp_run_reports_the_accounted_epsilon_and_hides_every_update(simulation):
     history = simulation["secure-dp"]
     assert len(history.accuracy) == 3
@@ -189,6 +192,7 @@ def test_secure_dp_run_reports_the_accounted_epsilon_and_hides_every_update(simu
         assert values.min() < 2**32 * 0.01 and values.max() > 2**32 * 0.99
 
 
+@pytest.mark.slow
 def test_clients_clip_their_updates_before_secagg(simulation):
     history = simulation["clip-only"]
     start = fedavg.initial_weights(history.experiment.seed)
@@ -200,6 +204,7 @@ def test_clients_clip_their_updates_before_secagg(simulation):
     assert unclipped > 10 * 0.05, unclipped
 
 
+@pytest.mark.slow
 def test_secure_aggregate_matches_plain_fedavg_within_quantisation(simulation):
     result = simulation["secure"]
     sizes = [len(fedavg.client_data(i, 3, "iid", 0.3, 0)[1]) for i in range(3)]
@@ -208,6 +213,7 @@ def test_secure_aggregate_matches_plain_fedavg_within_quantisation(simulation):
     assert abs(result.secure_accuracy - result.plain.accuracy[1]) <= 0.01
 
 
+@pytest.mark.slow
 def test_secagg_server_sees_only_masked_vectors(simulation):
     result = simulation["secure"]
     assert result.arrays_the_server_saw() == []
@@ -236,6 +242,7 @@ def test_bad_deployment_arguments_are_a_usage_error():
     assert out.returncode == 2 and "num_clients must be an integer from 2 to 50" in out.stderr
 
 
+@pytest.mark.slow
 def test_deployment_runs_fedavg_across_processes():
     out = subprocess.run([str(MLSEC), "federated", "--clients", "2", "--rounds", "1"],
                          capture_output=True, text=True, timeout=600)
