@@ -223,7 +223,7 @@ def test_quantisation_error_is_at_most_half_a_step():
 def test_stochastic_rounding_is_unbiased_and_within_one_step():
     clip, levels = 1.0, 10  # a step of 0.2
     x = np.full(200000, 0.13)
-    back = masking.dequantize(masking.quantize(x, clip, levels, np.random.default_rng(0)), clip, levels)
+    back = masking.dequantize(masking.quantize(x, clip, levels, stochastic=True, seed=0), clip, levels)
     assert np.abs(back - x).max() < 2 * clip / levels
     assert set(np.round(back, 9)) == {0.0, 0.2}
     assert abs(back.mean() - 0.13) < 4 * 0.1 / np.sqrt(x.size)  # rounding to nearest would give 0.2
@@ -239,7 +239,10 @@ def test_quantisation_matches_flowers():
         theirs = flower.quantize([x], clip, levels)[0]
     finally:
         np.random.set_state(state)
-    ours = masking.quantize(x, clip, levels, np.random.RandomState(123))
+    # the same Mersenne Twister stream as Flower's np.random.seed(123), as a Generator
+    twister = np.random.MT19937()
+    twister.state = np.random.RandomState(123).get_state(legacy=False)
+    ours = masking.quantize(x, clip, levels, stochastic=True, seed=np.random.Generator(twister))
     assert np.array_equal(ours, theirs)
     assert np.array_equal(masking.dequantize(ours, clip, levels), flower.dequantize([theirs], clip, levels)[0])
 
@@ -254,7 +257,7 @@ def test_secure_mean_of_floats_is_within_the_quantisation_error():
     assert result.survivors == survivors
     error = np.abs(got - want).max()
     assert 0 < error <= clip / levels + 1e-12, error
-    got, _ = masking.secure_mean(x, 4, dropouts, clip, levels, rng=np.random.default_rng(0), seed=7)
+    got, _ = masking.secure_mean(x, 4, dropouts, clip, levels, stochastic=True, seed=7)
     assert np.abs(got - want).max() < 2 * clip / levels
 
 
@@ -273,8 +276,8 @@ def test_secure_mean_of_floats_is_within_the_quantisation_error():
     (lambda: masking.simulate_round([[1], [2], [3]], 2, dropouts=[0], late_dropouts=[0]), "in both dropouts"),
     (lambda: masking.simulate_round([[1], [2]], 2, modulus=2**40), "modulus must be an integer from 2 to 2"),
     (lambda: masking.secure_mean(np.zeros((2, 3)), 2, levels=2**31), "would wrap around"),
-    (lambda: masking.quantize([0.1], clip=0.0, levels=10), "clip must be positive"),
-    (lambda: masking.quantize([0.1], clip=1.0, levels=0), "levels must be a positive integer"),
+    (lambda: masking.quantize([0.1], clip=0.0, levels=10), r"clip must be in \(0, inf\)"),
+    (lambda: masking.quantize([0.1], clip=1.0, levels=0), r"levels must be in \[1, inf\]"),
     (lambda: masking.prg(bytes(16), 4), "must be 32 bytes, got 16"),
     (lambda: masking.share_secret(bytes(31), 3, 2), "must be 32 bytes, got 31"),
 ])

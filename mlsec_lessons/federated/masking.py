@@ -34,8 +34,8 @@ Vectors live in ``Z_R`` (``R = MODULUS = 2**32``). Floats are quantised into ``Z
 (``quantize``); ``n`` quantised vectors of ``levels + 1`` values each sum without wrapping around
 as long as ``n * levels < R``.
 
-Reproducibility: every function that draws randomness takes ``rng``, a numpy Generator, and uses
-the operating system's randomness when it is None. A seeded Generator makes a lesson
+Reproducibility: every function that draws randomness takes ``seed``, an int or a numpy Generator,
+and uses the operating system's randomness when it is None. A seed makes a lesson
 reproducible and every key predictable: use it for teaching, never for real secrets.
 
 Examples
@@ -58,18 +58,24 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from mlsec_lessons.federated import shamir
 
 from ..errors import InvalidParameterError
+from ..validation import as_generator, check_int, check_real
 
 MODULUS = 2**32
 SEED_BYTES = 32  # a ChaCha20 key, an X25519 key, a self-mask seed: all 32 bytes
 
 
-def random_bytes(n, rng=None):
-    """``n`` random bytes: from the OS, or from ``rng`` for a reproducible lesson."""
-    return os.urandom(n) if rng is None else rng.bytes(n)
+def random_bytes(n, seed=None):
+    """``n`` random bytes: from the OS (``seed=None``), or from ``seed`` for a reproducible lesson."""
+    return os.urandom(n) if seed is None else as_generator(seed).bytes(n)
+
+
+def _generator_or_os(seed):
+    """One Generator for a function that draws several times (None stays None: the OS's randomness)."""
+    return None if seed is None else as_generator(seed)
 
 
 # --------------------------------------------------------------------------- key agreement
-def generate_keypair(rng=None):
+def generate_keypair(seed=None):
     """An X25519 key pair, both keys as 32 raw bytes: ``(secret_key, public_key)``.
 
     Examples
@@ -78,7 +84,7 @@ def generate_keypair(rng=None):
     >>> len(secret_key), len(public_key)
     (32, 32)
     """
-    key = X25519PrivateKey.from_private_bytes(random_bytes(SEED_BYTES, rng))
+    key = X25519PrivateKey.from_private_bytes(random_bytes(SEED_BYTES, seed))
     return (key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
             key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
@@ -140,7 +146,7 @@ def check_modulus(modulus):
 
 
 # --------------------------------------------------------------------------- Shamir on 32-byte secrets
-def share_secret(secret, n, threshold, rng=None):
+def share_secret(secret, n, threshold, seed=None):
     """Split a 32-byte secret into ``n`` Shamir shares ``(x, y)``; any ``threshold`` recover it.
 
     Share ``i`` (0-based) is for client ``i``: its point is ``x = i + 1``. The field is
@@ -148,13 +154,13 @@ def share_secret(secret, n, threshold, rng=None):
 
     Examples
     --------
-    >>> shares = share_secret(bytes(range(32)), n=5, threshold=3, rng=np.random.default_rng(0))
+    >>> shares = share_secret(bytes(range(32)), n=5, threshold=3, seed=0)
     >>> recover_secret(shares[2:]) == bytes(range(32))
     True
     """
     if len(secret) != SEED_BYTES:
         raise InvalidParameterError(f"the secret must be {SEED_BYTES} bytes, got {len(secret)}")
-    return shamir.split(int.from_bytes(secret, "big"), n, threshold, rng)
+    return shamir.split(int.from_bytes(secret, "big"), n, threshold, seed)
 
 
 def recover_secret(shares):
@@ -175,19 +181,19 @@ def recover_secret(shares):
 
 
 # --------------------------------------------------------------------------- quantisation
-def quantize(x, clip, levels, rng=None):
+def quantize(x, clip, levels, *, stochastic=False, seed=None):
     """Map floats to integers in ``{0, ..., levels}``: ``[-clip, clip]`` onto ``[0, levels]``.
 
     ``q = round((clip(x, -clip, clip) + clip) * levels / (2 clip))``. Values outside
-    ``[-clip, clip]`` are clipped first. Rounding is to the nearest integer when ``rng`` is None:
-    ``dequantize`` is then off by at most half a step, ``clip / levels``, per coordinate. With an
-    ``rng`` it is stochastic, up with probability equal to the fractional part: unbiased, off by
+    ``[-clip, clip]`` are clipped first. Rounding is to the nearest integer by default:
+    ``dequantize`` is then off by at most half a step, ``clip / levels``, per coordinate. With
+    ``stochastic=True`` (randomness from ``seed``) it goes up with probability equal to the fractional part: unbiased, off by
     less than one step, ``2 clip / levels``. An average of quantised vectors is within the same
     bound of the true average (of the clipped values).
 
     This is Flower's ``flwr.common.secure_aggregation.quantization.quantize`` with
-    ``clipping_range=clip`` and ``target_range=levels``: given ``np.random.RandomState`` seeded
-    like numpy's global generator it returns the same integers.
+    ``clipping_range=clip`` and ``target_range=levels``: given a Generator on the same Mersenne
+    Twister stream as numpy's global generator it returns the same integers.
 
     Raises
     ------
@@ -199,16 +205,14 @@ def quantize(x, clip, levels, rng=None):
     >>> quantize([-1.0, 0.0, 0.3, 1.0, 5.0], clip=1.0, levels=10)
     array([ 0,  5,  6, 10, 10])
     """
-    if not clip > 0:
-        raise InvalidParameterError(f"clip must be positive, got {clip!r}")
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise InvalidParameterError(f"levels must be a positive integer, got {levels!r}")
+    clip = check_real(clip, "clip", min_value=0, include_boundaries="neither")
+    levels = check_int(levels, "levels", min_value=1)
     y = (np.clip(np.asarray(x, dtype=float), -clip, clip) + clip) * (levels / (2 * clip))
-    if rng is None:
+    if not stochastic:
         return np.rint(y).astype(np.int64)
     up = np.ceil(y)
     # step down with probability ceil(y) - y: the expected value is y itself
-    return (up - (rng.random(np.shape(y)) < up - y)).astype(np.int64)
+    return (up - (as_generator(seed).random(np.shape(y)) < up - y)).astype(np.int64)
 
 
 def dequantize(q, clip, levels, n_summed=1):
@@ -259,8 +263,9 @@ class RoundResult:
     server_view: ServerView
 
 
-def advertise_keys(vectors, rng=None):
+def advertise_keys(vectors, seed=None):
     """Round 0: each client makes its X25519 key pair and its self-mask seed ``b_u``."""
+    rng = _generator_or_os(seed)
     clients = []
     for index, vector in enumerate(vectors):
         secret_key, public_key = generate_keypair(rng)
@@ -268,8 +273,9 @@ def advertise_keys(vectors, rng=None):
     return clients
 
 
-def share_keys(clients, threshold, rng=None):
+def share_keys(clients, threshold, seed=None):
     """Round 1: each client splits ``b_u`` and its secret key into shares, one for every client."""
+    rng = _generator_or_os(seed)
     n = len(clients)
     for dealer in clients:
         b_shares = share_secret(dealer.self_seed, n, threshold, rng)
@@ -386,7 +392,7 @@ def simulate_round(vectors, threshold, dropouts=(), late_dropouts=(), modulus=MO
         raise InvalidParameterError(f"only {len(responders)} clients survived to the unmasking round; recovering the sum "
                          f"needs threshold={threshold}")
 
-    rng = None if seed is None else np.random.default_rng(seed)
+    rng = _generator_or_os(seed)
     clients = advertise_keys(vectors, rng)
     public_keys = {c.index: c.public_key for c in clients}
     share_keys(clients, threshold, rng)
@@ -397,11 +403,11 @@ def simulate_round(vectors, threshold, dropouts=(), late_dropouts=(), modulus=MO
     return RoundResult(total, survivors, dropped, view)
 
 
-def secure_mean(vectors, threshold, dropouts=(), clip=1.0, levels=2**16, rng=None, seed=None):
+def secure_mean(vectors, threshold, dropouts=(), clip=1.0, levels=2**16, *, stochastic=False, seed=None):
     """The mean of the survivors' float vectors, through quantisation and ``simulate_round``.
 
     Each coordinate is within ``clip / levels`` of the true mean of the clipped inputs (rounding
-    to nearest, ``rng=None``), or within ``2 clip / levels`` (stochastic rounding with ``rng``).
+    to nearest), or within ``2 clip / levels`` (``stochastic=True`` rounding).
 
     Returns
     -------
@@ -422,8 +428,9 @@ def secure_mean(vectors, threshold, dropouts=(), clip=1.0, levels=2**16, rng=Non
     if n * levels >= MODULUS:
         raise InvalidParameterError(f"{n} clients times levels={levels} is not below the modulus 2**32: the sum of the "
                          "quantised vectors would wrap around; lower levels")
-    quantized = [quantize(v, clip, levels, rng) for v in vectors]
-    result = simulate_round(quantized, threshold, dropouts, seed=seed)
+    rng = _generator_or_os(seed)  # one stream for the rounding and the round's keys
+    quantized = [quantize(v, clip, levels, stochastic=stochastic, seed=rng) for v in vectors]
+    result = simulate_round(quantized, threshold, dropouts, seed=rng)
     k = len(result.survivors)
     return dequantize(result.total, clip, levels, n_summed=k) / k, result
 

@@ -19,13 +19,14 @@ with these.
 import secrets
 
 from ..errors import InvalidParameterError
+from ..validation import as_generator
 
 PRIME = 2**521 - 1
 
 
-def random_below(p, rng=None):
-    """A uniform integer in ``[0, p)``: from the OS's randomness, or from ``rng`` for a
-    reproducible lesson (a numpy Generator; never do that for real secrets).
+def random_below(p, seed=None):
+    """A uniform integer in ``[0, p)``: from the OS's randomness (``seed=None``), or from ``seed``
+    (an int or a numpy Generator) for a reproducible lesson; never seed real secrets.
 
     Examples
     --------
@@ -33,14 +34,15 @@ def random_below(p, rng=None):
     >>> 0 <= random_below(PRIME, np.random.default_rng(0)) < PRIME
     True
     """
-    if rng is None:
+    if seed is None:
         return secrets.randbelow(p)
+    rng = as_generator(seed)
     # 64 bits more than p has: the leftover bias of the modulo is below 2**-64
     n_bytes = (p.bit_length() + 64 + 7) // 8
     return int.from_bytes(rng.bytes(n_bytes), "big") % p
 
 
-def split(secret, n, threshold, rng=None, prime=PRIME):
+def split(secret, n, threshold, seed=None, prime=PRIME):
     """Split ``secret`` into ``n`` shares, any ``threshold`` of which recover it.
 
     Parameters
@@ -51,7 +53,7 @@ def split(secret, n, threshold, rng=None, prime=PRIME):
         Number of shares, one per party; party ``i`` (1 to ``n``) gets ``(i, f(i))``.
     threshold : int
         From 1 to ``n``. ``threshold = 1`` makes every share the secret itself.
-    rng : numpy.random.Generator, optional
+    seed : int, numpy.random.Generator or None
         Source of the polynomial's random coefficients; the OS's randomness when None.
     prime : int, default=PRIME
 
@@ -74,6 +76,7 @@ def split(secret, n, threshold, rng=None, prime=PRIME):
         raise InvalidParameterError(f"the secret must be an integer in [0, prime), got {secret!r}")
     if not 1 <= threshold <= n:
         raise InvalidParameterError(f"threshold must be from 1 to the number of shares n={n}, got {threshold!r}")
+    rng = None if seed is None else as_generator(seed)  # one generator for every coefficient
     coefficients = [secret] + [random_below(prime, rng) for _ in range(threshold - 1)]
     return [(x, evaluate(coefficients, x, prime)) for x in range(1, n + 1)]
 
