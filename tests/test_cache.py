@@ -9,6 +9,7 @@ import pytest
 
 from mlsec_lessons import cache, models
 from mlsec_lessons.errors import MLSecError
+from mlsec_lessons.privacy import dp_sgd
 
 X = np.random.default_rng(0).random((64, 4)).astype(np.float32)
 Y = (X[:, 0] > 0.5).astype(np.int64)
@@ -134,6 +135,7 @@ def test_no_global_random_state_is_reseeded(fresh_cache):
     random.seed(123)
     cache.cached_fit("toy", CONFIG, build, fit, seed=0, cache=False)
     models.train(_tiny_data(), "logistic", epochs=1, progress=False, cache=False)
+    dp_sgd.train_dp_sgd(_tiny_data(), "logistic", epochs=1, batch_size=16, progress=False, cache=False)
     assert (np.random.random(), random.random()) == before
 
 

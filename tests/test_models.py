@@ -1,5 +1,3 @@
-import random
-
 import numpy as np
 import pytest
 
@@ -71,16 +69,6 @@ def test_bad_training_arguments(cache, digits):
         models.train(digits, learning_rate=-1)
     with pytest.raises(ValueError, match="seed"):
         models.train(digits, seed=-1)
-
-
-def test_training_leaves_the_callers_random_state_alone(digits):
-    np.random.seed(7)
-    random.seed(7)
-    expected = np.random.random(), random.random()
-    np.random.seed(7)
-    random.seed(7)
-    models.train(digits, "logistic", epochs=1, cache=False, progress=False)
-    assert (np.random.random(), random.random()) == expected
 
 
 def test_small_cnn_is_cnn_with_its_defaults():
