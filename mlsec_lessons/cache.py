@@ -278,13 +278,6 @@ def save_weights(model, path, config=None, kind=""):
         _write_sidecar(path, kind, config, versions())
 
 
-def load_weights(model, path):
-    """Set ``model``'s weights from a file written by :func:`save_weights`; returns ``model``."""
-    saved = _load_npz(path)
-    model.set_weights([saved[name] for name in sorted(saved)])
-    return model
-
-
 def _check_kind(kind):
     if not isinstance(kind, str) or not kind or any(c in kind for c in "/\\") or kind.startswith("."):
         raise InvalidParameterError(f"kind must be a non-empty file-name-safe string, got {kind!r}")
@@ -300,23 +293,6 @@ def _entry(kind, config, cache, folder, suffix, seed=None):
     key = cache_key(kind=kind, config=config, seed=seed, versions=versions_now)
     path = cache_dir() / folder / f"{kind}-{key}{suffix}" if cache else None
     return versions_now, key, path
-
-
-def load_or_fit(model, path, config, fit):
-    """Deprecated: kept only until every trainer goes through :func:`cached_fit`.
-
-    Loads ``model``'s weights from ``path`` (written by :func:`save_weights`), or runs ``fit()`` and
-    saves them. Returns ``model``.
-    """
-    if path is not None and Path(path).exists():
-        load_weights(model, path)
-        model.from_cache = True  # the old interface; cached_fit returns a Provenance instead
-    else:
-        fit()
-        model.from_cache = False
-        if path is not None:
-            save_weights(model, path, config)
-    return model
 
 
 # --------------------------------------------------------------------------- the two entry points

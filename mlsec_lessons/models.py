@@ -83,11 +83,6 @@ def in_notebook():
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
-# the old private names, until defenses/adversarial_training.py uses the public ones
-def _in_notebook():
-    return in_notebook()
-
-
 class EpochBar(keras.callbacks.Callback):
     """A tqdm bar over epochs with the latest loss and accuracy; Keras' own bar is per batch and noisy."""
 
@@ -104,9 +99,6 @@ class EpochBar(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.bar.close()
-
-
-_EpochBar = EpochBar
 
 
 def compile_for_training(model, learning_rate=1e-3):
