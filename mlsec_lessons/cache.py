@@ -193,7 +193,8 @@ def seeded(seed):
 
     Keras draws initial weights and shuffles from these global generators, so training must seed
     them to be reproducible; the Python and numpy states a student had before the call are
-    restored afterwards, so a library call never reseeds them as a side effect.
+    restored afterwards, so a library call never reseeds them as a side effect. (TensorFlow's
+    global seed stays set: TensorFlow cannot hand back the state it had.)
     """
     import keras
 
@@ -348,7 +349,7 @@ def cached_fit(kind, config, build, fit, *, seed=0, cache=True, privacy=None, fo
         model = build()
         if saved is not None:
             try:
-                model.set_weights([saved[name] for name in sorted(saved)])
+                model.set_weights([saved[name] for name in sorted(saved, key=lambda n: int(n[1:]))])
             except ValueError as error:
                 raise CacheError(f"{path} holds weights of another architecture under the same key ({error}); "
                                  "delete it to train again") from None

@@ -179,3 +179,20 @@ def test_shadow_sets_carry_their_provenance_and_show_as_a_frame(fresh_cache):
     assert frame["accuracy on members"].mean() == pytest.approx(by_membership["members"])
     with pytest.raises(dataclasses.FrozenInstanceError):
         again.logits = None
+
+
+def test_weights_come_back_in_order_however_many_there_are(fresh_cache):
+    class Many:  # 1001 weight arrays: past the point where name order and index order differ
+        def __init__(self, fill):
+            self.weights = [np.full(1, fill + i, np.float32) for i in range(1001)]
+
+        def get_weights(self):
+            return self.weights
+
+        def set_weights(self, weights):
+            self.weights = list(weights)
+
+    cache.cached_fit("many", {}, lambda: Many(0), lambda m: None)
+    loaded = cache.cached_fit("many", {}, lambda: Many(5000), lambda m: None)
+    assert loaded.provenance.from_cache
+    assert [float(w[0]) for w in loaded.model.get_weights()] == list(range(1001))
