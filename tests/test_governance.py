@@ -132,10 +132,14 @@ def test_membership_on_a_model_uses_its_losses(linear):
 
 
 def test_dp_guarantee_reads_the_accountant_or_says_inf():
-    trained = types.SimpleNamespace(epsilon_=4.5, delta_=1e-5, noise_multiplier_=1.1, sample_rate_=0.05, steps_=200,
-                                    l2_norm_clip_=1.0)
-    m = measure.dp_guarantee(trained)
+    from mlsec_lessons.cache import PrivacySpend
+
+    spend = PrivacySpend(epsilon=4.5, delta=1e-5, noise_multiplier=1.1, sample_rate=0.05, steps=200, l2_norm_clip=1.0)
+    run = types.SimpleNamespace(model=object(), privacy=spend)  # what train_dp_sgd returns, in shape
+    m = measure.dp_guarantee(run)
     assert m.value == 4.5 and m.params["delta"] == 1e-5 and m.params["steps"] == 200
+    assert measure.dp_guarantee(spend).value == 4.5
+    assert measure.dp_guarantee(types.SimpleNamespace(privacy=None)).value == math.inf  # trained without DP
     assert measure.dp_guarantee(types.SimpleNamespace()).value == math.inf
 
 

@@ -5,10 +5,22 @@ import pytest
 from mlsec_lessons import models
 from mlsec_lessons.deployment import keys, response_signing
 from mlsec_lessons.deployment.artifacts import IntegrityError
-from mlsec_lessons.poisoning import (add_trigger, backdoor_success_rate, detect_poison, detection_scores, fine_tune,
-                                     flip_labels, flipping_curve, implant_backdoor, poison_backdoor,
-                                     simulate_feedback_loop, split_tasks, train_backdoored, train_flipped,
-                                     weight_change)
+from mlsec_lessons.poisoning import (
+    add_trigger,
+    backdoor_success_rate,
+    detect_poison,
+    detection_scores,
+    fine_tune,
+    flip_labels,
+    flipping_curve,
+    implant_backdoor,
+    poison_backdoor,
+    simulate_feedback_loop,
+    split_tasks,
+    train_backdoored,
+    train_flipped,
+    weight_change,
+)
 
 Y = np.repeat(np.arange(10), 20)  # 200 labels, 20 per class
 
@@ -153,7 +165,7 @@ def test_activation_clustering_on_conv_features_finds_the_poison(backdoor_run):
     (model, idx, poisoned), _, _ = backdoor_run
     flagged = detect_poison(model, poisoned.x_train, poisoned.y_train, "activation", layer=-3)
     assert flagged.dtype == bool and flagged.shape == (len(poisoned.x_train),)
-    assert detection_scores(flagged, idx)["recall"] >= 0.9
+    assert detection_scores(flagged, idx).recall >= 0.9
 
 
 # ------------------------------------------------------------------ detection scores and detector arguments
@@ -161,9 +173,12 @@ def test_detection_scores_against_known_poison():
     flagged = np.zeros(100, bool)
     flagged[[0, 1, 2, 50, 60]] = True
     s = detection_scores(flagged, [0, 1, 2, 3])
-    assert s["precision"] == pytest.approx(3 / 5) and s["recall"] == pytest.approx(3 / 4)
-    assert s["flagged"] == 5 and s["poison"] == 4 and s["clean_removed"] == pytest.approx(2 / 96)
-    assert detection_scores(np.zeros(10, bool), [1])["precision"] == 0.0
+    assert s.precision == pytest.approx(3 / 5) and s.recall == pytest.approx(3 / 4)
+    assert s.flagged == 5 and s.poison == 4 and s.clean_removed == pytest.approx(2 / 96)
+    assert s.to_frame("AC").loc["AC", "recall"] == pytest.approx(3 / 4)
+    with pytest.raises(AttributeError):
+        s.recall = 1.0  # frozen: a measured result is not edited afterwards
+    assert detection_scores(np.zeros(10, bool), [1]).precision == 0.0
 
 
 @pytest.mark.parametrize("flagged, idx, match", [
@@ -232,7 +247,7 @@ def test_implant_backdoor_leaves_the_original_and_checks_its_arguments(digits, u
     before = [w.copy() for w in untrained.get_weights()]
     poisoned = implant_backdoor(untrained, digits.x_train[:60], digits.y_train[:60], 0, epochs=1, cache=False)
     assert all(np.array_equal(w, v) for w, v in zip(untrained.get_weights(), before))
-    assert weight_change(untrained, poisoned)["max_abs"] > 0
+    assert weight_change(untrained, poisoned).max_abs > 0
     with pytest.raises(ValueError, match="architectures"):
         weight_change(untrained, models.build("mlp", (64,), 10))
 

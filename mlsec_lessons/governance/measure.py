@@ -169,25 +169,29 @@ def robust_accuracy(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, s
 
 
 # --------------------------------------------------------------------------- privacy
-def dp_guarantee(model):
+def dp_guarantee(run):
     """The (epsilon, delta) a DP-SGD run spent, or epsilon = inf for a model trained without DP.
 
-    Reads what :func:`mlsec_lessons.privacy.dp_sgd.train` attaches (``epsilon_``, ``delta_``,
-    ``noise_multiplier_``, ``sample_rate_``, ``steps_``, ``l2_norm_clip_``). A model without them,
-    e.g. one loaded from an artifact, gets epsilon = inf: never a guarantee it cannot show.
+    Parameters
+    ----------
+    run : cache.Fitted, cache.PrivacySpend, keras.Model or None
+        What :func:`mlsec_lessons.privacy.dp_sgd.train_dp_sgd` returns (its ``privacy`` is read),
+        or the spend itself. A bare model, e.g. one loaded from an artifact, or ``None`` gets
+        epsilon = inf: never a guarantee it cannot show.
 
     Examples
     --------
-    >>> dp_guarantee(object()).value
+    >>> dp_guarantee(None).value
     inf
     """
-    if getattr(model, "epsilon_", None) is None:
+    spend = getattr(run, "privacy", run)  # a Fitted carries its PrivacySpend; a spend is one
+    if getattr(spend, "epsilon", None) is None:
         return Measurement("dp epsilon", math.inf, "not trained with differential privacy: no finite epsilon",
                            params={"delta": None})
-    params = {"delta": float(model.delta_), "accountant": "RDP (dp_accounting)",
-              "noise_multiplier": float(model.noise_multiplier_), "sample_rate": float(model.sample_rate_),
-              "steps": int(model.steps_), "l2_norm_clip": float(model.l2_norm_clip_)}
-    return Measurement("dp epsilon", model.epsilon_,
+    params = {"delta": float(spend.delta), "accountant": spend.accountant,
+              "noise_multiplier": float(spend.noise_multiplier), "sample_rate": float(spend.sample_rate),
+              "steps": int(spend.steps), "l2_norm_clip": float(spend.l2_norm_clip)}
+    return Measurement("dp epsilon", spend.epsilon,
                        "DP-SGD; epsilon from the RDP accountant for the run's noise, sampling rate and steps",
                        params=params)
 

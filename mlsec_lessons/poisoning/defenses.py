@@ -16,6 +16,7 @@ Which activations is a choice (:func:`feature_classifier`), and it decides the o
 A flag is only useful next to the ground truth, so :func:`detection_scores` reports precision
 (how many flagged examples are poison) and recall (how much of the poison is flagged).
 """
+import dataclasses
 import warnings
 
 import numpy as np
@@ -126,6 +127,35 @@ def _detect(clf, x, y, method, expected_fraction, cluster_analysis):
     return np.asarray(is_clean) == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionScores:
+    """How a poison detector's flags compare with the known poison.
+
+    Attributes
+    ----------
+    precision : float
+        Share of flagged rows that are poison (0.0 when nothing is flagged).
+    recall : float
+        Share of the poison flagged.
+    flagged, poison : int
+        How many rows were flagged, and how many are poison.
+    clean_removed : float
+        Share of clean rows flagged: the data a defense throws away.
+    """
+
+    precision: float
+    recall: float
+    flagged: int
+    poison: int
+    clean_removed: float
+
+    def to_frame(self, label=None):
+        """One row, indexed by ``label`` (a detector's name, say), for a table of detectors."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=[label])
+
+
 def detection_scores(flagged, poison_idx):
     """Precision and recall of ``flagged`` against the known poison indices.
 
@@ -137,17 +167,14 @@ def detection_scores(flagged, poison_idx):
 
     Returns
     -------
-    dict
-        ``precision`` (share of flagged rows that are poison; 0.0 when nothing is flagged),
-        ``recall`` (share of poison flagged), ``flagged`` and ``poison`` (counts), and
-        ``clean_removed`` (share of clean rows flagged: the data a defense throws away).
+    DetectionScores
 
     Examples
     --------
     >>> import numpy as np
     >>> flagged = np.array([True, True, False, False, True, False])
     >>> s = detection_scores(flagged, [0, 1, 3])
-    >>> round(s["precision"], 3), round(s["recall"], 3), s["flagged"], s["poison"], round(s["clean_removed"], 3)
+    >>> round(s.precision, 3), round(s.recall, 3), s.flagged, s.poison, round(s.clean_removed, 3)
     (0.667, 0.667, 3, 3, 0.333)
     """
     flagged = np.asarray(flagged)
@@ -162,10 +189,10 @@ def detection_scores(flagged, poison_idx):
     is_poison[poison_idx] = True
     hits = int(np.sum(flagged & is_poison))
     n_clean = int(np.sum(~is_poison))
-    return {"precision": hits / int(flagged.sum()) if flagged.any() else 0.0,
-            "recall": hits / len(poison_idx) if len(poison_idx) else float("nan"),
-            "flagged": int(flagged.sum()), "poison": int(len(poison_idx)),
-            "clean_removed": float(np.sum(flagged & ~is_poison) / n_clean) if n_clean else 0.0}
+    return DetectionScores(precision=hits / int(flagged.sum()) if flagged.any() else 0.0,
+                           recall=hits / len(poison_idx) if len(poison_idx) else float("nan"),
+                           flagged=int(flagged.sum()), poison=int(len(poison_idx)),
+                           clean_removed=float(np.sum(flagged & ~is_poison) / n_clean) if n_clean else 0.0)
 
 
 def retrain_without(poisoned, flagged, *, epochs=15, batch_size=64, seed=0, cache=True):

@@ -6,6 +6,8 @@ implant a backdoor, and the clean accuracy a reviewer would check barely moves. 
 invisible to testing but not to integrity checks: the weights' hash changes, so a signed
 manifest (lesson 07, :mod:`mlsec_lessons.deployment.artifacts`) refuses the file.
 """
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -72,17 +74,37 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
     return cached_fit("implanted-backdoor", config, lambda: poisoned, fit, cache=cache, seed=seed).model
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightChange:
+    """How far two models' weights are apart: ``max_abs``, the largest absolute change of one weight,
+    and ``relative_l2``, the L2 norm of the change over that of the weights before."""
+
+    max_abs: float
+    relative_l2: float
+
+    def to_frame(self):
+        """One row: the two measures."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)])
+
+
 def weight_change(before, after):
     """How far two models' weights are apart: the largest absolute change and the relative L2 change.
+
+    Returns
+    -------
+    WeightChange
 
     Examples
     --------
     >>> weight_change(clean_model, poisoned)        # doctest: +SKIP
-    {'max_abs': 0.05, 'relative_l2': 0.02}
+    WeightChange(max_abs=0.05, relative_l2=0.02)
     """
     a, b = before.get_weights(), after.get_weights()
     if [w.shape for w in a] != [w.shape for w in b]:
         raise InvalidParameterError("the two models have different architectures")
     diff = np.concatenate([(wb - wa).ravel() for wa, wb in zip(a, b)])
     base = np.concatenate([wa.ravel() for wa in a])
-    return {"max_abs": float(np.abs(diff).max()), "relative_l2": float(np.linalg.norm(diff) / np.linalg.norm(base))}
+    return WeightChange(max_abs=float(np.abs(diff).max()),
+                        relative_l2=float(np.linalg.norm(diff) / np.linalg.norm(base)))
