@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from .reproducibility import quiet
+from .validation import check_bounds, check_int, check_real
 
 
 def art_classifier(model, n_classes, input_shape, clip_values=(0.0, 1.0), learning_rate=1e-3):
@@ -32,11 +33,12 @@ def art_classifier(model, n_classes, input_shape, clip_values=(0.0, 1.0), learni
     quiet()  # ART's import warns about PyTorch; the course does not use it
     from art.estimators.classification import TensorFlowV2Classifier
 
-    if clip_values is not None and not clip_values[0] < clip_values[1]:
-        raise ValueError(f"clip_values must be (lo, hi) with lo < hi, got {clip_values!r}")
+    if clip_values is not None:
+        clip_values = check_bounds(clip_values, "clip_values")
+    learning_rate = check_real(learning_rate, "learning_rate", min_value=0, include_boundaries="neither")
     return TensorFlowV2Classifier(
         model=model,
-        nb_classes=int(n_classes),
+        nb_classes=check_int(n_classes, "n_classes", min_value=2),
         input_shape=tuple(input_shape),
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         optimizer=keras.optimizers.Adam(learning_rate),

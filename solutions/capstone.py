@@ -324,10 +324,10 @@ class MLSecuritySystem:
         """
         self._require("evaluation_", "evaluate")
         aa = evaluation.autoattack(self.model_, data.x_test, data.y_test, eps=self.eps, n=n, seed=self.seed,
-                                   max_iter=max_iter, restarts=1)
-        x, y = data.x_test[aa["indices"]], data.y_test[aa["indices"]]
+                                   steps=max_iter, restarts=1)
+        x, y = data.x_test[aa.indices], data.y_test[aa.indices]
         x_pgd = attacks.pgd(self.model_, x, y, self.eps, steps=self.pgd_steps, eps_step=self.eps / 10, seed=self.seed)
-        clean, pgd, apgd = (models.predict_labels(self.model_, v) == y for v in (x, x_pgd, aa["x_adv"]))
+        clean, pgd, apgd = (models.predict_labels(self.model_, v) == y for v in (x, x_pgd, aa.x_adv))
         robust = pgd & apgd
         k = int(robust.sum())
         params = {"attack": f"worst case per input of PGD-{self.pgd_steps}, APGD-CE and APGD-DLR (ART), white-box",

@@ -67,6 +67,17 @@ def test_evade_is_the_attack_engine_with_the_fraudsters_objective_mask_and_bound
     np.testing.assert_array_equal(ours, engine)
 
 
+def test_evade_compiles_once_per_model(linear_detector):
+    from mlsec_lessons import attacks
+
+    model, _ = linear_detector
+    bounds = (np.full(6, -1.0, np.float32), np.full(6, 1.0, np.float32))
+    fraud.evade(model, np.zeros((3, 6), np.float32), 0.5, bounds=bounds, mutable=[0, 1], steps=5)
+    before = attacks.trace_count()
+    fraud.evade(model, np.zeros((7, 6), np.float32), 0.2, bounds=bounds, mutable=[2, 3, 4], steps=9, eps_step=0.05)
+    assert attacks.trace_count() == before  # other rows, budget, mask and steps: the same compiled loop
+
+
 def test_evade_stays_inside_the_realistic_range_and_never_raises_the_score(linear_detector):
     model, _ = linear_detector
     x = np.zeros((3, 6), np.float32)

@@ -1,4 +1,6 @@
 """Defenses, each evaluated by an attack that knows about it."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,22 +90,23 @@ def test_art_adversarial_trainer_fit_returns_none_and_trains_in_place(digits):
 def test_source_noise_defense_gives_no_protection(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
     result = pre.evaluate_preprocessing(clean_model, pre.gaussian_noise(0.01), x, y, EPS, steps=20, eps_step=EPS / 8)
-    assert abs(result["non_adaptive"] - _pgd_acc(clean_model, x, y)) < 0.05
-    assert result["clean"] > 0.9
+    assert abs(result.non_adaptive - _pgd_acc(clean_model, x, y)) < 0.05
+    assert result.clean > 0.9
 
 
 def test_bpda_breaks_spatial_smoothing(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
     result = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, steps=30, eps_step=0.02)
-    assert result["adaptive"] < result["non_adaptive"] - 0.05, result
-    assert set(result) >= {"clean", "non_adaptive", "adaptive", "eps", "norm", "steps", "eot_samples", "n"}
+    assert result.adaptive < result.non_adaptive - 0.05, result
+    assert (result.eps, result.norm, result.steps, result.eot_samples, result.n) == (0.15, "inf", 30, 1, 300)
+    assert list(result.to_frame(index="median").index) == ["median"]
 
 
 def test_bpda_attacks_feature_squeezing_at_least_as_well(digits, clean_model):
     x, y = digits.x_test[:300], digits.y_test[:300]
     result = pre.evaluate_preprocessing(clean_model, pre.feature_squeezing(1), x, y, 0.2, steps=30, eps_step=0.025)
-    assert result["adaptive"] <= result["non_adaptive"] + 0.02, result
-    assert result["adaptive"] < result["clean"] - 0.3
+    assert result.adaptive <= result.non_adaptive + 0.02, result
+    assert result.adaptive < result.clean - 0.3
 
 
 def test_eot_gradient_estimates_the_expected_gradient(digits, clean_model):
@@ -145,12 +148,12 @@ def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_m
     x, y = digits.x_test, digits.y_test
     plain = detection.evaluate_detection(clean_model, detector, x, y,
                                          attacks.pgd(clean_model, x, y, 0.15, steps=30, eps_step=0.02, seed=1))
-    assert plain["tpr"] > 0.9 and plain["fpr"] < 0.1, plain
+    assert plain.tpr > 0.9 and plain.fpr < 0.1, plain
     adaptive = detection.evaluate_detection(
         clean_model, detector, x, y, detection.detector_aware_pgd(clean_model, detector, x, y, 0.15, steps=30, eps_step=0.02,
                                                         seed=1))
-    assert adaptive["tpr"] < 0.3, adaptive
-    assert adaptive["undetected_success"] > plain["undetected_success"] + 0.4
+    assert adaptive.tpr < 0.3, adaptive
+    assert adaptive.undetected_success > plain.undetected_success + 0.4
 
 
 def test_detector_comes_from_the_cache_the_second_time(digits, fresh_cache):
@@ -181,14 +184,18 @@ def test_detector_is_an_estimator(digits):
 
 # --------------------------------------------------------------------------- evaluation
 def test_autoattack_is_at_least_as_strong_as_pgd_and_states_its_setting(digits, robust_model):
-    result = evaluation.autoattack(robust_model, digits.x_test, digits.y_test, eps=EPS, n=60, max_iter=10)
-    assert (result["eps"], result["norm"], result["n"]) == (EPS, "inf", 60)
-    idx = result["indices"]
+    result = evaluation.autoattack(robust_model, digits.x_test, digits.y_test, EPS, n=60, steps=10)
+    assert (result.eps, result.norm, result.n, result.steps) == (EPS, "inf", 60, 10)
+    idx = result.indices
     np.testing.assert_array_equal(idx, evaluation.fixed_subset(len(digits.x_test), 60, seed=0))
     x, y = digits.x_test[idx], digits.y_test[idx]
-    assert np.abs(result["x_adv"].astype(np.float64) - x).max() <= EPS * (1 + 1e-4)
-    assert result["robust_accuracy"] <= _pgd_acc(robust_model, x, y) + 0.05
-    assert result["robust_accuracy"] < result["clean_accuracy"]
+    assert np.abs(result.x_adv.astype(np.float64) - x).max() <= EPS * (1 + 1e-4)
+    assert result.robust_accuracy <= _pgd_acc(robust_model, x, y) + 0.05
+    assert result.robust_accuracy < result.clean_accuracy
+    frame = result.to_frame()
+    assert frame.shape[0] == 1 and {"robust_accuracy", "eps", "norm", "n", "steps"} <= set(frame.columns)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.eps = 0.5
 
 
 def test_fixed_subset_validates():

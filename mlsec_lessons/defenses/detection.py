@@ -10,6 +10,8 @@ score in one objective (Carlini and Wagner, 2017):
 
     max_delta  L(f(x + delta), y) - c * L(g(x + delta), clean)
 """
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -146,19 +148,33 @@ def detector_aware_pgd(model, detector, x, y, eps, *, steps=40, eps_step=None, c
                     norm=norm, bounds=bounds, seed=seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionResult:
+    """What a detector buys against one set of attacked inputs."""
+
+    tpr: float                  # share of the attacked inputs flagged
+    fpr: float                  # share of the clean inputs flagged
+    adv_accuracy: float         # the model's accuracy on the attacked inputs
+    undetected_success: float   # misclassified *and* not flagged: the attacker's real success rate
+    n: int
+
+    def to_frame(self, index=None):
+        """One row; ``index`` labels it (an attack's name, to stack several with ``pd.concat``)."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
+
+
 def evaluate_detection(model, detector, x, y, x_adv):
     """What a detector buys: TPR, FPR, and the share of attacks that both fool and evade.
 
     Returns
     -------
-    dict
-        ``tpr`` (adversarial inputs flagged), ``fpr`` (clean inputs flagged),
-        ``adv_accuracy`` (model accuracy on ``x_adv``), and ``undetected_success``: the share of
-        ``x_adv`` that is misclassified *and* not flagged, the attacker's real success rate.
+    DetectionResult
     """
     y = np.asarray(y)
     flagged = detector.predict(x_adv).astype(bool)
     wrong = models.predict_labels(model, x_adv) != y
-    return {"tpr": float(flagged.mean()), "fpr": float(detector.predict(x).mean()),
-            "adv_accuracy": float(1 - wrong.mean()), "undetected_success": float(np.mean(wrong & ~flagged)),
-            "n": int(len(y))}
+    return DetectionResult(tpr=float(flagged.mean()), fpr=float(detector.predict(x).mean()),
+                           adv_accuracy=float(1 - wrong.mean()), undetected_success=float(np.mean(wrong & ~flagged)),
+                           n=int(len(y)))

@@ -10,9 +10,11 @@ ignores ``t`` it can look strong; against one who attacks ``f(t(.))`` it rarely 
 * **EOT** (Expectation over Transformation): for a random ``t``, step along the *average*
   gradient over many draws, ``E_t[grad L(f(t(x)))]``, not along one noisy draw.
 """
+import dataclasses
+
 import numpy as np
 
-from ..attacks import input_gradient, pgd, pgd_loop
+from ..attacks import check_norm, input_gradient, pgd, pgd_loop
 from ..models import predict_labels
 from ..reproducibility import quiet
 from ..validation import check_bounds, check_int, check_real
@@ -114,6 +116,26 @@ def adaptive_pgd(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot
     return pgd_loop(gradient, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class PreprocessingResult:
+    """Accuracy of a defended classifier ``f(t(.))``, clean and under two attacks, with their setting."""
+
+    clean: float          # on the clean inputs
+    non_adaptive: float   # under PGD against the bare model
+    adaptive: float       # under PGD through the defense (BPDA, EOT)
+    eps: float
+    norm: str             # "inf" or "2"
+    steps: int
+    eot_samples: int
+    n: int
+
+    def to_frame(self, index=None):
+        """One row; ``index`` labels it (a defense's name, to stack several with ``pd.concat``)."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
+
+
 def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot_samples=1, norm=np.inf,
                            bounds=(0.0, 1.0), seed=0):
     """Accuracy of ``f(t(.))``: clean, under an attack that ignores ``t``, and under the adaptive one.
@@ -123,23 +145,21 @@ def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step
 
     Returns
     -------
-    dict
-        ``clean``, ``non_adaptive`` and ``adaptive`` accuracies, plus the attack settings.
+    PreprocessingResult
 
     Examples
     --------
     >>> r = evaluate_preprocessing(model, spatial_smoothing(3), x, y, 0.15, steps=20, eps_step=0.02)  # doctest: +SKIP
-    >>> r["clean"], r["non_adaptive"], r["adaptive"]     # lesson 03, 270 digits     # doctest: +SKIP
+    >>> r.clean, r.non_adaptive, r.adaptive     # lesson 03, 270 digits     # doctest: +SKIP
     (0.811, 0.344, 0.193)
     """
     y = np.asarray(y)
     x_oblivious = pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
     x_adaptive = adaptive_pgd(model, preprocessor, x, y, eps, steps=steps, eps_step=eps_step,
                               eot_samples=eot_samples, norm=norm, bounds=bounds, seed=seed)
-    return {
-        "clean": float(np.mean(defended_predict(model, preprocessor, x) == y)),
-        "non_adaptive": float(np.mean(defended_predict(model, preprocessor, x_oblivious) == y)),
-        "adaptive": float(np.mean(defended_predict(model, preprocessor, x_adaptive) == y)),
-        "eps": float(eps), "norm": "inf" if norm == np.inf else str(norm), "steps": int(steps),
-        "eot_samples": int(eot_samples), "n": int(len(y)),
-    }
+    return PreprocessingResult(
+        clean=float(np.mean(defended_predict(model, preprocessor, x) == y)),
+        non_adaptive=float(np.mean(defended_predict(model, preprocessor, x_oblivious) == y)),
+        adaptive=float(np.mean(defended_predict(model, preprocessor, x_adaptive) == y)),
+        eps=float(eps), norm="inf" if check_norm(norm) == np.inf else "2", steps=int(steps),
+        eot_samples=int(eot_samples), n=int(len(y)))
