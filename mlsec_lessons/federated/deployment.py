@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import InvalidParameterError
+from ..validation import check_choice, check_int
 
 APP_DIR = Path(__file__).with_name("flower_app")
 CONNECTION = "course-deployment"
@@ -90,12 +90,9 @@ def launch(num_clients=4, rounds=3, scheme="dirichlet", timeout=900, out=None):
     int
         ``flwr run``'s exit status (0 when the run finished).
     """
-    if not (isinstance(num_clients, int) and 2 <= num_clients <= 50):
-        raise InvalidParameterError(f"num_clients must be an integer from 2 to 50, got {num_clients!r}")
-    if not (isinstance(rounds, int) and rounds >= 1):
-        raise InvalidParameterError(f"rounds must be a positive integer, got {rounds!r}")
-    if scheme not in ("dirichlet", "iid"):
-        raise InvalidParameterError(f"scheme must be 'dirichlet' or 'iid', got {scheme!r}")
+    check_int(num_clients, "num_clients", min_value=2, max_value=50)
+    check_int(rounds, "rounds", min_value=1)
+    check_choice(scheme, "scheme", ("dirichlet", "iid"))
     busy = [p for p in (SUPERLINK, *range(FIRST_SUPERNODE, FIRST_SUPERNODE + num_clients)) if not _port_free(p)]
     if busy:
         raise RuntimeError(f"ports {busy} on 127.0.0.1 are in use: is another SuperLink or SuperNode running?")

@@ -7,11 +7,11 @@ a small ``alpha`` gives each client a few classes, a large one approaches IID.
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..validation import check_int, check_real
 
 
 def _check(n_records, num_clients, min_size):
-    if not (isinstance(num_clients, (int, np.integer)) and num_clients >= 1):
-        raise InvalidParameterError(f"num_clients must be a positive integer, got {num_clients!r}")
+    check_int(num_clients, "num_clients", min_value=1)
     if num_clients * min_size > n_records:
         raise InvalidParameterError(f"{n_records} records cannot give {num_clients} clients {min_size} records each")
 
@@ -56,8 +56,7 @@ def dirichlet_partition(y, num_clients, alpha=0.5, seed=0, min_size=10):
     y = np.asarray(y)
     if y.ndim != 1:
         raise InvalidParameterError(f"y must be one label per record, got shape {y.shape}")
-    if not alpha > 0:
-        raise InvalidParameterError(f"alpha must be positive, got {alpha!r}")
+    check_real(alpha, "alpha", min_value=0, include_boundaries="neither")
     _check(len(y), num_clients, min_size)
     rng = np.random.default_rng(seed)
     for _ in range(1000):

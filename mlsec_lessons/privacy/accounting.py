@@ -23,20 +23,17 @@ import dp_accounting
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..validation import check_fraction, check_int, check_real
 
 ACCOUNTANTS = ("rdp", "pld")
 
 
 def _check(noise_multiplier, sample_rate, steps, delta):
     """Validate the four numbers every accounting call takes, naming the bad one."""
-    if not (np.isfinite(noise_multiplier) and noise_multiplier > 0):
-        raise InvalidParameterError(f"noise_multiplier must be a positive finite number, got {noise_multiplier!r}")
-    if not (np.isfinite(sample_rate) and 0 < sample_rate <= 1):
-        raise InvalidParameterError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InvalidParameterError(f"steps must be a positive integer, got {steps!r}")
-    if not (np.isfinite(delta) and 0 < delta < 1):
-        raise InvalidParameterError(f"delta must be in (0, 1), got {delta!r}")
+    check_real(noise_multiplier, "noise_multiplier", min_value=0, include_boundaries="neither")
+    check_fraction(sample_rate, "sample_rate", include_boundaries="right")
+    check_int(steps, "steps", min_value=1)
+    check_fraction(delta, "delta", include_boundaries="neither")
 
 
 def _check_accountant(accountant):
@@ -186,8 +183,7 @@ def epsilon_known_batches(noise_multiplier, epochs, delta):
     >>> round(epsilon_known_batches(1.1, 60, 1e-5))
     54
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise InvalidParameterError(f"epochs must be a positive integer, got {epochs!r}")
+    check_int(epochs, "epochs", min_value=1)
     _check(noise_multiplier, 1.0, 1, delta)
     return _composed_gaussian_epsilon(noise_multiplier, epochs, delta)
 
@@ -248,8 +244,7 @@ def noise_multiplier_for(target_epsilon, sample_rate, steps, delta, accountant="
     >>> epsilon(sigma, 0.01, 1000, 1e-5) <= 2.0 + 1e-6
     True
     """
-    if not (np.isfinite(target_epsilon) and target_epsilon > 0):
-        raise InvalidParameterError(f"target_epsilon must be a positive finite number, got {target_epsilon!r}")
+    check_real(target_epsilon, "target_epsilon", min_value=0, include_boundaries="neither")
     _check(1.0, sample_rate, steps, delta)
     _check_accountant(accountant)
     if epsilon(0.1, sample_rate, steps, delta) <= target_epsilon:

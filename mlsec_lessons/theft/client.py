@@ -10,7 +10,8 @@ import time
 import httpx
 import numpy as np
 
-from ..errors import InvalidParameterError, MLSecError
+from ..errors import MLSecError
+from ..validation import check_int
 
 
 class QueryRefused(MLSecError, RuntimeError):
@@ -62,10 +63,8 @@ class HttpVictim:
 
     def __init__(self, url, token, model="digits", n_classes=10, batch_size=100, max_wait_s=5.0, timeout=30.0,
                  transport=None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InvalidParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-            raise InvalidParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+        check_int(batch_size, "batch_size", min_value=1)
+        check_int(n_classes, "n_classes", min_value=2)
         self.model, self.n_classes, self.batch_size, self.max_wait_s = model, int(n_classes), int(batch_size), max_wait_s
         self.client = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                    headers={"Authorization": f"Bearer {token}"})

@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from ..errors import InvalidParameterError
-from ..validation import as_generator
+from ..validation import as_generator, check_int
 
 
 def _softmax(z):
@@ -87,8 +87,7 @@ class Substitute:
         """Fit on inputs ``X`` and answers ``y`` (labels, or one row of scores per input). Returns self."""
         for name in ("hidden", "max_iter"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
+            check_int(value, name, min_value=1)
         if not self.alpha >= 0:
             raise InvalidParameterError(f"alpha must be non-negative, got {self.alpha!r}")
         X = self._flat(X)
