@@ -32,7 +32,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, ParameterTypeError
 from .reproducibility import quiet
 from .validation import as_generator, check_bounds, check_int, check_real, check_seed, check_xy
 
@@ -183,6 +183,19 @@ def global_numpy_seed(seed):
         np.random.set_state(state)
 
 
+def check_model(model, name="model"):
+    """``model`` if it is a Keras model that outputs logits, else a ``TypeError`` that says what to pass.
+
+    A trainer's :class:`~mlsec_lessons.cache.Fitted` record holds the model as ``.model``.
+    """
+    if hasattr(model, "model") and not hasattr(model, "input_shape"):
+        raise ParameterTypeError(f"{name} must be a Keras model; this {type(model).__name__} record holds it "
+                                 f"as .model")
+    if not callable(model) or not hasattr(model, "input_shape") or not hasattr(model, "output_shape"):
+        raise ParameterTypeError(f"{name} must be a Keras model, got {type(model).__name__}")
+    return model
+
+
 # --------------------------------------------------------------------------- objectives
 def cross_entropy(logits, y):
     """Per-example cross-entropy of ``logits`` against integer labels ``y``: the default objective.
@@ -257,7 +270,7 @@ def compiled_pgd(model, *, norm=np.inf, targeted=False, keep_best=True, objectiv
     """
     norm = check_norm(norm)
     objective = cross_entropy if objective is None else objective
-    per_model = _COMPILED.setdefault(model, {})
+    per_model = _COMPILED.setdefault(check_model(model), {})
     key = ("pgd", norm, bool(targeted), bool(keep_best), objective)
     if key not in per_model:
         batch = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
@@ -354,7 +367,7 @@ def _run(model, x, y, eps, *, steps, eps_step, norm, random_start, targeted, obj
          batch_size, keep_best):
     """The engine on NumPy arrays, batch by batch."""
     norm = check_norm(norm)
-    x, y, lo, hi = _check_attack_input(x, y, bounds, n_classes=model.output_shape[-1])
+    x, y, lo, hi = _check_attack_input(x, y, bounds, n_classes=check_model(model).output_shape[-1])
     mask = as_mask(mask, x.shape)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     loop = compiled_pgd(model, norm=norm, targeted=targeted, keep_best=keep_best, objective=objective)
@@ -485,7 +498,7 @@ def input_gradient(model, x, y, *, objective=None):
     (after a transform, averaged over random draws), not how PGD steps.
     """
     objective = cross_entropy if objective is None else objective
-    per_model = _COMPILED.setdefault(model, {})
+    per_model = _COMPILED.setdefault(check_model(model), {})
     key = ("gradient", objective)
     if key not in per_model:
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)

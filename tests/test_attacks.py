@@ -156,6 +156,14 @@ def test_bad_arguments(model, digits, kwargs, error, message):
     assert isinstance(raised.value, MLSecError)  # one base class for every error the package raises
 
 
+def test_a_fitted_record_is_refused_with_a_hint(model, digits):
+    from mlsec_lessons.cache import Fitted, Provenance
+
+    record = Fitted(model, None, Provenance(None, False, 0.0, {}, "k"), {})
+    with pytest.raises(TypeError, match="holds it as .model"):
+        attacks.pgd(record, digits.x_test[:4], digits.y_test[:4], 0.1, steps=2)
+
+
 def test_steps_and_eps_step_are_keyword_only(model, digits):
     x, y = digits.x_test[:4], digits.y_test[:4]
     with pytest.raises(TypeError):
