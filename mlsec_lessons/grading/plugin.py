@@ -15,6 +15,7 @@ import hmac
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -26,6 +27,7 @@ from . import remote
 
 TIMEOUT_PREFIX = "Timeout (>"  # how pytest-timeout's failure message starts
 PR_SET_DUMPABLE = 4
+WORKER = pytest.StashKey()  # the student's worker, started in pytest_configure
 
 
 def pytest_addoption(parser):
@@ -51,6 +53,37 @@ def pytest_configure(config):
         except (OSError, AttributeError):  # not Linux: the sandbox is what protects the judge there
             pass
         config.pluginmanager.register(Recorder(config.getoption("grade_fd"), key), "mlsec-recorder")
+        if config.getoption("impl") and Path(config.getoption("impl")).is_file():
+            # only now, with the key read and the judge non-dumpable: the student's process imports its
+            # file (TensorFlow, often) while this one collects the checks and imports the reference
+            worker = config.stash[WORKER] = new_worker(config.getoption)
+            worker.prestart()
+
+
+def pytest_unconfigure(config):
+    worker = config.stash.get(WORKER, None)
+    if worker is not None:  # no check asked for impl: the prestarted worker still ends with the judge
+        worker.stop()
+        shutil.rmtree(worker.workdir, ignore_errors=True)
+
+
+def new_worker(options):
+    """The student's worker (not started): its own folder, the limits and shadows of
+    ``--worker-config``, and the sandbox with ``--sandbox``."""
+    config = json.loads(options("worker_config"))
+    workdir = tempfile.mkdtemp(prefix="mlsec-worker-")
+    sandbox = None
+    if options("sandbox"):
+        from .sandbox import HOME, Sandbox
+
+        sandbox = Sandbox(config.get("shadows"), config.get("files", ()))
+        # inside, each shadow is bound over its module's own file, so the worker loads it from there
+        config = {**config, "shadows": {m: (original, str(Path(original).resolve()))
+                                        for m, (original, _) in config.get("shadows", {}).items()}}
+        env = remote.scrubbed_environment(HOME)
+    else:
+        env = remote.scrubbed_environment(Path(workdir) / "home")
+    return remote.Worker(options("impl"), options("module_name"), workdir, config, sandbox, env)
 
 
 def load(path, module_name):
@@ -79,25 +112,12 @@ def impl(pytestconfig):
     options = pytestconfig.getoption
     if not Path(options("impl")).is_file():
         pytest.fail(f"file not found: {options('impl')}", pytrace=False)
-    config = json.loads(options("worker_config"))
-    with tempfile.TemporaryDirectory(prefix="mlsec-worker-") as workdir:
-        home = Path(workdir) / "home"
-        sandbox = None
-        if options("sandbox"):
-            from .sandbox import HOME, Sandbox
-
-            sandbox = Sandbox(config.get("shadows"), config.get("files", ()))
-            # inside, each shadow is bound over its module's own file, so the worker loads it from there
-            config = {**config, "shadows": {m: (original, str(Path(original).resolve()))
-                                            for m, (original, _) in config.get("shadows", {}).items()}}
-            env = remote.scrubbed_environment(HOME)
-        else:
-            env = remote.scrubbed_environment(home)
-        worker = remote.Worker(options("impl"), options("module_name"), workdir, config, sandbox, env)
-        try:
-            yield remote.Student(worker)
-        finally:
-            worker.stop()
+    worker = pytestconfig.stash.get(WORKER, None) or new_worker(options)  # prestarted by pytest_configure
+    pytestconfig.stash[WORKER] = worker
+    try:
+        yield remote.Student(worker)
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ class Worker:
         self.path, self.module_name, self.workdir = Path(path), module_name, Path(workdir)
         self.config, self.sandbox, self.env = config or {}, sandbox, env or {}
         self.process = None
+        self.spawned = False  # started (prestart), its "ready" not read yet
         self.failure = None  # why the student's file cannot be imported: every request fails with it
         self.generation = 0
         self.callbacks, self.exception_classes = {}, {}
@@ -104,18 +105,28 @@ class Worker:
             return path
 
     # ------------------------------------------------------------------ lifecycle
+    def prestart(self):
+        """Start the worker's process now and let it import the student's file while the judge
+        imports its own (the reference, TensorFlow): the two imports overlap instead of running one
+        after the other. :meth:`start` then only waits for the import to end. The worker is the
+        same fresh process, with the same limits and isolation, that :meth:`start` would make."""
+        if self.process is None and self.failure is None:
+            self._spawn()
+
     def start(self):
-        """Start the worker and import the student's file. The time this takes does not count
-        against the check that happens to need it first (a check's clock is paused, then resumed),
-        so that a slow start after a restart never fails an honest check; the import has its
-        own limit, ``IMPORT_LIMIT``."""
+        """Start the worker (unless :meth:`prestart` did) and import the student's file. The time
+        this takes does not count against the check that happens to need it first (a check's clock
+        is paused, then resumed), so that a slow start after a restart never fails an honest check;
+        the import has its own limit, ``IMPORT_LIMIT``."""
         paused = _pause_alarm()
         try:
-            self._start()
+            if not self.spawned:
+                self._spawn()
+            self._await_ready()
         finally:
             _resume_alarm(paused)
 
-    def _start(self):
+    def _spawn(self):
         self.generation = secrets.randbelow(2**31)
         judge_to_worker, worker_to_judge = os.pipe(), os.pipe()
         fds = (judge_to_worker[0], worker_to_judge[1])
@@ -138,6 +149,11 @@ class Worker:
             os.close(fd)
         self.to_worker = os.fdopen(judge_to_worker[1], "wb")
         self.from_worker = os.fdopen(worker_to_judge[0], "rb")
+        self.spawned = True
+
+    def _await_ready(self):
+        """Read the worker's first message: ready, or why the student's file could not be imported."""
+        self.spawned = False
         try:
             ready, _, _ = select.select([self.from_worker], [], [], IMPORT_LIMIT)
             if not ready:
@@ -163,6 +179,7 @@ class Worker:
 
     def stop(self):
         """End the worker and every process it started."""
+        self.spawned = False
         if self.process is None:
             return
         process, self.process = self.process, None
@@ -225,7 +242,7 @@ class Worker:
     def request(self, *message, doing="running your code"):
         if self.failure is not None:
             raise self.failure
-        if self.process is None:
+        if self.process is None or self.spawned:
             self.start()
         body = self.pickle(message)  # a value that cannot travel fails here, with the worker left as it is
         try:
