@@ -141,7 +141,7 @@ def train_backdoored(data, fraction, target, *, kind="pattern", epochs=15, batch
     Returns
     -------
     (model, poison_idx, poisoned)
-        The trained model (``model.from_cache`` says whether it was loaded), the indices of the
+        The trained model (loaded from the model cache when it holds one), the indices of the
         poisoned training rows, and the poisoned :class:`~mlsec_lessons.data.Dataset`.
 
     Examples

@@ -146,7 +146,7 @@ def train_flipped(data, fraction, *, strategy="random", source=None, target=None
     Returns
     -------
     (model, flipped)
-        The trained model (``model.from_cache`` says whether it was loaded) and the indices of the
+        The trained model (loaded from the model cache when it holds one) and the indices of the
         flipped training labels.
 
     Examples
