@@ -182,6 +182,7 @@ def run():
     from mlsec_lessons.deployment import auth, keys
 
     x = data.load_digits().x_test
+    load_before = os.getloadavg()[0]  # other programs on this machine: the figures below are noisier when high
     token = auth.issue_token(keys.load_jwt_secret(keys.dev_jwt_secret_file()), "bench", "user", ttl=3600)
     with tempfile.TemporaryDirectory() as folder:
         procs = {kind: _start(kind, folder) for kind in KINDS}
@@ -217,6 +218,7 @@ def run():
                                  "" if peer is None or per[kind] is None else _fmt_cost(1 - per[peer] / per[kind]),
                                  limits])
             audited = sum(1 for _ in open(Path(folder) / "secured.jsonl"))
+            load_after = os.getloadavg()[0]
         finally:
             for proc, _, _ in procs.values():
                 proc.stdin.close()
@@ -253,7 +255,9 @@ def run():
                   "h11 parser, which is pure Python where httptools is C. "
                   "Each server is a separate process; this process generates the load (its threads share one "
                   "GIL), so on a machine with few cores the client competes with the servers for CPU and absolute "
-                  "figures are lower bounds."),
+                  "figures are lower bounds. "
+                  f"The machine's 1-minute load average was {load_before:.1f} when the run began and "
+                  f"{load_after:.1f} when it ended ({os.cpu_count()} CPUs)."),
     }
 
 
