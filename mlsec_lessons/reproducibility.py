@@ -66,6 +66,21 @@ def seeded_numpy_global(seed):
         np.random.set_state(state)
 
 
+@contextlib.contextmanager
+def preserved_global_rngs():
+    """Give Python's and numpy's global generators back as they were when the block ends.
+
+    For library code that must call something which reseeds them (``keras.utils.set_random_seed``
+    seeds Python, numpy and TensorFlow together), so the student's own draws are not reset.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def check_seed(seed):
     """``seed`` as an ``int`` for code that adds to it or hands it to an int-only library.
 

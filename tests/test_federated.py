@@ -95,6 +95,19 @@ def test_a_seeded_dp_run_leaves_the_callers_numpy_generator_alone():
     assert np.random.rand() == expected
 
 
+def test_initial_weights_leave_the_callers_generators_alone():
+    import random
+
+    random.seed(5)
+    np.random.seed(5)
+    expected = random.random(), np.random.rand()
+    random.seed(5)
+    np.random.seed(5)
+    first = fedavg.initial_weights(seed=3)
+    assert (random.random(), np.random.rand()) == expected
+    assert all(np.array_equal(a, b) for a, b in zip(first, fedavg.initial_weights(seed=3)))  # still seeded
+
+
 def test_run_simulation_refuses_bad_jobs_before_starting_ray():
     with pytest.raises(ValueError, match="each with its own name"):
         run_simulation([fedavg.Experiment("a"), fedavg.Experiment("a")])

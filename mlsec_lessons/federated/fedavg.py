@@ -157,18 +157,20 @@ def initial_weights(seed=0):
 
     from ..models import small_cnn
 
-    keras.utils.set_random_seed(seed)
-    return small_cnn().get_weights()
+    with reproducibility.preserved_global_rngs():  # Keras seeds Python's and numpy's generators too
+        keras.utils.set_random_seed(seed)
+        return small_cnn().get_weights()
 
 
 def local_update(weights, x, y, epochs, learning_rate, batch_size, seed):
     """Train a copy of the global model on one client's records; return its weights and loss."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    model = _model(learning_rate)
-    model.set_weights(weights)
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    with reproducibility.preserved_global_rngs():  # Keras seeds Python's and numpy's generators too
+        keras.utils.set_random_seed(seed)
+        model = _model(learning_rate)
+        model.set_weights(weights)
+        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
     return model.get_weights(), float(history.history["loss"][-1])
 
 
