@@ -81,7 +81,8 @@ def plot_patches(case, x, y, model_name="plain CNN", size=3, n_images=5):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .perception import _labels, apply_patch, placements
+    from ..models import predict_labels
+    from .perception import apply_patch, placements
 
     fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, 1.1])
@@ -91,7 +92,7 @@ def plot_patches(case, x, y, model_name="plain CNN", size=3, n_images=5):
     where = corners[rng.integers(0, len(corners), n_images)]
     patched = np.concatenate([apply_patch(x[i:i + 1], patch, c) for i, c in enumerate(where)])
     axes = left.subplots(2, n_images)
-    pred_clean, pred_patched = _labels(model, x[:n_images]), _labels(model, patched)
+    pred_clean, pred_patched = predict_labels(model, x[:n_images]), predict_labels(model, patched)
     for i in range(n_images):
         axes[0, i].imshow(x[i, :, :, 0], cmap="gray_r", vmin=0, vmax=1)
         axes[0, i].set_title(f"{y[i]} -> {pred_clean[i]}", fontsize="small")
