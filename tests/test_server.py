@@ -544,7 +544,7 @@ def test_one_settings_object_configures_the_server(deployment):
     app = server.create_app(settings=settings)
     assert app.state.settings is settings and app.state.limiter.rate == 3.0
     assert server.create_app(settings=settings, rate=7.0).state.limiter.rate == 7.0  # a checked copy
-    assert server.uvicorn_options(app)["h11_max_incomplete_event_size"] == 4096
+    assert server.uvicorn_options(app)["http"].max_header_bytes == 4096
     with pytest.raises(InvalidParameterError, match="settings must be a ServerSettings"):
         server.create_app(settings=dict(app_kwargs(deployment)))
 

@@ -1,17 +1,17 @@
 """Running the model server with uvicorn: in a background thread (tests, notebooks) or in the
 foreground (``mlsec serve``), with the transport limits of the app's settings.
 
-uvicorn's default HTTP parser (httptools) buffers request headers of any size before the app sees
-the request: eight connections sending 64 MB of headers grew the server by about 490 MB. With
-``max_header_bytes`` set, the server runs on the h11 parser, which buffers at most that many bytes
-and then answers 431 and closes the connection; ``max_connections`` caps open connections (503).
+uvicorn's HTTP parser (httptools) buffers request headers of any size before the app sees the
+request: eight connections sending 64 MB of headers grew the server by about 490 MB. With
+``max_header_bytes`` set, :class:`HeaderLimitedHttpTools` counts the bytes of a request's line and
+headers as they arrive, and past the limit answers 431 and closes the connection;
+``max_connections`` caps open connections (503).
 """
 import socket
 import threading
 import time
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..errors import InvalidParameterError, MLSecError
 from .headers import ASGI_HEADERS
@@ -21,30 +21,58 @@ class ServerStartError(MLSecError, RuntimeError):
     """uvicorn did not start serving in time (a port in use, a bad certificate...)."""
 
 
-class HeaderLimitedH11(H11Protocol):
-    """uvicorn's h11 protocol, answering 431 (not 400) when the request line and headers are over
-    ``h11_max_incomplete_event_size``: the client learns what it did wrong."""
+_TOO_LARGE = b"request header fields too large"
+RESPONSE_431 = b"".join([b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+                         b"content-type: text/plain; charset=utf-8\r\n", b"connection: close\r\n",
+                         b"content-length: %d\r\n" % len(_TOO_LARGE),
+                         *(k + b": " + v + b"\r\n" for k, v in ASGI_HEADERS), b"\r\n", _TOO_LARGE])
 
-    def send_400_response(self, msg):
-        if len(self.conn.trailing_data[0]) <= self.config.h11_max_incomplete_event_size:
-            return super().send_400_response(msg)
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")] + ASGI_HEADERS
-        for event in (h11.Response(status_code=431, headers=headers, reason=b"Request Header Fields Too Large"),
-                      h11.Data(data=b"request header fields too large"), h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
+
+class HeaderLimitedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol (the fast C parser) with a limit on a request's line and headers.
+
+    httptools keeps a header of any size until it is complete. This protocol counts the bytes fed
+    to the parser while a request's headers are still incomplete and, past ``max_header_bytes``,
+    answers 431 and closes the connection: at most the limit plus one read from the socket is ever
+    held. :func:`uvicorn_options` makes a subclass with the limit of the app's settings.
+    """
+
+    max_header_bytes = 65536
+    _in_head = False
+    _head_bytes = 0
+
+    def on_message_begin(self):
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+
+    def on_headers_complete(self):
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data):
+        super().data_received(data)
+        if not self._in_head or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)  # this read ended inside the headers: all of it counts
+        if self._head_bytes > self.max_header_bytes:
+            self._in_head = False
+            self.logger.warning("request headers over %d bytes: 431, connection closed", self.max_header_bytes)
+            self.transport.write(RESPONSE_431)
+            self.transport.close()
 
 
 def uvicorn_options(app):
     """The uvicorn settings that bound what one client can make the server hold, from the app's
     :class:`~mlsec_lessons.deployment.settings.ServerSettings` (``app.state.settings``; an app
-    without them, such as a benchmark's peer, gets the same parser and no connection limit)."""
+    without them gets the default limits): a :class:`HeaderLimitedHttpTools` with the header limit
+    (``max_header_bytes=None``: uvicorn's own httptools protocol, no limit), and at most
+    ``max_connections`` open connections."""
     settings = getattr(getattr(app, "state", None), "settings", None)
     header_bytes = 65536 if settings is None else settings.max_header_bytes
-    options = {"server_header": False, "ws": "none",
-               "limit_concurrency": None if settings is None else settings.max_connections}
+    options = {"server_header": False, "ws": "none", "http": "httptools",
+               "limit_concurrency": 64 if settings is None else settings.max_connections}
     if header_bytes:
-        options.update(http=HeaderLimitedH11, h11_max_incomplete_event_size=header_bytes)
+        options["http"] = type("HeaderLimitedHttpTools", (HeaderLimitedHttpTools,), {"max_header_bytes": header_bytes})
     return options
 
 

@@ -54,11 +54,11 @@ from .app import ServedModel, audit_key, create_app, load_model, model_dirs, ope
 from .errors import CLIENT_CLOSED, ModelRefused, QuotaExceeded, RateLimited, add_error_handlers, decision
 from .hooks import OUTPUTS, LabelsOnly, Monitor, OutputPolicy, Probabilities, output_policy, run_monitors
 from .middleware import AuditAndHeaders, ClientAddressLimit
-from .runner import BackgroundServer, HeaderLimitedH11, ServerStartError, serve, uvicorn_options
+from .runner import BackgroundServer, HeaderLimitedHttpTools, ServerStartError, serve, uvicorn_options
 from .settings import ServerSettings
 
 __all__ = ["ServedModel", "audit_key", "create_app", "load_model", "model_dirs", "open_audit", "CLIENT_CLOSED",
            "ModelRefused", "QuotaExceeded", "RateLimited", "add_error_handlers", "decision", "OUTPUTS",
            "LabelsOnly", "Monitor", "OutputPolicy", "Probabilities", "output_policy", "run_monitors",
-           "AuditAndHeaders", "ClientAddressLimit", "BackgroundServer", "HeaderLimitedH11", "ServerStartError",
+           "AuditAndHeaders", "ClientAddressLimit", "BackgroundServer", "HeaderLimitedHttpTools", "ServerStartError",
            "serve", "uvicorn_options", "ServerSettings"]

@@ -100,8 +100,8 @@ class ServerSettings:
         The whole request body must arrive within this many seconds, else 408 and the connection
         is closed. ``None``: no limit.
     max_header_bytes : int or None
-        The most bytes of request line and headers buffered (the h11 parser); more gets 431 and
-        the connection is closed. ``None``: uvicorn's default parser (httptools), which has no limit.
+        The most bytes of request line and headers buffered; more gets 431 and the connection is
+        closed (:class:`~mlsec_lessons.deployment.runner.HeaderLimitedHttpTools`). ``None``: no limit.
     max_connections : int or None
         Open connections at most; more get 503. ``None``: no limit.
     """
