@@ -1,0 +1,235 @@
+"""Where the test suite's time goes: one row per test file, and the totals of ``make test-fast``'s
+tests (``-m "not slow"``) and of the whole ``tests/`` folder.
+
+Each run is one ``pytest`` process, as ``make`` starts it, with a small plugin (this file, loaded
+with ``-p bench_tests``) that adds up every test's set-up, call and tear-down seconds per file and
+notes which tests are marked ``slow``. A session fixture (the digits, a shared trained model) counts
+for the first test that asks for it, so a file's seconds are those it takes *in the suite*, in the
+suite's order. Wall seconds include pytest's start and collection, which the per-file sums do not.
+
+The measurements are kept in ``results/tests.json`` under a label (``--label before`` / ``after``),
+so that the table can show a file's seconds before and after a change, each from a real run.
+
+Usage::
+
+    .venv/bin/python benchmarks/run.py tests                 # both runs, label "after", writes results/tests.md
+    .venv/bin/python benchmarks/bench_tests.py --label before --runs all    # one run, kept in tests.json
+    .venv/bin/python benchmarks/bench_tests.py --render     # the table from tests.json, no run
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+STORE = HERE / "results" / "tests.json"
+RUNS = {"all": [], "fast": ["-m", "not slow"]}  # the Makefile's test and test-fast (FAST := -m "not slow")
+FAST_GOAL_S, FULL_GOAL_S = 180, 720  # issue 15: test-fast <= 3 min on 2 cores; make test <= 12 min
+OUT_ENV = "MLSEC_BENCH_TESTS_OUT"
+
+
+# --------------------------------------------------------------------------- the plugin (in pytest's process)
+class _Recorder:
+    def __init__(self, out):
+        self.out, self.start = out, time.perf_counter()
+        self.tests = {}  # nodeid -> {"file", "slow", "seconds", "outcome"}
+        self.collected_at = None
+
+    def pytest_collection_finish(self, session):
+        self.collected_at = time.perf_counter()
+        for item in session.items:
+            self.tests[item.nodeid] = {"file": item.nodeid.split("::")[0], "seconds": 0.0, "outcome": "passed",
+                                       "slow": item.get_closest_marker("slow") is not None}
+
+    def pytest_runtest_logreport(self, report):
+        test = self.tests.setdefault(report.nodeid, {"file": report.nodeid.split("::")[0], "seconds": 0.0,
+                                                     "outcome": "passed", "slow": False})
+        test["seconds"] += report.duration
+        if report.failed:
+            test["outcome"] = "failed"
+        elif report.skipped and test["outcome"] == "passed":
+            test["outcome"] = "skipped"
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        now = time.perf_counter()
+        Path(self.out).write_text(json.dumps({
+            "tests": self.tests, "collect_s": round((self.collected_at or now) - self.start, 2),
+            "exit_status": int(exitstatus)}))
+
+
+def pytest_configure(config):
+    if os.environ.get(OUT_ENV):
+        config.pluginmanager.register(_Recorder(os.environ[OUT_ENV]), "mlsec-bench-tests")
+
+
+# --------------------------------------------------------------------------- the runs
+def measure(run, paths=("tests",)):
+    """One pytest process over ``paths`` (``run``: "all" or "fast"); its wall seconds and per-test record."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"mlsec-bench-tests-{os.getpid()}-{run}.json"
+    env = {**os.environ, OUT_ENV: str(out), "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE),
+                                                                                      os.environ.get("PYTHONPATH")]))}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "-p", "bench_tests",
+                           *RUNS[run]], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    record = json.loads(out.read_text()) if out.is_file() else {"tests": {}, "collect_s": None, "exit_status": None}
+    out.unlink(missing_ok=True)
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return {**record, "wall_s": round(wall, 1), "summary": summary, "load_before": load,
+            "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "commit": _commit(), "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def slow_now(paths=("tests",)):
+    """The node ids marked slow in the tree as it is now (pytest --collect-only), for a stored run
+    measured before the markers were placed."""
+    done = subprocess.run([sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "--collect-only",
+                           "-m", "slow"], cwd=ROOT, capture_output=True, text=True)
+    return {line.strip() for line in done.stdout.splitlines() if "::" in line}
+
+
+def remark(store, slow):
+    """Every stored test's ``slow`` flag set from ``slow`` (node ids)."""
+    for runs in store.values():
+        for rec in runs.values():
+            for nodeid, test in rec["tests"].items():
+                test["slow"] = nodeid in slow
+    return store
+
+
+def per_file(record):
+    rows = defaultdict(lambda: {"tests": 0, "slow": 0, "seconds": 0.0, "slow_seconds": 0.0, "failed": 0})
+    for test in record["tests"].values():
+        row = rows[test["file"]]
+        row["tests"] += 1
+        row["seconds"] += test["seconds"]
+        row["failed"] += test["outcome"] == "failed"
+        if test["slow"]:
+            row["slow"] += 1
+            row["slow_seconds"] += test["seconds"]
+    return dict(rows)
+
+
+# --------------------------------------------------------------------------- the table
+def table(store):
+    """``run()``'s dict for benchmarks/run.py, from the stored measurements."""
+    after, before = store.get("after", {}), store.get("before", {})
+    full = after.get("all") or before.get("all")
+    if not full:
+        raise SystemExit("no full run stored yet: run bench_tests.py --runs all first")
+    files = per_file(full)
+    old = per_file(before["all"]) if before.get("all") and after.get("all") else {}
+    columns = ["test file", "tests", "marked slow", "seconds in the suite", "of which slow", "seconds not slow"]
+    if old:
+        columns.insert(3, "seconds before")
+    rows = []
+    for name in sorted(files, key=lambda f: -files[f]["seconds"]):
+        r = files[name]
+        row = [name.removeprefix("tests/"), r["tests"], r["slow"],
+               f"{r['seconds']:.1f}", f"{r['slow_seconds']:.1f}", f"{r['seconds'] - r['slow_seconds']:.1f}"]
+        if old:
+            row.insert(3, f"{old[name]['seconds']:.1f}" if name in old else "-")
+        if r["failed"]:
+            row[0] += f" ({r['failed']} failed)"
+        rows.append(row)
+    total = sum(r["seconds"] for r in files.values())
+    slow = sum(r["slow_seconds"] for r in files.values())
+    rows.append(["**all files**", sum(r["tests"] for r in files.values()), sum(r["slow"] for r in files.values()),
+                 *([f"{sum(r['seconds'] for r in old.values()):.1f}"] if old else []),
+                 f"{total:.1f}", f"{slow:.1f}", f"{total - slow:.1f}"])
+    notes = [_totals(store), "", _conditions(store)]
+    slowest = sorted(full["tests"].items(), key=lambda kv: -kv[1]["seconds"])[:15]
+    notes += ["", "The 15 slowest tests of the full run (set-up included: a shared fixture counts for its first user):",
+              "", "| test | seconds | slow |", "|---|---|---|"]
+    notes += [f"| `{k.removeprefix('tests/')}` | {v['seconds']:.1f} | {'yes' if v['slow'] else ''} |"
+              for k, v in slowest]
+    return {"title": "The test suite, file by file (pytest, one process, in the suite's order)",
+            "columns": columns, "rows": rows, "notes": "\n".join(notes)}
+
+
+def _totals(store):
+    lines = ["| run | command | tests | wall seconds | goal | measured |", "|---|---|---|---|---|---|"]
+    for label in ("before", "after"):
+        for run, command, goal in (("fast", 'pytest tests -m "not slow"', FAST_GOAL_S), ("all", "pytest tests", None)):
+            rec = store.get(label, {}).get(run)
+            if rec:
+                lines.append(f"| {label} | `{command}` | {len(rec['tests'])} | {rec['wall_s']:.0f} | "
+                             f"{'<= %d' % goal if goal else '(make test adds the notebooks)'} | "
+                             f"{rec['when']}, commit {rec['commit']}: {rec['summary']} |")
+    return "\n".join(lines)
+
+
+def _conditions(store):
+    loads = [(label, run, rec["load_before"], rec["load_after"], rec["cpus"]) for label, runs in store.items()
+             for run, rec in runs.items()]
+    text = "; ".join(f"{label} {run}: load average {a:.1f} at the start, {b:.1f} at the end on {c} cores"
+                     for label, run, a, b, c in loads if a is not None)
+    loaded = any(a is not None and a > 0.5 * c for _, _, a, _, c in loads)
+    return (f"Machine load during the runs: {text}." +
+            (" **The machine was shared with other work while these were measured**: the seconds are longer than "
+             "on an idle machine, and compare best with each other (file against file), not with the goals."
+             if loaded else ""))
+
+
+def load_store(path=STORE):
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+
+
+def record(label, runs, paths=("tests",), path=STORE):
+    store = load_store(path)
+    for run in runs:
+        print(f"bench_tests: pytest tests ({run}) ...", flush=True)
+        store.setdefault(label, {})[run] = measure(run, paths)
+        Path(path).parent.mkdir(exist_ok=True)
+        Path(path).write_text(json.dumps(store, indent=1, sort_keys=True))
+        print(f"  {store[label][run]['summary']} ({store[label][run]['wall_s']:.0f} s wall)", flush=True)
+    return store
+
+
+def run():
+    """For benchmarks/run.py: both runs, kept as "after", and the table."""
+    return table(record("after", ["fast", "all"]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--label", default="after", choices=["before", "after"])
+    parser.add_argument("--runs", nargs="+", default=["fast", "all"], choices=list(RUNS))
+    parser.add_argument("--render", action="store_true", help="write results/tests.md from tests.json, run nothing")
+    parser.add_argument("--paths", nargs="+", default=["tests"], help="what pytest runs (a smoke test: one file)")
+    parser.add_argument("--store", default=STORE, type=Path, help="the JSON file of measurements")
+    parser.add_argument("--output", default=HERE / "results" / "tests.md", type=Path)
+    parser.add_argument("--remark", action="store_true",
+                        help="take the slow markers from the tree as it is now, not from the stored runs")
+    args = parser.parse_args(argv)
+    store = load_store(args.store) if args.render else record(args.label, args.runs, args.paths, args.store)
+    if args.remark:
+        store = remark(store, slow_now())
+        args.store.write_text(json.dumps(store, indent=1, sort_keys=True))
+    sys.path.insert(0, str(HERE))
+    from run import markdown_table
+
+    result = table(store)
+    text = f"# {result['title']}\n\n{markdown_table(result['columns'], result['rows'])}\n\n{result['notes']}\n"
+    args.output.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
