@@ -9,7 +9,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 FAST   := -m "not slow"
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 
-.PHONY: lab test test-fast course stubs kernel lock bench federated clean help sandbox-tools
+.PHONY: lab test test-fast course stubs kernel lock bench federated clean help sandbox-tools browser-tools
 
 help:
 	@echo "make lab        create .venv if needed and open the course in JupyterLab"
@@ -49,7 +49,21 @@ sandbox-tools:
 			echo "bubblewrap is not installed: the grader's --sandbox tests are skipped (Debian: apt-get install bubblewrap)"; \
 	fi
 
-test: $(STAMP) sandbox-tools
+# tests/test_browser.py drives Debian's chromium through chromium-driver. As root with apt (CI containers) they
+# are installed here; elsewhere the browser tests say how to get them and are skipped.
+BROWSER_OK := command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
+browser-tools:
+	@if ! { $(BROWSER_OK); }; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+			{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; \
+		fi; \
+		$(BROWSER_OK) || \
+			echo "chromium or chromedriver is not installed: the browser tests are skipped (Debian: apt-get install chromium chromium-driver)"; \
+	fi
+
+test: $(STAMP) sandbox-tools browser-tools
 	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
 
 # test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all
