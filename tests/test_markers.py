@@ -1,11 +1,14 @@
-"""The slow marker: ``make test-fast`` leaves the slow tests out, ``make test`` runs everything.
+"""The test harness: the slow marker (``make test-fast`` leaves the slow tests out, ``make test`` runs
+everything) and the scratch model cache every test runs against.
 
 The slow tests are the grader's wrong-variant runs (a judge and a worker process per variant), the
 real deployments and the federated simulation; benchmarks/bench_tests.py measures what each file
 costs with and without them."""
 import ast
+import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -87,3 +90,20 @@ def test_make_test_runs_everything():
     words = pytest_lines[0].split()
     assert {"tests", "notebooks", "exercises"} <= set(words), pytest_lines[0]
     assert words.count("-m") == 1, f"make test selects by marker: {pytest_lines[0]}"  # only python -m pytest
+
+
+# --------------------------------------------------------------------------- the scratch model cache
+def test_every_test_uses_a_scratch_model_cache(isolated_cache, tmp_path_factory):
+    """tests/conftest.py's autouse fixture: never the developer's own cache, and subprocesses inherit it."""
+    from mlsec_lessons import cache
+
+    assert cache.cache_dir() == isolated_cache and isolated_cache.is_relative_to(tmp_path_factory.getbasetemp())
+    seen = subprocess.run([sys.executable, "-c", "from mlsec_lessons import cache; print(cache.cache_dir())"],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert Path(seen.stdout.strip()) == isolated_cache, seen.stderr
+
+
+def test_fresh_cache_is_empty_and_the_tests_own(fresh_cache, isolated_cache):
+    from mlsec_lessons import cache
+
+    assert cache.cache_dir() == fresh_cache != isolated_cache and not any(fresh_cache.iterdir())
