@@ -16,9 +16,10 @@ import pytest
 from mlsec_lessons.grading import grade, sandbox
 
 CHEATS = Path(__file__).parent / "cheats"
+# each cheat in the default mode runs in make test-fast; under bubblewrap again in make test (slow)
 MODES = [pytest.param(False, id="default"),
-         pytest.param(True, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(),
-                                                                  reason=str(sandbox.problem())))]
+         pytest.param(True, id="sandbox", marks=[pytest.mark.slow, pytest.mark.skipif(not sandbox.available(),
+                                                                                     reason=str(sandbox.problem()))])]
 
 
 def messages(report):
@@ -86,6 +87,7 @@ def test_a_lingering_process_is_killed_in_time(use_sandbox):
             pytest.fail(f"the double-forked child {pid} outlived the grading (state {state})")
 
 
+@pytest.mark.slow  # bubblewrap: make test
 def test_the_solutions_on_disk_are_hidden_by_the_sandbox():
     # in the default mode the course folder is readable (documented); the sandbox hides it
     if not sandbox.available():
@@ -109,6 +111,7 @@ def test_sandbox_refuses_to_degrade(monkeypatch):
         sandbox.problem.cache_clear()
 
 
+@pytest.mark.slow  # bubblewrap: make test
 @pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem()))
 def test_reference_scores_full_marks_in_the_sandbox():
     report = grade("ex0", solutions=True, sandbox=True)
@@ -142,6 +145,7 @@ def test_what_a_submission_reaches_by_default(tmp_path, monkeypatch):
                      "read_classmate": True, "network": True, "own_file": True}
 
 
+@pytest.mark.slow  # bubblewrap: make test
 @pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem()))
 def test_what_a_submission_reaches_in_the_sandbox(tmp_path, monkeypatch):
     found = probe(tmp_path, monkeypatch, True)
