@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +24,13 @@ def run_nbval(tmp_path, stdout_saved, stderr_saved):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a Jupyter kernel under nbval, as make test runs the notebooks
 def test_stderr_is_not_compared(tmp_path):
     done = run_nbval(tmp_path, "result 42\n", "a different progress bar\n")
     assert done.returncode == 0, done.stdout[-2000:]
 
 
+@pytest.mark.slow  # a Jupyter kernel under nbval, as make test runs the notebooks
 def test_checked_stdout_still_is(tmp_path):
     done = run_nbval(tmp_path, "result 41\n", "progress 37%\n")
     assert done.returncode == 1 and "result 41" in done.stdout, done.stdout[-2000:]
