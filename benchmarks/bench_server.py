@@ -13,12 +13,9 @@ A third server, the secured one with its audit log switched off, is measured as 
 shows how much of the cost is the log (whose every append also overwrites a small signed anchor).
 
 Issue 15 added limits that bound what one client can make the server hold: headers of at most
-64 KiB (which needs uvicorn's h11 parser; httptools has no limit), at most 64 connections, a rate
-limit per client address before authentication, and a 10 s deadline for the body. Two more servers
-measure their cost: the secured server with all of them off (on httptools, as before issue 15), and
-its peer, the plain server on httptools. The security layer's cost is each secured server against
-the plain server on the same parser; the limits' cost is the secured server against the same
-server without them.
+64 KiB (counted as they reach uvicorn's httptools parser), at most 64 connections, a rate limit per
+client address before authentication, and a 10 s deadline for the body. One more server measures
+their cost: the secured server with all of them off, as it was before issue 15.
 
 Run: ``python benchmarks/run.py server``. Goal: the security layer costs at most 20% of throughput.
 """
@@ -38,13 +35,10 @@ GOAL = 0.20         # the most throughput the security layer may cost
 SECONDS = 2.0       # per measurement
 ROUNDS = 3          # the servers alternate this many times per setting
 SETTINGS = ((1, 1), (1, 4), (32, 4))  # (instances per request, concurrent clients)
-KINDS = ("plain", "secured", "no-audit", "headers", "plain-httptools", "secured-no-limits")
+KINDS = ("plain", "secured", "no-audit", "headers", "secured-no-limits")
 LABELS = {"plain": "plain (peer)", "secured": "secured", "no-audit": "secured, audit log off (diagnostic)",
           "headers": "plain + security headers only (diagnostic)",
-          "plain-httptools": "plain on httptools (peer of the next row)",
-          "secured-no-limits": "secured without the issue-15 limits, on httptools"}
-PEER = {"plain": None, "secured": "plain", "no-audit": "plain", "headers": "plain", "plain-httptools": None,
-        "secured-no-limits": "plain-httptools"}
+          "secured-no-limits": "secured without the issue-15 limits (as before issue 15)"}
 NO_LIMITS = {"client_rate": None, "body_timeout_s": None, "max_header_bytes": None, "max_connections": None}
 
 
@@ -86,11 +80,10 @@ def _serve(kind, folder):
     from mlsec_lessons.deployment import keys, server
 
     model_dir, public = course.demo_model_dir(), keys.dev_signing_key()[1]
-    if kind in ("plain", "headers", "plain-httptools"):
+    if kind in ("plain", "headers"):
         app = plain_app(server.load_model(model_dir, public))
-        # the runner reads its transport limits (parser, connections) from the app's settings
-        app.state.settings = server.ServerSettings(model_dir=model_dir,
-                                                   **(NO_LIMITS if kind == "plain-httptools" else {}))
+        # the runner reads its transport limits (headers, connections) from the app's settings
+        app.state.settings = server.ServerSettings(model_dir=model_dir)
         if kind == "headers":  # diagnostic: the response headers alone, which the client must parse
             settings = app.state.settings
             app = _with_headers(app)
@@ -187,7 +180,7 @@ def run():
     with tempfile.TemporaryDirectory() as folder:
         procs = {kind: _start(kind, folder) for kind in KINDS}
         try:
-            headers = {kind: {} if kind.startswith(("plain", "headers")) else {"Authorization": f"Bearer {token}"}
+            headers = {kind: {} if kind in ("plain", "headers") else {"Authorization": f"Bearer {token}"}
                        for kind in KINDS}
             rows = []
             for batch, concurrency in SETTINGS:
@@ -205,7 +198,7 @@ def run():
                 best = {kind: max(rps[kind]) * batch for kind in KINDS}  # predictions, not requests
                 per = {kind: None if None in cpu[kind] else statistics.median(cpu[kind]) / batch for kind in KINDS}
                 for kind in KINDS:
-                    peer = PEER[kind]
+                    peer = None if kind == "plain" else "plain"
                     limits = ""  # the issue-15 limits' own cost: secured against secured without them
                     if kind == "secured":
                         limits = f"{1 - best['secured'] / best['secured-no-limits']:.0%} throughput"
@@ -236,10 +229,8 @@ def run():
                   "of every run; server CPU ms/prediction: the server process's user+system CPU time (from "
                   "/proc) per prediction, median over the runs, which other load disturbs least (TensorFlow's "
                   "worker threads spin while waiting, so it over-counts the model's share for every server alike). "
-                  "security cost (throughput) = 1 - secured/peer predictions/s; security cost (CPU) = "
-                  "1 - peer/secured CPU per prediction, the throughput lost when the server is CPU-bound; the peer "
-                  "is the plain server on the same HTTP parser (h11 for the first four rows, httptools for the "
-                  "last two). "
+                  "security cost (throughput) = 1 - secured/plain predictions/s; security cost (CPU) = "
+                  "1 - plain/secured CPU per prediction, the throughput lost when the server is CPU-bound. "
                   "'secured' verifies the JWT (HS256, PyJWT), consults the per-subject token bucket, checks "
                   "the content type, reads the body against its size limit, validates shape, type, finiteness "
                   "and range, adds the security headers, and appends an HMAC-chained audit "
@@ -248,11 +239,11 @@ def run():
                   "overwrites the log's fixed-size signed anchor in place (both files stay open between requests). "
                   "The 'security headers only' row is the plain server plus the 11 response headers: its gap to "
                   "'plain' is mostly the load generator's, which parses them in Python. "
-                  "The issue-15 limits (headers at most 64 KiB on the h11 parser, 64 connections, a token bucket "
-                  "per client address before authentication, consulted on every request but set never to refuse "
-                  "here, and a 10 s body deadline) are on in every row but the last two; 'cost of the issue-15 "
-                  "limits' = 1 - secured/secured-without-them predictions/s (and the same for CPU): mostly the "
-                  "h11 parser, which is pure Python where httptools is C. "
+                  "The issue-15 limits (headers at most 64 KiB, 64 connections, a token bucket per client address "
+                  "before authentication, consulted on every request but set never to refuse here, and a 10 s "
+                  "body deadline) are on in every row but the last (the plain peer has the same header and "
+                  "connection limits); 'cost of the issue-15 limits' = 1 - secured/secured-without-them "
+                  "predictions/s, and 1 - without/with for CPU. "
                   "Each server is a separate process; this process generates the load (its threads share one "
                   "GIL), so on a machine with few cores the client competes with the servers for CPU and absolute "
                   "figures are lower bounds. "
