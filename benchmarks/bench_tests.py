@@ -116,6 +116,8 @@ def remark(store, slow):
 def per_file(record):
     rows = defaultdict(lambda: {"tests": 0, "slow": 0, "seconds": 0.0, "slow_seconds": 0.0, "failed": 0})
     for test in record["tests"].values():
+        if record.get("exit_status") == 2 and test["seconds"] == 0:  # an interrupted run: not reached
+            continue
         row = rows[test["file"]]
         row["tests"] += 1
         row["seconds"] += test["seconds"]
@@ -169,6 +171,12 @@ def _totals(store):
         for run, command, goal in (("fast", 'pytest tests -m "not slow"', FAST_GOAL_S), ("all", "pytest tests", None)):
             rec = store.get(label, {}).get(run)
             if rec:
+                if rec.get("exit_status") == 2:  # pytest's INTERRUPTED: the run was stopped partway
+                    done = sorted({v["file"] for v in rec["tests"].values() if v["seconds"] > 0})
+                    lines.append(f"| {label} | `{command}` | {sum(v['seconds'] > 0 for v in rec['tests'].values())} "
+                                 f"of {len(rec['tests'])} run | {rec['wall_s']:.0f} | stopped partway | "
+                                 f"{rec['when']}, commit {rec['commit']}: interrupted after {len(done)} files |")
+                    continue
                 lines.append(f"| {label} | `{command}` | {len(rec['tests'])} | {rec['wall_s']:.0f} | "
                              f"{'<= %d' % goal if goal else '(make test adds the notebooks)'} | "
                              f"{rec['when']}, commit {rec['commit']}: {rec['summary']} |")
