@@ -134,3 +134,14 @@ def test_cli_builds_the_bundle_and_refuses_bad_input(tmp_path, capsys, monkeypat
     assert cli.main(["gradescope", "ex0", "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "has no solutions/ex0_security_metrics.py" in err and err.count("\n") == 1
+
+
+def test_a_report_is_a_frame_of_frozen_checks():
+    import dataclasses
+
+    graded = report()
+    frame = graded.to_frame()
+    assert list(frame.columns) == ["name", "points", "earned", "passed", "message"]
+    assert frame["earned"].tolist() == [2, 0] and frame["message"].tolist() == ["", "1 - asr, please"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        graded.checks[0].passed = True

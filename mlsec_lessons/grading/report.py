@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckResult:
     """One check: its name, what it is worth, and whether it passed (and if not, why)."""
 
@@ -17,6 +17,13 @@ class CheckResult:
     @property
     def earned(self):
         return self.points if self.passed else 0
+
+    def to_frame(self):
+        """The check as a one-row pandas DataFrame (name, points, earned, passed, message)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"name": self.name, "points": self.points, "earned": self.earned,
+                              "passed": self.passed, "message": self.message}])
 
 
 @dataclass
@@ -41,6 +48,14 @@ class Report:
     def full_marks(self):
         # no checks at all means the grader could not run: that is not full marks
         return bool(self.checks) and not self.note and self.score == self.total
+
+    def to_frame(self):
+        """One row per check (name, points, earned, passed, message), for display in a notebook."""
+        import pandas as pd
+
+        return pd.DataFrame([{"name": c.name, "points": c.points, "earned": c.earned, "passed": c.passed,
+                              "message": c.message} for c in self.checks],
+                            columns=["name", "points", "earned", "passed", "message"])
 
     def failed(self):
         """``{check name: why it failed}`` for every check that did not pass."""
