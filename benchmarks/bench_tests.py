@@ -130,37 +130,53 @@ def per_file(record):
 
 # --------------------------------------------------------------------------- the table
 def table(store):
-    """``run()``'s dict for benchmarks/run.py, from the stored measurements."""
+    """``run()``'s dict for benchmarks/run.py, from the stored measurements: a row per test file, with
+    its seconds in the full run (all of its tests, the slow ones, the rest), in the test-fast run, and
+    in the full run before a change, where each was measured ("-" where not)."""
     after, before = store.get("after", {}), store.get("before", {})
     full = after.get("all") or before.get("all")
-    if not full:
-        raise SystemExit("no full run stored yet: run bench_tests.py --runs all first")
-    files = per_file(full)
+    fast = after.get("fast") or before.get("fast")
+    if not (full or fast):
+        raise SystemExit("nothing stored yet: run bench_tests.py first")
+    files = per_file(full) if full else {}
+    quick = per_file(fast) if fast else {}
     old = per_file(before["all"]) if before.get("all") and after.get("all") else {}
-    columns = ["test file", "tests", "marked slow", "seconds in the suite", "of which slow", "seconds not slow"]
+    columns = ["test file", "tests", "marked slow", "seconds in the suite", "of which slow", "seconds not slow",
+               "seconds in test-fast"]
     if old:
         columns.insert(3, "seconds before")
+
+    def cell(table, name, key):
+        return f"{table[name][key]:.1f}" if name in table else "-"
+
     rows = []
-    for name in sorted(files, key=lambda f: -files[f]["seconds"]):
-        r = files[name]
-        row = [name.removeprefix("tests/"), r["tests"], r["slow"],
-               f"{r['seconds']:.1f}", f"{r['slow_seconds']:.1f}", f"{r['seconds'] - r['slow_seconds']:.1f}"]
+    names = sorted(set(files) | set(quick), key=lambda f: (-files.get(f, {}).get("seconds", 0.0),
+                                                            -quick.get(f, {}).get("seconds", 0.0)))
+    for name in names:
+        r = files.get(name)
+        counts = r or quick[name]
+        row = [name.removeprefix("tests/"), counts["tests"] if r else f"{counts['tests']} (not slow)",
+               r["slow"] if r else "-", cell(files, name, "seconds"), cell(files, name, "slow_seconds"),
+               f"{r['seconds'] - r['slow_seconds']:.1f}" if r else "-", cell(quick, name, "seconds")]
         if old:
-            row.insert(3, f"{old[name]['seconds']:.1f}" if name in old else "-")
-        if r["failed"]:
-            row[0] += f" ({r['failed']} failed)"
+            row.insert(3, cell(old, name, "seconds"))
+        failed = (r or {}).get("failed", 0) + quick.get(name, {}).get("failed", 0)
+        if failed:
+            row[0] += f" ({failed} failed)"
         rows.append(row)
     total = sum(r["seconds"] for r in files.values())
     slow = sum(r["slow_seconds"] for r in files.values())
     rows.append(["**all files**", sum(r["tests"] for r in files.values()), sum(r["slow"] for r in files.values()),
                  *([f"{sum(r['seconds'] for r in old.values()):.1f}"] if old else []),
-                 f"{total:.1f}", f"{slow:.1f}", f"{total - slow:.1f}"])
+                 f"{total:.1f}", f"{slow:.1f}", f"{total - slow:.1f}", f"{sum(r['seconds'] for r in quick.values()):.1f}"])
     notes = [_totals(store), "", _conditions(store)]
-    slowest = sorted(full["tests"].items(), key=lambda kv: -kv[1]["seconds"])[:15]
-    notes += ["", "The 15 slowest tests of the full run (set-up included: a shared fixture counts for its first user):",
-              "", "| test | seconds | slow |", "|---|---|---|"]
-    notes += [f"| `{k.removeprefix('tests/')}` | {v['seconds']:.1f} | {'yes' if v['slow'] else ''} |"
-              for k, v in slowest]
+    for title, rec in (("full run", full), ("test-fast run", fast)):
+        if rec:
+            slowest = sorted(rec["tests"].items(), key=lambda kv: -kv[1]["seconds"])[:15]
+            notes += ["", f"The 15 slowest tests of the {title} (set-up included: a shared fixture counts for its "
+                      "first user):", "", "| test | seconds | slow |", "|---|---|---|"]
+            notes += [f"| `{k.removeprefix('tests/')}` | {v['seconds']:.1f} | {'yes' if v['slow'] else ''} |"
+                      for k, v in slowest]
     return {"title": "The test suite, file by file (pytest, one process, in the suite's order)",
             "columns": columns, "rows": rows, "notes": "\n".join(notes)}
 
