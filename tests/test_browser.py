@@ -126,7 +126,7 @@ def lab(browser_paths, tmp_path_factory):
                                 f"(exit code {proc.poll()}); its log ends:\n{server.log_tail()}")
                 time.sleep(0.5)
         spec = json.loads((home / "data" / "kernels" / KERNEL / "kernel.json").read_text())
-        assert Path(spec["argv"][0]).parent == ROOT / ".venv" / "bin", spec["argv"]
+        assert os.path.samefile(Path(spec["argv"][0]).parent, ROOT / ".venv" / "bin"), spec["argv"]
         yield server
         server.shutdown_kernels()
     finally:
