@@ -178,8 +178,9 @@ def page(lab, driver):
 
 # --- small helpers -------------------------------------------------------------------------------------------
 
-def wait(driver, seconds, condition, what):
-    """Wait until ``condition(driver)`` is truthy and return it; fail saying ``what`` did not happen."""
+def wait(driver, seconds, condition, what, lab=None):
+    """Wait until ``condition(driver)`` is truthy and return it; fail saying ``what`` did not happen (and how the
+    ``lab``'s log ends)."""
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -187,7 +188,8 @@ def wait(driver, seconds, condition, what):
         return WebDriverWait(driver, seconds, poll_frequency=0.5, ignored_exceptions=[StaleElementReferenceException]
                              ).until(condition)
     except TimeoutException:
-        pytest.fail(f"{what() if callable(what) else what} did not happen within {seconds} s")
+        log = f"; the lab's log ends:\n{lab.log_tail(2000)}" if lab else ""
+        pytest.fail(f"{what() if callable(what) else what} did not happen within {seconds} s{log}")
 
 
 def css(driver, selector):
@@ -208,7 +210,7 @@ def open_notebook(driver, lab, path):
     """Open ``path`` in a fresh workspace and wait until it shows the course kernel, started and idle."""
     driver.get(f"{lab.url}/lab/tree/{path}?reset&token={lab.token}")
     wait(driver, OPEN_S, lambda d: kernel_state(d) == (KERNEL_DISPLAY, "idle"),
-         lambda: f"{path} opening with the {KERNEL_DISPLAY} kernel idle (it shows {kernel_state(driver)})")
+         lambda: f"{path} opening with the {KERNEL_DISPLAY} kernel idle (it shows {kernel_state(driver)})", lab)
     tabs = [e.text for e in css(driver, ".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")]
     assert tabs == [Path(path).name], tabs
     assert not css(driver, ".jp-Dialog"), [e.text for e in css(driver, ".jp-Dialog")]
@@ -228,7 +230,7 @@ def wait_for_idle(driver, lab, seconds, what):
         return idle.streak >= 2
 
     idle.streak = 0
-    wait(driver, seconds, idle, what)
+    wait(driver, seconds, idle, lambda: f"{what} (prompts {code_prompts(driver)})", lab)
 
 
 def run_all(driver, lab, seconds=RUN_ALL_S):
