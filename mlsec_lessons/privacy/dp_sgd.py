@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..attacks import fgsm_rs_eps_step
 from ..cache import PrivacySpend, cached_fit, fingerprint
 from ..errors import InvalidParameterError
 from ..models import EpochBar, build, compile_for_training, in_notebook
@@ -261,7 +262,7 @@ def fgsm_rs_examples(model, loss_fn, x, y, eps, seed):
     with tf.GradientTape() as tape:
         tape.watch(start)
         loss = tf.reduce_sum(_losses(loss_fn, y, model(start, training=False)))
-    step = start + 1.25 * eps * tf.sign(tape.gradient(loss, start))
+    step = start + fgsm_rs_eps_step(eps) * tf.sign(tape.gradient(loss, start))
     return tf.clip_by_value(tf.clip_by_value(step, x - eps, x + eps), 0.0, 1.0)
 
 
