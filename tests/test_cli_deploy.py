@@ -133,6 +133,7 @@ def test_audit_verify_exits_1_naming_the_first_bad_line(deployment, env, tmp_pat
     assert bad.returncode == 1 and f"line {line}" in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow  # a real deployment: mlsec serve with TLS
 def test_serve_with_tls_answers_and_exits_cleanly_on_ctrl_c(deployment, env, tmp_path):
     log = tmp_path / "audit.jsonl"
     proc = subprocess.Popen(
