@@ -195,6 +195,7 @@ def test_fgsm_rs_examples_stay_in_the_ball_and_raise_the_loss(digits):
     assert LOSS(y, model(adv)) > LOSS(y, model(x))
 
 
+@pytest.mark.slow
 def test_dp_adversarial_training_is_more_robust_at_the_same_epsilon(digits):
     from mlsec_lessons import attacks
 
