@@ -204,6 +204,7 @@ def test_a_variant_must_edit_one_place(tmp_path):
         solution_variant("ex0", "text that is not in the solution", "x", tmp_path)
 
 
+@pytest.mark.slow  # a judge per exercise, twice
 def test_cli_grades_a_submission_folder(tmp_path, capsys):
     (tmp_path / f"{NAME}.py").write_text(SOLUTION.read_text())
     total = grade("ex0", SOLUTION).total

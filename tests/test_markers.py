@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MUST_BE_SLOW = [
     ("test_grading.py", "test_wrong_solutions_lose_points"),
     ("test_grading.py", "test_each_stub_scores_zero_and_shows_its_hints"),
+    ("test_grading.py", "test_cli_grades_a_submission_folder"),
+    ("test_cli_deploy.py", "test_serve_with_tls_answers_and_exits_cleanly_on_ctrl_c"),
     ("test_grading_ex1.py", "test_wrong_solutions_lose_points"),
     ("test_grading_ex1.py", "test_library_answers_earn_nothing"),
     ("test_grading_ex2.py", "test_wrong_solutions_lose_points"),
