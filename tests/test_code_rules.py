@@ -1,0 +1,115 @@
+"""Rules of the code base that a linter cannot see: private stays private, one name one meaning."""
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import mlsec_lessons
+
+PACKAGE = Path(mlsec_lessons.__file__).parent
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _resolve(module, node):
+    """The absolute module a ``from ... import`` names."""
+    if node.level == 0:
+        return node.module or ""
+    base = module.split(".")
+    is_package = base and Path(PACKAGE.parent, *base, "__init__.py").exists()
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def private_imports():
+    """``(file:line, what)`` for every private name one course module takes from another."""
+    found = []
+    for module, path in _modules():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        aliases = {}  # local name -> course module it refers to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                source = _resolve(module, node)
+                if not source.startswith("mlsec_lessons"):
+                    continue
+                for alias in node.names:
+                    name = alias.name
+                    if name.startswith("_") and not name.startswith("__") and source != module:
+                        found.append((f"{path.relative_to(PACKAGE.parent)}:{node.lineno}", f"{source}.{name}"))
+                    aliases[alias.asname or name] = f"{source}.{name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("mlsec_lessons"):
+                        aliases[alias.asname or alias.name.split(".")[0]] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.value.id in aliases):
+                target = aliases[node.value.id]
+                if importlib.util.find_spec(target.rsplit(".", 1)[0]) is not None and _is_module(target):
+                    found.append((f"{path.relative_to(PACKAGE.parent)}:{node.lineno}", f"{target}.{node.attr}"))
+    return found
+
+
+def _is_module(dotted):
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def test_no_private_name_crosses_modules():
+    found = private_imports()
+    assert not found, "private helpers used from another module (make them public):\n" + "\n".join(
+        f"  {where}: {what}" for where, what in found)
+
+
+def test_the_rule_can_fail(tmp_path, monkeypatch):
+    fake = tmp_path / "mlsec_lessons"
+    (fake / "sub").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "a.py").write_text("def _helper():\n    pass\n")
+    (fake / "sub" / "__init__.py").write_text("")
+    (fake / "sub" / "b.py").write_text("from ..a import _helper\nfrom .. import a\na._helper()\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in list(__import__("sys").modules) if m.startswith("mlsec_lessons")]:
+        monkeypatch.delitem(__import__("sys").modules, name)
+    found = private_imports()
+    assert [what for _, what in found] == ["mlsec_lessons.a._helper", "mlsec_lessons.a._helper"]
+
+
+def _public_names():
+    """Every public function and class each course module defines, by name."""
+    names = {}
+    for info in pkgutil.walk_packages(mlsec_lessons.__path__, "mlsec_lessons."):
+        if ".grading.checks" in info.name or info.name.endswith("flower_app") or ".flower_app." in info.name:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - an optional module that fails to import is another test's job
+            continue
+        for name, obj in vars(module).items():
+            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if getattr(obj, "__module__", None) == info.name:
+                names.setdefault(name, set()).add(info.name)
+    return names
+
+
+@pytest.mark.parametrize("name", ["epsilon_lower_bound", "attack_success_rate", "adversarial_train", "accuracy",
+                                  "train", "repo_root"])
+def test_one_name_one_meaning(name):
+    homes = _public_names().get(name, set())
+    assert len(homes) <= 1, f"{name} is defined in {sorted(homes)}: one name, one meaning"
