@@ -13,8 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPEATS = 3
 N = 2000
 
@@ -55,7 +53,7 @@ def run():
     for batch in (100, 1):
         n = N if batch > 1 else 200  # one query per request is slow: time fewer and scale
         victim = HttpVictim(srv.url, auth.issue_token(secret, f"bench-{batch}", "user"), batch_size=batch)
-        seconds = _best(lambda: victim.predict(x[:n])) * N / n
+        seconds = _best(lambda victim=victim, n=n: victim.predict(x[:n])) * N / n
         timings.append((f"HTTP, {batch} per request", seconds))
         victim.close()
     srv.stop()

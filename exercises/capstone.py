@@ -45,8 +45,8 @@ from mlsec_lessons.defenses.detection import AdversarialDetector, detection_data
 from mlsec_lessons.deployment import artifacts, audit, auth, keys, server, tls
 from mlsec_lessons.governance import checklist, controls, coverage, measure
 from mlsec_lessons.governance.model_card import CARD_FILE, ModelCard, release_decision
-from mlsec_lessons.privacy_attacks.auditing import clopper_pearson
 from mlsec_lessons.privacy import accounting, dp_sgd
+from mlsec_lessons.privacy_attacks.auditing import clopper_pearson
 from mlsec_lessons.theft.prada import PRADA
 
 INTENDED_USE = ("teaching: classifying 8x8 images of handwritten digits in this course; "

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsec_lessons import cli, notebook_hygiene as hygiene
+from mlsec_lessons import cli
+from mlsec_lessons import notebook_hygiene as hygiene
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "exercises").glob("*.ipynb"))

@@ -3,8 +3,18 @@ import numpy as np
 import pytest
 
 from mlsec_lessons.errors import InvalidParameterError, MLSecError, ParameterTypeError, SecurityError
-from mlsec_lessons.validation import (as_generator, as_int_seed, check_bounds, check_choice, check_fraction,
-                                      check_int, check_labels, check_real, check_seed, check_xy)
+from mlsec_lessons.validation import (
+    as_generator,
+    as_int_seed,
+    check_bounds,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_labels,
+    check_real,
+    check_seed,
+    check_xy,
+)
 
 
 def test_error_hierarchy():
