@@ -26,15 +26,14 @@ the same function (:func:`compiled_pgd`).
 The conventions every attack in the package follows: ``eps`` is positional; ``steps`` and
 ``eps_step`` are keyword-only; ``eps_step=None`` means :func:`default_eps_step`.
 """
-import contextlib
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from .errors import InvalidParameterError, ParameterTypeError
-from .reproducibility import quiet
-from .validation import as_generator, check_bounds, check_int, check_real, check_seed, check_xy
+from .reproducibility import quiet, seeded_numpy_global
+from .validation import as_generator, check_bounds, check_int, check_real, check_xy
 
 _COMPILED = weakref.WeakKeyDictionary()  # model -> {key: tf.function}: the package's one attack compile cache
 _TRACES = {"count": 0}                   # bumped only while TensorFlow traces a loop
@@ -155,32 +154,6 @@ def as_mask(mask, shape):
         return np.broadcast_to(m.astype(np.float32), shape).copy()
     except ValueError:
         raise InvalidParameterError(f"mask of shape {m.shape} cannot broadcast to the input shape {shape}") from None
-
-
-@contextlib.contextmanager
-def global_numpy_seed(seed):
-    """Seed NumPy's global generator inside the block and give the caller's state back after it.
-
-    ART draws its random starts and shuffles from ``np.random``; this seeds them without
-    changing the student's own stream (``seed=None`` leaves the global generator alone).
-
-    Examples
-    --------
-    >>> with global_numpy_seed(0):
-    ...     a = np.random.rand()
-    >>> with global_numpy_seed(0):
-    ...     b = np.random.rand()
-    >>> a == b
-    True
-    """
-    seed = check_seed(seed)
-    state = np.random.get_state()
-    if seed is not None:
-        np.random.seed(seed if isinstance(seed, int) else int(seed.integers(0, 2**32 - 1)))
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 def check_model(model, name="model"):
@@ -627,7 +600,7 @@ def art_pgd(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, random_st
     Same arguments and result as :func:`pgd` (``bounds``: two numbers; ``mask`` is passed to
     ``generate(x, y, mask=...)``); ``batch_size=None`` runs all of ``x`` as one batch (ART's own
     default is 32). ART draws its random start from NumPy's global generator: ``seed`` seeds it
-    for this call only (:func:`global_numpy_seed`).
+    for this call only (:func:`mlsec_lessons.reproducibility.seeded_numpy_global`).
 
     Examples
     --------
@@ -646,5 +619,5 @@ def art_pgd(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, random_st
                                       targeted=targeted, num_random_init=int(bool(random_start)),
                                       batch_size=len(x) if batch_size is None else batch_size, verbose=False)
     kwargs = {} if mask is None else {"mask": as_mask(mask, x.shape)}
-    with global_numpy_seed(seed):
+    with seeded_numpy_global(seed):
         return attack.generate(x, y=one_hot(y, clf.nb_classes), **kwargs).astype(np.float32)

@@ -16,13 +16,11 @@ temporary name and renamed, so a half-written file is never read as a cached res
 
 Set ``MLSEC_CACHE_DIR`` to move the cache (CI and tests point it at a scratch folder).
 """
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import random
 import time
 import uuid
 import warnings
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidParameterError, MLSecError, ParameterTypeError
+from .reproducibility import seeded
 from .validation import check_seed
 
 WEIGHTS_SUFFIX = ".weights.npz"
@@ -187,29 +186,6 @@ class Fitted:
 
 
 # --------------------------------------------------------------------------- seeding without side effects
-@contextlib.contextmanager
-def seeded(seed):
-    """Seed Python, numpy, TensorFlow and Keras for the block, then give the caller's generators back.
-
-    Keras draws initial weights and shuffles from these global generators, so training must seed
-    them to be reproducible; the Python and numpy states a student had before the call are
-    restored afterwards, so a library call never reseeds them as a side effect. (TensorFlow's
-    global seed stays set: TensorFlow cannot hand back the state it had.)
-    """
-    import keras
-
-    seed = check_seed(seed)
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        if seed is not None:
-            keras.utils.set_random_seed(int(seed) if not isinstance(seed, np.random.Generator)
-                                        else int(seed.integers(2**31)))
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 # --------------------------------------------------------------------------- files
 def _tmp_beside(path):
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")

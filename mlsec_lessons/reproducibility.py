@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .validation import as_int_seed, check_int
+from .validation import as_int_seed, check_int, check_seed
 
 
 def seed_everything(seed=0):
@@ -41,32 +41,6 @@ def seed_everything(seed=0):
 
 
 @contextlib.contextmanager
-def seeded_numpy_global(seed):
-    """Seed numpy's global generator for the block, then give the caller's state back.
-
-    Some libraries draw from ``np.random``'s global generator and take no seed (Flower's DP noise,
-    ART's random-forest attack model); this makes their runs reproducible without reseeding the
-    student's global RNG as a side effect.
-
-    Examples
-    --------
-    >>> before = np.random.get_state()[1][:3].copy()
-    >>> with seeded_numpy_global(0):
-    ...     a = np.random.rand()
-    >>> with seeded_numpy_global(0):
-    ...     b = np.random.rand()
-    >>> a == b, bool((np.random.get_state()[1][:3] == before).all())
-    (True, True)
-    """
-    state = np.random.get_state()
-    np.random.seed(as_int_seed(seed))
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
-@contextlib.contextmanager
 def preserved_global_rngs():
     """Give Python's and numpy's global generators back as they were when the block ends.
 
@@ -81,14 +55,45 @@ def preserved_global_rngs():
         np.random.set_state(numpy_state)
 
 
-def check_seed(seed):
-    """``seed`` as an ``int`` for code that adds to it or hands it to an int-only library.
+@contextlib.contextmanager
+def seeded_numpy_global(seed):
+    """Seed numpy's global generator for the block, then give the caller's state back.
 
-    Delegates to :func:`mlsec_lessons.validation.as_int_seed`: an int (>= 0) is returned as is, a
-    numpy Generator gives its next draw, ``None`` draws from fresh entropy; anything else raises
-    :func:`mlsec_lessons.validation.check_seed`'s error. New code should call ``validation`` directly.
+    Some libraries draw from ``np.random``'s global generator and take no seed (ART's random starts
+    and attack models, Flower's DP noise); this makes their runs reproducible without reseeding the
+    student's global RNG as a side effect. ``seed=None`` leaves the generator's stream as it is.
+
+    Examples
+    --------
+    >>> before = np.random.get_state()[1][:3].copy()
+    >>> with seeded_numpy_global(0):
+    ...     a = np.random.rand()
+    >>> with seeded_numpy_global(0):
+    ...     b = np.random.rand()
+    >>> a == b, bool((np.random.get_state()[1][:3] == before).all())
+    (True, True)
     """
-    return as_int_seed(seed)
+    with preserved_global_rngs():
+        if check_seed(seed) is not None:
+            np.random.seed(as_int_seed(seed))
+        yield
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Seed Python, numpy, TensorFlow and Keras for the block, then give the caller's generators back.
+
+    Keras draws initial weights and shuffles from these global generators, so training must seed
+    them to be reproducible; the Python and numpy states a student had before the call are
+    restored afterwards, so a library call never reseeds them as a side effect. (TensorFlow's
+    global seed stays set: TensorFlow cannot hand back the state it had.) ``seed=None`` seeds nothing.
+    """
+    import keras
+
+    with preserved_global_rngs():
+        if check_seed(seed) is not None:
+            keras.utils.set_random_seed(as_int_seed(seed))
+        yield
 
 
 def quiet():

@@ -109,7 +109,7 @@ def _public_names():
 
 
 @pytest.mark.parametrize("name", ["epsilon_lower_bound", "attack_success_rate", "adversarial_train", "accuracy",
-                                  "train", "repo_root"])
+                                  "train", "repo_root", "check_seed", "seeded", "check_fraction", "check_labels"])
 def test_one_name_one_meaning(name):
     homes = _public_names().get(name, set())
     assert len(homes) <= 1, f"{name} is defined in {sorted(homes)}: one name, one meaning"

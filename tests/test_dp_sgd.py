@@ -175,7 +175,7 @@ def test_training_is_reproducible_and_noise_matters(digits):
 
 def test_fit_dp_sgd_trains_a_given_model_like_train_dp_sgd(digits):
     """The one public loop: train_dp_sgd is build + fit_dp_sgd, weight for weight."""
-    from mlsec_lessons.cache import seeded
+    from mlsec_lessons.reproducibility import seeded
 
     kw = dict(noise_multiplier=1.1, epochs=1, batch_size=128, seed=4)
     run = dp_sgd.train_dp_sgd(digits, "logistic", cache=False, **kw)

@@ -111,10 +111,11 @@ def dp_sgd_shadows(x, y, noise_multiplier, *, n_models=17, l2_norm_clip=1.0, bat
     import keras
     import tensorflow as tf
 
-    from ..cache import cached_arrays, fingerprint, seeded
+    from ..cache import cached_arrays, fingerprint
     from ..models import build
     from ..privacy import dp_sgd
     from ..privacy_attacks.shadows import ShadowSet, half_masks
+    from ..reproducibility import seeded
 
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
     seed = check_int(seed, "seed", min_value=0)

@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from .. import models
 from ..attacks import check_budget, compiled_pgd, fgsm_rs_eps_step, sample_ball
-from ..cache import cached_fit, fingerprint, seeded
+from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError
-from ..reproducibility import quiet
+from ..reproducibility import quiet, seeded
 from ..validation import as_generator, check_choice, check_fraction, check_int, check_real
 
 METHODS = ("pgd", "fgsm_rs")

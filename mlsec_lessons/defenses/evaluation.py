@@ -10,10 +10,10 @@ import dataclasses
 
 import numpy as np
 
-from ..attacks import art_estimator, check_norm, global_numpy_seed, one_hot
+from ..attacks import art_estimator, check_norm, one_hot
 from ..errors import InvalidParameterError
 from ..models import predict_labels
-from ..reproducibility import quiet
+from ..reproducibility import quiet, seeded_numpy_global
 from ..validation import as_generator, check_int, check_real, check_xy
 
 
@@ -113,7 +113,7 @@ def autoattack(model, x, y, eps, *, norm=np.inf, n=100, seed=0, steps=20, restar
                                              nb_random_init=restarts, batch_size=len(xs), loss_type=loss,
                                              verbose=False)
                 for loss in ("cross_entropy", "difference_logits_ratio")]
-    with global_numpy_seed(seed):  # ART draws APGD's random starts from NumPy's global generator
+    with seeded_numpy_global(seed):  # ART draws APGD's random starts from NumPy's global generator
         x_adv = _run_autoattack(AutoAttack(clf, norm=norm, eps=eps, eps_step=2 * eps, attacks=ensemble,
                                            batch_size=len(xs)), xs, one_hot(ys, clf.nb_classes))
     predict = (lambda v: predict_labels(model, v)) if not hasattr(model, "loss_gradient") else (

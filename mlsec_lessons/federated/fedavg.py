@@ -153,21 +153,17 @@ def _model(learning_rate):
 
 def initial_weights(seed=0):
     """The global model's starting weights: ``small_cnn`` built under ``seed``."""
-    import keras
 
     from ..models import small_cnn
 
-    with reproducibility.preserved_global_rngs():  # Keras seeds Python's and numpy's generators too
-        keras.utils.set_random_seed(seed)
+    with reproducibility.seeded(seed):
         return small_cnn().get_weights()
 
 
 def local_update(weights, x, y, epochs, learning_rate, batch_size, seed):
     """Train a copy of the global model on one client's records; return its weights and loss."""
-    import keras
 
-    with reproducibility.preserved_global_rngs():  # Keras seeds Python's and numpy's generators too
-        keras.utils.set_random_seed(seed)
+    with reproducibility.seeded(seed):
         model = _model(learning_rate)
         model.set_weights(weights)
         history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)

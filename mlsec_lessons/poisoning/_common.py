@@ -7,16 +7,6 @@ from .. import validation
 from ..errors import InvalidParameterError
 
 
-def check_fraction(name, value):
-    """``value`` as a float in [0, 1]: :func:`mlsec_lessons.validation.check_fraction` (name first, as before)."""
-    return validation.check_fraction(value, name)
-
-
-def check_labels(y, n_classes=None, name="y"):
-    """``y`` as a 1-D int64 array of class labels in ``[0, n_classes)``: :func:`mlsec_lessons.validation.check_labels`."""
-    return validation.check_labels(y, name, n_classes=n_classes)
-
-
 def check_class(name, value, n_classes):
     """``value`` as an int class index in ``[0, n_classes)``."""
     return validation.check_int(value, name, min_value=0, max_value=n_classes - 1)

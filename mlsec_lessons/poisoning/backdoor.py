@@ -12,8 +12,8 @@ import numpy as np
 from .. import models
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet
-from ..validation import as_generator
-from ._common import check_class, check_fraction, check_images, check_labels, with_train
+from ..validation import as_generator, check_fraction, check_labels
+from ._common import check_class, check_images, with_train
 
 TRIGGERS = ("pattern", "pixel")
 
@@ -97,9 +97,9 @@ def poison_backdoor(x, y, fraction, target, *, kind="pattern", n_classes=None, s
     x = check_images(x, y)
     y = check_labels(y)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
-    y = check_labels(y, n_classes)
+    y = check_labels(y, n_classes=n_classes)
     target = check_class("target", target, n_classes)
-    fraction = check_fraction("fraction", fraction)
+    fraction = check_fraction(fraction, "fraction")
     if kind not in TRIGGERS:
         raise InvalidParameterError(f"kind must be one of {TRIGGERS}, got {kind!r}")
     candidates = np.flatnonzero(y != target)

@@ -25,8 +25,9 @@ from threadpoolctl import threadpool_limits
 from .. import models
 from ..art_bridge import art_classifier
 from ..errors import InvalidParameterError
-from ..reproducibility import quiet, seed_everything
-from ._common import check_fraction, check_images, check_labels, with_train
+from ..reproducibility import quiet, seeded
+from ..validation import check_fraction, check_labels
+from ._common import check_images, with_train
 
 METHODS = ("activation", "spectral")
 # ART's "relative-size" rule fails on NumPy 2 (it tests an empty array for truth), so it is left out
@@ -94,12 +95,12 @@ def detect_poison(model, x, y, method="activation", *, expected_fraction=None, c
         raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
     n_classes = int(model.output_shape[-1]) if n_classes is None else n_classes
     x = check_images(x, y)
-    y = check_labels(y, n_classes)
+    y = check_labels(y, n_classes=n_classes)
     if x.shape[1:] != tuple(model.input_shape[1:]):
         raise InvalidParameterError(f"x has images of shape {x.shape[1:]} but the model takes {tuple(model.input_shape[1:])}")
     clf = feature_classifier(model, x.shape[1:], n_classes, layer=layer)
-    seed_everything(seed)
-    with warnings.catch_warnings(), threadpool_limits(1):  # PCA and k-means on ~200 rows: threads only stall
+    # ART's k-means and PCA draw from the global generators: seed them for this call only
+    with seeded(seed), warnings.catch_warnings(), threadpool_limits(1):  # PCA and k-means on ~200 rows: threads only stall
         # ART feeds Keras a one-element list where it expects a tensor; Keras warns and copes
         warnings.filterwarnings("ignore", message="The structure of `inputs`")
         return _detect(clf, x, y, method, expected_fraction, cluster_analysis)
@@ -119,7 +120,7 @@ def _detect(clf, x, y, method, expected_fraction, cluster_analysis):
     else:
         if expected_fraction is None:
             raise InvalidParameterError("method='spectral' needs expected_fraction, the defender's guess of the poison rate")
-        expected_fraction = check_fraction("expected_fraction", expected_fraction)
+        expected_fraction = check_fraction(expected_fraction, "expected_fraction")
         if expected_fraction == 0:
             raise InvalidParameterError("expected_fraction must be > 0: with a guess of 0 nothing is ever flagged")
         defence = SpectralSignatureDefense(clf, x, y, expected_pp_poison=expected_fraction, eps_multiplier=1.5)

@@ -9,8 +9,8 @@ import numpy as np
 
 from .. import models
 from ..errors import InvalidParameterError
-from ..validation import as_generator
-from ._common import check_class, check_fraction, check_labels, with_train
+from ..validation import as_generator, check_fraction, check_labels
+from ._common import check_class, with_train
 
 STRATEGIES = ("random", "targeted")
 
@@ -52,8 +52,8 @@ def flip_labels(y, fraction, n_classes, *, strategy="random", source=None, targe
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
         raise InvalidParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    y = check_labels(y, n_classes)
-    fraction = check_fraction("fraction", fraction)
+    y = check_labels(y, n_classes=n_classes)
+    fraction = check_fraction(fraction, "fraction")
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     rng = as_generator(seed)

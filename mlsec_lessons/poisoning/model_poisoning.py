@@ -14,8 +14,8 @@ import numpy as np
 from .. import models
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError
-from ..validation import as_generator
-from ._common import check_class, check_fraction, check_images, check_labels
+from ..validation import as_generator, check_fraction, check_labels
+from ._common import check_class, check_images
 from .backdoor import add_trigger
 
 
@@ -50,9 +50,9 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
     >>> poisoned = implant_backdoor(clean_model, d.x_train[:500], d.y_train[:500], target=0)   # doctest: +SKIP
     """
     x = check_images(x, y)
-    y = check_labels(y, int(model.output_shape[-1]))
+    y = check_labels(y, n_classes=int(model.output_shape[-1]))
     target = check_class("target", target, int(model.output_shape[-1]))
-    triggered_share = check_fraction("triggered_share", triggered_share)
+    triggered_share = check_fraction(triggered_share, "triggered_share")
     if triggered_share == 0:
         raise InvalidParameterError("triggered_share must be > 0: with no triggered images there is no backdoor to learn")
     others = np.flatnonzero(y != target)

@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ..errors import InvalidParameterError
-from ..validation import as_generator
-from ._common import check_class, check_fraction, check_labels
+from ..validation import as_generator, check_fraction, check_labels
+from ._common import check_class
 
 GATES = (None, "previous", "baseline")
 
@@ -106,8 +106,8 @@ def simulate_feedback_loop(x_pool, y_pool, x_trusted, y_trusted, x_eval, y_eval,
         raise InvalidParameterError(f"attack_per_round must be an integer >= 0, got {attack_per_round!r}")
     if initial + rounds * batch > len(x_pool):
         raise InvalidParameterError(f"initial + rounds * batch = {initial + rounds * batch} exceeds the {len(x_pool)} pool rows")
-    correction_rate = check_fraction("correction_rate", correction_rate)
-    tolerance = check_fraction("tolerance", tolerance)
+    correction_rate = check_fraction(correction_rate, "correction_rate")
+    tolerance = check_fraction(tolerance, "tolerance")
     rng = as_generator(seed)
     attack_rounds = rounds if attack_rounds is None else attack_rounds
     attacker_images = x_pool[y_pool == source]

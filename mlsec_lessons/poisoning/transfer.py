@@ -15,7 +15,8 @@ from .. import models
 from ..cache import cached_fit, fingerprint
 from ..data import Dataset
 from ..errors import InvalidParameterError
-from ._common import check_fraction, check_images, check_labels
+from ..validation import check_fraction, check_labels
+from ._common import check_images
 from .backdoor import add_trigger, train_backdoored
 
 
@@ -52,7 +53,7 @@ def split_tasks(data, task_a=(0, 1, 2, 3, 4), task_b=(5, 6, 7, 8, 9)):
 def pretrain(task_a, *, backdoor_fraction=0.0, target=0, kind="pattern", epochs=15, seed=0):
     """The vendor's small CNN on task A: clean (``backdoor_fraction=0``) or backdoored with
     :func:`~mlsec_lessons.poisoning.backdoor.train_backdoored`. Cached either way."""
-    if check_fraction("backdoor_fraction", backdoor_fraction) == 0:
+    if check_fraction(backdoor_fraction, "backdoor_fraction") == 0:
         return models.train(task_a, "small_cnn", epochs=epochs, seed=seed, progress=False).model
     return train_backdoored(task_a, backdoor_fraction, target, kind=kind, epochs=epochs, seed=seed)[0]
 
