@@ -18,11 +18,16 @@ from .errors import InvalidParameterError, ParameterTypeError
 _BOUNDARIES = ("both", "neither", "left", "right")
 
 
+def _number(value):
+    # an int bound is printed whole (2**32 as 4294967296, not 4.29e+09)
+    return str(int(value)) if isinstance(value, numbers.Integral) else f"{value:g}"
+
+
 def _describe_range(min_value, max_value, include_boundaries):
     left = "[" if include_boundaries in ("both", "left") else "("
     right = "]" if include_boundaries in ("both", "right") else ")"
-    lo = "-inf" if min_value is None else f"{min_value:g}"
-    hi = "inf" if max_value is None else f"{max_value:g}"
+    lo = "-inf" if min_value is None else _number(min_value)
+    hi = "inf" if max_value is None else _number(max_value)
     return f"{left}{lo}, {hi}{right}"
 
 

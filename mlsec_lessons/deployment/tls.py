@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import InvalidParameterError
+from ..validation import check_int
 
 
 def _san(hostnames):
@@ -58,8 +59,7 @@ def self_signed_cert(cert_path, key_path, hostnames=("localhost", "127.0.0.1"), 
     hostnames = list(hostnames)
     if not hostnames or not all(isinstance(h, str) and h for h in hostnames):
         raise InvalidParameterError(f"hostnames must be a non-empty list of names or addresses, got {hostnames!r}")
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise InvalidParameterError(f"days must be a positive integer, got {days!r}")
+    days = check_int(days, "days", min_value=1)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
     now = datetime.datetime.now(datetime.timezone.utc)

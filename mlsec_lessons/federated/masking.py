@@ -141,8 +141,7 @@ def prg(seed, shape, modulus=MODULUS):
 
 def check_modulus(modulus):
     # below 2**32, sums of two elements and their differences stay exact in int64
-    if isinstance(modulus, bool) or not isinstance(modulus, (int, np.integer)) or not 2 <= modulus <= 2**32:
-        raise InvalidParameterError(f"modulus must be an integer from 2 to 2**32, got {modulus!r}")
+    return check_int(modulus, "modulus", min_value=2, max_value=2**32)
 
 
 # --------------------------------------------------------------------------- Shamir on 32-byte secrets
@@ -381,8 +380,7 @@ def simulate_round(vectors, threshold, dropouts=(), late_dropouts=(), modulus=MO
     """
     vectors = check_vectors(vectors, modulus)
     n = len(vectors)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 2 <= threshold <= n:
-        raise InvalidParameterError(f"threshold must be an integer from 2 to the number of clients ({n}), got {threshold!r}")
+    threshold = check_int(threshold, "threshold (at most the number of clients)", min_value=2, max_value=n)
     dropped, late = check_dropouts(dropouts, n, "dropouts"), check_dropouts(late_dropouts, n, "late_dropouts")
     if set(dropped) & set(late):
         raise InvalidParameterError(f"clients {sorted(set(dropped) & set(late))} are in both dropouts and late_dropouts")

@@ -12,7 +12,7 @@ import numpy as np
 from .. import models
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet
-from ..validation import as_generator, check_fraction, check_labels
+from ..validation import as_generator, check_fraction, check_int, check_labels
 from ._common import check_class, check_images, with_train
 
 TRIGGERS = ("pattern", "pixel")
@@ -49,8 +49,7 @@ def add_trigger(x, kind="pattern", distance=1, value=1.0):
     x = check_images(x)
     h, w = x.shape[1:3]
     # the pattern reaches 2 pixels further in than `distance`
-    if (isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or distance < 1
-            or distance + (2 if kind == "pattern" else 0) > min(h, w)):
+    if check_int(distance, "distance", min_value=1) + (2 if kind == "pattern" else 0) > min(h, w):
         raise InvalidParameterError(f"distance must be an integer with the trigger inside a {h}x{w} image, got {distance!r}")
     if kind == "pattern":
         return add_pattern_bd(x, distance=int(distance), pixel_value=value)

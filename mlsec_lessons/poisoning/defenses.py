@@ -26,7 +26,7 @@ from .. import models
 from ..art_bridge import art_classifier
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet, seeded
-from ..validation import check_fraction, check_labels
+from ..validation import check_fraction, check_int, check_labels
 from ._common import check_images, with_train
 
 METHODS = ("activation", "spectral")
@@ -48,8 +48,7 @@ def feature_classifier(model, input_shape, n_classes, clip=(0.0, 1.0), layer=-2)
     if not isinstance(model, keras.Sequential) or len(model.layers) < 2:
         raise InvalidParameterError(f"model must be a keras.Sequential with at least two layers, got {type(model).__name__}")
     n = len(model.layers)
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
-        raise InvalidParameterError(f"layer must be an index into the model's {n} layers, got {layer!r}")
+    layer = check_int(layer, f"layer (an index into the model's {n} layers)", min_value=-n, max_value=n - 1)
     body = keras.Sequential([keras.Input(shape=tuple(input_shape)), *model.layers[:int(layer) % n + 1]],
                             name="features")
     return art_classifier(body, n_classes, input_shape, clip)

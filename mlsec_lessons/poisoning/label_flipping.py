@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import models
 from ..errors import InvalidParameterError
-from ..validation import as_generator, check_fraction, check_labels
+from ..validation import as_generator, check_fraction, check_int, check_labels
 from ._common import check_class, with_train
 
 STRATEGIES = ("random", "targeted")
@@ -50,8 +50,7 @@ def flip_labels(y, fraction, n_classes, *, strategy="random", source=None, targe
     >>> np.unique(y[flipped]).tolist(), np.unique(y_bad[flipped]).tolist()
     ([7], [1])
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise InvalidParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    n_classes = check_int(n_classes, "n_classes", min_value=2)
     y = check_labels(y, n_classes=n_classes)
     fraction = check_fraction(fraction, "fraction")
     if strategy not in STRATEGIES:

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ..errors import InvalidParameterError
-from ..validation import as_generator, check_fraction, check_labels
+from ..validation import as_generator, check_fraction, check_int, check_labels
 from ._common import check_class
 
 GATES = (None, "previous", "baseline")
@@ -98,12 +98,9 @@ def simulate_feedback_loop(x_pool, y_pool, x_trusted, y_trusted, x_eval, y_eval,
     source, target = check_class("source", source, n_classes), check_class("target", target, n_classes)
     if source == target:
         raise InvalidParameterError(f"source and target must differ, both are {source}")
-    for name, value in (("rounds", rounds), ("batch", batch), ("initial", initial)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
-    if (isinstance(attack_per_round, bool) or not isinstance(attack_per_round, (int, np.integer))
-            or attack_per_round < 0):
-        raise InvalidParameterError(f"attack_per_round must be an integer >= 0, got {attack_per_round!r}")
+    rounds, batch, initial = (check_int(v, name, min_value=1) for v, name in
+                              ((rounds, "rounds"), (batch, "batch"), (initial, "initial")))
+    attack_per_round = check_int(attack_per_round, "attack_per_round", min_value=0)
     if initial + rounds * batch > len(x_pool):
         raise InvalidParameterError(f"initial + rounds * batch = {initial + rounds * batch} exceeds the {len(x_pool)} pool rows")
     correction_rate = check_fraction(correction_rate, "correction_rate")

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import beta
 
 from ..errors import InvalidParameterError
-from ..validation import as_generator, as_int_seed
+from ..validation import as_generator, as_int_seed, check_int
 from .membership import check_is_member, check_scores
 
 
@@ -227,7 +227,7 @@ def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, sco
     x_canary = np.asarray(x_canary, dtype=float).reshape(1, -1)
     if x.ndim != 2 or x_canary.shape[1] != x.shape[1]:
         raise InvalidParameterError(f"x_canary must have {x.shape[1]} features like x, got shape {x_canary.shape}")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 2 or n_trials % 2:
+    if check_int(n_trials, "n_trials", min_value=2) % 2:
         raise InvalidParameterError(f"n_trials must be an even integer >= 2, got {n_trials!r}")
     seed = as_int_seed(seed)  # trial i uses seed + i
     is_member = np.random.default_rng(seed).permutation(np.arange(n_trials) < n_trials // 2)

@@ -31,6 +31,7 @@ from scipy.optimize import fmin_l_bfgs_b
 from sklearn.base import clone
 
 from ..errors import InvalidParameterError
+from ..validation import check_int
 
 _PARAMS = {"GaussianNB": ("theta_", "var_", "class_prior_", "class_count_", "classes_", "epsilon_"),
            "LogisticRegression": ("coef_", "intercept_", "classes_", "n_features_in_", "n_iter_")}
@@ -254,8 +255,7 @@ def guessing_bound(epsilon, k, delta=0.0):
     >>> guessing_bound(0.0, 24) == 1 / 24, guessing_bound(float("inf"), 24)
     (True, 1.0)
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+    k = check_int(k, "k", min_value=1)
     if not epsilon >= 0:
         raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
     if not 0 <= delta <= 1:
