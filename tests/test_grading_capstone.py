@@ -118,8 +118,8 @@ WRONG = {
         '                             "alerts are only written to the log; nobody is paged, no incident process"),\n',
         "", ["coverage_counts_every_control"], "coverage_counts_every_control"),
     "DP-SGD without adversarial examples": (
-        "delta=self.delta, seed=self.seed, adversarial_eps=self.eps, progress=False)",
-        "delta=self.delta, seed=self.seed, progress=False)",
+        "adversarial_eps=self.eps, progress=False)",
+        "progress=False)",
         ["trains_with_dp_on_adversarial_examples", "trained_model_is_robust_and_accurate"],
         "trained_model_is_robust_and_accurate"),
 }
