@@ -31,7 +31,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from .errors import InvalidParameterError, ParameterTypeError
+from .errors import InvalidParameterError, ParameterTypeError, RunError
 from .reproducibility import quiet, seeded_numpy_global
 from .validation import as_generator, check_bounds, check_int, check_real, check_xy
 
@@ -323,7 +323,7 @@ def _enforce_ball(x_adv, x0, eps, norm, lo, hi):
                 return x_adv
             shrink = (eps / length[bad] * (1 - 1e-6)).reshape((-1,) + (1,) * (delta.ndim - 1))
             x_adv[bad] = (x0[bad] + delta[bad] * shrink).astype(np.float32)
-    raise RuntimeError("could not place x_adv inside the eps-ball")  # pragma: no cover
+    raise RunError("could not place x_adv inside the eps-ball")  # pragma: no cover
 
 
 def _check_attack_input(x, y, bounds, n_classes=None):

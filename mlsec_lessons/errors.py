@@ -22,3 +22,7 @@ class ParameterTypeError(MLSecError, TypeError):
 
 class SecurityError(MLSecError):
     """A security check failed: integrity, authenticity or policy. Never a ``ValueError``."""
+
+
+class RunError(MLSecError, RuntimeError):
+    """Something the course ran (a simulation, a server process, a check) did not finish as it must."""

@@ -113,3 +113,28 @@ def _public_names():
 def test_one_name_one_meaning(name):
     homes = _public_names().get(name, set())
     assert len(homes) <= 1, f"{name} is defined in {sorted(homes)}: one name, one meaning"
+
+
+# The grader's worker answers the student's process in built-in errors on purpose: they cross the wire
+# by name, and the student's code should not need this package to read them.
+BUILTIN_RAISES_ALLOWED = {"mlsec_lessons/grading/worker.py", "mlsec_lessons/grading/remote.py"}
+
+
+def builtin_raises():
+    """``file:line`` for every ``raise ValueError(...)`` (or another bare built-in) in the package."""
+    found = []
+    for _, path in _modules():
+        rel = str(path.relative_to(PACKAGE.parent))
+        if rel in BUILTIN_RAISES_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and isinstance(node.exc.func, ast.Name)
+                    and node.exc.func.id in {"ValueError", "TypeError", "RuntimeError", "KeyError", "Exception"}):
+                found.append(f"{rel}:{node.lineno} raises {node.exc.func.id}")
+    return found
+
+
+def test_every_error_is_an_mlsec_error():
+    found = builtin_raises()
+    assert not found, "raise an mlsec_lessons.errors class (an MLSecError) instead:\n" + "\n".join(found)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mlsec_lessons.errors import InvalidParameterError, MLSecError, ParameterTypeError, SecurityError
+from mlsec_lessons.errors import InvalidParameterError, MLSecError, ParameterTypeError, RunError, SecurityError
 from mlsec_lessons.validation import (
     as_generator,
     as_int_seed,
@@ -21,6 +21,7 @@ def test_error_hierarchy():
     assert issubclass(InvalidParameterError, ValueError) and issubclass(InvalidParameterError, MLSecError)
     assert issubclass(ParameterTypeError, TypeError) and issubclass(ParameterTypeError, MLSecError)
     assert issubclass(SecurityError, MLSecError) and not issubclass(SecurityError, ValueError)
+    assert issubclass(RunError, MLSecError) and issubclass(RunError, RuntimeError)
 
 
 @pytest.mark.parametrize("value", [1, 5, np.int64(3)])

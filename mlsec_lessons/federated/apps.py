@@ -16,7 +16,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, RunError
 from . import fedavg
 from .secagg import secagg_router
 
@@ -94,8 +94,8 @@ def run_simulation(jobs, num_clients=10, num_cpus=None, verbose=False):
                               num_supernodes=num_clients, backend_config=backend_config(num_cpus))
     missing = [n for n in names if n not in results]
     if missing:
-        raise RuntimeError(f"the simulation ended without finishing {missing}; rerun with verbose=True "
-                           "to see Flower's log")
+        raise RunError(f"the simulation ended without finishing {missing}; rerun with verbose=True "
+                       "to see Flower's log")
     results["_seconds"] = time.perf_counter() - start
     return results
 

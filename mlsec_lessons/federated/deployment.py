@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import RunError
 from ..validation import check_choice, check_int
 
 APP_DIR = Path(__file__).with_name("flower_app")
@@ -42,12 +43,12 @@ def _wait_for_port(port, process, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with status {process.returncode} before listening "
-                               f"on port {port}")
+            raise RunError(f"{process.args[0]} exited with status {process.returncode} before listening "
+                           f"on port {port}")
         if not _port_free(port):
             return
         time.sleep(0.2)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} after {timeout} s")
+    raise RunError(f"nothing listened on 127.0.0.1:{port} after {timeout} s")
 
 
 def commands(num_clients=4):
@@ -95,7 +96,7 @@ def launch(num_clients=4, rounds=3, scheme="dirichlet", timeout=900, out=None):
     check_choice(scheme, "scheme", ("dirichlet", "iid"))
     busy = [p for p in (SUPERLINK, *range(FIRST_SUPERNODE, FIRST_SUPERNODE + num_clients)) if not _port_free(p)]
     if busy:
-        raise RuntimeError(f"ports {busy} on 127.0.0.1 are in use: is another SuperLink or SuperNode running?")
+        raise RunError(f"ports {busy} on 127.0.0.1 are in use: is another SuperLink or SuperNode running?")
     out = out or sys.stdout
     home = tempfile.mkdtemp(prefix="mlsec-flwr-")
     # the SuperLink and SuperNodes start Flower's other executables (flower-superexec) by name

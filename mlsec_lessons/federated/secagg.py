@@ -34,7 +34,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
 from .. import reproducibility
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, RunError
 from . import fedavg
 
 
@@ -316,7 +316,7 @@ class SecureResult:
                        for nid, _, configs in stage if RECORD_KEY_CONFIGS in configs}
             if vectors and all(v is not None for v in vectors.values()):
                 return {nid: [bytes_to_ndarray(b) for b in v] for nid, v in vectors.items()}
-        raise RuntimeError("no masked vectors in the recorded SecAgg+ round")
+        raise RunError("no masked vectors in the recorded SecAgg+ round")
 
     def arrays_the_server_saw(self):
         """Every float array the SecAgg+ server received in any stage (none: only masked bytes)."""

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, RunError
 from ..metrics import security_coverage
 
 STATUSES = ("in place", "failed", "not implemented")
@@ -65,8 +65,8 @@ def _run(component, control):
     try:
         result = control.check()
     except Exception as e:  # a probe that crashes is a broken probe, not evidence either way
-        raise RuntimeError(f"the check of {component.name!r} / {control.name!r} raised "
-                           f"{type(e).__name__}: {e}") from e
+        raise RunError(f"the check of {component.name!r} / {control.name!r} raised "
+                       f"{type(e).__name__}: {e}") from e
     ok, detail = result if isinstance(result, tuple) and len(result) == 2 else (result, "")
     if not isinstance(ok, bool):
         raise InvalidParameterError(f"the check of {component.name!r} / {control.name!r} returned {result!r}; "
