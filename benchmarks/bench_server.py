@@ -39,7 +39,7 @@ KINDS = ("plain", "secured", "no-audit", "headers", "secured-no-limits")
 LABELS = {"plain": "plain (peer)", "secured": "secured", "no-audit": "secured, audit log off (diagnostic)",
           "headers": "plain + security headers only (diagnostic)",
           "secured-no-limits": "secured without the issue-15 limits (as before issue 15)"}
-NO_LIMITS = {"client_rate": None, "body_timeout_s": None, "max_header_bytes": None, "max_connections": None}
+NO_LIMITS = {"client_rate": None, "body_timeout_s": None, "header_timeout_s": None, "max_header_bytes": None, "max_connections": None}
 
 
 def plain_app(served):

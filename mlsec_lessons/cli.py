@@ -165,6 +165,8 @@ def _add_deploy_commands(commands):
     serve.add_argument("--client-burst", type=int, default=200, help="burst size per client address")
     serve.add_argument("--body-timeout", type=float, default=10.0,
                        help="seconds a request body may take to arrive (default: 10)")
+    serve.add_argument("--header-timeout", type=float, default=10.0,
+                       help="seconds a connection may take to send a request's line and headers (default: 10)")
     serve.add_argument("--max-header-bytes", type=int, default=65536,
                        help="request line and headers at most this long (default: 64 KiB)")
     serve.add_argument("--max-connections", type=int, default=64, help="open connections at most (default: 64)")
@@ -428,6 +430,7 @@ def run_serve(args):
         audit_key_file=args.audit_key_file, rate=args.rate, burst=args.burst, encryption_key=model_key,
         jwt_public_key=args.jwt_public_key, max_token_lifetime=args.max_token_lifetime,
         client_rate=args.client_rate, client_burst=args.client_burst, body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout,
         max_header_bytes=args.max_header_bytes, max_connections=args.max_connections)
     server.serve(host=args.host, port=args.port, tls=args.tls or args.cert is not None, cert=args.cert,
                  key=args.key, settings=settings)

@@ -460,6 +460,25 @@ def test_a_slow_body_is_cut_off_with_408(deployment, tmp_path):
     assert [(e["status"], e["decision"]) for e in entries(log)] == [(408, "deny")]
 
 
+def test_slow_or_silent_headers_are_cut_off_with_408_and_free_their_slot(deployment, tmp_path):
+    # Otherwise max_connections clients that send headers a byte at a time, or nothing, lock everyone out.
+    kwargs = app_kwargs(deployment, audit_log=tmp_path / "a.jsonl", header_timeout_s=1.0, max_connections=2)
+    with server.BackgroundServer(**kwargs) as srv:
+        started = time.monotonic()
+        silent, _ = raw_request(srv.url, b"", pause_s=0.0)  # connects, sends nothing
+        took = time.monotonic() - started
+        head = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(deployment)}\r\n".encode()
+        started = time.monotonic()
+        slow, sent = raw_request(srv.url, head[:1], [bytes([b]) for b in head[1:12]], pause_s=0.5)  # 5.5 s in all
+        slow_took = time.monotonic() - started
+        ok = httpx.get(f"{srv.url}/v1/models", headers={"Authorization": f"Bearer {token(deployment)}"}, timeout=10)
+    assert silent.startswith(b"HTTP/1.1 408") and b"connection: close" in silent.lower(), silent[:200]
+    assert b"x-content-type-options: nosniff" in silent.lower()
+    assert 0.9 <= took < 5, took
+    assert slow.startswith(b"HTTP/1.1 408") and (sent < 12 or slow_took < 5), (slow[:200], sent, slow_took)
+    assert ok.status_code == 200  # the slots came back
+
+
 # ------------------------------------------------------------------ the pieces, against oracles
 
 def test_token_bucket_matches_the_closed_form_bound():
@@ -518,8 +537,8 @@ def test_create_app_rejects_bad_settings(deployment, tmp_path):
             server.create_app(**app_kwargs(deployment, max_token_lifetime=bad))
     with pytest.raises(ValueError, match="model_dir"):
         server.create_app(**app_kwargs(deployment, model_dir=tmp_path / "missing"))
-    for name, bad in (("client_rate", 0), ("client_burst", 0), ("body_timeout_s", -1), ("max_header_bytes", 0),
-                      ("max_connections", 0)):
+    for name, bad in (("client_rate", 0), ("client_burst", 0), ("body_timeout_s", -1), ("header_timeout_s", 0),
+                      ("max_header_bytes", 0), ("max_connections", 0)):
         with pytest.raises(InvalidParameterError, match=name):
             server.create_app(**app_kwargs(deployment, **{name: bad}))
 

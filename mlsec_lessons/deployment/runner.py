@@ -4,7 +4,9 @@ foreground (``mlsec serve``), with the transport limits of the app's settings.
 uvicorn's HTTP parser (httptools) buffers request headers of any size before the app sees the
 request: eight connections sending 64 MB of headers grew the server by about 490 MB. With
 ``max_header_bytes`` set, :class:`HeaderLimitedHttpTools` counts the bytes of a request's line and
-headers as they arrive, and past the limit answers 431 and closes the connection;
+headers as they arrive, and past the limit answers 431 and closes the connection; with
+``header_timeout_s`` set, it also answers 408 and closes a connection whose request line and
+headers do not arrive in time (nor does uvicorn time out a new connection that sends nothing);
 ``max_connections`` caps open connections (503).
 """
 import socket
@@ -21,11 +23,15 @@ class ServerStartError(MLSecError, RuntimeError):
     """uvicorn did not start serving in time (a port in use, a bad certificate...)."""
 
 
-_TOO_LARGE = b"request header fields too large"
-RESPONSE_431 = b"".join([b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-                         b"content-type: text/plain; charset=utf-8\r\n", b"connection: close\r\n",
-                         b"content-length: %d\r\n" % len(_TOO_LARGE),
-                         *(k + b": " + v + b"\r\n" for k, v in ASGI_HEADERS), b"\r\n", _TOO_LARGE])
+def _closing_response(status, body):
+    """A whole HTTP/1.1 response that closes the connection, with the security headers."""
+    return b"".join([b"HTTP/1.1 " + status + b"\r\n", b"content-type: text/plain; charset=utf-8\r\n",
+                     b"connection: close\r\n", b"content-length: %d\r\n" % len(body),
+                     *(k + b": " + v + b"\r\n" for k, v in ASGI_HEADERS), b"\r\n", body])
+
+
+RESPONSE_431 = _closing_response(b"431 Request Header Fields Too Large", b"request header fields too large")
+RESPONSE_408 = _closing_response(b"408 Request Timeout", b"request headers not received in time")
 
 
 class HeaderLimitedHttpTools(HttpToolsProtocol):
@@ -34,20 +40,35 @@ class HeaderLimitedHttpTools(HttpToolsProtocol):
     httptools keeps a header of any size until it is complete. This protocol counts the bytes fed
     to the parser while a request's headers are still incomplete and, past ``max_header_bytes``,
     answers 431 and closes the connection: at most the limit plus one read from the socket is ever
-    held. :func:`uvicorn_options` makes a subclass with the limit of the app's settings.
+    held. A request line and headers that take longer than ``header_timeout_s`` (counted from the
+    connection's opening, or from a kept-alive connection's next request) get 408 and the connection
+    is closed. :func:`uvicorn_options` makes a subclass with the limits of the app's settings.
     """
 
     max_header_bytes = 65536
+    header_timeout_s = 10.0
     _in_head = False
     _head_bytes = 0
+    _head_timer = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._start_head_timer()  # a new connection owes us a request line and headers
 
     def on_message_begin(self):
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._start_head_timer()
 
     def on_headers_complete(self):
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
+
+    def connection_lost(self, exc):
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data):
         super().data_received(data)
@@ -57,22 +78,45 @@ class HeaderLimitedHttpTools(HttpToolsProtocol):
         if self._head_bytes > self.max_header_bytes:
             self._in_head = False
             self.logger.warning("request headers over %d bytes: 431, connection closed", self.max_header_bytes)
-            self.transport.write(RESPONSE_431)
-            self.transport.close()
+            self._refuse(RESPONSE_431)
+
+    def _start_head_timer(self):
+        if self.header_timeout_s:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _stop_head_timer(self):
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self):
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        self.logger.warning("request headers not received within %g s: 408, connection closed",
+                            self.header_timeout_s)
+        self._refuse(RESPONSE_408)
+
+    def _refuse(self, response):
+        self._stop_head_timer()
+        self.transport.write(response)
+        self.transport.close()
 
 
 def uvicorn_options(app):
     """The uvicorn settings that bound what one client can make the server hold, from the app's
     :class:`~mlsec_lessons.deployment.settings.ServerSettings` (``app.state.settings``; an app
     without them gets the default limits): a :class:`HeaderLimitedHttpTools` with the header limit
-    (``max_header_bytes=None``: uvicorn's own httptools protocol, no limit), and at most
+    and the header timeout (both ``None``: uvicorn's own httptools protocol, no limit), and at most
     ``max_connections`` open connections."""
     settings = getattr(getattr(app, "state", None), "settings", None)
     header_bytes = 65536 if settings is None else settings.max_header_bytes
+    header_timeout = 10.0 if settings is None else settings.header_timeout_s
     options = {"server_header": False, "ws": "none", "http": "httptools",
                "limit_concurrency": 64 if settings is None else settings.max_connections}
-    if header_bytes:
-        options["http"] = type("HeaderLimitedHttpTools", (HeaderLimitedHttpTools,), {"max_header_bytes": header_bytes})
+    if header_bytes or header_timeout:
+        options["http"] = type("HeaderLimitedHttpTools", (HeaderLimitedHttpTools,),
+                               {"max_header_bytes": header_bytes or float("inf"), "header_timeout_s": header_timeout})
     return options
 
 

@@ -99,6 +99,10 @@ class ServerSettings:
     body_timeout_s : float or None
         The whole request body must arrive within this many seconds, else 408 and the connection
         is closed. ``None``: no limit.
+    header_timeout_s : float or None
+        A connection must send a request's line and headers within this many seconds of opening
+        (or of starting the request), else 408 and it is closed: a client that sends headers
+        slowly, or nothing, cannot hold one of the ``max_connections`` slots. ``None``: no limit.
     max_header_bytes : int or None
         The most bytes of request line and headers buffered; more gets 431 and the connection is
         closed (:class:`~mlsec_lessons.deployment.runner.HeaderLimitedHttpTools`). ``None``: no limit.
@@ -129,6 +133,7 @@ class ServerSettings:
     client_rate: float = 100.0
     client_burst: int = 200
     body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
     max_header_bytes: int = 65536
     max_connections: int = 64
 
@@ -155,6 +160,8 @@ class ServerSettings:
         put("client_burst", check_int(self.client_burst, "client_burst", min_value=1))
         if self.body_timeout_s is not None:
             put("body_timeout_s", _positive_real(self.body_timeout_s, "body_timeout_s"))
+        if self.header_timeout_s is not None:
+            put("header_timeout_s", _positive_real(self.header_timeout_s, "header_timeout_s"))
         put("max_header_bytes", _optional_int(self.max_header_bytes, "max_header_bytes"))
         put("max_connections", _optional_int(self.max_connections, "max_connections"))
         if isinstance(self.outputs, str) and self.outputs not in OUTPUTS:
