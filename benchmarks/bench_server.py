@@ -14,8 +14,8 @@ shows how much of the cost is the log (whose every append also overwrites a smal
 
 Issue 15 added limits that bound what one client can make the server hold: headers of at most
 64 KiB (counted as they reach uvicorn's httptools parser), at most 64 connections, a rate limit per
-client address before authentication, and a 10 s deadline for the body. One more server measures
-their cost: the secured server with all of them off, as it was before issue 15.
+client address before authentication, and 10 s deadlines for the headers and for the body. One more
+server measures their cost: the secured server with all of them off, as it was before issue 15.
 
 Run: ``python benchmarks/run.py server``. Goal: the security layer costs at most 20% of throughput.
 """
@@ -240,9 +240,9 @@ def run():
                   "The 'security headers only' row is the plain server plus the 11 response headers: its gap to "
                   "'plain' is mostly the load generator's, which parses them in Python. "
                   "The issue-15 limits (headers at most 64 KiB, 64 connections, a token bucket per client address "
-                  "before authentication, consulted on every request but set never to refuse here, and a 10 s "
-                  "body deadline) are on in every row but the last (the plain peer has the same header and "
-                  "connection limits); 'cost of the issue-15 limits' = 1 - secured/secured-without-them "
+                  "before authentication, consulted on every request but set never to refuse here, and 10 s "
+                  "header and body deadlines) are on in every row but the last (the plain peer has the same header and "
+                  "connection limits and header deadline); 'cost of the issue-15 limits' = 1 - secured/secured-without-them "
                   "predictions/s, and 1 - without/with for CPU. "
                   "Each server is a separate process; this process generates the load (its threads share one "
                   "GIL), so on a machine with few cores the client competes with the servers for CPU and absolute "
