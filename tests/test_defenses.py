@@ -149,6 +149,11 @@ def test_detector_catches_plain_pgd_but_not_an_adaptive_attacker(digits, clean_m
     plain = detection.evaluate_detection(clean_model, detector, x, y,
                                          attacks.pgd(clean_model, x, y, 0.15, steps=30, eps_step=0.02, seed=1))
     assert plain.tpr > 0.9 and plain.fpr < 0.1, plain
+    rates = detector.rates(x, attacks.pgd(clean_model, x, y, 0.15, steps=30, eps_step=0.02, seed=1))
+    assert (rates.tpr, rates.fpr) == (plain.tpr, plain.fpr)  # the same flags, counted the same way
+    assert list(rates.to_frame().columns) == ["tpr", "fpr"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rates.tpr = 1.0
     adaptive = detection.evaluate_detection(
         clean_model, detector, x, y, detection.detector_aware_pgd(clean_model, detector, x, y, 0.15, steps=30, eps_step=0.02,
                                                         seed=1))

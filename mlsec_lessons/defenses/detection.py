@@ -63,7 +63,7 @@ class AdversarialDetector:
     >>> X, y = detection_data(x_train, pgd(model, x_train, y_train, 0.15, steps=20, eps_step=0.02))  # doctest: +SKIP
     >>> det = AdversarialDetector().fit(X, y)                                          # doctest: +SKIP
     >>> det.rates(x_test, x_test_adv)              # lesson 03: PGD at eps=0.15          # doctest: +SKIP
-    {'tpr': 0.998, 'fpr': 0.002}
+    DetectionRates(tpr=0.998, fpr=0.002)
     """
 
     def __init__(self, arch="small_cnn", epochs=10, batch_size=64, learning_rate=1e-3, threshold=0.5, seed=0,
@@ -112,8 +112,8 @@ class AdversarialDetector:
         return (self.score_samples(X) >= self.threshold).astype(int)
 
     def rates(self, x_clean, x_adv):
-        """``{"tpr": share of x_adv flagged, "fpr": share of x_clean flagged}``."""
-        return {"tpr": float(np.mean(self.predict(x_adv))), "fpr": float(np.mean(self.predict(x_clean)))}
+        """The detector's :class:`DetectionRates`: the share of ``x_adv`` and of ``x_clean`` it flags."""
+        return DetectionRates(tpr=float(np.mean(self.predict(x_adv))), fpr=float(np.mean(self.predict(x_clean))))
 
 
 def _joint_gradient(model, detector_model, c):
@@ -146,6 +146,20 @@ def detector_aware_pgd(model, detector, x, y, eps, *, steps=40, eps_step=None, c
     c = check_real(c, "c", min_value=0)
     return pgd_loop(_joint_gradient(model, detector.model_, c), x, y, eps, steps=steps, eps_step=eps_step,
                     norm=norm, bounds=bounds, seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionRates:
+    """How often a detector flags attacked and clean inputs."""
+
+    tpr: float  # share of the attacked inputs flagged
+    fpr: float  # share of the clean inputs flagged
+
+    def to_frame(self, index=None):
+        """One row; ``index`` labels it."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
 
 
 @dataclasses.dataclass(frozen=True)
