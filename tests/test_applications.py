@@ -15,8 +15,8 @@ def test_thresholds_and_operating_point_on_a_small_example():
     assert fraud.threshold_for_recall(y, s, 0.75) == 0.6    # 3 of 4 frauds score >= 0.6
     assert fraud.threshold_for_recall(y, s, 1.0) == 0.3
     op = fraud.operating_point(y, s, 0.6)
-    assert op["frauds caught"] == 3 and op["alerts"] == 4 and op["precision"] == 0.75 and op["recall"] == 0.75
-    assert op["false-positive rate"] == 0.25
+    assert op.frauds_caught == 3 and op.alerts == 4 and op.precision == 0.75 and op.recall == 0.75
+    assert op.false_positive_rate == 0.25 and op.to_frame().shape == (1, 7)
     assert fraud.threshold_max_f1(y, s) == 0.3                # F1 0.8 (4 of 6 alerts, every fraud) beats 0.75
 
 
@@ -133,7 +133,7 @@ def test_adversarial_training_lowers_the_evasion_rate_and_costs_precision(fraud_
     assert plain["rate"][0] == robust["rate"][0] == 0.0
     assert plain["rate"][1] >= 0.6 and robust["rate"][1] <= plain["rate"][1] - 0.25, (plain, robust)
     ops = list(case.operating.values())
-    assert ops[0]["95% recall"]["precision"] < 0.2          # the claimed detection rate costs most alerts
+    assert ops[0]["95% recall"].precision < 0.2          # the claimed detection rate costs most alerts
     assert 0.8 <= case.pr_auc["plain MLP"] <= 0.95
     table = case.to_frame()
     assert table.shape == (4, 5) and set(table.index.get_level_values(1)) == {"max F1", "95% recall"}

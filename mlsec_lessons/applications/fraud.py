@@ -115,21 +115,44 @@ def threshold_max_f1(y, score):
     return float(thresholds[np.argmax(f1[:-1])])
 
 
+@dataclasses.dataclass(frozen=True)
+class OperatingPoint:
+    """What flagging ``score >= threshold`` gives a fraud team on one split."""
+
+    threshold: float
+    recall: float               # share of the frauds flagged
+    precision: float            # share of the alerts that are frauds
+    alerts: int                 # transactions flagged
+    frauds_caught: int
+    frauds: int
+    false_positive_rate: float  # share of the legitimate transactions flagged
+
+    def to_frame(self):
+        """One row, for display."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)])
+
+
 def operating_point(y, score, threshold):
     """Precision, recall, alerts and false-positive rate of flagging ``score >= threshold``.
 
+    Returns
+    -------
+    OperatingPoint
+
     Examples
     --------
-    >>> operating_point([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6], 0.5)["precision"]
+    >>> operating_point([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6], 0.5).precision
     0.5
     """
     y, score = _check_scores(y, score)
     flagged = score >= threshold
     caught = int(np.sum(flagged & (y == 1)))
-    return {"threshold": float(threshold), "recall": caught / int(np.sum(y == 1)),
-            "precision": caught / max(int(flagged.sum()), 1), "alerts": int(flagged.sum()),
-            "frauds caught": caught, "frauds": int(np.sum(y == 1)),
-            "false-positive rate": float(np.mean(flagged[y == 0]))}
+    return OperatingPoint(threshold=float(threshold), recall=caught / int(np.sum(y == 1)),
+                          precision=caught / max(int(flagged.sum()), 1), alerts=int(flagged.sum()),
+                          frauds_caught=caught, frauds=int(np.sum(y == 1)),
+                          false_positive_rate=float(np.mean(flagged[y == 0])))
 
 
 def _check_scores(y, score):
@@ -314,7 +337,7 @@ class FraudCase:
     """What :func:`fraud_case` measured. Each dict is keyed by model name."""
 
     fitted: dict          # name -> Fitted (the model and where it came from)
-    operating: dict       # name -> {"max F1": operating_point(...), "95% recall": operating_point(...)} on test
+    operating: dict       # name -> {"max F1": OperatingPoint, "95% recall": OperatingPoint} on test
     pr_auc: dict          # name -> average precision on the test split
     pr_curves: dict       # name -> (precision, recall) on the test split
     evasion: dict         # name -> {"eps": array, "rate": array, "ci": (lo, hi) arrays, "n detected": int}
@@ -334,7 +357,8 @@ class FraudCase:
         for name, points in self.operating.items():
             for rule, op in points.items():
                 rows.append({"model": name, "threshold chosen on validation for": rule, "PR-AUC": self.pr_auc[name],
-                             **{k: op[k] for k in ("recall", "precision", "alerts", "false-positive rate")}})
+                             "recall": op.recall, "precision": op.precision, "alerts": op.alerts,
+                             "false-positive rate": op.false_positive_rate})
         return pd.DataFrame(rows).set_index(["model", "threshold chosen on validation for"])
 
 

@@ -23,7 +23,7 @@ def plot_fraud(case, claimed_recall=0.95):
         left.plot(recall, precision, color=color, label=f"{name} (PR-AUC {case.pr_auc[name]:.2f})")
         for rule, marker in (("max F1", "o"), ("95% recall", "s")):
             op = case.operating[name][rule]
-            left.plot(op["recall"], op["precision"], marker, color=color, markersize=6)
+            left.plot(op.recall, op.precision, marker, color=color, markersize=6)
     for rule, marker in (("max F1", "o"), ("95% recall", "s")):  # legend entries for the two thresholds
         left.plot([], [], marker, color="k", markersize=5, label=f"threshold for {rule} on validation")
     left.axhline(case.base_rate, color="grey", linestyle=":", linewidth=1, label=f"base rate ({case.base_rate:.0%})")
