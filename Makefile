@@ -13,7 +13,7 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 
 help:
 	@echo "make lab        create .venv if needed and open the course in JupyterLab"
-	@echo "make test       create or update .venv, then run every test and notebook"
+	@echo "make test       create or update .venv, then lint (ruff) and run every test and notebook"
 	@echo "make test-fast  lint, then the tests not marked slow (no notebooks): a few minutes"
 	@echo "make course     execute every notebook and render it to HTML in build/"
 	@echo "make stubs      regenerate exercises/*.py from solutions/*.py"
@@ -64,6 +64,7 @@ browser-tools:
 	fi
 
 test: $(STAMP) sandbox-tools browser-tools
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
 
 # test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all

@@ -87,7 +87,9 @@ def test_make_test_fast_lints_then_leaves_the_slow_tests_out():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_test_runs_everything():
-    pytest_lines = [line for line in make_dry_run("test") if "-m pytest" in line]
+    lines = make_dry_run("test")
+    pytest_lines = [line for line in lines if "-m pytest" in line]
+    assert any("ruff check ." in line for line in lines[:lines.index(pytest_lines[0])]), "make test lints first too"
     assert len(pytest_lines) == 1, pytest_lines
     words = pytest_lines[0].split()
     assert {"tests", "notebooks", "exercises"} <= set(words), pytest_lines[0]
