@@ -13,8 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from lab_process import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL, KERNEL_DISPLAY = "mlsec-lessons", "Python (mlsec-lessons)"  # as `make kernel` installs it
@@ -51,11 +50,6 @@ def find_browser():
         pytest.skip(reason)
     return chromium, driver
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 LESSON_02, EX0 = "notebooks/02_adversarial_attacks.ipynb", "exercises/ex0_security_metrics.ipynb"  # run in the browser
@@ -133,17 +127,6 @@ def lab(browser_paths, tmp_path_factory):
         stop(proc)
     assert fingerprint() == before, "running the course in the browser changed a notebook on disk"
 
-
-def stop(proc):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=30)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="session")

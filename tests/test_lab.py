@@ -1,21 +1,15 @@
 """`make lab` really starts JupyterLab: run the target headless and ask the server for /lab."""
 import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_process import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow  # starts JupyterLab as make lab does
@@ -44,14 +38,3 @@ def test_make_lab_serves_jupyterlab(tmp_path):
     finally:
         stop(proc)
 
-
-def stop(proc):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=20)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
