@@ -89,17 +89,19 @@ def skipped(cell):
     return bool(tags & SKIP_TAGS) or first.upper().startswith(SKIP_COMMENTS)
 
 
-def nbval_collects(nb_path):
+def nbval_collects(nb_path, root=ROOT):
     """Does ``make test`` run this notebook under nbval? A reason string if not, else ``None``."""
-    makefile = (ROOT / "Makefile").read_text()
-    test_recipe = re.search(r"^test:.*\n\t(.*)$", makefile, re.M)
-    if test_recipe is None or " notebooks " not in f" {test_recipe.group(1)} ":
+    makefile = (root / "Makefile").read_text()
+    # the recipe is every tab-indented line under ``test:``; the pytest line among them must collect notebooks/
+    test_recipe = re.search(r"^test:.*\n((?:\t.*\n?)+)", makefile, re.M)
+    pytest_lines = [line for line in (test_recipe.group(1).splitlines() if test_recipe else []) if "pytest" in line]
+    if not any(" notebooks " in f" {line} " for line in pytest_lines):
         return "the Makefile's test target does not collect notebooks/"
     if "--nbval" not in makefile:
         return "the Makefile runs pytest without nbval"
-    rel = nb_path.relative_to(ROOT).as_posix()
+    rel = nb_path.relative_to(root).as_posix()
     for name in ("Makefile", "pyproject.toml", "conftest.py"):
-        text = (ROOT / name).read_text()
+        text = (root / name).read_text() if (root / name).exists() else ""
         if re.search(rf"--ignore[-a-z]*[= ]\S*{re.escape(nb_path.name)}|--deselect[= ]\S*{re.escape(nb_path.name)}",
                      text) or (name == "conftest.py" and "collect_ignore" in text and nb_path.name in text):
             return f"{name} excludes {rel}"
@@ -178,3 +180,17 @@ def test_lesson_cells_parse_and_reject_free_text():
         parse_lesson("see lesson 11")
     assert NOT_COVERED.fullmatch("not covered yet (lesson 08, planned)")
     assert not NOT_COVERED.fullmatch("planned")
+
+
+@pytest.mark.parametrize("recipe, collected", [
+    ("test: deps\n\truff check .\n\tpytest tests notebooks --nbval-lax\n", True),
+    ("test: deps\n\tpytest tests notebooks --nbval-lax\n", True),
+    ("test: deps\n\truff check .\n\tpytest tests --nbval-lax\n", False),
+    ("test: deps\n\techo notebooks\n\tpytest tests --nbval-lax\n", False),
+])
+def test_nbval_collects_reads_every_line_of_the_test_recipe(tmp_path, recipe, collected):
+    (tmp_path / "notebooks").mkdir()
+    nb = tmp_path / "notebooks" / "01_x.ipynb"
+    nb.write_text("{}")
+    (tmp_path / "Makefile").write_text(recipe + "\nother:\n\tpytest notebooks\n")
+    assert (nbval_collects(nb, root=tmp_path) is None) == collected
