@@ -8,6 +8,10 @@ KERNEL := mlsec-lessons
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 FAST   := -m "not slow"
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
+# make test runs on JOBS cores (pytest-xdist; at most 4: each worker holds a TensorFlow). --dist loadscope
+# keeps a notebook's cells, and a test file's tests, in one worker and in order.
+JOBS   ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))" 2>/dev/null || echo 2)
+PARALLEL := -n $(JOBS) --dist loadscope
 
 .PHONY: lab test test-fast course stubs kernel lock bench federated clean help sandbox-tools browser-tools
 
@@ -65,7 +69,7 @@ browser-tools:
 
 test: $(STAMP) sandbox-tools browser-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PYTEST_ARGS)
+	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PARALLEL) $(PYTEST_ARGS)
 
 # test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all
 test-fast: $(STAMP) sandbox-tools

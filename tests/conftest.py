@@ -7,16 +7,31 @@
 * Each trained model that several modules use is trained once per run, here.
 """
 import contextlib
+import os
 
 import pytest
 
 from mlsec_lessons import data, models
 
 
+def run_temp(tmp_path_factory):
+    """The run's scratch folder: pytest's base temp folder, or under ``make test``'s parallel workers
+    (pytest-xdist, one ``popen-gwN`` folder each) the folder that holds all of theirs."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def run_temp_dir(tmp_path_factory):
+    return run_temp(tmp_path_factory)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """The session's model cache: empty at the start of the run, shared by every test in it."""
-    path = tmp_path_factory.mktemp("mlsec-cache")
+    """The run's model cache: empty at the start of the run, shared by every test in it (and by every
+    parallel worker: a model one trains, the others load; the cache writes each file atomically)."""
+    path = run_temp(tmp_path_factory) / "mlsec-cache"
+    path.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLSEC_CACHE_DIR", str(path))
         yield path

@@ -97,11 +97,11 @@ def test_make_test_runs_everything():
 
 
 # --------------------------------------------------------------------------- the scratch model cache
-def test_every_test_uses_a_scratch_model_cache(isolated_cache, tmp_path_factory):
+def test_every_test_uses_a_scratch_model_cache(isolated_cache, run_temp_dir):
     """tests/conftest.py's autouse fixture: never the developer's own cache, and subprocesses inherit it."""
     from mlsec_lessons import cache
 
-    assert cache.cache_dir() == isolated_cache and isolated_cache.is_relative_to(tmp_path_factory.getbasetemp())
+    assert cache.cache_dir() == isolated_cache and isolated_cache.is_relative_to(run_temp_dir)
     seen = subprocess.run([sys.executable, "-c", "from mlsec_lessons import cache; print(cache.cache_dir())"],
                           capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert Path(seen.stdout.strip()) == isolated_cache, seen.stderr

@@ -206,12 +206,10 @@ def missing(name, totals):
 
 def missing_report(name, path, **options):
     """The :class:`Report` of a file that is not there: the checks of ``name``, each failed with
-    ``file not found``, 0 of the total. The checks and their points come from grading the stub
-    (the course's own code); ``options`` go to the grader.
+    ``file not found``, 0 of the total. The grader only collects the checks and their points (no
+    check runs); ``options`` go to it.
     """
-    stub = grading.grade(name, course.repo_root() / "exercises" / f"{name}.py", **options)
-    return Report(name, Path(path), checks=[CheckResult(c.name, c.points, False, f"file not found: {path}")
-                                            for c in stub.checks])
+    return grading.grade(name, path, **options)
 
 
 def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True, timeout=None, progress=None):
