@@ -1,4 +1,6 @@
 """Lesson 10's case studies: thresholds, the constrained evasion attack, the DP bookkeeping, the patch."""
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -267,8 +269,8 @@ def test_an_optimised_patch_beats_a_random_sticker(patch_setup):
     assert patch.shape == (3, 3, 1) and patch.min() >= 0 and patch.max() <= 1
     adversarial = perception.patch_success_rate(model, x, y, patch)
     noise = perception.patch_success_rate(model, x, y, np.random.default_rng(1).random((3, 3, 1)))
-    assert adversarial["random placement"] >= noise["random placement"] + 0.05, (adversarial, noise)
-    assert adversarial["best placement"] >= adversarial["random placement"]
+    assert adversarial.random_placement >= noise.random_placement + 0.05, (adversarial, noise)
+    assert adversarial.best_placement >= adversarial.random_placement
 
 
 def test_a_per_image_patch_is_at_least_as_strong_as_the_universal_one(patch_setup):
@@ -289,12 +291,39 @@ def test_a_per_image_patch_is_at_least_as_strong_as_the_universal_one(patch_setu
 def test_spatial_attack_reads_the_grid(patch_setup):
     model, x, y, _ = patch_setup
     none = perception.spatial_attack(model, x, y, grid=[dict()])           # the identity: nothing to find
-    assert none["attack success rate"] == 0.0
+    assert none.attack_success_rate == 0.0
     r = perception.spatial_attack(model, x, y)
-    assert r["accuracy, worst transformation"] <= r["accuracy, random transformation"]
-    assert 0.3 <= r["attack success rate"] <= 1.0
+    assert r.accuracy_worst_transformation <= r.accuracy_random_transformation
+    assert 0.3 <= r.attack_success_rate <= 1.0
     with pytest.raises(ValueError, match="grid"):
         perception.spatial_attack(model, x, y, grid=[])
+
+
+@pytest.mark.parametrize("attack, fields", [
+    ("patch", ["random_placement", "best_placement", "n"]),
+    ("spatial", ["accuracy_random_transformation", "accuracy_worst_transformation", "attack_success_rate"]),
+])
+def test_perception_results_are_frozen_and_show_their_fields(patch_setup, attack, fields):
+    model, x, y, patch = patch_setup
+    r = (perception.patch_success_rate(model, x[:60], y[:60], patch) if attack == "patch"
+         else perception.spatial_attack(model, x[:60], y[:60], grid=[dict(), dict(brightness=1.2)]))
+    assert [f.name for f in dataclasses.fields(r)] == fields
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(r, fields[0], 0.0)
+    frame = r.to_frame(index="plain CNN")
+    assert list(frame.columns) == fields and list(frame.index) == ["plain CNN"]
+    assert frame.loc["plain CNN"].tolist() == [getattr(r, f) for f in fields]
+
+
+def test_perception_case_table_reads_the_results():
+    # built by hand: perception_case itself trains three CNNs, too slow for a unit test
+    spatial = perception.SpatialAttackResult(0.6, 0.1, 0.9)
+    patch = {3: {"adversarial": perception.PatchSuccess(0.3, 1.0, 250)}}
+    case = perception.PerceptionCase(fitted={"m": None}, clean={"m": 0.97}, pgd={"m": 0.5}, spatial={"m": spatial},
+                                     patches={"m": {3: np.zeros((3, 3, 1))}}, patch={"m": patch}, config={})
+    assert case.to_frame().loc["m"].to_dict() == {
+        "clean accuracy": 0.97, "PGD-40, eps 0.1": 0.5, "worst of the transformation grid": 0.9,
+        "3x3 patch, random place": 0.3, "3x3 patch, best place": 1.0}
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -159,6 +159,21 @@ def _patch_gradient(model, images, mask, move, patch, labels, image_shape):
     return np.einsum("bij,bi->j", move, grad_x) / len(images)  # the mean over the batch, as the loss is
 
 
+@dataclasses.dataclass(frozen=True)
+class PatchSuccess:
+    """How often one patch succeeds, over the images the model gets right without it."""
+
+    random_placement: float  # success averaged over every placement: a sticker stuck anywhere
+    best_placement: float    # share of images for which some placement succeeds: an attacker who picks the spot
+    n: int                   # images that counted
+
+    def to_frame(self, index=None):
+        """One row; ``index`` labels it (a model's name, to stack several with ``pd.concat``)."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
+
+
 def patch_success_rate(model, x, y, patch, target=None):
     """Success of a patch at every placement, over the images the model gets right without it.
 
@@ -168,14 +183,14 @@ def patch_success_rate(model, x, y, patch, target=None):
 
     Returns
     -------
-    dict
-        ``"random placement"``: success averaged over every placement (a sticker stuck anywhere);
-        ``"best placement"``: share of images for which *some* placement succeeds (an attacker who
-        picks the spot); ``"n"``: how many images counted.
+    PatchSuccess
+        ``random_placement``: success averaged over every placement (a sticker stuck anywhere);
+        ``best_placement``: share of images for which *some* placement succeeds (an attacker who
+        picks the spot); ``n``: how many images counted.
 
     Examples
     --------
-    >>> patch_success_rate(model, d.x_test, d.y_test, patch)["random placement"]   # doctest: +SKIP
+    >>> patch_success_rate(model, d.x_test, d.y_test, patch).random_placement   # doctest: +SKIP
     """
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
     eligible = _labels(model, x) == y
@@ -187,8 +202,8 @@ def patch_success_rate(model, x, y, patch, target=None):
     corners = placements(x.shape[1:], patch.shape[0])
     pred = _labels(model, np.concatenate([apply_patch(x, patch, c) for c in corners])).reshape(len(corners), len(x)).T
     hits = pred != y[:, None] if target is None else pred == target
-    return {"random placement": float(hits.mean()), "best placement": float(hits.any(axis=1).mean()),
-            "n": int(eligible.sum())}
+    return PatchSuccess(random_placement=float(hits.mean()), best_placement=float(hits.any(axis=1).mean()),
+                        n=int(eligible.sum()))
 
 
 # --------------------------------------------------------------------------- physical-style transformations
@@ -225,16 +240,35 @@ def transformation_grid(angles=(-10, 0, 10), shifts=(-0.5, 0, 0.5), brightness=(
             for a, dr, dc, b in itertools.product(angles, shifts, shifts, brightness)]
 
 
+@dataclasses.dataclass(frozen=True)
+class SpatialAttackResult:
+    """What the grid of physical-style transformations does to one model."""
+
+    accuracy_random_transformation: float  # accuracy averaged over the grid: the camera's ordinary variation
+    accuracy_worst_transformation: float   # share of images that every transformation leaves correct
+    attack_success_rate: float             # of the images right as they are, the share some transformation flips
+
+    def to_frame(self, index=None):
+        """One row; ``index`` labels it (a model's name, to stack several with ``pd.concat``)."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
+
+
 def spatial_attack(model, x, y, grid=None):
     """Grid search over physical-style transformations: is there one that makes the model wrong?
 
     Returns
     -------
-    dict
-        ``"accuracy, random transformation"``: accuracy averaged over the grid (the camera's
-        ordinary variation); ``"accuracy, worst transformation"``: share of images that every
-        transformation leaves correct; ``"attack success rate"``: among the images classified
+    SpatialAttackResult
+        ``accuracy_random_transformation``: accuracy averaged over the grid (the camera's
+        ordinary variation); ``accuracy_worst_transformation``: share of images that every
+        transformation leaves correct; ``attack_success_rate``: among the images classified
         correctly as they are, the share that some transformation flips.
+
+    Examples
+    --------
+    >>> spatial_attack(model, d.x_test, d.y_test).attack_success_rate   # doctest: +SKIP
     """
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
     grid = transformation_grid() if grid is None else grid
@@ -244,9 +278,9 @@ def spatial_attack(model, x, y, grid=None):
     pred = _labels(model, np.concatenate([transform(x, **t) for t in grid])).reshape(len(grid), len(x))
     correct = (pred == y).T
     clean = _labels(model, x) == y
-    return {"accuracy, random transformation": float(correct.mean()),
-            "accuracy, worst transformation": float(correct.all(axis=1).mean()),
-            "attack success rate": float(np.mean(~correct[clean].all(axis=1)))}
+    return SpatialAttackResult(accuracy_random_transformation=float(correct.mean()),
+                               accuracy_worst_transformation=float(correct.all(axis=1).mean()),
+                               attack_success_rate=float(np.mean(~correct[clean].all(axis=1))))
 
 
 def random_transformations(x, copies=1, *, max_angle=10.0, max_shift=0.5, brightness=(0.8, 1.2), seed=0):
@@ -296,12 +330,12 @@ def per_image_patch(model, x, y, size, corner, *, steps=50, eps_step=0.1):
 class PerceptionCase:
     """What :func:`perception_case` measured, keyed by model name."""
 
-    fitted: dict      # name -> Fitted (the model and where it came from)
-    clean: dict       # name -> clean test accuracy
-    pgd: dict         # name -> ASR of PGD-40 at eps 0.1 (the threat adversarial training defends)
-    spatial: dict     # name -> spatial_attack(...)
-    patches: dict     # name -> {size: patch}
-    patch: dict       # name -> {size: {"adversarial": patch_success_rate, "random noise": patch_success_rate}}
+    fitted: dict                             # name -> Fitted (the model and where it came from)
+    clean: dict[str, float]                  # name -> clean test accuracy
+    pgd: dict[str, float]                    # name -> ASR of PGD-40 at eps 0.1 (what adversarial training defends)
+    spatial: dict[str, SpatialAttackResult]  # name -> spatial_attack(...)
+    patches: dict[str, dict[int, np.ndarray]]             # name -> {size: patch}
+    patch: dict[str, dict[int, dict[str, PatchSuccess]]]  # name -> {size: {"adversarial": ..., "random noise": ...}}
     config: dict
 
     @property
@@ -316,10 +350,10 @@ class PerceptionCase:
         rows = {}
         for name in self.fitted:
             row = {"clean accuracy": self.clean[name], "PGD-40, eps 0.1": self.pgd[name],
-                   "worst of the transformation grid": self.spatial[name]["attack success rate"]}
+                   "worst of the transformation grid": self.spatial[name].attack_success_rate}
             for size, r in self.patch[name].items():
-                row[f"{size}x{size} patch, random place"] = r["adversarial"]["random placement"]
-                row[f"{size}x{size} patch, best place"] = r["adversarial"]["best placement"]
+                row[f"{size}x{size} patch, random place"] = r["adversarial"].random_placement
+                row[f"{size}x{size} patch, best place"] = r["adversarial"].best_placement
             rows[name] = row
         return pd.DataFrame(rows).T
 

@@ -108,12 +108,12 @@ def plot_patches(case, x, y, model_name="plain CNN", size=3, n_images=5):
     sizes = case.config["sizes"]
     for name, color in zip(case.models, ("C0", "C1", "C2")):
         results = case.patch[name]
-        ax.plot(sizes, [results[s]["adversarial"]["random placement"] for s in sizes], "o-", color=color,
+        ax.plot(sizes, [results[s]["adversarial"].random_placement for s in sizes], "o-", color=color,
                 label=f"{name}, random place")
-        ax.plot(sizes, [results[s]["adversarial"]["best placement"] for s in sizes], "s--", color=color,
+        ax.plot(sizes, [results[s]["adversarial"].best_placement for s in sizes], "s--", color=color,
                 markersize=4, linewidth=1)
     noise = case.patch["plain CNN"]
-    ax.plot(sizes, [noise[s]["random noise"]["random placement"] for s in sizes], "x:", color="grey",
+    ax.plot(sizes, [noise[s]["random noise"].random_placement for s in sizes], "x:", color="grey",
             label="random-noise sticker, plain CNN")
     ax.set(xlabel="patch side (pixels of 8)", ylabel="attack success rate", xticks=sizes, ylim=(-0.02, 1.02),
            title="solid: random place, dashed: best place")
