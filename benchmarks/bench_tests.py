@@ -1,11 +1,13 @@
-"""Where the test suite's time goes: one row per test file, and the totals of ``make test-fast``'s
-tests (``-m "not slow"``) and of the whole ``tests/`` folder.
+"""Where the test suite's time goes: one row per test file (and per notebook), and the totals of
+``make test-fast`` (``tests -m "not slow"``) and ``make test`` (tests, notebooks and exercises, on
+``JOBS`` cores with pytest-xdist).
 
-Each run is one ``pytest`` process, as ``make`` starts it, with a small plugin (this file, loaded
-with ``-p bench_tests``) that adds up every test's set-up, call and tear-down seconds per file and
-notes which tests are marked ``slow``. A session fixture (the digits, a shared trained model) counts
-for the first test that asks for it, so a file's seconds are those it takes *in the suite*, in the
-suite's order. Wall seconds include pytest's start and collection, which the per-file sums do not.
+Each run is the pytest command ``make`` runs (read with ``make -n``), with a small plugin (this file,
+loaded with ``-p bench_tests``) that adds up every test's set-up, call and tear-down seconds per file
+and notes which tests are marked ``slow``. A session fixture (the digits, a shared trained model)
+counts for the first test that asks for it, so a file's seconds are those it takes *in the suite*.
+Under ``make test`` the workers run files side by side, so the per-file seconds add up to more than
+the wall seconds; the wall seconds include pytest's start and collection, which the sums do not.
 
 The measurements are kept in ``results/tests.json`` under a label (``--label before`` / ``after``),
 so that the table can show a file's seconds before and after a change, each from a real run.
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "results" / "tests.json"
-RUNS = {"all": [], "fast": ["-m", "not slow"]}  # the Makefile's test and test-fast (FAST := -m "not slow")
+RUNS = ("all", "fast")  # make test and make test-fast: each run is the pytest command make runs (make -n)
 FAST_GOAL_S, FULL_GOAL_S = 180, 720  # issue 15: test-fast <= 3 min on 2 cores; make test <= 12 min
 OUT_ENV = "MLSEC_BENCH_TESTS_OUT"
 BASELINE = ("Before issue 15 (its text; a fresh 2-core machine): `make test` took about 19.5 minutes including the "
@@ -52,7 +55,7 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report):
         test = self.tests.setdefault(report.nodeid, {"file": report.nodeid.split("::")[0], "seconds": 0.0,
-                                                     "outcome": "passed", "slow": False})
+                                                     "outcome": "passed", "slow": "slow" in report.keywords})
         test["seconds"] += report.duration
         if report.failed:
             test["outcome"] = "failed"
@@ -67,20 +70,33 @@ class _Recorder:
 
 
 def pytest_configure(config):
-    if os.environ.get(OUT_ENV):
+    # under pytest-xdist the controller records (it receives every worker's reports); the workers do not
+    if os.environ.get(OUT_ENV) and not os.environ.get("PYTEST_XDIST_WORKER"):
         config.pluginmanager.register(_Recorder(os.environ[OUT_ENV]), "mlsec-bench-tests")
 
 
 # --------------------------------------------------------------------------- the runs
-def measure(run, paths=("tests",)):
-    """One pytest process over ``paths`` (``run``: "all" or "fast"); its wall seconds and per-test record."""
+def make_command(target):
+    """The arguments ``make <target>`` gives pytest (``make -n``: nothing runs), e.g. ``["tests", "-m",
+    "not slow"]`` for ``test-fast``."""
+    done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    line = next(line for line in done.stdout.splitlines() if " -m pytest " in line)
+    return shlex.split(line.split(" -m pytest ", 1)[1])
+
+
+def measure(run, paths=None):
+    """One pytest run (``run``: "all" is ``make test``'s command, "fast" ``make test-fast``'s; ``paths``
+    replaces the folders it collects, for a smoke test); its wall seconds and per-test record."""
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"mlsec-bench-tests-{os.getpid()}-{run}.json"
     env = {**os.environ, OUT_ENV: str(out), "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE),
                                                                                       os.environ.get("PYTHONPATH")]))}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "-p", "bench_tests",
-                           *RUNS[run]], cwd=ROOT, env=env, capture_output=True, text=True)
+    args = make_command("test" if run == "all" else "test-fast")
+    if paths:
+        args = [*paths, *(a for a in args if a not in ("tests", "notebooks", "exercises"))]
+    done = subprocess.run([sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", "-p", "bench_tests"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     record = json.loads(out.read_text()) if out.is_file() else {"tests": {}, "collect_s": None, "exit_status": None}
     out.unlink(missing_ok=True)
@@ -180,14 +196,15 @@ def table(store):
                       "first user):", "", "| test | seconds | slow |", "|---|---|---|"]
             notes += [f"| `{k.removeprefix('tests/')}` | {v['seconds']:.1f} | {'yes' if v['slow'] else ''} |"
                       for k, v in slowest]
-    return {"title": "The test suite, file by file (pytest, one process, in the suite's order)",
+    return {"title": "The test suite, file by file (make test's and make test-fast's pytest runs)",
             "columns": columns, "rows": rows, "notes": "\n".join(notes)}
 
 
 def _totals(store):
     lines = ["| run | command | tests | wall seconds | goal | measured |", "|---|---|---|---|---|---|"]
     for label in ("before", "after"):
-        for run, command, goal in (("fast", 'pytest tests -m "not slow"', FAST_GOAL_S), ("all", "pytest tests", None)):
+        for run, command, goal in (("fast", 'make test-fast: pytest tests -m "not slow"', FAST_GOAL_S),
+                                   ("all", "make test: pytest tests notebooks exercises -n JOBS", FULL_GOAL_S)):
             rec = store.get(label, {}).get(run)
             if rec:
                 if rec.get("exit_status") == 2:  # pytest's INTERRUPTED: the run was stopped partway
@@ -197,7 +214,7 @@ def _totals(store):
                                  f"{rec['when']}, commit {rec['commit']}: interrupted after {len(done)} files |")
                     continue
                 lines.append(f"| {label} | `{command}` | {len(rec['tests'])} | {rec['wall_s']:.0f} | "
-                             f"{'<= %d' % goal if goal else '(make test adds the notebooks)'} | "
+                             f"<= {goal} | "
                              f"{rec['when']}, commit {rec['commit']}: {rec['summary']} |")
     return "\n".join(lines)
 
@@ -218,10 +235,10 @@ def load_store(path=STORE):
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 
 
-def record(label, runs, paths=("tests",), path=STORE):
+def record(label, runs, paths=None, path=STORE):
     store = load_store(path)
     for run in runs:
-        print(f"bench_tests: pytest tests ({run}) ...", flush=True)
+        print(f"bench_tests: {'make test' if run == 'all' else 'make test-fast'}'s pytest ...", flush=True)
         store.setdefault(label, {})[run] = measure(run, paths)
         Path(path).parent.mkdir(exist_ok=True)
         Path(path).write_text(json.dumps(store, indent=1, sort_keys=True))
@@ -239,7 +256,7 @@ def main(argv=None):
     parser.add_argument("--label", default="after", choices=["before", "after"])
     parser.add_argument("--runs", nargs="+", default=["fast", "all"], choices=list(RUNS))
     parser.add_argument("--render", action="store_true", help="write results/tests.md from tests.json, run nothing")
-    parser.add_argument("--paths", nargs="+", default=["tests"], help="what pytest runs (a smoke test: one file)")
+    parser.add_argument("--paths", nargs="+", default=None, help="what pytest runs instead (a smoke test: one file)")
     parser.add_argument("--store", default=STORE, type=Path, help="the JSON file of measurements")
     parser.add_argument("--output", default=HERE / "results" / "tests.md", type=Path)
     parser.add_argument("--remark", action="store_true",
