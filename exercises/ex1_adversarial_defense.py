@@ -40,7 +40,7 @@ def loss_per_example(model, x, y):
     return keras.losses.sparse_categorical_crossentropy(y, model(x, training=False), from_logits=True)
 
 
-def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
+def pgd_step(model, x_adv, x, y, eps, *, eps_step, clip=(0.0, 1.0)):
     """One PGD step: up the loss by ``eps_step`` per pixel, back into the eps-ball and the clip range.
 
     .. math:: x' = \\mathrm{clip}_{[lo, hi]}\\bigl(\\Pi_{\\|x' - x\\|_\\infty \\le \\varepsilon}
@@ -59,9 +59,11 @@ def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
     eps : float
         The L-inf budget: no pixel may move further than ``eps`` from ``x``.
     eps_step : float
-        How far each pixel moves in this step (alpha above).
+        How far each pixel moves in this step (alpha above). Keyword-only, as ``steps`` and
+        ``eps_step`` are in every attack of the course (``eps`` stays positional): a step size is
+        never passed where a budget is meant.
     clip : (float, float), default=(0.0, 1.0)
-        The valid pixel range.
+        The valid pixel range; keyword-only.
 
     Returns
     -------
@@ -92,11 +94,12 @@ class AdversarialDefense:
     ----------
     eps : float, default=0.1
         The L-inf budget of the attack the model is trained against, in pixel units ([0, 1]).
+        The only positional parameter: the others are keyword-only.
     steps : int, default=3
         PGD steps per training batch (and in :meth:`perturb`).
     eps_step : float, optional
         The size of one PGD step. Default ``2.5 * eps / steps``, so that the attack can cross the
-        ball and come back.
+        ball and come back (the course's one rule, as ``mlsec_lessons.attacks.default_eps_step``).
     epochs, batch_size, learning_rate
         Adversarial training with Adam.
     squeeze_bits : int, default=2
@@ -119,9 +122,10 @@ class AdversarialDefense:
     {'clean_accuracy': 0.97, 'adversarial_accuracy': 0.74, 'attack_success_rate': 0.24, ...}
     """
 
-    def __init__(self, eps=0.1, steps=3, eps_step=None, epochs=8, batch_size=64, learning_rate=1e-3,
+    def __init__(self, eps=0.1, *, steps=3, eps_step=None, epochs=8, batch_size=64, learning_rate=1e-3,
                  squeeze_bits=2, fpr=0.05, clip=(0.0, 1.0), seed=0):
-        # scikit-learn style: store the parameters unchanged, check them when they are used
+        # scikit-learn style: store the parameters unchanged, check them when they are used;
+        # eps positional, the rest keyword-only, as the course's attacks take them
         self.eps = eps
         self.steps = steps
         self.eps_step = eps_step

@@ -37,7 +37,7 @@ def loss_per_example(model, x, y):
     return keras.losses.sparse_categorical_crossentropy(y, model(x, training=False), from_logits=True)
 
 
-def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
+def pgd_step(model, x_adv, x, y, eps, *, eps_step, clip=(0.0, 1.0)):
     """One PGD step: up the loss by ``eps_step`` per pixel, back into the eps-ball and the clip range.
 
     .. math:: x' = \\mathrm{clip}_{[lo, hi]}\\bigl(\\Pi_{\\|x' - x\\|_\\infty \\le \\varepsilon}
@@ -56,9 +56,11 @@ def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):
     eps : float
         The L-inf budget: no pixel may move further than ``eps`` from ``x``.
     eps_step : float
-        How far each pixel moves in this step (alpha above).
+        How far each pixel moves in this step (alpha above). Keyword-only, as ``steps`` and
+        ``eps_step`` are in every attack of the course (``eps`` stays positional): a step size is
+        never passed where a budget is meant.
     clip : (float, float), default=(0.0, 1.0)
-        The valid pixel range.
+        The valid pixel range; keyword-only.
 
     Returns
     -------
@@ -99,11 +101,12 @@ class AdversarialDefense:
     ----------
     eps : float, default=0.1
         The L-inf budget of the attack the model is trained against, in pixel units ([0, 1]).
+        The only positional parameter: the others are keyword-only.
     steps : int, default=3
         PGD steps per training batch (and in :meth:`perturb`).
     eps_step : float, optional
         The size of one PGD step. Default ``2.5 * eps / steps``, so that the attack can cross the
-        ball and come back.
+        ball and come back (the course's one rule, as ``mlsec_lessons.attacks.default_eps_step``).
     epochs, batch_size, learning_rate
         Adversarial training with Adam.
     squeeze_bits : int, default=2
@@ -126,9 +129,10 @@ class AdversarialDefense:
     {'clean_accuracy': 0.97, 'adversarial_accuracy': 0.74, 'attack_success_rate': 0.24, ...}
     """
 
-    def __init__(self, eps=0.1, steps=3, eps_step=None, epochs=8, batch_size=64, learning_rate=1e-3,
+    def __init__(self, eps=0.1, *, steps=3, eps_step=None, epochs=8, batch_size=64, learning_rate=1e-3,
                  squeeze_bits=2, fpr=0.05, clip=(0.0, 1.0), seed=0):
-        # scikit-learn style: store the parameters unchanged, check them when they are used
+        # scikit-learn style: store the parameters unchanged, check them when they are used;
+        # eps positional, the rest keyword-only, as the course's attacks take them
         self.eps = eps
         self.steps = steps
         self.eps_step = eps_step
@@ -180,11 +184,11 @@ class AdversarialDefense:
         """PGD with a random start: ``self.steps`` calls of :func:`pgd_step` from a random point
         of the eps-ball (clipped to the valid range). ``x`` and ``y`` are tensors."""
         ### BEGIN SOLUTION hint: PGD starts from a random point of the eps-ball (inside the valid range) and takes the configured number of PGD steps from there. Pitfall: without the random start, training only ever sees the gradient at the clean input and overfits to it.
-        ### HINT 2: start at x plus tf.random.uniform noise of x's shape in [-self.eps, self.eps], put back into self.clip with tf.clip_by_value; then call pgd_step self.steps times, with self._eps_step() as the step and the clean x as the centre
+        ### HINT 2: start at x plus tf.random.uniform noise of x's shape in [-self.eps, self.eps], put back into self.clip with tf.clip_by_value; then call pgd_step self.steps times, with the clean x as the centre and eps_step=self._eps_step(), clip=self.clip (both keyword-only)
         # the random start keeps training from overfitting to the gradient at x itself
         x_adv = tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -self.eps, self.eps), *self.clip)
         for _ in range(self.steps):
-            x_adv = pgd_step(model, x_adv, x, y, self.eps, self._eps_step(), self.clip)
+            x_adv = pgd_step(model, x_adv, x, y, self.eps, eps_step=self._eps_step(), clip=self.clip)
         return x_adv
         ### END SOLUTION
 

@@ -27,6 +27,10 @@ WRONG = {
     "step ignores eps_step": (
         "x_adv + eps_step * tf.sign(gradient)", "x_adv + tf.sign(gradient)",
         ["pgd_step_moves_each_pixel_by_eps_step"], "pgd_step_moves_each_pixel_by_eps_step"),
+    "pgd_step takes eps_step by position": (
+        "def pgd_step(model, x_adv, x, y, eps, *, eps_step, clip=(0.0, 1.0)):",
+        "def pgd_step(model, x_adv, x, y, eps, eps_step, clip=(0.0, 1.0)):",
+        ["pgd_step_takes_eps_step_by_keyword", "pgd_step_matches_reference"], "pgd_step_takes_eps_step_by_keyword"),
     "perturb ignores the defense's eps": (
         "    x_adv = pgd_step(model, x_adv, x, y, self.eps,", "    x_adv = pgd_step(model, x_adv, x, y, 0.3,",
         ["perturb_respects_eps"], "perturb_respects_eps"),

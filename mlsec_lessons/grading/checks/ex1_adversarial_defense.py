@@ -4,7 +4,9 @@
 :func:`mlsec_lessons.data.load_digits`. Four kinds of checks:
 
 * the PGD step and the attack, on a small fixed model: the step matches the reference, stays in
-  the eps-ball and the pixel range, moves each pixel by ``eps_step``, and raises the loss;
+  the eps-ball and the pixel range, moves each pixel by ``eps_step``, raises the loss, and takes
+  ``eps_step`` by keyword only (the course's convention: ``eps`` positional, ``steps`` and
+  ``eps_step`` keyword-only);
 * one step of adversarial training (``_train_step``) on a fixed model, batch and optimizer: the
   update it applies is the gradient of the mean loss on the batch's PGD examples (the judge
   computes both that gradient and the clean one), and the loss it reports is theirs;
@@ -121,8 +123,8 @@ def numpy(x):
 def test_pgd_step_matches_reference(impl, ref, tiny_model, small):
     x, y = small
     x_adv = x + 0.03  # a point inside the ball (the pixels at 1 go past the range: the step clips them)
-    got = numpy(impl.pgd_step(tiny_model, x_adv, x, y, 0.1, 0.05, (0.0, 1.0)))
-    want = numpy(ref.pgd_step(tiny_model, x_adv, x, y, 0.1, 0.05, (0.0, 1.0)))
+    got = numpy(impl.pgd_step(tiny_model, x_adv, x, y, 0.1, eps_step=0.05, clip=(0.0, 1.0)))
+    want = numpy(ref.pgd_step(tiny_model, x_adv, x, y, 0.1, eps_step=0.05, clip=(0.0, 1.0)))
     assert got.shape == want.shape, f"pgd_step returned shape {got.shape}, expected {want.shape}"
     wrong = np.mean(np.abs(got - want) > 1e-5)
     assert wrong < 0.01, (
@@ -136,7 +138,7 @@ def test_pgd_step_stays_in_eps_ball_and_clip(impl, tiny_model, small):
     x, y = small
     x_adv = x
     for step in range(6):  # 6 steps of 0.07 could go 0.42 away: only the projection keeps them in
-        x_adv = tf.constant(numpy(impl.pgd_step(tiny_model, x_adv, x, y, 0.1, 0.07, (0.0, 1.0))), tf.float32)
+        x_adv = tf.constant(numpy(impl.pgd_step(tiny_model, x_adv, x, y, 0.1, eps_step=0.07, clip=(0.0, 1.0))), tf.float32)
         distance = float(np.max(np.abs(x_adv.numpy() - x.numpy())))
         assert distance <= 0.1 + 1e-6, (
             f"after {step + 1} steps of pgd_step(eps=0.1, eps_step=0.07) a pixel is {distance:.3g} away from "
@@ -150,7 +152,7 @@ def test_pgd_step_stays_in_eps_ball_and_clip(impl, tiny_model, small):
 @points(1)
 def test_pgd_step_moves_each_pixel_by_eps_step(impl, tiny_model, small):
     x, y = small
-    moved = np.abs(numpy(impl.pgd_step(tiny_model, x, x, y, 0.5, 0.01, (0.0, 1.0))) - x.numpy())
+    moved = np.abs(numpy(impl.pgd_step(tiny_model, x, x, y, 0.5, eps_step=0.01, clip=(0.0, 1.0))) - x.numpy())
     inner = (x.numpy() > 0.05) & (x.numpy() < 0.95)  # pixels that no clipping can stop
     share = np.mean(np.isclose(moved[inner], 0.01, atol=1e-6))
     assert share > 0.9, (
@@ -162,12 +164,41 @@ def test_pgd_step_moves_each_pixel_by_eps_step(impl, tiny_model, small):
 def test_pgd_step_increases_the_loss(impl, tiny_model, small):
     x, y = small
     before = loss(tiny_model, x, y)
-    after = loss(tiny_model, tf.constant(numpy(impl.pgd_step(tiny_model, x, x, y, 0.1, 0.02, (0.0, 1.0))),
-                                         tf.float32), y)
+    after = loss(tiny_model, tf.constant(numpy(impl.pgd_step(tiny_model, x, x, y, 0.1, eps_step=0.02,
+                                                                    clip=(0.0, 1.0))), tf.float32), y)
     up = np.mean(after > before)
     assert up > 0.9 and after.mean() > before.mean(), (
         f"one pgd_step raised the loss on only {up:.0%} of the samples (mean loss {before.mean():.3g} -> "
         f"{after.mean():.3g}): step along +sign(gradient), up the loss, not down")
+
+
+SIGNATURE = "pgd_step(model, x_adv, x, y, eps, *, eps_step, clip=(0.0, 1.0))"
+
+
+@points(1)
+def test_pgd_step_takes_eps_step_by_keyword(impl, tiny_model, small):
+    x, y = small
+    # first the call every attack of the course takes: eps positional, eps_step named, clip by default
+    try:
+        named = numpy(impl.pgd_step(tiny_model, x, x, y, 0.1, eps_step=0.05))
+    except TypeError as e:
+        raise AssertionError(f"pgd_step(model, x, x, y, 0.1, eps_step=0.05) raised TypeError: {e}. The "
+                             f"signature is {SIGNATURE}: clip has the default (0.0, 1.0)") from None
+    assert named.shape == tuple(x.shape), f"pgd_step returned shape {named.shape}, expected {tuple(x.shape)}"
+    # then the old call, eps_step in the sixth place: it must be refused, not read as something else
+    try:
+        impl.pgd_step(tiny_model, x, x, y, 0.1, 0.05)
+    except TypeError:
+        return
+    except (NotImplementedError, AssertionError):  # a stub's hint, or the grader's own verdict
+        raise
+    except Exception as e:
+        raise AssertionError(f"pgd_step(model, x, x, y, 0.1, 0.05) raised {type(e).__name__}: {e}; with "
+                             f"{SIGNATURE} Python itself refuses that call with a TypeError") from None
+    raise AssertionError(
+        "pgd_step(model, x, x, y, 0.1, 0.05) was accepted: your pgd_step takes eps_step by position. eps_step "
+        "(and clip) are keyword-only, as steps and eps_step are in every attack of the course, so that a step "
+        f"size is never read as a budget or a range: write the signature as {SIGNATURE}, with the bare * after eps")
 
 
 # --------------------------------------------------------------------------- the attack
