@@ -12,6 +12,8 @@
 * Security Coverage (SC): the share of components in an explicit inventory whose every
   required control is in place.
 """
+import dataclasses
+
 import numpy as np
 
 from mlsec_lessons.errors import InvalidParameterError  # absolute: the grader also runs this file on its own
@@ -135,6 +137,24 @@ def source_attack_success_rate(clean_accuracy, adv_accuracy):
     return 1.0 - adv_accuracy / clean_accuracy
 
 
+@dataclasses.dataclass(frozen=True)
+class AsrComparison:
+    """Both ASR definitions on one attack, with the counts that explain where they differ."""
+
+    clean_accuracy: float
+    accuracy_under_attack: float
+    flipped: int          # correct before the attack, wrong after: what the attack achieved
+    fixed: int            # wrong before the attack, correct after: what the source's formula nets against it
+    source_asr: float     # the source's 1 - adv_acc / clean_acc
+    standard_asr: float   # flips among the initially correct samples
+
+    def to_frame(self):
+        """One row, for display."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)])
+
+
 def compare_asr_definitions(y_true, y_pred_clean, y_pred_adv):
     """Both ASR definitions side by side, with the counts that explain where they differ.
 
@@ -143,22 +163,25 @@ def compare_asr_definitions(y_true, y_pred_clean, y_pred_adv):
 
     Returns
     -------
-    dict
-        clean and adversarial accuracy, ``flipped`` (correct, then wrong), ``fixed`` (wrong,
-        then correct), the source's value and the standard ASR.
+    AsrComparison
+        ``clean_accuracy`` and ``accuracy_under_attack``, ``flipped`` (correct, then wrong),
+        ``fixed`` (wrong, then correct), the source's value ``source_asr`` and the standard
+        ``standard_asr``.
 
     Examples
     --------
     >>> r = compare_asr_definitions([0, 0, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0])
-    >>> r["flipped"], r["fixed"], r["source"], r["standard"]
+    >>> r.flipped, r.fixed, r.source_asr, r.standard_asr
     (1, 2, -0.5, 0.5)
+    >>> list(r.to_frame().columns)
+    ['clean_accuracy', 'accuracy_under_attack', 'flipped', 'fixed', 'source_asr', 'standard_asr']
     """
     y_true, clean_pred, adv_pred = _attack_labels(y_true, y_pred_clean, y_pred_adv)
     clean, adv = clean_pred == y_true, adv_pred == y_true
-    return {"clean accuracy": float(clean.mean()), "accuracy under attack": float(adv.mean()),
-            "flipped": int(np.sum(clean & ~adv)), "fixed": int(np.sum(~clean & adv)),
-            "source": source_attack_success_rate(clean.mean(), adv.mean()),
-            "standard": _asr(y_true, clean_pred, adv_pred)}
+    return AsrComparison(clean_accuracy=float(clean.mean()), accuracy_under_attack=float(adv.mean()),
+                         flipped=int(np.sum(clean & ~adv)), fixed=int(np.sum(~clean & adv)),
+                         source_asr=source_attack_success_rate(clean.mean(), adv.mean()),
+                         standard_asr=_asr(y_true, clean_pred, adv_pred))
 
 
 # --------------------------------------------------------------------------- privacy loss
@@ -297,6 +320,20 @@ def security_coverage(inventory, level="component"):
 
 
 # --------------------------------------------------------------------------- curves
+@dataclasses.dataclass(frozen=True, eq=False)
+class RobustnessCurve:
+    """Accuracy under attack at each budget: ``accuracy[i]`` was measured at ``eps[i]``."""
+
+    eps: np.ndarray       # the budgets, increasing; 0 means no attack
+    accuracy: np.ndarray  # accuracy under attack, one per budget
+
+    def to_frame(self):
+        """One row per budget, for display."""
+        import pandas as pd
+
+        return pd.DataFrame({"eps": self.eps, "accuracy": self.accuracy})
+
+
 def robustness_curve(predict, attack, x, y, eps_values):
     """Accuracy under attack for each budget in ``eps_values``.
 
@@ -313,8 +350,18 @@ def robustness_curve(predict, attack, x, y, eps_values):
 
     Returns
     -------
-    dict
-        ``{"eps": array, "accuracy": array}`` of the same length as ``eps_values``.
+    RobustnessCurve
+        ``eps`` and ``accuracy``, two arrays of the same length as ``eps_values``.
+
+    Examples
+    --------
+    >>> predict = lambda v: (v[:, 0] > 0).astype(int)
+    >>> attack = lambda v, t, e: v - e * (2 * t - 1)[:, None]      # push towards the boundary
+    >>> curve = robustness_curve(predict, attack, np.array([[0.5], [-0.2]]), np.array([1, 0]), [0, 0.3, 1])
+    >>> curve.accuracy
+    array([1. , 0.5, 0. ])
+    >>> curve.to_frame().shape
+    (3, 2)
     """
     eps = np.asarray(eps_values, dtype=float)
     if eps.ndim != 1 or eps.size == 0:
@@ -330,4 +377,4 @@ def robustness_curve(predict, attack, x, y, eps_values):
     for e in eps:
         x_eval = x if e == 0 else attack(x, y, float(e))
         acc.append(np.mean(_as_labels("predict(x)", predict(x_eval), len(y)) == y))
-    return {"eps": eps, "accuracy": np.asarray(acc)}
+    return RobustnessCurve(eps=eps, accuracy=np.asarray(acc))

@@ -56,9 +56,9 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
 
     Parameters
     ----------
-    curves : mapping of str to mapping
-        ``{label: {"eps": array, "accuracy": array}}``, as returned by
-        :func:`mlsec_lessons.metrics.robustness_curve`.
+    curves : mapping of str to RobustnessCurve
+        ``{label: curve}``, each curve as returned by :func:`mlsec_lessons.metrics.robustness_curve`
+        (a mapping with ``"eps"`` and ``"accuracy"`` works too, for curves measured elsewhere).
     ax : matplotlib Axes, optional
         Where to draw; a new small figure when omitted.
     title : str, optional
@@ -73,16 +73,17 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
 
     Examples
     --------
+    >>> from mlsec_lessons.metrics import RobustnessCurve
     >>> from mlsec_lessons.plotting import plot_robustness_curves
-    >>> ax = plot_robustness_curves({"FGSM": {"eps": [0, 0.1], "accuracy": [0.97, 0.55]}})
+    >>> ax = plot_robustness_curves({"FGSM": RobustnessCurve(eps=np.array([0, 0.1]), accuracy=np.array([0.97, 0.55]))})
     >>> ax.get_ylabel()
     'accuracy under attack'
     """
     if not hasattr(curves, "items") or len(curves) == 0:
-        raise InvalidParameterError("curves must be a non-empty mapping {label: {'eps': ..., 'accuracy': ...}}")
+        raise InvalidParameterError("curves must be a non-empty mapping {label: RobustnessCurve}")
     ax = axes_or_new(ax)
     for (label, curve), marker in zip(curves.items(), "osd^v<>"):
-        eps, acc = np.asarray(curve["eps"], float), np.asarray(curve["accuracy"], float)
+        eps, acc = (np.asarray(v, float) for v in _eps_and_accuracy(label, curve))
         if eps.shape != acc.shape:
             raise InvalidParameterError(f"curve {label!r}: eps has shape {eps.shape} but accuracy has {acc.shape}")
         ax.plot(eps, acc, marker=marker, markersize=4, label=label)
@@ -93,6 +94,16 @@ def plot_robustness_curves(curves, ax=None, title=None, chance=None, mark_eps=No
     ax.set(xlabel="perturbation budget eps (L-inf)", ylabel="accuracy under attack", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     return finish_axes(ax, title)
+
+
+def _eps_and_accuracy(label, curve):
+    """A curve's two arrays, from a RobustnessCurve (its fields) or a mapping (its keys)."""
+    if hasattr(curve, "eps") and hasattr(curve, "accuracy"):
+        return curve.eps, curve.accuracy
+    if hasattr(curve, "keys") and {"eps", "accuracy"} <= set(curve.keys()):
+        return curve["eps"], curve["accuracy"]
+    raise InvalidParameterError(f"curve {label!r} must be a RobustnessCurve (metrics.robustness_curve) "
+                                f"or a mapping with 'eps' and 'accuracy', got {type(curve).__name__}")
 
 
 def plot_score_histograms(scores, ax=None, title=None, bins=30, xlabel="score", log=False):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest
@@ -47,7 +49,7 @@ def _randomized_response(eps, n, rng):
 
 def test_audit_of_an_exact_eps_mechanism_is_valid_and_nearly_tight():
     rng = np.random.default_rng(0)
-    bounds = [au.audit(*_randomized_response(1.0, 4000, rng), seed=i)["epsilon lower bound"] for i in range(60)]
+    bounds = [au.audit(*_randomized_response(1.0, 4000, rng), seed=i).epsilon_lower_bound for i in range(60)]
     assert np.mean(np.array(bounds) > 1.0) <= 0.05 + 0.05  # holds with 95% confidence (+ slack for 60 runs)
     assert np.median(bounds) > 0.7  # and randomized response is tight, so the audit comes close
 
@@ -61,21 +63,34 @@ def test_canary_audit_positive_for_a_plain_model_and_below_eps_for_a_dp_one():
     x, y = d.x_train[:150], d.y_train[:150]
     canary = np.ones(x.shape[1])  # every measurement at its public maximum, labelled benign (1)
     plain = au.audit(*au.canary_trials(GaussianNB(), x, y, canary, 1, n_trials=400, seed=0))
-    assert plain["epsilon lower bound"] > 2.5  # a plain model has no finite epsilon; the audit shows it
+    assert plain.epsilon_lower_bound > 2.5  # a plain model has no finite epsilon; the audit shows it
     eps = 1.0
     member, score = au.canary_trials(dp_models.make_model("gaussian_nb", eps, x.shape[1]), x, y, canary, 1,
                                      n_trials=300, seed=0)
     dp = au.audit(member, score)
-    assert dp["epsilon lower bound"] <= eps
+    assert dp.epsilon_lower_bound <= eps
 
 
 def test_threshold_is_chosen_on_other_trials_than_the_bound():
     rng = np.random.default_rng(3)
     member = rng.random(200) < 0.5
     score = rng.normal(size=200)  # no signal: an honest audit proves nothing
-    assert au.audit(member, score)["epsilon lower bound"] < 0.5
+    assert au.audit(member, score).epsilon_lower_bound < 0.5
     r = au.audit(member, score)
-    assert r["tp"] + r["fn"] + r["fp"] + r["tn"] == 100
+    assert r.tp + r.fn + r.fp + r.tn == 100
+
+
+def test_audit_result_is_frozen_and_shows_its_fields():
+    rng = np.random.default_rng(5)
+    member = np.arange(200) < 100
+    r = au.audit(member, member + rng.normal(0, 0.3, 200))
+    assert isinstance(r, au.AuditResult)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.epsilon_lower_bound = 10.0  # an audit's result is a record of what was proved, not a draft
+    frame = r.to_frame()
+    assert list(frame.columns) == ["epsilon_lower_bound", "threshold", "tp", "fn", "fp", "tn"]
+    assert frame.shape == (1, 6) and frame.loc[0, "tp"] == r.tp
+    assert frame.loc[0, "epsilon_lower_bound"] == pytest.approx(r.epsilon_lower_bound)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
@@ -107,5 +109,29 @@ def test_robustness_curve_calls_the_attack_per_eps():
     predict = lambda v: (v[:, 0] > 0).astype(int)                     # noqa: E731
     attack = lambda v, t, e: v - e * np.where(t == 1, 1, -1)[:, None]  # push towards the boundary  # noqa: E731
     curve = m.robustness_curve(predict, attack, x, y, [0.0, 0.5, 1.0])
-    np.testing.assert_allclose(curve["accuracy"], [1.0, 0.5, 0.0], atol=0.01)
-    assert list(curve["eps"]) == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(curve.accuracy, [1.0, 0.5, 0.0], atol=0.01)
+    assert list(curve.eps) == [0.0, 0.5, 1.0]
+
+
+def test_robustness_curve_is_frozen_and_shows_one_row_per_eps():
+    x = np.array([[0.5], [-0.2]])
+    curve = m.robustness_curve(lambda v: (v[:, 0] > 0).astype(int), lambda v, t, e: v, x, [1, 0], [0.0, 0.1])
+    assert isinstance(curve, m.RobustnessCurve)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        curve.accuracy = np.ones(2)
+    frame = curve.to_frame()
+    assert list(frame.columns) == ["eps", "accuracy"]
+    assert frame["eps"].tolist() == [0.0, 0.1] and frame["accuracy"].tolist() == [1.0, 1.0]
+
+
+def test_compare_asr_definitions_is_frozen_and_shows_its_fields():
+    r = m.compare_asr_definitions([0, 0, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0])
+    assert isinstance(r, m.AsrComparison)
+    assert (r.clean_accuracy, r.accuracy_under_attack, r.flipped, r.fixed) == (0.5, 0.75, 1, 2)
+    assert r.source_asr == pytest.approx(-0.5) and r.standard_asr == pytest.approx(0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.standard_asr = 0.0
+    frame = r.to_frame()
+    assert list(frame.columns) == ["clean_accuracy", "accuracy_under_attack", "flipped", "fixed",
+                                   "source_asr", "standard_asr"]
+    assert frame.shape == (1, 6) and frame.loc[0, "fixed"] == 2

@@ -15,6 +15,8 @@ An accountant gives an upper bound (what the proof allows); an audit gives a low
 an attack demonstrated). A correct DP implementation keeps audit <= accountant; a bug shows
 up as an audit above it.
 """
+import dataclasses
+
 import numpy as np
 from scipy.stats import beta
 
@@ -129,6 +131,24 @@ def _best_threshold(is_member, score, delta, alpha):
     return float(t[np.nanargmax(np.where(np.isfinite(eps), eps, -np.inf))])
 
 
+@dataclasses.dataclass(frozen=True)
+class AuditResult:
+    """What :func:`audit` proved, and the held-out counts it proved it from."""
+
+    epsilon_lower_bound: float  # with confidence 1 - alpha, epsilon is at least this
+    threshold: float            # "member" when score >= threshold, chosen on the other trials
+    tp: int                     # held-out member trials called "member"
+    fn: int                     # held-out member trials called "non-member"
+    fp: int                     # held-out non-member trials called "member"
+    tn: int                     # held-out non-member trials called "non-member"
+
+    def to_frame(self):
+        """One row, for display."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)])
+
+
 def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
     """Empirical epsilon lower bound from membership-inference trials, with an honest threshold.
 
@@ -149,8 +169,8 @@ def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
 
     Returns
     -------
-    dict
-        ``epsilon lower bound``, the ``threshold``, and ``tp``, ``fn``, ``fp``, ``tn`` on the
+    AuditResult
+        ``epsilon_lower_bound``, the ``threshold``, and ``tp``, ``fn``, ``fp``, ``tn`` on the
         held-out trials.
 
     Notes
@@ -165,8 +185,10 @@ def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
     >>> member = np.arange(2000) < 1000
     >>> score = member + rng.normal(0, 0.3, 2000)      # a strong attack
     >>> r = audit(member, score)
-    >>> 2 < r["epsilon lower bound"] < 6, r["tp"] + r["fn"] + r["fp"] + r["tn"]
+    >>> 2 < r.epsilon_lower_bound < 6, r.tp + r.fn + r.fp + r.tn
     (True, 1000)
+    >>> list(r.to_frame().columns)
+    ['epsilon_lower_bound', 'threshold', 'tp', 'fn', 'fp', 'tn']
     """
     truth = check_is_member(is_member)
     score = check_scores(score, len(truth))
@@ -182,8 +204,8 @@ def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
     guess, held = score[~fit] >= t, truth[~fit]
     tp, fn = int(np.sum(guess & held)), int(np.sum(~guess & held))
     fp, tn = int(np.sum(guess & ~held)), int(np.sum(~guess & ~held))
-    return {"epsilon lower bound": epsilon_lower_bound(tp, fn, fp, tn, delta, alpha),
-            "threshold": t, "tp": tp, "fn": fn, "fp": fp, "tn": tn}
+    return AuditResult(epsilon_lower_bound=epsilon_lower_bound(tp, fn, fp, tn, delta, alpha),
+                       threshold=t, tp=tp, fn=fn, fp=fp, tn=tn)
 
 
 def canary_trials(estimator, x, y, x_canary, y_canary, n_trials=200, seed=0, score_fn=None):

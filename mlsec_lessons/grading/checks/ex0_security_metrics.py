@@ -87,8 +87,17 @@ def linear_problem(seed, n=80, d=4):
 
 
 def curve(impl, seed, eps=EPS):
-    """``impl.robustness_curve`` on a linear problem, checked to be a dict with both keys."""
+    """``impl.robustness_curve`` on a linear problem, checked to be a dict with both keys.
+
+    The exercise asks for a dict. The library's ``metrics.robustness_curve``, which the test suite
+    grades too, returns a frozen ``RobustnessCurve`` with the same two fields: it is read as that dict.
+    """
     result = impl.robustness_curve(*linear_problem(seed), eps)
+    if not isinstance(result, dict):
+        try:  # a RobustnessCurve, here or in the worker (where reading a field asks for it)
+            return {"eps": np.asarray(result.eps), "accuracy": np.asarray(result.accuracy)}
+        except AttributeError:
+            pass  # not a curve either: the message below says what the exercise asks for
     assert isinstance(result, dict) and {"eps", "accuracy"} <= set(result), (
         f"robustness_curve must return a dict with keys 'eps' and 'accuracy', got {type(result).__name__}")
     return result
