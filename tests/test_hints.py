@@ -48,6 +48,7 @@ def test_names_lead_to_their_functions():
         "targeted_attack_success_rate"]                      # the longest name wins
     assert [h.function for h in hints.lookup("ex0", "mrs_is_one_minus_asr")] == ["model_robustness_score"]
     assert [h.function for h in hints.lookup("ex1", "pgd_step_increases_the_loss")] == ["pgd_step"]
+    assert [h.function for h in hints.lookup("ex1", "pgd_step_takes_eps_step_by_keyword")] == ["pgd_step"]
     assert hints.lookup("ex1", "perturb") == hints.lookup("ex1", "AdversarialDefense.perturb")
     assert len(hints.lookup("capstone", "the_whole_system_runs_on_your_code")) == len(hints.hints("capstone"))
 
