@@ -259,9 +259,9 @@ class MLSecuritySystem:
         """
         self._require("model_", "train")
         ### BEGIN SOLUTION hint: Measure robust accuracy with the stated white-box attack (PGD with the configured number of steps, at the stated eps) on the held-out test images. Pitfall: a weaker attack such as FGSM, or the training images, make the number look better than it is.
-        ### HINT 2: measure.robust_accuracy(self.model_, ...) on the held-out TEST images (data.x_test, data.y_test), at eps=self.eps with steps=self.pgd_steps and seed=self.seed: PGD that knows the model, not FGSM, not the training set
+        ### HINT 2: measure.robust_accuracy(self.model_, ...) on the held-out TEST images (data.x_test, data.y_test), at eps=self.eps with steps=self.pgd_steps, eps_step=self.eps / 10 (the stated step) and seed=self.seed: PGD that knows the model, not FGSM, not the training set
         return measure.robust_accuracy(self.model_, data.x_test, data.y_test, eps=self.eps, steps=self.pgd_steps,
-                                       seed=self.seed)
+                                       eps_step=self.eps / 10, seed=self.seed)
         ### END SOLUTION
 
     def measure_privacy(self, data):

@@ -138,3 +138,42 @@ def builtin_raises():
 def test_every_error_is_an_mlsec_error():
     found = builtin_raises()
     assert not found, "raise an mlsec_lessons.errors class (an MLSecError) instead:\n" + "\n".join(found)
+
+
+# --------------------------------------------------------------------------- the attack arguments
+# issue 15's convention: eps is positional; an attack's steps and eps_step are keyword-only, and
+# eps_step=None means attacks.default_eps_step everywhere. (The privacy accountant's ``steps``, the
+# number of DP-SGD steps, is another quantity and not an attack argument.)
+ATTACK_MODULES = ("attacks", "defenses", "governance", "applications", "poisoning", "monitoring", "theft")
+RULE_FUNCTIONS = {"mlsec_lessons.attacks.default_eps_step"}  # the rule itself: (eps, steps)
+
+
+def positional_attack_arguments(source, module):
+    """``module.function(argument)`` for each public function or method of ``source`` (module and class
+    level) that takes ``steps`` or ``eps_step`` by position."""
+    found = []
+    tree = ast.parse(source)
+    scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
+    for body, prefix in scopes:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                name = f"{prefix}.{node.name}"
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args]
+                found += [f"{name}({a})" for a in positional if a in ("steps", "eps_step") and name not in RULE_FUNCTIONS]
+    return found
+
+
+def test_attack_steps_and_eps_step_are_keyword_only():
+    found = []
+    for module, path in _modules():
+        if module.split(".")[1:2] and module.split(".")[1] in ATTACK_MODULES:
+            found += positional_attack_arguments(path.read_text(), module)
+    assert not found, f"steps and eps_step must be keyword-only (after a bare *): {found}"
+
+
+def test_the_keyword_only_rule_can_fail():
+    source = ("def pgd(model, x, y, eps, steps=10, *, eps_step=None): ...\n"
+              "def ok(model, x, y, eps, *, steps=10, eps_step=None): ...\n"
+              "class A:\n    def perturb(self, x, eps_step): ...\n")
+    assert positional_attack_arguments(source, "m") == ["m.pgd(steps)", "m.A.perturb(eps_step)"]
+

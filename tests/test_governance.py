@@ -104,11 +104,14 @@ def test_accuracy_counts_and_interval(linear):
 
 def test_robust_accuracy_is_the_pgd_result_and_never_above_clean(linear):
     m = measure.robust_accuracy(linear.model, linear.x, linear.y, eps=0.1, seed=3)
-    x_adv = attacks.pgd(linear.model, linear.x, linear.y, 0.1, steps=40, eps_step=0.01, seed=3)
+    # eps_step=None is the course's one rule (attacks.default_eps_step), the same as attacks.pgd's
+    x_adv = attacks.pgd(linear.model, linear.x, linear.y, 0.1, steps=40, eps_step=attacks.default_eps_step(0.1, 40),
+                        seed=3)
     assert m.value == np.mean(np.argmax(linear.model.predict(x_adv, verbose=0), axis=1) == linear.y)
     # the optimum, away from the clip bounds: a point flips iff |x0 - x1| < 2 eps (each coordinate moves eps)
     assert m.value == pytest.approx(np.mean(np.abs(linear.x[:, 0] - linear.x[:, 1]) >= 0.2), abs=0.01)
     assert m.params["eps"] == 0.1 and m.params["steps"] == 40 and m.params["norm"] == "L-inf"
+    assert m.params["eps_step"] == attacks.default_eps_step(0.1, 40) == 0.1 * 2.5 / 40
     assert m.params["attack success rate"] == pytest.approx(1 - m.value)  # the clean model is always right
     with pytest.raises(ValueError, match="positive budget"):
         measure.robust_accuracy(linear.model, linear.x, linear.y, eps=0.0)

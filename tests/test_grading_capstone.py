@@ -43,7 +43,11 @@ WRONG = {
         ["robustness_measured_on_the_test_set"], "robustness_measured_on_the_test_set"),
     "robustness measured with FGSM": (
         "return measure.robust_accuracy(self.model_, data.x_test, data.y_test, eps=self.eps, steps=self.pgd_steps,\n"
-        "                                       seed=self.seed)", FGSM,
+        "                                       eps_step=self.eps / 10, seed=self.seed)", FGSM,
+        ["robustness_measured_with_the_stated_pgd"], "robustness_measured_with_the_stated_pgd"),
+    "robustness measured with the default step, not the stated eps / 10": (
+        "                                       eps_step=self.eps / 10, seed=self.seed)",
+        "                                       seed=self.seed)",
         ["robustness_measured_with_the_stated_pgd"], "robustness_measured_with_the_stated_pgd"),
     "robustness measured with too few PGD steps": (
         "eps=self.eps, steps=self.pgd_steps,", "eps=self.eps, steps=5,",

@@ -129,7 +129,8 @@ def robust_accuracy(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, s
         The budget, > 0: the card is worthless without it.
     steps : int, default=40
     eps_step : float or None
-        ``None``: ``eps / 10``, lesson 03's PGD-40 (40 steps travel four times the radius).
+        ``None``: the course's one rule, :func:`mlsec_lessons.attacks.default_eps_step`
+        (``2.5 * eps / steps``). Lesson 03's PGD-40, which the capstone states, passes ``eps / 10``.
     norm : {np.inf, 2}, default=np.inf
     seed : int, default=0
         Seed of the random start.
@@ -153,7 +154,7 @@ def robust_accuracy(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, s
     x, y = _check_xy(x, y)
     if not (np.isfinite(eps) and eps > 0):
         raise InvalidParameterError(f"eps must be a positive budget, got {eps!r}; accuracy at eps=0 is the clean accuracy")
-    eps_step = eps / 10 if eps_step is None else eps_step
+    eps_step = attacks.default_eps_step(eps, steps) if eps_step is None else eps_step
     clean = np.argmax(_predict_logits(model, x), axis=1)
     x_adv = attacks.pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, seed=seed)
     adv = np.argmax(_predict_logits(model, x_adv), axis=1)

@@ -265,7 +265,8 @@ def test_trains_with_dp_on_adversarial_examples(impl_trained, digits):
 def test_trained_model_is_robust_and_accurate(impl_trained, ref_trained, digits):
     model = trained_model(impl_trained)
     clean = measure.clean_accuracy(model, digits.x_test, digits.y_test).value
-    robust = measure.robust_accuracy(model, digits.x_test, digits.y_test, eps=SETTINGS["eps"]).value
+    robust = measure.robust_accuracy(model, digits.x_test, digits.y_test, eps=SETTINGS["eps"],
+                                     eps_step=SETTINGS["eps"] / 10).value
     want_clean = ref_trained.evaluation_["accuracy"].value
     want_robust = ref_trained.evaluation_["robustness"].value
     assert robust >= want_robust - ROBUST_TOLERANCE, (
@@ -308,7 +309,7 @@ def test_robustness_measured_with_the_stated_pgd(impl_robustness, ref_trained):
     reraise(error, "measure_robustness(data)")
     got = named(got, "robust accuracy", "measure_robustness(data)")
     want = ref_trained.evaluation_["robustness"]
-    steps, eps = got.params.get("steps"), got.params.get("eps")
+    steps, eps, eps_step = got.params.get("steps"), got.params.get("eps"), got.params.get("eps_step")
     assert got.value <= want.value + SAME_MODEL_TOLERANCE, (
         f"measure_robustness reports {got.value:.3f} ({got.method}); white-box PGD with {SETTINGS['pgd_steps']} "
         f"steps at eps={SETTINGS['eps']} leaves {want.value:.3f}. A weaker attack (FGSM, a few PGD steps) "
@@ -316,6 +317,11 @@ def test_robustness_measured_with_the_stated_pgd(impl_robustness, ref_trained):
     assert steps == SETTINGS["pgd_steps"] and eps == SETTINGS["eps"], (
         f"the measurement says steps={steps}, eps={eps}; the system states PGD with pgd_steps="
         f"{SETTINGS['pgd_steps']} at eps={SETTINGS['eps']}")
+    stated_step = SETTINGS["eps"] / 10
+    assert isinstance(eps_step, (int, float)) and abs(eps_step - stated_step) <= 1e-9, (
+        f"the measurement says eps_step={eps_step}; the system states PGD-{SETTINGS['pgd_steps']} with steps of "
+        f"eps / 10 = {stated_step:g} (pass eps_step=self.eps / 10: robust_accuracy's default is the course's "
+        "2.5 * eps / steps, a different attack)")
 
 
 @points(3)
