@@ -8,6 +8,7 @@
 """
 import contextlib
 import os
+import tempfile
 
 import pytest
 
@@ -24,6 +25,24 @@ def run_temp(tmp_path_factory):
 @pytest.fixture(scope="session")
 def run_temp_dir(tmp_path_factory):
     return run_temp(tmp_path_factory)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_tmpdir(tmp_path_factory):
+    """Under parallel workers, each worker's own TMPDIR: the grader's folders (``mlsec-judge-*``,
+    ``mlsec-worker-*``) of one worker are out of reach of a hostile submission graded in another (the
+    ``delete_the_temp_dirs`` cheat deletes every judge folder beside its own; one user's gradings share
+    /tmp, which is why a class is graded in the sandbox)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield None
+        return
+    path = run_temp(tmp_path_factory) / f"tmp-{worker}"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(path))
+        mp.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+        yield path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,8 +3,11 @@ import glob
 import os
 import shutil
 
-# its own worker's folder, and the judges' (a grader run beside it would lose its folders too)
-for folder in [os.path.dirname(os.getcwd()), *glob.glob("/tmp/mlsec-judge-*")]:
+# its own worker's folder, and the judges' beside it and in /tmp (a grader run beside it would lose its
+# folders too)
+worker = os.path.dirname(os.getcwd())
+for folder in [worker, *glob.glob(os.path.join(os.path.dirname(worker), "mlsec-judge-*")),
+               *glob.glob("/tmp/mlsec-judge-*")]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
