@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidParameterError, MLSecError, ParameterTypeError
+from .records import OneRowFrame
 from .reproducibility import seeded
 from .validation import check_seed
 
@@ -133,7 +134,7 @@ class Provenance:
 
 
 @dataclasses.dataclass(frozen=True)
-class PrivacySpend:
+class PrivacySpend(OneRowFrame):
     """The (epsilon, delta) a DP-SGD run spent, and what the accountant was told.
 
     ``epsilon`` is ``inf`` for a run without noise (``noise_multiplier=0``): clipping alone gives no
@@ -147,12 +148,6 @@ class PrivacySpend:
     steps: int
     l2_norm_clip: float
     accountant: str = "RDP (dp_accounting)"
-
-    def to_frame(self):
-        """The spend as a one-row DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

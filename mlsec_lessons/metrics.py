@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from mlsec_lessons.errors import InvalidParameterError  # absolute: the grader also runs this file on its own
+from mlsec_lessons.records import OneRowFrame
 
 
 # --------------------------------------------------------------------------- validation
@@ -138,7 +139,7 @@ def source_attack_success_rate(clean_accuracy, adv_accuracy):
 
 
 @dataclasses.dataclass(frozen=True)
-class AsrComparison:
+class AsrComparison(OneRowFrame):
     """Both ASR definitions on one attack, with the counts that explain where they differ."""
 
     clean_accuracy: float
@@ -147,12 +148,6 @@ class AsrComparison:
     fixed: int            # wrong before the attack, correct after: what the source's formula nets against it
     source_asr: float     # the source's 1 - adv_acc / clean_acc
     standard_asr: float   # flips among the initially correct samples
-
-    def to_frame(self):
-        """One row, for display."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)])
 
 
 def compare_asr_definitions(y_true, y_pred_clean, y_pred_adv):

@@ -32,6 +32,7 @@ from .. import data, models
 from ..attacks import as_bounds, check_budget, compiled_pgd, pgd
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 from ..validation import as_generator, as_int_seed, check_fraction, check_int, check_real, check_seed
 
 MUTABLE = tuple(range(10))
@@ -116,7 +117,7 @@ def threshold_max_f1(y, score):
 
 
 @dataclasses.dataclass(frozen=True)
-class OperatingPoint:
+class OperatingPoint(OneRowFrame):
     """What flagging ``score >= threshold`` gives a fraud team on one split."""
 
     threshold: float
@@ -126,12 +127,6 @@ class OperatingPoint:
     frauds_caught: int
     frauds: int
     false_positive_rate: float  # share of the legitimate transactions flagged
-
-    def to_frame(self):
-        """One row, for display."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)])
 
 
 def operating_point(y, score, threshold):

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from .. import attacks
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 from ..validation import as_generator, check_int, check_real, check_xy
 
 
@@ -160,18 +161,12 @@ def _patch_gradient(model, images, mask, move, patch, labels, image_shape):
 
 
 @dataclasses.dataclass(frozen=True)
-class PatchSuccess:
+class PatchSuccess(OneRowFrame):
     """How often one patch succeeds, over the images the model gets right without it."""
 
     random_placement: float  # success averaged over every placement: a sticker stuck anywhere
     best_placement: float    # share of images for which some placement succeeds: an attacker who picks the spot
     n: int                   # images that counted
-
-    def to_frame(self, index=None):
-        """One row; ``index`` labels it (a model's name, to stack several with ``pd.concat``)."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
 
 
 def patch_success_rate(model, x, y, patch, target=None):
@@ -241,18 +236,12 @@ def transformation_grid(angles=(-10, 0, 10), shifts=(-0.5, 0, 0.5), brightness=(
 
 
 @dataclasses.dataclass(frozen=True)
-class SpatialAttackResult:
+class SpatialAttackResult(OneRowFrame):
     """What the grid of physical-style transformations does to one model."""
 
     accuracy_random_transformation: float  # accuracy averaged over the grid: the camera's ordinary variation
     accuracy_worst_transformation: float   # share of images that every transformation leaves correct
     attack_success_rate: float             # of the images right as they are, the share some transformation flips
-
-    def to_frame(self, index=None):
-        """One row; ``index`` labels it (a model's name, to stack several with ``pd.concat``)."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
 
 
 def spatial_attack(model, x, y, grid=None):

@@ -19,6 +19,7 @@ from .. import models
 from ..attacks import cross_entropy, pgd_loop
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError, MLSecError
+from ..records import OneRowFrame
 from ..validation import check_int, check_real, check_xy
 
 
@@ -149,21 +150,15 @@ def detector_aware_pgd(model, detector, x, y, eps, *, steps=40, eps_step=None, c
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectionRates:
+class DetectionRates(OneRowFrame):
     """How often a detector flags attacked and clean inputs."""
 
     tpr: float  # share of the attacked inputs flagged
     fpr: float  # share of the clean inputs flagged
 
-    def to_frame(self, index=None):
-        """One row; ``index`` labels it."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
-
 
 @dataclasses.dataclass(frozen=True)
-class DetectionResult:
+class DetectionResult(OneRowFrame):
     """What a detector buys against one set of attacked inputs."""
 
     tpr: float                  # share of the attacked inputs flagged
@@ -171,12 +166,6 @@ class DetectionResult:
     adv_accuracy: float         # the model's accuracy on the attacked inputs
     undetected_success: float   # misclassified *and* not flagged: the attacker's real success rate
     n: int
-
-    def to_frame(self, index=None):
-        """One row; ``index`` labels it (an attack's name, to stack several with ``pd.concat``)."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
 
 
 def evaluate_detection(model, detector, x, y, x_adv):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..attacks import check_norm, input_gradient, pgd, pgd_loop
 from ..models import predict_labels
+from ..records import OneRowFrame
 from ..reproducibility import quiet
 from ..validation import check_bounds, check_int, check_real
 
@@ -117,7 +118,7 @@ def adaptive_pgd(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot
 
 
 @dataclasses.dataclass(frozen=True)
-class PreprocessingResult:
+class PreprocessingResult(OneRowFrame):
     """Accuracy of a defended classifier ``f(t(.))``, clean and under two attacks, with their setting."""
 
     clean: float          # on the clean inputs
@@ -128,12 +129,6 @@ class PreprocessingResult:
     steps: int
     eot_samples: int
     n: int
-
-    def to_frame(self, index=None):
-        """One row; ``index`` labels it (a defense's name, to stack several with ``pd.concat``)."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)], index=None if index is None else [index])
 
 
 def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot_samples=1, norm=np.inf,

@@ -14,6 +14,7 @@ import numpy as np
 from .. import models
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 from ..validation import as_generator, check_fraction, check_labels
 from ._common import check_class, check_images
 from .backdoor import add_trigger
@@ -75,18 +76,12 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
 
 
 @dataclasses.dataclass(frozen=True)
-class WeightChange:
+class WeightChange(OneRowFrame):
     """How far two models' weights are apart: ``max_abs``, the largest absolute change of one weight,
     and ``relative_l2``, the L2 norm of the change over that of the weights before."""
 
     max_abs: float
     relative_l2: float
-
-    def to_frame(self):
-        """One row: the two measures."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)])
 
 
 def weight_change(before, after):

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import beta
 
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 from ..validation import as_generator, as_int_seed, check_int
 from .membership import check_is_member, check_scores
 
@@ -132,7 +133,7 @@ def _best_threshold(is_member, score, delta, alpha):
 
 
 @dataclasses.dataclass(frozen=True)
-class AuditResult:
+class AuditResult(OneRowFrame):
     """What :func:`audit` proved, and the held-out counts it proved it from."""
 
     epsilon_lower_bound: float  # with confidence 1 - alpha, epsilon is at least this
@@ -141,12 +142,6 @@ class AuditResult:
     fn: int                     # held-out member trials called "non-member"
     fp: int                     # held-out non-member trials called "member"
     tn: int                     # held-out non-member trials called "non-member"
-
-    def to_frame(self):
-        """One row, for display."""
-        import pandas as pd
-
-        return pd.DataFrame([dataclasses.asdict(self)])
 
 
 def audit(is_member, score, delta=0.0, alpha=0.05, fit_fraction=0.5, seed=0):
