@@ -1,7 +1,30 @@
 """Repository-wide pytest set-up, shared by the unit tests and the nbval notebook run."""
 import os
 
+import pytest
+
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display on CI; notebooks set inline themselves
+
+
+def run_temp(config):
+    """The run's scratch folder: pytest's base temp folder, or under ``make test``'s parallel workers
+    (pytest-xdist, one ``popen-gwN`` folder each) the folder that holds all of theirs."""
+    base = config._tmp_path_factory.getbasetemp()  # the tmp_path_factory fixture's, before any fixture runs
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def pytest_sessionstart(session):
+    # One scratch model cache for the whole run, set before the first test or notebook: the notebooks'
+    # kernels and the grader's processes inherit it, so a run never reads or fills the developer's own
+    # cache, and a model that a test, a notebook or another parallel worker trained, the others load.
+    path = run_temp(session.config) / "mlsec-cache"
+    path.mkdir(exist_ok=True)
+    os.environ["MLSEC_CACHE_DIR"] = str(path)
+
+
+@pytest.fixture(scope="session")
+def run_temp_dir(pytestconfig):
+    return run_temp(pytestconfig)
 
 
 def _without_stderr(outputs):

@@ -1,8 +1,9 @@
 """Fixtures that several test modules share.
 
-* Every test runs against a scratch model cache, never the developer's own: :func:`isolated_cache`
-  points ``MLSEC_CACHE_DIR`` at a new folder for the whole session (subprocesses, such as the CLI
-  and the grader's judge and workers, inherit it). A test that must start from an empty cache asks
+* Every test runs against a scratch model cache, never the developer's own: :func:`isolated_cache`,
+  the folder the repository's ``conftest.py`` points ``MLSEC_CACHE_DIR`` at for the whole run, the
+  notebooks' too (subprocesses, such as the CLI, the kernels and the grader's judge and workers,
+  inherit it). A test that must start from an empty cache asks
   for :func:`fresh_cache`; a module-scoped fixture uses :func:`scratch_cache`.
 * Each trained model that several modules use is trained once per run, here.
 """
@@ -15,20 +16,8 @@ import pytest
 from mlsec_lessons import data, models
 
 
-def run_temp(tmp_path_factory):
-    """The run's scratch folder: pytest's base temp folder, or under ``make test``'s parallel workers
-    (pytest-xdist, one ``popen-gwN`` folder each) the folder that holds all of theirs."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@pytest.fixture(scope="session")
-def run_temp_dir(tmp_path_factory):
-    return run_temp(tmp_path_factory)
-
-
 @pytest.fixture(scope="session", autouse=True)
-def private_tmpdir(tmp_path_factory):
+def private_tmpdir(run_temp_dir):
     """Under parallel workers, each worker's own TMPDIR: the grader's folders (``mlsec-judge-*``,
     ``mlsec-worker-*``) of one worker are out of reach of a hostile submission graded in another (the
     ``delete_the_temp_dirs`` cheat deletes every judge folder beside its own; one user's gradings share
@@ -37,7 +26,7 @@ def private_tmpdir(tmp_path_factory):
     if not worker:
         yield None
         return
-    path = run_temp(tmp_path_factory) / f"tmp-{worker}"
+    path = run_temp_dir / f"tmp-{worker}"
     path.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TMPDIR", str(path))
@@ -46,11 +35,11 @@ def private_tmpdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def isolated_cache(tmp_path_factory):
-    """The run's model cache: empty at the start of the run, shared by every test in it (and by every
-    parallel worker: a model one trains, the others load; the cache writes each file atomically)."""
-    path = run_temp(tmp_path_factory) / "mlsec-cache"
-    path.mkdir(exist_ok=True)
+def isolated_cache(run_temp_dir):
+    """The run's model cache: empty at the start of the run, shared by every test and notebook in it
+    (and by every parallel worker: a model one trains, the others load; the cache writes each file
+    atomically). Set again here, so that a test that moved it cannot move it for the next one."""
+    path = run_temp_dir / "mlsec-cache"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLSEC_CACHE_DIR", str(path))
         yield path

@@ -107,6 +107,26 @@ def test_every_test_uses_a_scratch_model_cache(isolated_cache, run_temp_dir):
     assert Path(seen.stdout.strip()) == isolated_cache, seen.stderr
 
 
+def test_the_run_sets_the_scratch_cache_before_the_first_test_or_notebook(monkeypatch, tmp_path):
+    """The repository's conftest.py sets it at session start, for the notebooks too: nbval's cells take no
+    fixtures, and their kernels inherit the process's environment."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("root_conftest_under_test", ROOT / "conftest.py")
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    monkeypatch.delenv("MLSEC_CACHE_DIR")
+    for worker, run in [(None, tmp_path), ("gw1", tmp_path.parent)]:  # under xdist: the folder of all workers
+        if worker:
+            monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        else:
+            monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+        factory = SimpleNamespace(getbasetemp=lambda: tmp_path)
+        root.pytest_sessionstart(SimpleNamespace(config=SimpleNamespace(_tmp_path_factory=factory)))
+        assert os.environ["MLSEC_CACHE_DIR"] == str(run / "mlsec-cache") and (run / "mlsec-cache").is_dir()
+
+
 def test_fresh_cache_is_empty_and_the_tests_own(fresh_cache, isolated_cache):
     from mlsec_lessons import cache
 
