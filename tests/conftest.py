@@ -14,6 +14,8 @@ import tempfile
 import pytest
 
 from mlsec_lessons import data, models
+from mlsec_lessons.grading import grade_many
+from mlsec_lessons.grading.exercises import solution_variant
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -64,6 +66,30 @@ def scratch_cache(tmp_path_factory):
             yield path
 
     return use
+
+
+@pytest.fixture(scope="module")
+def graded_variants(tmp_path_factory):
+    """``graded_variants(exercise, cases)``: {case: Report} for deliberately wrong variants of a solution,
+    ``cases`` being {case: (text in the solution, its wrong replacement, the checks to run or None)}.
+
+    The first test of a module that asks grades them all with one judge (``grade_many``): TensorFlow and
+    the checks load once, not once per variant; every variant still gets its own worker and session."""
+    graded = {}
+
+    def grade(exercise, cases, **options):
+        key = (exercise, tuple(cases), tuple(sorted(options.items())))
+        if key not in graded:
+            folder = tmp_path_factory.mktemp(f"variants-{exercise}")
+            paths = []
+            for i, (old, new, _) in enumerate(cases.values()):
+                (folder / str(i)).mkdir()
+                paths.append(solution_variant(exercise, old, new, folder / str(i)))
+            reports = grade_many(exercise, paths, checks=[checks for _, _, checks in cases.values()], **options)
+            graded[key] = dict(zip(cases, reports))
+        return graded[key]
+
+    return grade
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlsec_lessons import cli, metrics, stubs
-from mlsec_lessons.grading import grade, grade_cell, known, resolve, try_it
+from mlsec_lessons.grading import grade, grade_cell, grade_many, known, resolve, try_it
 from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.plugin import load as load_file
 from mlsec_lessons.grading.report import Report
@@ -98,11 +98,11 @@ WRONG = {
 }
 
 
-@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
+@pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
-def test_wrong_solutions_lose_points(mistake, tmp_path):
+def test_wrong_solutions_lose_points(mistake, graded_variants):
     old, new, check = WRONG[mistake]
-    report = grade("ex0", variant(tmp_path, old, new))
+    report = graded_variants("ex0", {m: (o, n, None) for m, (o, n, _) in WRONG.items()})[mistake]
     assert report.score < report.total, f"{mistake}: still full marks"
     assert check in failed(report), f"{mistake}: {check} passed; failed: {failed(report)}"
     message = failed(report)[check]
@@ -158,6 +158,50 @@ def test_missing_file_fails_every_check(tmp_path):
     report = grade("ex0", tmp_path / "nothing.py")
     assert report.score == 0 and len(report.checks) >= 15
     assert set(failed(report).values()) == {f"file not found: {tmp_path / 'nothing.py'}"}
+
+
+def test_one_judge_grades_each_file_as_grade_does(tmp_path):
+    """grade_many: every file gets the report grade() gives it, whatever the files before it did."""
+    crash = variant(tmp_path, "    return 1.0 - asr\n", "    import os\n    os._exit(3)\n")
+    (tmp_path / "syntax").mkdir()
+    broken = solution_variant("ex0", "def privacy_loss(is_member, member_score):",
+                              "def privacy_loss(is_member, member_score)", tmp_path / "syntax")
+    missing = tmp_path / "nothing.py"
+    solution, crashed, stub, unparsable, absent, again = grade_many(
+        "ex0", [SOLUTION, crash, STUB, broken, missing, SOLUTION])
+    assert solution.full_marks and again.full_marks, again.table()
+    assert failed(crashed) == {
+        "mrs_is_one_minus_asr": "the Python process running your code exited with code 3 while running "
+                                "model_robustness_score: does the code call os._exit()?"}
+    assert stub.score == 0 and all(m.startswith("not implemented") for m in failed(stub).values())
+    assert unparsable.score == 0 and all("has a syntax error" in m for m in failed(unparsable).values())
+    assert set(failed(absent).values()) == {f"file not found: {missing}"} and absent.total == solution.total
+    assert [r.path for r in (solution, crashed, absent)] == [SOLUTION, crash, missing]
+
+
+def test_one_judge_runs_each_files_own_checks(tmp_path):
+    wrong = variant(tmp_path, "    return 1.0 - asr\n", "    return asr\n")
+    some, every = grade_many("ex0", [wrong, wrong], checks=[["asr_is_a_rate_and_ignores_order"], None])
+    assert [c.name for c in some.checks] == ["asr_is_a_rate_and_ignores_order"] and some.full_marks
+    assert "mrs_is_one_minus_asr" in failed(every)
+    assert len(every.checks) == len(grade("ex0", SOLUTION, checks=None).checks)
+    with pytest.raises(ValueError, match="checks has 1 entries for 2 files"):
+        grade_many("ex0", [SOLUTION, SOLUTION], checks=[None])
+    with pytest.raises(ValueError, match="at least one file"):
+        grade_many("ex0", [])
+    with pytest.raises(ValueError, match="has no check named 'nope'"):
+        grade_many("ex0", [SOLUTION], checks=[["nope"]])
+
+
+@pytest.mark.slow  # waits out a time limit
+def test_one_judge_a_file_past_its_time_limit_costs_only_its_own_checks(tmp_path):
+    hang = variant(tmp_path, "    return 1.0 - asr\n", "    while True:\n        pass\n")
+    start = time.monotonic()
+    hung, solution = grade_many("ex0", [hang, SOLUTION], timeout=4, check_timeout=60)
+    assert time.monotonic() - start < 25
+    assert "time limit of 4 s for the whole exercise ran out" in failed(hung)["mrs_is_one_minus_asr"]
+    assert hung.checks[0].passed  # what ran before the hang keeps its points
+    assert solution.full_marks, solution.table()  # graded in a new judge, with a clock of its own
 
 
 def test_report_without_checks_is_not_full_marks():

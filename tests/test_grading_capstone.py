@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mlsec_lessons.grading import grade, sandbox
-from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.plugin import load as load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,11 +128,11 @@ WRONG = {
 }
 
 
-@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
+@pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
-def test_wrong_solutions_lose_points(mistake, tmp_path):
+def test_wrong_solutions_lose_points(mistake, graded_variants):
     old, new, checks, must_fail = WRONG[mistake]
-    report = grade("capstone", solution_variant("capstone", old, new, tmp_path), checks=checks)
+    report = graded_variants("capstone", {m: (o, n, c) for m, (o, n, c, _) in WRONG.items()})[mistake]
     assert must_fail in report.failed(), f"{mistake}: {must_fail} still passes\n{report.table()}"
     message = report.failed()[must_fail]
     assert message and "not implemented" not in message and "Traceback" not in message, message

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlsec_lessons.grading import grade, sandbox
+from mlsec_lessons.grading import grade, grade_many, sandbox
 
 CHEATS = Path(__file__).parent / "cheats"
 # each cheat in the default mode runs in make test-fast; under bubblewrap again in make test (slow)
@@ -64,6 +64,17 @@ def test_hostile_exceptions_fail_only_their_checks(use_sandbox):
     assert "raised KeyboardInterrupt" in failed["asr_ignores_already_misclassified"]
     assert "could not be printed" in failed["privacy_loss_separates_perfectly"]
     assert "called exit(0)" in failed["security_coverage_needs_every_control"]
+
+
+@pytest.mark.parametrize("use_sandbox", MODES)
+def test_files_graded_by_one_judge_do_not_reach_each_other(use_sandbox):
+    """grade_many: a cheat graded before an honest file (in the same judge) changes neither grade."""
+    solution = Path(__file__).resolve().parents[1] / "solutions" / "ex0_security_metrics.py"
+    forged, hostile, honest = grade_many("ex0", [CHEATS / "forge_the_record.py", CHEATS / "hostile_errors.py",
+                                                 solution], sandbox=use_sandbox)
+    assert forged.score == 0 and forged.total == 35 and len(forged.checks) == 26, forged.table()
+    assert "raised KeyboardInterrupt" in hostile.failed()["asr_ignores_already_misclassified"], hostile.table()
+    assert honest.full_marks, honest.table()
 
 
 @pytest.mark.slow  # waits out a time limit or a bomb

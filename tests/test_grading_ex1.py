@@ -6,7 +6,6 @@ should catch it (the same pytest run the grader makes, restricted to those check
 import pytest
 
 from mlsec_lessons.grading import grade, sandbox
-from mlsec_lessons.grading.exercises import solution_variant
 
 
 @pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
@@ -97,11 +96,11 @@ WRONG = {
 }
 
 
-@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
+@pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
-def test_wrong_solutions_lose_points(mistake, tmp_path):
+def test_wrong_solutions_lose_points(mistake, graded_variants):
     old, new, checks, check = WRONG[mistake]
-    report = grade("ex1", solution_variant("ex1", old, new, tmp_path), checks=checks)
+    report = graded_variants("ex1", VARIANTS)[mistake]
     assert {c.name for c in report.checks} == set(checks), report.table()
     assert check in report.failed(), f"{mistake}: {check} still passes"
     message = report.failed()[check]
@@ -125,10 +124,15 @@ LIBRARY = {
 }
 
 
-@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
+# every variant of this module, graded by one judge: {case: (old, new, the checks to run)}
+VARIANTS = {**{mistake: (old, new, checks) for mistake, (old, new, checks, _) in WRONG.items()},
+            **{cheat: (old, new, [check]) for cheat, (old, new, check) in LIBRARY.items()}}
+
+
+@pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("cheat", list(LIBRARY))
-def test_library_answers_earn_nothing(cheat, tmp_path):
+def test_library_answers_earn_nothing(cheat, graded_variants):
     old, new, check = LIBRARY[cheat]
-    report = grade("ex1", solution_variant("ex1", old, new, tmp_path), checks=[check])
+    report = graded_variants("ex1", VARIANTS)[cheat]
     assert check in report.failed(), f"{cheat}: {check} still passes"
     assert "from the course library" in report.failed()[check], report.failed()[check]

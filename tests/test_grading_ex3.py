@@ -3,7 +3,6 @@ classic mistake, made by editing one line of the solution, loses the points of i
 import pytest
 
 from mlsec_lessons.grading import grade, sandbox
-from mlsec_lessons.grading.exercises import solution_variant
 
 
 @pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
@@ -50,12 +49,16 @@ CASE_OF = {"bad_signature": "refuses_with_401", "alg_none": "refuses_with_401", 
            "role_escalation": "refuses_with_403"}
 
 
-@pytest.mark.slow  # a grading run per case: make test runs it, make test-fast does not
+def checks_for(must_fail):
+    """Only the checks that must fail run (a case runs with its whole function): seconds, not ten."""
+    return sorted({CASE_OF.get(name, name) for name in must_fail})
+
+
+@pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("old, new, must_fail", MISTAKES)
-def test_mistake_loses_points(tmp_path, old, new, must_fail):
-    # only the checks that must fail run (a case runs with its whole function): a grading run is seconds, not ten
-    checks = sorted({CASE_OF.get(name, name) for name in must_fail})
-    report = grade("ex3", solution_variant("ex3", old, new, tmp_path), checks=checks)
+def test_mistake_loses_points(graded_variants, old, new, must_fail):
+    cases = {(p.values[0], p.values[1]): (p.values[0], p.values[1], checks_for(p.values[2])) for p in MISTAKES}
+    report = graded_variants("ex3", cases)[(old, new)]
     assert must_fail <= set(report.failed()), f"expected {sorted(must_fail)} to fail:\n{report.table()}"
     assert not report.full_marks
     for check in must_fail:

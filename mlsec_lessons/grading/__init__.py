@@ -4,8 +4,8 @@ The threat model: **the student's file is untrusted code. Nothing it does may ra
 except computing correct results.** Three processes take part (see :mod:`.runner`):
 
 * the grader (:func:`grade`) starts the judge and reads its signed record;
-* the judge (pytest with :mod:`.plugin`) holds the checks and the reference solution and
-  decides every verdict; it never runs the student's code;
+* the judge (:mod:`.judge`, a pytest session with :mod:`.plugin` per file graded) holds the
+  checks and the reference solution and decides every verdict; it never runs the student's code;
 * the worker (:mod:`.worker`, under its :mod:`.keeper`) runs the student's file, and nothing
   else: it answers the judge with plain data (:mod:`.wire`, :mod:`.remote`), cannot use the
   library's answers (:mod:`.offlimits`), lives under resource limits, and with ``sandbox=True``
@@ -15,9 +15,11 @@ Modules:
 
 * ``exercises``: which exercises exist, and where their files are
 * ``checks/exN_name.py``: the checks, pytest tests of the fixtures ``impl`` and ``ref``
-* ``plugin``, ``remote``, ``wire``: the judge, its view of the student's module, the protocol
+* ``judge``, ``plugin``, ``remote``, ``wire``: the judge's process, its pytest sessions, its view of the
+  student's module, the protocol
 * ``worker``, ``keeper``, ``offlimits``, ``sandbox``: the student's side and its confinement
-* ``runner``: :func:`grade`, the processes and their time limits
+* ``runner``: :func:`grade` and :func:`grade_many` (several files, one judge), the processes and
+  their time limits
 * ``report``: the table of results; ``batch``, ``gradescope``, ``release``: a class's grading
 * ``hints``: the second, closer hints; ``notebook``: :func:`try_it` and :func:`grade_cell`
 
@@ -29,6 +31,6 @@ Examples
 from .exercises import known, resolve
 from .notebook import grade_cell, try_it
 from .report import CheckResult, Report
-from .runner import grade
+from .runner import grade, grade_many
 
-__all__ = ["grade", "grade_cell", "try_it", "known", "resolve", "Report", "CheckResult"]
+__all__ = ["grade", "grade_many", "grade_cell", "try_it", "known", "resolve", "Report", "CheckResult"]

@@ -5,16 +5,15 @@ worker process (:mod:`.remote`; the student's code never runs in the judge), and
 reference solution, loaded here and never sent to the worker. It decides every check's outcome
 and reports it to the grader over a pipe the worker does not hold, one JSON line per change,
 each authenticated with an HMAC key the grader hands over on a pipe that is read, and closed,
-before any student code runs. The judge then
-makes itself non-dumpable, so that a process of the same user cannot read its memory or open
-its file descriptors (``--sandbox`` also hides the judge entirely).
+before any student code runs (:mod:`.judge`, the process that runs one such pytest session per
+file, reads it, then makes itself non-dumpable, so that a process of the same user cannot read
+its memory or open its file descriptors; ``--sandbox`` also hides the judge entirely).
 """
-import ctypes
+import dataclasses
 import hashlib
 import hmac
 import importlib.util
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -26,8 +25,21 @@ import pytest
 from . import remote
 
 TIMEOUT_PREFIX = "Timeout (>"  # how pytest-timeout's failure message starts
-PR_SET_DUMPABLE = 4
 WORKER = pytest.StashKey()  # the student's worker, started in pytest_configure
+
+
+@dataclasses.dataclass(frozen=True)
+class Judging:
+    """What the judge's process (:mod:`.judge`) hands the session grading one file: the reference
+    solution's path, the file's :class:`Recorder`, and the file's worker when the judge has
+    started it already (:func:`new_worker`)."""
+
+    ref: str
+    recorder: "Recorder"
+    worker: object = None
+
+
+JUDGING = None  # set by the judge's process for the session it runs now
 
 
 def pytest_addoption(parser):
@@ -35,28 +47,19 @@ def pytest_addoption(parser):
     group.addoption("--impl", help="the file under test, e.g. exercises/ex0_security_metrics.py")
     group.addoption("--ref", help="the reference solution the checks compare with")
     group.addoption("--module-name", default="student_solution", help="the name the student's module gets")
-    group.addoption("--grade-fd", type=int, help="the pipe to report each check's points and outcome on")
-    group.addoption("--key-fd", type=int, help="the pipe the record's HMAC key is read from")
     group.addoption("--worker-config", default="{}", help="JSON: the worker's limits and off-limits shadows")
     group.addoption("--sandbox", action="store_true", help="run the student's worker in the sandbox")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): how many points a check is worth")
-    if config.getoption("grade_fd") is not None:
-        with os.fdopen(config.getoption("key_fd"), "rb") as pipe:  # before any student code exists anywhere
-            secret = json.loads(pipe.read(65536))
-        key = secret["key"].encode()
-        config.option.ref = secret["ref"]
-        try:
-            ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        except (OSError, AttributeError):  # not Linux: the sandbox is what protects the judge there
-            pass
-        config.pluginmanager.register(Recorder(config.getoption("grade_fd"), key), "mlsec-recorder")
+    if JUDGING is not None:  # a session of the judge's process, which has read the key and is non-dumpable
+        config.option.ref = JUDGING.ref
+        config.pluginmanager.register(JUDGING.recorder, "mlsec-recorder")
         if config.getoption("impl") and Path(config.getoption("impl")).is_file():
             # only now, with the key read and the judge non-dumpable: the student's process imports its
             # file (TensorFlow, often) while this one collects the checks and imports the reference
-            worker = config.stash[WORKER] = new_worker(config.getoption)
+            worker = config.stash[WORKER] = JUDGING.worker or new_worker(config.getoption)
             worker.prestart()
 
 
@@ -195,12 +198,12 @@ def verify(key, line):
 
 
 class Recorder:
-    """Reports the grading run's state to the grader, a signed JSON line per change."""
+    """Reports the grading of file number ``index`` to the grader, a signed JSON line per change."""
 
-    def __init__(self, fd, key):
-        self.stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    def __init__(self, stream, key, index=0):
+        self.stream = stream
         self.key = key
-        self.state = {"checks": [], "results": {}, "running": None, "finished": False}
+        self.state = {"index": index, "checks": [], "results": {}, "running": None, "finished": False}
 
     def note(self, **changes):
         self.state.update(changes)

@@ -6,8 +6,8 @@ except computing correct results. So three processes take part:
 * the grader (this module), which starts the judge, reads its authenticated record, and
   makes the report; the totals come from the checks the judge collected before any student
   code ran;
-* the judge (pytest with :mod:`.plugin`), which holds the checks and the reference solution
-  and decides every verdict;
+* the judge (:mod:`.judge`: a pytest session with :mod:`.plugin` per file it grades), which
+  holds the checks and the reference solution and decides every verdict;
 * the worker (:mod:`.worker`, under its :mod:`.keeper`), the only process that runs the
   student's code; it gets no path to the reference or the checks, answers with plain data
   (:mod:`.wire`), cannot use the library's answers (:mod:`.offlimits`), and lives under
@@ -16,6 +16,11 @@ except computing correct results. So three processes take part:
 An endless loop, ``os._exit``, a crash or a process left running ends with the worker, never
 with the judge or the grader; when the judge itself dies, the check it was running fails and the
 grader runs the rest again in a new one.
+
+:func:`grade_many` grades several files of one exercise with one judge, one after another, each
+with its own worker, session, record and time limit: the judge's imports (TensorFlow, the checks)
+are paid for once. A file that stops the judge costs its own check, or, past its time limit, its
+remaining checks; the files after it go on in a new judge.
 """
 import ast
 import json
@@ -127,37 +132,92 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     >>> report.score == report.total  # doctest: +SKIP
     True
     """
+    if path is not None and solutions:
+        raise InvalidParameterError(f"give path or solutions=True, not both (path={str(path)!r})")
+    if path is None:
+        name = exercises.resolve(exercise)
+        path = course.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
+    return grade_many(exercise, [path], checks=None if checks is None else [checks], timeout=timeout,
+                      check_timeout=check_timeout, sandbox=sandbox)[0]
+
+
+def grade_many(exercise, paths, checks=None, timeout=None, check_timeout=None, sandbox=False):
+    """Grade several files of one exercise: what ``[grade(exercise, p) for p in paths]`` returns, in one judge.
+
+    The judge grades the files one after another, each with the same isolation, limits and checks
+    that :func:`grade` gives one file: a pytest session of its own, a fresh worker for its code, and
+    its own time limit, which starts when its grading starts. Only the judge's imports (TensorFlow,
+    the checks) are shared, so a class, or a set of wrong variants, is graded without paying for
+    them once per file. A file that crashes or hangs the judge costs its own check; the files after
+    it are graded in a new judge.
+
+    Parameters
+    ----------
+    exercise : str
+        ``"ex1"`` or ``"ex1_adversarial_defense"``.
+    paths : sequence of str or Path
+        The files to grade; a missing one fails every check with "file not found".
+    checks : sequence, optional
+        One entry per path: ``None`` (every check) or a list of check names, as in :func:`grade`.
+    timeout, check_timeout, sandbox
+        As in :func:`grade`, for each file.
+
+    Returns
+    -------
+    list of Report
+        One per path, in order.
+
+    Raises
+    ------
+    InvalidParameterError (a ValueError)
+        For an unknown exercise or check name, no paths, or ``checks`` of another length.
+
+    Examples
+    --------
+    >>> reports = grade_many("ex0", ["alice/ex0.py", "bob/ex0.py"])  # doctest: +SKIP
+    >>> [r.score for r in reports]  # doctest: +SKIP
+    [26, 14]
+    """
     name = exercises.resolve(exercise)
     if sandbox:
         from .sandbox import require
 
         require()  # never a weaker isolation than the one asked for
-    if path is not None and solutions:
-        raise InvalidParameterError(f"give path or solutions=True, not both (path={str(path)!r})")
-    if path is None:
-        path = course.repo_root() / ("solutions" if solutions else "exercises") / f"{name}.py"
-    path = Path(path).absolute()
+    paths = [Path(p).absolute() for p in paths]
+    if not paths:
+        raise InvalidParameterError(f"grade_many needs at least one file to grade for {name}")
+    checks = [None] * len(paths) if checks is None else list(checks)
+    if len(checks) != len(paths):
+        raise InvalidParameterError(f"checks has {len(checks)} entries for {len(paths)} files: give one per file "
+                                    "(None for every check)")
     declared = limits(name)
     timeout = declared["TIME_LIMIT"] if timeout is None else timeout
     check_timeout = declared["CHECK_TIME_LIMIT"] if check_timeout is None else check_timeout
+    missing = {path for path in paths if not path.is_file()}
+    # a missing file has nothing to run: its checks are only collected, for their points, and each one fails
+    items = [(path, _todo(name, chosen) + (["--collect-only"] if path in missing else []))
+             for path, chosen in zip(paths, checks)]
+    reports = []
+    for path, (found, results, note) in zip(paths, run_plan(name, items, timeout, check_timeout, sandbox)):
+        report = Report(name, path, note=note, isolation=_level(sandbox))
+        for check in found:
+            passed, message = (False, f"file not found: {path}") if path in missing else results[check["nodeid"]]
+            report.checks.append(CheckResult(check["name"], check["points"], passed, message))
+        reports.append(report)
+    return reports
+
+
+def _todo(name, checks):
+    """The pytest node ids that run ``checks`` (all of the exercise's when None)."""
     todo = [str(exercises.checks_file(name))]
-    if checks is not None:
-        known = check_functions(name)
-        unknown = [c for c in checks if c not in known]
-        if unknown or not checks:
-            raise InvalidParameterError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
-                             f"its checks are: {', '.join(known)}")
-        todo = [f"{todo[0]}::test_{c}" for c in checks]
-    if not path.is_file():  # nothing to run: collect the checks and their points, and fail each one
-        found, _, note = run_checks(name, path, timeout, check_timeout, [*todo, "--collect-only"], sandbox)
-        results = {c["nodeid"]: (False, f"file not found: {path}") for c in found}
-    else:
-        found, results, note = run_checks(name, path, timeout, check_timeout, todo, sandbox)
-    report = Report(name, path, note=note, isolation=_level(sandbox))
-    for check in found:
-        passed, message = results[check["nodeid"]]
-        report.checks.append(CheckResult(check["name"], check["points"], passed, message))
-    return report
+    if checks is None:
+        return todo
+    known = check_functions(name)
+    unknown = [c for c in checks if c not in known]
+    if unknown or not checks:
+        raise InvalidParameterError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
+                                    f"its checks are: {', '.join(known)}")
+    return [f"{todo[0]}::test_{c}" for c in checks]
 
 
 def _level(sandbox):
@@ -168,33 +228,57 @@ def _level(sandbox):
     return PROCESS_LEVEL
 
 
-def run_checks(name, path, timeout, check_timeout, todo, sandbox=False):
-    """Run the checks in ``todo`` (pytest node ids) until every one has an outcome;
-    return (checks, {nodeid: (passed, message)}, note)."""
-    deadline = time.monotonic() + timeout
-    checks, results, stop = [], {}, ""
+def run_plan(name, items, timeout, check_timeout, sandbox=False):
+    """Run each item's checks (``(file, pytest node ids)``) until every one has an outcome; return,
+    per item, (checks, {nodeid: (passed, message)}, note)."""
+    outcomes = [{"checks": [], "results": {}, "stop": ""} for _ in items]
+    todos = [list(todo) for _, todo in items]
+    deadlines = [None] * len(items)  # each item's clock starts when a judge starts it
+    pending = list(range(len(items)))
     with tempfile.TemporaryDirectory(prefix="mlsec-judge-") as tmp:
         config = worker_config(name, Path(tmp) / "shadows", timeout, sandbox)
-        while todo:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                stop = f"not run: the time limit of {timeout:g} s for the whole exercise ran out"
-                break
-            state, returncode, output = judge(todo, path, name, Path(tmp), left, check_timeout, config, sandbox)
-            if state is None or not state["checks"]:  # pytest itself failed: a problem of the grader
-                stop = f"the grader could not run the checks for {name}: {_tail(output)}"
-                break
-            checks = checks or state["checks"]  # the first run collects every check
-            results.update({k: (bool(r["passed"]), str(r["message"])) for k, r in state["results"].items()
-                            if k in {c["nodeid"] for c in checks}})
-            if state["finished"]:
-                break
-            why = _stopped(returncode, timeout)
-            if state["running"] is None:  # it died between checks: every check would die the same way
-                stop = why
-                break
-            results.setdefault(state["running"], (False, why))
-            todo = [str(exercises.CHECKS_DIR / c["nodeid"]) for c in checks if c["nodeid"] not in results]
+        while pending:
+            plan = [(i, items[i][0], todos[i]) for i in pending]
+            states, current, returncode, output = judge(plan, name, Path(tmp), timeout, deadlines, check_timeout,
+                                                        config, sandbox)
+            for i, state in states.items():
+                outcome = outcomes[i]
+                outcome["checks"] = outcome["checks"] or state["checks"]  # the first run collects every check
+                known = {c["nodeid"] for c in outcome["checks"]}
+                outcome["results"].update({k: (bool(r["passed"]), str(r["message"]))
+                                           for k, r in state["results"].items() if k in known})
+            at = pending.index(current)
+            for i in pending[:at]:  # the judge went on past them: each has finished, unless pytest itself failed
+                if not states.get(i, {}).get("finished"):
+                    outcomes[i]["stop"] = f"the grader could not run the checks for {name}: {_tail(output)}"
+            pending = pending[at + 1:]
+            if not states.get(current, {}).get("finished") and not _after_a_stop(
+                    name, outcomes[current], states.get(current), returncode, output, timeout, deadlines[current]):
+                todos[current] = [str(exercises.CHECKS_DIR / c["nodeid"]) for c in outcomes[current]["checks"]
+                                  if c["nodeid"] not in outcomes[current]["results"]]
+                pending.insert(0, current)
+    return [_outcome(o) for o in outcomes]
+
+
+def _after_a_stop(name, outcome, state, returncode, output, timeout, deadline):
+    """The judge stopped in the middle of an item: record why. True when the item is over, False
+    when its checks not run yet go on in a new judge."""
+    if state is None or not state["checks"]:  # pytest itself failed: a problem of the grader
+        outcome["stop"] = f"the grader could not run the checks for {name}: {_tail(output)}"
+        return True
+    why = _stopped(returncode, timeout)
+    if state["running"] is None:  # it died between checks: every check would die the same way
+        outcome["stop"] = why
+        return True
+    outcome["results"].setdefault(state["running"], (False, why))
+    if deadline is not None and deadline - time.monotonic() <= 0:
+        outcome["stop"] = f"not run: the time limit of {timeout:g} s for the whole exercise ran out"
+        return True
+    return all(c["nodeid"] in outcome["results"] for c in outcome["checks"])
+
+
+def _outcome(outcome):
+    checks, results, stop = outcome["checks"], outcome["results"], outcome["stop"]
     if not checks:
         return [], {}, stop
     return checks, {c["nodeid"]: results.get(c["nodeid"], (False, stop or "not run")) for c in checks}, ""
@@ -211,47 +295,56 @@ def worker_config(name, shadow_dir, timeout, sandbox):
             "files": files}
 
 
-def judge(args, impl, name, tmp, seconds, check_timeout, config, sandbox):
-    """One judge (pytest) process; returns (its last authenticated record or None, return code or
-    None on timeout, the end of its output)."""
+def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
+    """One judge process (:mod:`.judge`) for ``plan``, a list of (item, file, pytest node ids); returns
+    ({item: its last authenticated state}, the item it stopped in, its return code or None
+    when it was killed, the end of its output). It is killed when the item it grades runs past
+    that item's deadline (``deadlines``, set here as each item starts: ``timeout`` from then)."""
     ini = tmp / "pytest.ini"
     ini.write_text("[pytest]\n")
+    plan_file = tmp / "plan.json"
+    plan_file.write_text(json.dumps([{"index": i, "impl": str(path), "args": list(todo)} for i, path, todo in plan]))
     key = secrets.token_hex(32)
     record_read, record_write = os.pipe()
     key_read, key_write = os.pipe()
     # the key, and the reference's path, which stays off the judge's command line (/proc shows that to all)
     os.write(key_write, json.dumps({"key": key, "ref": str(exercises.solution_file(name))}).encode())
     os.close(key_write)
-    command = [sys.executable, "-m", "pytest", *args, "-q",
+    command = [sys.executable, "-m", "mlsec_lessons.grading.judge",
+               f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--plan={plan_file}", "-q",
                # the course's own pytest settings, conftest.py and plugins stay out of grading
                "-c", str(ini), "--rootdir", str(exercises.CHECKS_DIR), "--noconftest", "-p", "no:cacheprovider",
                "--import-mode=importlib", "-p", "pytest_timeout", "-p", "mlsec_lessons.grading.plugin",
                f"--timeout={check_timeout}", f"--timeout-method={TIMEOUT_METHOD}",
-               f"--impl={impl}", f"--module-name={name}",
-               f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--worker-config={json.dumps(config)}"]
+               f"--module-name={name}", f"--worker-config={json.dumps(config)}"]
     if sandbox:
         command.append("--sandbox")
     # PYTHONDONTWRITEBYTECODE: leave no __pycache__ in a student's folder
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    first = plan[0][0]
+    if deadlines[first] is None:  # the first item's clock includes the judge's start
+        deadlines[first] = time.monotonic() + timeout
     with tempfile.TemporaryFile(dir=tmp) as output:
         process = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, pass_fds=(record_write, key_read),
                                    start_new_session=hasattr(os, "killpg"))
         os.close(record_write)
         os.close(key_read)
-        state, returncode = _follow(process, record_read, key.encode(), seconds)
+        states, current, returncode = _follow(process, record_read, key.encode(), first, deadlines, timeout,
+                                              MAX_RECORD * len(plan))
         output.seek(max(0, output.seek(0, os.SEEK_END) - 4000))
         text = output.read().decode("utf-8", errors="replace")
-    return state, returncode, text
+    return states, current, returncode, text
 
 
-def _follow(process, fd, key, seconds):
-    """Read the judge's record until it ends or ``seconds`` pass; the last valid state, and the
-    return code (None when it had to be killed)."""
-    deadline, state, buffer, total = time.monotonic() + seconds + GRACE, None, b"", 0
+def _follow(process, fd, key, first, deadlines, timeout, max_record):
+    """Read the judge's record until it ends, or the item it grades runs past its deadline; the last
+    valid state of each item, the item it stopped in, and the return code (None when it had to be
+    killed)."""
+    states, current, buffer, total = {}, first, b"", 0
     with os.fdopen(fd, "rb", buffering=0) as record:
         while True:
-            left = deadline - time.monotonic()
+            left = deadlines[current] + GRACE - time.monotonic()
             if left <= 0:
                 break
             ready, _, _ = select.select([record], [], [], min(left, 1.0))
@@ -263,23 +356,27 @@ def _follow(process, fd, key, seconds):
             if not chunk:
                 break
             total += len(chunk)
-            if total > MAX_RECORD:
+            if total > max_record:
                 break
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 found = verify(key, line.decode("utf-8", errors="replace"))
-                if found is not None:
-                    state = found
+                if found is None or not 0 <= found.get("index", -1) < len(deadlines):
+                    continue
+                index = found["index"]
+                if index != current and deadlines[index] is None:  # the judge starts the next item
+                    deadlines[index] = time.monotonic() + timeout
+                states[index], current = found, index
     if process.poll() is None:
         try:
-            process.wait(timeout=max(0.0, min(GRACE, deadline - time.monotonic())))
+            process.wait(timeout=max(0.0, min(GRACE, deadlines[current] + GRACE - time.monotonic())))
         except subprocess.TimeoutExpired:
             pass
     returncode = process.poll()
     if returncode is None:
         _kill(process)
-    return state, returncode
+    return states, current, returncode
 
 
 def _kill(process):
