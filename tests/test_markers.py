@@ -1,7 +1,7 @@
 """The test harness: the slow marker (``make test-fast`` leaves the slow tests out, ``make test`` runs
 everything) and the scratch model cache every test runs against.
 
-The slow tests are the grader's wrong-variant runs (a judge and a worker process per variant), the
+The slow tests are the grader's wrong-variant runs (a worker process per variant, one judge per module), the
 real deployments and the federated simulation; benchmarks/bench_tests.py measures what each file
 costs with and without them."""
 import ast
