@@ -191,6 +191,12 @@ def test_one_judge_runs_each_files_own_checks(tmp_path):
         grade_many("ex0", [])
     with pytest.raises(ValueError, match="has no check named 'nope'"):
         grade_many("ex0", [SOLUTION], checks=[["nope"]])
+    with pytest.raises(TypeError, match="a list of files, not one file"):
+        grade_many("ex0", SOLUTION)
+    with pytest.raises(TypeError, match="a list of check names, not the string 'example'"):
+        grade_many("ex0", [SOLUTION], checks=["example"])
+    with pytest.raises(TypeError, match="not the string"):
+        grade("ex0", SOLUTION, checks="example")
 
 
 @pytest.mark.slow  # waits out a time limit

@@ -37,7 +37,7 @@ from pathlib import Path
 import mlsec_lessons
 
 from .. import course
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ParameterTypeError
 from . import exercises, offlimits
 from .plugin import verify
 from .processes import kill_tree
@@ -183,6 +183,8 @@ def grade_many(exercise, paths, checks=None, timeout=None, check_timeout=None, s
         from .sandbox import require
 
         require()  # never a weaker isolation than the one asked for
+    if isinstance(paths, (str, os.PathLike)):
+        raise ParameterTypeError(f"paths must be a list of files, not one file ({str(paths)!r}): grade() grades one")
     paths = [Path(p).absolute() for p in paths]
     if not paths:
         raise InvalidParameterError(f"grade_many needs at least one file to grade for {name}")
@@ -212,6 +214,8 @@ def _todo(name, checks):
     todo = [str(exercises.checks_file(name))]
     if checks is None:
         return todo
+    if isinstance(checks, str):
+        raise ParameterTypeError(f"checks must be a list of check names, not the string {checks!r}")
     known = check_functions(name)
     unknown = [c for c in checks if c not in known]
     if unknown or not checks:
