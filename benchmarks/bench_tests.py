@@ -225,11 +225,11 @@ def _conditions(store):
     text = "; ".join(f"{label} {run}: load average {a:.1f} at the start, {b:.1f} at the end on {c} cores"
                      for label, run, a, b, c in loads if a is not None)
     # the load at the start: at the end it includes the run's own workers and subprocesses
-    loaded = any(a is not None and a > 0.5 * c for _, _, a, _, c in loads)
+    loaded = [f"{label} {run}" for label, run, a, _, c in loads if a is not None and a > 0.5 * c]
     return (f"Machine load during the runs: {text}." +
-            (" **The machine was shared with other work while these were measured**: the seconds are longer than "
-             "on an idle machine, and compare best with each other (file against file), not with the goals."
-             if loaded else ""))
+            (f" **The machine was shared with other work while these were measured ({', '.join(loaded)})**: their "
+             "seconds are longer than on an idle machine, and compare best with each other (file against file), "
+             "not with the goals." if loaded else ""))
 
 
 def load_store(path=STORE):

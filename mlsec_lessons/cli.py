@@ -73,7 +73,8 @@ def build_parser():
     batch_options.add_argument("--batch", type=Path, metavar="SUBMISSIONS_DIR",
                                help="grade a class: one folder per student, named by the student's id")
     batch_options.add_argument("--jobs", type=int, default=None, metavar="N",
-                               help="students graded at the same time (default: half the CPU cores)")
+                               help="groups of students graded at the same time, each group's files of an exercise "
+                                    "by one judge (default: half the CPU cores)")
     batch_options.add_argument("--exercise", dest="exercises", action="extend", nargs="+", metavar="EX",
                                help="grade only these exercises (default: every one handed in)")
     isolation = grade.add_mutually_exclusive_group()

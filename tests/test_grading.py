@@ -160,6 +160,7 @@ def test_missing_file_fails_every_check(tmp_path):
     assert set(failed(report).values()) == {f"file not found: {tmp_path / 'nothing.py'}"}
 
 
+@pytest.mark.slow  # six (three) gradings: make test runs it, make test-fast does not
 def test_one_judge_grades_each_file_as_grade_does(tmp_path):
     """grade_many: every file gets the report grade() gives it, whatever the files before it did."""
     crash = variant(tmp_path, "    return 1.0 - asr\n", "    import os\n    os._exit(3)\n")

@@ -19,8 +19,9 @@ STUB = ROOT / "exercises" / f"{EX0}.py"
 
 
 class FakeGrader:
-    """Stands in for :func:`batch.grade_file`: a file's text ``passed=N`` passes its first N of
-    three checks (a stub passes none). Records every call and how many ran at once."""
+    """Stands in for the grader: a file's text ``passed=N`` passes its first N of three checks (a
+    stub passes none). Records every file graded and how many were graded at once; :meth:`many`
+    stands in for :func:`batch.grade_files` (a group's files of one exercise, one after another)."""
 
     def __init__(self, delay=0.0, error=None):
         self.calls, self.delay, self.error = [], delay, error
@@ -47,6 +48,9 @@ class FakeGrader:
             with self.lock:
                 self.running -= 1
 
+    def many(self, name, paths, sandbox=False, timeout=None):
+        return [self(name, path, sandbox, timeout) for path in paths]
+
     def students(self):
         return sorted(c[0] for c in self.calls if c[0] != "exercises")  # not the stubs' totals
 
@@ -54,7 +58,7 @@ class FakeGrader:
 @pytest.fixture
 def fake(monkeypatch):
     grader = FakeGrader()
-    monkeypatch.setattr(batch, "grade_file", grader)
+    monkeypatch.setattr(batch, "grade_files", grader.many)
     return grader
 
 
@@ -172,10 +176,27 @@ def test_a_second_run_grades_only_what_changed(klass, fake, monkeypatch):
 def test_students_are_graded_in_parallel(tmp_path, monkeypatch):
     klass = make_class(tmp_path / "class", {f"s{i}": {f"{EX0}.py": "passed=1"} for i in range(6)})
     grader = FakeGrader(delay=0.3)
-    monkeypatch.setattr(batch, "grade_file", grader)
+    monkeypatch.setattr(batch, "grade_files", grader.many)
     start = time.monotonic()
     batch.grade_class(klass, jobs=3, progress=lambda line: None)
     assert grader.most == 3 and time.monotonic() - start < 6 * 0.3
+
+
+def test_a_groups_files_of_one_exercise_share_a_judge(tmp_path, monkeypatch):
+    klass = make_class(tmp_path / "class", {f"s{i}": {f"{EX0}.py": "passed=1", f"{EX3}.py": "passed=2"}
+                                            for i in range(5)})
+    grader, judges = FakeGrader(), []
+
+    def many(name, paths, sandbox=False, timeout=None):
+        judges.append((name, sorted(Path(p).parent.name for p in paths)))
+        return grader.many(name, paths, sandbox, timeout)
+
+    monkeypatch.setattr(batch, "grade_files", many)
+    summary = batch.grade_class(klass, jobs=1, progress=lambda line: None)
+    groups = [(name, students) for name, students in judges if students != ["exercises"]]  # not the stubs' totals
+    first, last = [f"s{i}" for i in range(batch.GROUP)], [f"s{i}" for i in range(batch.GROUP, 5)]
+    assert groups == [(EX0, first), (EX3, first), (EX0, last), (EX3, last)], groups
+    assert summary.graded == 10 and [s for s, _, _ in summary.students] == [f"s{i}" for i in range(5)]
 
 
 def test_json_and_gradescope_formats(klass, fake, tmp_path):
@@ -230,7 +251,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(klass, fake, capsys, tmp_path):
 def test_a_grader_that_cannot_run_stops_the_class_in_one_line(klass, monkeypatch, capsys):
     grader = FakeGrader(error=RuntimeError("--sandbox needs bubblewrap, which is not installed: "
                                            "`sudo apt-get install bubblewrap`"))
-    monkeypatch.setattr(batch, "grade_file", grader)
+    monkeypatch.setattr(batch, "grade_files", grader.many)
     code, out, err = mlsec(capsys, "grade", "--batch", klass)
     assert code == 2
     last = err.strip().splitlines()[-1]

@@ -66,6 +66,7 @@ def test_hostile_exceptions_fail_only_their_checks(use_sandbox):
     assert "called exit(0)" in failed["security_coverage_needs_every_control"]
 
 
+@pytest.mark.slow  # six (three) gradings: make test runs it, make test-fast does not
 @pytest.mark.parametrize("use_sandbox", MODES)
 def test_files_graded_by_one_judge_do_not_reach_each_other(use_sandbox):
     """grade_many: a cheat graded before an honest file (in the same judge) changes neither grade."""

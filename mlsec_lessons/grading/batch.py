@@ -1,5 +1,9 @@
 """Grade a class: one folder per student, several students at a time, resumable.
 
+Students are graded in small groups (``GROUP``), ``jobs`` groups at a time: a group's files of one
+exercise share a judge (:func:`mlsec_lessons.grading.grade_many`), so TensorFlow and the checks
+load once per group, while each file still runs in its own worker, with its own limits.
+
 The class folder holds one folder per student, named by the student's id, and each holds the
 student's exercise files, named like the stubs::
 
@@ -54,6 +58,7 @@ STATE_NAME = ".mlsec-grades.json"
 FORMATS = ("csv", "json", "gradescope")
 # modules of the grading package that never change a verdict: editing them keeps the grades
 TOOLING = {"batch.py", "gradescope.py", "release.py", "notebook.py"}
+GROUP = 4  # students graded together: one judge per exercise grades their files (grade_many)
 
 
 class BatchError(MLSecError):
@@ -162,15 +167,23 @@ def sha256(path):
 
 
 def grade_file(name, path, sandbox=False, timeout=None):
-    """Grade one file through :func:`mlsec_lessons.grading.grade`; return :func:`as_dict` of it.
+    """Grade one file (:func:`grade_files`); return :func:`as_dict` of its report."""
+    return grade_files(name, [path], sandbox, timeout)[0]
+
+
+def grade_files(name, paths, sandbox=False, timeout=None):
+    """Grade files of one exercise with one judge (:func:`mlsec_lessons.grading.grade_many`: each
+    file its own worker, session and time limit); return :func:`as_dict` of each report, in order,
+    with an equal share of the judge's seconds each.
 
     ``sandbox`` goes to the grader only when it has that option; otherwise the report says
     ``isolation: process``, and so does the gradebook.
     """
     options = {"sandbox": sandbox} if has_sandbox() else {}
     start = time.monotonic()
-    report = grading.grade(name, path, timeout=timeout, **options)
-    return as_dict(report, time.monotonic() - start)
+    reports = grading.grade_many(name, list(paths), timeout=timeout, **options)
+    share = (time.monotonic() - start) / len(reports)
+    return [as_dict(report, share) for report in reports]
 
 
 def has_sandbox():
@@ -222,7 +235,8 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
     names : list of str, optional
         The exercises to grade. Default: every exercise some student handed in.
     jobs : int, default=1
-        Students graded at the same time (each grade runs in its own processes).
+        Gradings at the same time. Each grades a group of up to ``GROUP`` students, one judge per
+        exercise for the group's files (every file still in its own worker, with its own limits).
     output : str or Path, optional
         The gradebook (``fmt="csv"``) or the JSON file (``"json"``, ``"gradescope"``); the CSV
         gradebook (``gradebook.csv``), ``feedback/`` and the state file go in the same folder.
@@ -272,19 +286,21 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
     summary = Summary([], names, gradebook, output, feedback, warnings=warnings)
     stop = threading.Event()
     done = {}
+    size = max(1, min(GROUP, -(-len(students) // jobs)))  # every job busy, and a group's judges shared
+    groups = [students[i:i + size] for i in range(0, len(students), size)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_grade_student, s, names, totals, state["grades"], version, sandbox, timeout, stop)
-                   for s in students]
+        futures = [pool.submit(_grade_group, g, names, totals, state["grades"], version, sandbox, timeout, stop)
+                   for g in groups]
         try:
             for future in as_completed(futures):
-                student, results, fresh, seconds = future.result()
-                state["grades"].update(fresh)
-                _save_state(state_file, state)  # after each student: an interrupted run resumes here
-                summary.graded += len(fresh)
-                summary.reused += sum(r["file"] is not None for r in results.values()) - len(fresh)
-                done[student.name] = (student.name, results, student.stray)
-                _write_feedback(feedback / f"{student.name}.md", student, results, version)
-                progress(_progress_line(len(done), len(students), student.name, results, len(fresh), seconds))
+                for student, results, fresh, seconds in future.result():
+                    state["grades"].update(fresh)
+                    summary.graded += len(fresh)
+                    summary.reused += sum(r["file"] is not None for r in results.values()) - len(fresh)
+                    done[student.name] = (student.name, results, student.stray)
+                    _write_feedback(feedback / f"{student.name}.md", student, results, version)
+                    progress(_progress_line(len(done), len(students), student.name, results, len(fresh), seconds))
+                _save_state(state_file, state)  # after each group: an interrupted run resumes here
         except BaseException:
             stop.set()
             for f in futures:
@@ -336,30 +352,40 @@ def _totals(name, state, version, sandbox):
     return checks
 
 
-def _grade_student(student, names, totals, cache, version, sandbox, timeout, stop):
-    """Grade one student's files (reusing unchanged grades); return (student, results, fresh, seconds)."""
-    start, results, fresh = time.monotonic(), {}, {}
+def _grade_group(students, names, totals, cache, version, sandbox, timeout, stop):
+    """Grade a group of students' files, one judge per exercise, reusing unchanged grades; return
+    [(student, results, fresh, seconds)], in the group's order."""
+    results, fresh = ({s.name: {} for s in students} for _ in range(2))
+    seconds = {s.name: 0.0 for s in students}
     for name in names:
         if stop.is_set():
             break
-        path = student.files.get(name)
-        if path is None:
-            results[name] = missing(name, totals[name])
-            continue
-        key, digest = f"{student.name}/{name}", sha256(path)
-        entry = cache.get(key)
-        if entry and (entry["sha256"], entry["grader_version"], entry["sandbox"]) == (digest, version, sandbox):
-            results[name] = entry["result"]
+        todo = []
+        for student in students:
+            path = student.files.get(name)
+            if path is None:
+                results[student.name][name] = missing(name, totals[name])
+                continue
+            key, digest = f"{student.name}/{name}", sha256(path)
+            entry = cache.get(key)
+            if entry and (entry["sha256"], entry["grader_version"], entry["sandbox"]) == (digest, version, sandbox):
+                results[student.name][name] = entry["result"]
+                continue
+            todo.append((student, path, key, digest))
+        if not todo:
             continue
         try:
-            result = grade_file(name, path, sandbox, timeout)
+            graded = grade_files(name, [path for _, path, _, _ in todo], sandbox, timeout)
         except Exception as e:  # noqa: BLE001 (e.g. no sandbox on this machine: stop the class, in one line)
             stop.set()
-            raise BatchError(f"{e} (grading {key}.py)") from None
-        result["file"] = path.name
-        results[name] = result
-        fresh[key] = {"sha256": digest, "grader_version": version, "sandbox": sandbox, "result": result}
-    return student, results, fresh, time.monotonic() - start
+            raise BatchError(f"{e} (grading {', '.join(f'{key}.py' for _, _, key, _ in todo)})") from None
+        for (student, path, key, digest), result in zip(todo, graded):
+            result["file"] = path.name
+            results[student.name][name] = result
+            seconds[student.name] += result["seconds"] or 0.0
+            fresh[student.name][key] = {"sha256": digest, "grader_version": version, "sandbox": sandbox,
+                                        "result": result}
+    return [(s, results[s.name], fresh[s.name], seconds[s.name]) for s in students]
 
 
 def _progress_line(i, n, student, results, fresh, seconds):
