@@ -63,7 +63,8 @@ def build_parser():
     grade.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="seconds for one exercise (default: the exercise's own limit, 60 s unless it says)")
     grade.add_argument("--check", action="append", metavar="NAME",
-                       help="run only this check (repeat for more); the error for a wrong name lists them")
+                       help="run only this check, or one case of a parametrized one, by the name the report "
+                            "shows (repeat for more); the error for a wrong name lists them")
     grade.add_argument("--format", choices=["text", "json", "gradescope", "csv"], default=None,
                        help="text (default), json (the report), gradescope (its results.json); "
                             "with --batch: csv (default), json or gradescope")

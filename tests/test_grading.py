@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlsec_lessons import cli, metrics, stubs
-from mlsec_lessons.grading import grade, grade_cell, grade_many, known, resolve, try_it
+from mlsec_lessons.grading import collect, grade, grade_cell, grade_many, known, resolve, try_it
 from mlsec_lessons.grading.exercises import solution_variant
 from mlsec_lessons.grading.plugin import load as load_file
 from mlsec_lessons.grading.report import Report
@@ -240,6 +240,17 @@ def test_grading_only_some_checks(tmp_path):
     assert not report.full_marks and "mrs_is_one_minus_asr" in report.failed()
     with pytest.raises(ValueError, match="has no check named 'no_such_check'; its checks are: matches_reference"):
         grade("ex0", SOLUTION, checks=["no_such_check"])
+
+
+def test_one_case_of_a_parametrized_check_by_the_name_the_report_gives_it(tmp_path):
+    wrong = variant(tmp_path, "    return 1.0 - asr\n", "    return asr\n")
+    report = grade("ex0", wrong, checks=["mrs_is_one_minus_asr", "privacy_loss_ignores_the_score_scale"])
+    assert [c.name for c in report.checks] == ["mrs_is_one_minus_asr", "privacy_loss_ignores_the_score_scale"]
+    assert list(failed(report)) == ["mrs_is_one_minus_asr"]
+    with pytest.raises(ValueError, match=r"no check named 'mrs_is_one'; .*\(or one case of example, matches_reference, rejects_bad_input"):
+        grade("ex0", wrong, checks=["mrs_is_one"])
+    # collect(): the names and points a report gives, without running a check
+    assert collect("ex0") == [(c.name, c.points) for c in grade("ex0", SOLUTION).checks]
 
 
 def test_cli_grades_one_check():

@@ -31,6 +31,6 @@ Examples
 from .exercises import known, resolve
 from .notebook import grade_cell, try_it
 from .report import CheckResult, Report
-from .runner import grade, grade_many
+from .runner import collect, grade, grade_many
 
-__all__ = ["grade", "grade_many", "grade_cell", "try_it", "known", "resolve", "Report", "CheckResult"]
+__all__ = ["grade", "grade_many", "collect", "grade_cell", "try_it", "known", "resolve", "Report", "CheckResult"]

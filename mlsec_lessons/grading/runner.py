@@ -97,6 +97,39 @@ def check_functions(name):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
 
 
+def collect(exercise, sandbox=False):
+    """The checks of ``exercise`` as a report names them, with their points: ``[(name, points)]``.
+
+    The judge only collects them (``pytest --collect-only``): no check runs and no student code is
+    imported. A parametrized check is one entry per case, named by its case id, as in a report.
+
+    Examples
+    --------
+    >>> collect("ex0")[:2]  # doctest: +SKIP
+    [('matches_reference', 2), ('robustness_curve_matches_reference', 2)]
+    """
+    return [(c["name"], c["points"]) for c in _collected(exercises.resolve(exercise), sandbox)]
+
+
+_COLLECTED = {}  # (exercise, sandbox, the checks file's mtime and size) -> the judge's collection
+
+
+def _collected(name, sandbox=False):
+    """The judge's collection of ``name``'s checks (nodeid, name, points), remembered while the file is unchanged."""
+    stat = exercises.checks_file(name).stat()
+    key = (name, bool(sandbox), stat.st_mtime_ns, stat.st_size)
+    if key not in _COLLECTED:
+        with tempfile.TemporaryDirectory(prefix="mlsec-collect-") as nothing:  # a file that is not there
+            todo = [str(exercises.checks_file(name)), "--collect-only"]
+            declared = limits(name)
+            found, _, note = run_plan(name, [(Path(nothing) / f"{name}.py", todo)], declared["TIME_LIMIT"],
+                                      declared["CHECK_TIME_LIMIT"], sandbox)[0]
+        if not found:
+            raise InvalidParameterError(f"could not collect the checks of {name}: {note}")
+        _COLLECTED[key] = found
+    return _COLLECTED[key]
+
+
 def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None, checks=None, sandbox=False):
     """Run the checks of ``exercise`` on a file and return a :class:`Report`.
 
@@ -114,8 +147,9 @@ def grade(exercise, path=None, solutions=False, timeout=None, check_timeout=None
     check_timeout : float, optional
         Seconds for one check. Default: the exercise's ``CHECK_TIME_LIMIT``.
     checks : list of str, optional
-        Run only these check functions (``"pgd_step_increases_the_loss"``; every case of a
-        parametrized one), to iterate on one part of an exercise. Default: all of them.
+        Run only these checks, to iterate on one part of an exercise: a check function
+        (``"pgd_step_increases_the_loss"``; every case of a parametrized one) or one case of a
+        parametrized check, by the name the report gives it (``"alg_none"``). Default: all of them.
     sandbox : bool, default=False
         Run the student's code in the bubblewrap sandbox (:mod:`.sandbox`): no network, no view
         of ``solutions/``, the checks or other students' files. Raises
@@ -217,11 +251,20 @@ def _todo(name, checks):
     if isinstance(checks, str):
         raise ParameterTypeError(f"checks must be a list of check names, not the string {checks!r}")
     known = check_functions(name)
-    unknown = [c for c in checks if c not in known]
-    if unknown or not checks:
-        raise InvalidParameterError(f"{name} has no check named {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                    f"its checks are: {', '.join(known)}")
-    return [f"{todo[0]}::test_{c}" for c in checks]
+    if not checks:
+        raise InvalidParameterError(f"{name} has no check named (none given); its checks are: {', '.join(known)}")
+    cases = {}  # a parametrized check's case, named as the report names it -> its node ids
+    if any(c not in known for c in checks):
+        for check in _collected(name):
+            if "[" in check["nodeid"]:
+                cases.setdefault(check["name"], []).append(str(exercises.CHECKS_DIR / check["nodeid"]))
+    unknown = [c for c in checks if c not in known and c not in cases]
+    if unknown:
+        parametrized = sorted({node.split("::test_")[-1].split("[")[0] for nodes in cases.values() for node in nodes})
+        raise InvalidParameterError(
+            f"{name} has no check named {', '.join(map(repr, unknown))}; its checks are: {', '.join(known)}"
+            + (f" (or one case of {', '.join(parametrized)}, named as the report names it)" if parametrized else ""))
+    return [node for c in checks for node in ([f"{todo[0]}::test_{c}"] if c in known else cases[c])]
 
 
 def _level(sandbox):
