@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,14 +46,31 @@ def forget_the_last_file():
     gc.collect()
 
 
-def prestarted_worker(item, options):
-    """The worker of ``item``'s file, started now (its import overlaps the grading before it), or
-    None for a file that is not there or is only collected."""
+def new_worker(impl, module_name, config, sandbox):
+    """The student's worker (not started): its own folder, the limits and shadows of ``config``
+    (JSON), and the bubblewrap sandbox with ``sandbox``."""
+    config = json.loads(config)
+    workdir = tempfile.mkdtemp(prefix="mlsec-worker-")
+    box = None
+    if sandbox:
+        from .sandbox import HOME, Sandbox
+
+        box = Sandbox(config.get("shadows"), config.get("files", ()))
+        # inside, each shadow is bound over its module's own file, so the worker loads it from there
+        config = {**config, "shadows": {m: (original, str(Path(original).resolve()))
+                                        for m, (original, _) in config.get("shadows", {}).items()}}
+        env = remote.scrubbed_environment(HOME)
+    else:
+        env = remote.scrubbed_environment(Path(workdir) / "home")
+    return remote.Worker(impl, module_name, workdir, config, box, env)
+
+
+def started_worker(item, options):
+    """The worker of ``item``'s file, started: it imports the student's file (TensorFlow, often)
+    while the judge goes on. None for a file that is not there or is only collected."""
     if "--collect-only" in item["args"] or not os.path.isfile(item["impl"]):
         return None
-    settings = {"impl": item["impl"], "module_name": options.module_name, "worker_config": options.worker_config,
-                "sandbox": options.sandbox}
-    worker = plugin.new_worker(settings.get)  # the same worker the session would start
+    worker = new_worker(item["impl"], options.module_name, options.worker_config, options.sandbox)
     worker.prestart()
     return worker
 
@@ -61,34 +80,31 @@ def main(argv=None):
     parser.add_argument("--grade-fd", type=int, required=True, help="the pipe to report on")
     parser.add_argument("--key-fd", type=int, required=True, help="the pipe the key and reference are read from")
     parser.add_argument("--plan", required=True, help='JSON: [{"impl": file, "args": [pytest args]}, ...]')
-    options, common = parser.parse_known_args(argv)
+    parser.add_argument("--module-name", default="student_solution", help="the name the student's module gets")
+    parser.add_argument("--worker-config", default="{}", help="JSON: the workers' limits and off-limits shadows")
+    parser.add_argument("--sandbox", action="store_true", help="run each student's worker in the sandbox")
+    options, pytest_args = parser.parse_known_args(argv)
     with os.fdopen(options.key_fd, "rb") as pipe:  # before any student code exists anywhere
         secret = json.loads(pipe.read(MAX_SECRET))
-    non_dumpable()
+    non_dumpable()  # and only then does a student's process start
     with open(options.plan, encoding="utf-8") as f:
         plan = json.load(f)
-    worker_options = argparse.ArgumentParser(add_help=False)  # the session's own options, read here too
-    worker_options.add_argument("--module-name", default="student_solution")
-    worker_options.add_argument("--worker-config", default="{}")
-    worker_options.add_argument("--sandbox", action="store_true")
-    settings, _ = worker_options.parse_known_args(common)
     stream = os.fdopen(options.grade_fd, "w", buffering=1, encoding="utf-8")
     key = secret["key"].encode()
+    upcoming = started_worker(plan[0], options)
     for i, item in enumerate(plan):
         recorder = plugin.Recorder(stream, key, item["index"])
         recorder.note()  # this file's grading starts now: the grader starts its clock
-        # the session starts this file's worker; the next file's starts now, beside it (at most two at a time)
-        upcoming = prestarted_worker(plan[i + 1], settings) if i + 1 < len(plan) else None
-        judging = plugin.JUDGING = plugin.Judging(secret["ref"], recorder, worker=item.pop("worker", None))
+        # this file's worker started before; the next file's starts now, beside it (at most two at a time)
+        worker, upcoming = upcoming, started_worker(plan[i + 1], options) if i + 1 < len(plan) else None
+        plugin.JUDGING = plugin.Judging(secret["ref"], recorder, worker)
         try:
-            pytest.main([*item["args"], *common, f"--impl={item['impl']}"])
+            pytest.main([*item["args"], *pytest_args, f"--impl={item['impl']}"])
         finally:
             plugin.JUDGING = None
-            if judging.worker is not None:  # ended by the session already, unless pytest stopped before it began
-                judging.worker.stop()
-                shutil.rmtree(judging.worker.workdir, ignore_errors=True)
-        if upcoming is not None:
-            plan[i + 1]["worker"] = upcoming
+            if worker is not None:
+                worker.stop()
+                shutil.rmtree(worker.workdir, ignore_errors=True)
         forget_the_last_file()
     return 0
 

@@ -14,9 +14,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -31,8 +29,8 @@ WORKER = pytest.StashKey()  # the student's worker, started in pytest_configure
 @dataclasses.dataclass(frozen=True)
 class Judging:
     """What the judge's process (:mod:`.judge`) hands the session grading one file: the reference
-    solution's path, the file's :class:`Recorder`, and the file's worker when the judge has
-    started it already (:func:`new_worker`)."""
+    solution's path, the file's :class:`Recorder`, and the worker it started for the file (None
+    for a file that is not there)."""
 
     ref: str
     recorder: "Recorder"
@@ -46,9 +44,6 @@ def pytest_addoption(parser):
     group = parser.getgroup("mlsec grading")
     group.addoption("--impl", help="the file under test, e.g. exercises/ex0_security_metrics.py")
     group.addoption("--ref", help="the reference solution the checks compare with")
-    group.addoption("--module-name", default="student_solution", help="the name the student's module gets")
-    group.addoption("--worker-config", default="{}", help="JSON: the worker's limits and off-limits shadows")
-    group.addoption("--sandbox", action="store_true", help="run the student's worker in the sandbox")
 
 
 def pytest_configure(config):
@@ -56,37 +51,6 @@ def pytest_configure(config):
     if JUDGING is not None:  # a session of the judge's process, which has read the key and is non-dumpable
         config.option.ref = JUDGING.ref
         config.pluginmanager.register(JUDGING.recorder, "mlsec-recorder")
-        if config.getoption("impl") and Path(config.getoption("impl")).is_file():
-            # only now, with the key read and the judge non-dumpable: the student's process imports its
-            # file (TensorFlow, often) while this one collects the checks and imports the reference
-            worker = config.stash[WORKER] = JUDGING.worker or new_worker(config.getoption)
-            worker.prestart()
-
-
-def pytest_unconfigure(config):
-    worker = config.stash.get(WORKER, None)
-    if worker is not None:  # no check asked for impl: the prestarted worker still ends with the judge
-        worker.stop()
-        shutil.rmtree(worker.workdir, ignore_errors=True)
-
-
-def new_worker(options):
-    """The student's worker (not started): its own folder, the limits and shadows of
-    ``--worker-config``, and the sandbox with ``--sandbox``."""
-    config = json.loads(options("worker_config"))
-    workdir = tempfile.mkdtemp(prefix="mlsec-worker-")
-    sandbox = None
-    if options("sandbox"):
-        from .sandbox import HOME, Sandbox
-
-        sandbox = Sandbox(config.get("shadows"), config.get("files", ()))
-        # inside, each shadow is bound over its module's own file, so the worker loads it from there
-        config = {**config, "shadows": {m: (original, str(Path(original).resolve()))
-                                        for m, (original, _) in config.get("shadows", {}).items()}}
-        env = remote.scrubbed_environment(HOME)
-    else:
-        env = remote.scrubbed_environment(Path(workdir) / "home")
-    return remote.Worker(options("impl"), options("module_name"), workdir, config, sandbox, env)
 
 
 def load(path, module_name):
@@ -111,16 +75,15 @@ def load(path, module_name):
 
 @pytest.fixture(scope="session")
 def impl(pytestconfig):
-    """The student's module, in its worker process (started on first use, again after a crash)."""
-    options = pytestconfig.getoption
-    if not Path(options("impl")).is_file():
-        pytest.fail(f"file not found: {options('impl')}", pytrace=False)
-    worker = pytestconfig.stash.get(WORKER, None) or new_worker(options)  # prestarted by pytest_configure
-    pytestconfig.stash[WORKER] = worker
-    try:
-        yield remote.Student(worker)
-    finally:
-        worker.stop()
+    """The student's module, in the worker the judge started for this file (again after a crash);
+    the judge stops it when the session ends."""
+    path = pytestconfig.getoption("impl")
+    if not Path(path).is_file():
+        pytest.fail(f"file not found: {path}", pytrace=False)
+    if JUDGING is None or JUDGING.worker is None:
+        pytest.fail("the student's code runs only in a worker of the judge's process "
+                    "(python -m mlsec_lessons.grading.judge, which grading.grade starts)", pytrace=False)
+    return remote.Student(JUDGING.worker)
 
 
 @pytest.fixture(scope="session")

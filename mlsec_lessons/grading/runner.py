@@ -97,33 +97,34 @@ def check_functions(name):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
 
 
-def collect(exercise, sandbox=False):
+def collect(exercise):
     """The checks of ``exercise`` as a report names them, with their points: ``[(name, points)]``.
 
     The judge only collects them (``pytest --collect-only``): no check runs and no student code is
-    imported. A parametrized check is one entry per case, named by its case id, as in a report.
+    imported (so no sandbox is needed). A parametrized check is one entry per case, named by its
+    case id, as in a report.
 
     Examples
     --------
     >>> collect("ex0")[:2]  # doctest: +SKIP
     [('matches_reference', 2), ('robustness_curve_matches_reference', 2)]
     """
-    return [(c["name"], c["points"]) for c in _collected(exercises.resolve(exercise), sandbox)]
+    return [(c["name"], c["points"]) for c in _collected(exercises.resolve(exercise))]
 
 
-_COLLECTED = {}  # (exercise, sandbox, the checks file's mtime and size) -> the judge's collection
+_COLLECTED = {}  # (exercise, the checks file's mtime and size) -> the judge's collection
 
 
-def _collected(name, sandbox=False):
+def _collected(name):
     """The judge's collection of ``name``'s checks (nodeid, name, points), remembered while the file is unchanged."""
     stat = exercises.checks_file(name).stat()
-    key = (name, bool(sandbox), stat.st_mtime_ns, stat.st_size)
+    key = (name, stat.st_mtime_ns, stat.st_size)
     if key not in _COLLECTED:
         with tempfile.TemporaryDirectory(prefix="mlsec-collect-") as nothing:  # a file that is not there
             todo = [str(exercises.checks_file(name)), "--collect-only"]
             declared = limits(name)
             found, _, note = run_plan(name, [(Path(nothing) / f"{name}.py", todo)], declared["TIME_LIMIT"],
-                                      declared["CHECK_TIME_LIMIT"], sandbox)[0]
+                                      declared["CHECK_TIME_LIMIT"])[0]
         if not found:
             raise InvalidParameterError(f"could not collect the checks of {name}: {note}")
         _COLLECTED[key] = found
