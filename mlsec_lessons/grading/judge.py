@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import plugin, remote
+from .forkserver import ForkServer
 
 PR_SET_DUMPABLE = 4
 MAX_SECRET = 65536  # bytes: the key and the reference's path
@@ -46,9 +47,19 @@ def forget_the_last_file():
     gc.collect()
 
 
-def new_worker(impl, module_name, config, sandbox):
+def start_forkserver(config, sandbox):
+    """The default mode's fork server (:mod:`.forkserver`), importing the exercise's ``PRELOAD``
+    while the judge imports its own; None in the sandbox, or where this process cannot adopt the
+    keepers it forks (then each worker is a new process, as in the sandbox)."""
+    if sandbox or not ForkServer.possible():
+        return None
+    home = Path(tempfile.mkdtemp(prefix="mlsec-forkserver-"))
+    return ForkServer(json.loads(config).get("preload", ()), remote.scrubbed_environment(home), home).start()
+
+
+def new_worker(impl, module_name, config, sandbox, forkserver=None):
     """The student's worker (not started): its own folder, the limits and shadows of ``config``
-    (JSON), and the bubblewrap sandbox with ``sandbox``."""
+    (JSON), and the bubblewrap sandbox with ``sandbox`` (else forked by ``forkserver``, if any)."""
     config = json.loads(config)
     workdir = tempfile.mkdtemp(prefix="mlsec-worker-")
     box = None
@@ -62,15 +73,15 @@ def new_worker(impl, module_name, config, sandbox):
         env = remote.scrubbed_environment(HOME)
     else:
         env = remote.scrubbed_environment(Path(workdir) / "home")
-    return remote.Worker(impl, module_name, workdir, config, box, env)
+    return remote.Worker(impl, module_name, workdir, config, box, env, forkserver)
 
 
-def started_worker(item, options):
+def started_worker(item, options, forkserver):
     """The worker of ``item``'s file, started: it imports the student's file (TensorFlow, often)
     while the judge goes on. None for a file that is not there or is only collected."""
     if "--collect-only" in item["args"] or not os.path.isfile(item["impl"]):
         return None
-    worker = new_worker(item["impl"], options.module_name, options.worker_config, options.sandbox)
+    worker = new_worker(item["impl"], options.module_name, options.worker_config, options.sandbox, forkserver)
     worker.prestart()
     return worker
 
@@ -90,13 +101,24 @@ def main(argv=None):
     with open(options.plan, encoding="utf-8") as f:
         plan = json.load(f)
     stream = os.fdopen(options.grade_fd, "w", buffering=1, encoding="utf-8")
+    forkserver = start_forkserver(options.worker_config, options.sandbox)
+    try:
+        grade_plan(plan, options, pytest_args, stream, secret, forkserver)
+    finally:
+        if forkserver is not None:
+            forkserver.stop()
+            shutil.rmtree(forkserver.cwd, ignore_errors=True)
+    return 0
+
+
+def grade_plan(plan, options, pytest_args, stream, secret, forkserver):
     key = secret["key"].encode()
-    upcoming = started_worker(plan[0], options)
+    upcoming = started_worker(plan[0], options, forkserver)
     for i, item in enumerate(plan):
         recorder = plugin.Recorder(stream, key, item["index"])
         recorder.note()  # this file's grading starts now: the grader starts its clock
         # this file's worker started before; the next file's starts now, beside it (at most two at a time)
-        worker, upcoming = upcoming, started_worker(plan[i + 1], options) if i + 1 < len(plan) else None
+        worker, upcoming = upcoming, started_worker(plan[i + 1], options, forkserver) if i + 1 < len(plan) else None
         plugin.JUDGING = plugin.Judging(secret["ref"], recorder, worker)
         try:
             pytest.main([*item["args"], *pytest_args, f"--impl={item['impl']}"])
@@ -106,7 +128,6 @@ def main(argv=None):
                 worker.stop()
                 shutil.rmtree(worker.workdir, ignore_errors=True)
         forget_the_last_file()
-    return 0
 
 
 if __name__ == "__main__":

@@ -70,19 +70,18 @@ def watch(limit, interval=0.02):
     threading.Thread(target=run, daemon=True).start()
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    parent = os.getppid()
+def keep(start, fds=(), limit=0, parent=None):
+    """Be the keeper of the worker ``start()`` starts (it returns the worker's pid) until it ends;
+    never returns. ``fds`` are the worker's channel, which the keeper closes once the worker holds
+    them; ``limit`` is the most processes the tree may hold (0: no watchdog); ``parent`` is the
+    judge, whose death ends the tree."""
+    parent = os.getppid() if parent is None else parent
     become_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: (kill_tree(), os._exit(143)))
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the judge gone (killed at its time limit): end the tree
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
-    fds = [int(fd) for fd in os.environ.pop("MLSEC_PASS_FDS", "").split(",") if fd]
-    limit = int(os.environ.pop("MLSEC_MAX_PROCESSES", "0") or 0)
-    worker = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
+    worker = start()
     for fd in fds:
         os.close(fd)  # the worker holds the channel now; the keeper must not keep it open
     if limit:
@@ -94,12 +93,21 @@ def main(argv=None):
             break
         except InterruptedError:
             continue
-        if pid == worker.pid:
+        if pid == worker:
             code = os.waitstatus_to_exitcode(status)
             kill_tree()
             os._exit(TOO_MANY_PROCESSES if OVER_LIMIT.is_set() else code if code >= 0 else 128 - code)
     time.sleep(1)  # the watchdog, if it is ending the tree, exits first with its own code
     os._exit(TOO_MANY_PROCESSES if OVER_LIMIT.is_set() else 0)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    fds = [int(fd) for fd in os.environ.pop("MLSEC_PASS_FDS", "").split(",") if fd]
+    limit = int(os.environ.pop("MLSEC_MAX_PROCESSES", "0") or 0)
+    keep(lambda: subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL).pid, fds, limit)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import MLSecError
 from . import offlimits, wire
+from .forkserver import Forked, ForkServerGone
 from .processes import kill_tree
 
 TOO_MANY_PROCESSES = 125  # keeper.TOO_MANY_PROCESSES (not imported: `python -m` runs the keeper as __main__)
@@ -76,9 +77,12 @@ class StudentRaised:
 class Worker:
     """The worker process (in its keeper, and in a sandbox when one is given), started on first use."""
 
-    def __init__(self, path, module_name, workdir, config=None, sandbox=None, env=None):
+    def __init__(self, path, module_name, workdir, config=None, sandbox=None, env=None, forkserver=None):
         self.path, self.module_name, self.workdir = Path(path), module_name, Path(workdir)
         self.config, self.sandbox, self.env = config or {}, sandbox, env or {}
+        # the default mode's workers are forked from one that imported the exercise's libraries
+        # (:mod:`.forkserver`); in the sandbox each is a new process in its own container
+        self.forkserver = forkserver if sandbox is None else None
         self.process = None
         self.spawned = False  # started (prestart), its "ready" not read yet
         self.failure = None  # why the student's file cannot be imported: every request fails with it
@@ -133,18 +137,25 @@ class Worker:
         path = str(self.path)
         if self.sandbox is not None:
             path = self.sandbox.student_path(self.path)
-        command = [sys.executable, "-m", "mlsec_lessons.grading.keeper", "--",
-                   sys.executable, "-m", "mlsec_lessons.grading.worker", str(fds[0]), str(fds[1]), path,
-                   self.module_name, str(self.generation), json.dumps(self.config)]
-        env = {**self.env, "MLSEC_PASS_FDS": f"{fds[0]},{fds[1]}",
-               "MLSEC_MAX_PROCESSES": str(self.config.get("limits", {}).get("processes") or "")}
+        worker_args = [path, self.module_name, str(self.generation), json.dumps(self.config)]
+        limit = self.config.get("limits", {}).get("processes") or ""
         cwd = str(self.workdir / "home")
         os.makedirs(cwd, exist_ok=True)
-        if self.sandbox is not None:
-            command, cwd = self.sandbox.wrap(command, self), None
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+            self.process = None
+            if self.forkserver is not None:
+                try:
+                    self.process = self.forkserver.spawn(worker_args, self.env, cwd, (*fds, log.fileno()), limit)
+                except ForkServerGone:
+                    self.forkserver = None  # from now on, new processes
+            if self.process is None:
+                command = [sys.executable, "-m", "mlsec_lessons.grading.keeper", "--",
+                           sys.executable, "-m", "mlsec_lessons.grading.worker", *map(str, fds), *worker_args]
+                env = {**self.env, "MLSEC_PASS_FDS": f"{fds[0]},{fds[1]}", "MLSEC_MAX_PROCESSES": str(limit)}
+                if self.sandbox is not None:
+                    command, cwd = self.sandbox.wrap(command, self), None
+                self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log,
+                                                stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
         for fd in fds:
             os.close(fd)
         self.to_worker = os.fdopen(judge_to_worker[1], "wb")
@@ -163,6 +174,10 @@ class Worker:
                 raise self.failure
             first = self.read()
         except (EOFError, BrokenPipeError):
+            if isinstance(self.process, Forked) and self.process.pid is None:  # the fork server ended first
+                self.forkserver = None
+                self._spawn()
+                return self._await_ready()
             self.failure = self.ended("importing your file")
             raise self.failure from None
         except wire.WireError as e:
@@ -188,6 +203,8 @@ class Worker:
                 stream.close()
             except OSError:
                 pass
+        if process.pid is None:  # the fork server never made it: there is nothing to end
+            return
         # the judge ends the tree below the keeper itself, frozen first so that nothing in it forks
         # meanwhile (orphans are the keeper's children); then the keeper reaps them and exits
         kill_tree(process.pid, include_root=False)

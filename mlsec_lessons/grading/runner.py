@@ -333,14 +333,14 @@ def _outcome(outcome):
 
 
 def worker_config(name, shadow_dir, timeout, sandbox):
-    """The worker's resource limits and its off-limits shadows."""
+    """The worker's resource limits, its off-limits shadows, and what its fork server imports."""
     shadows = offlimits.write_shadows(off_limits(name), shadow_dir)
     limits = {"memory": declared(name, "MEMORY_LIMIT", MEMORY_LIMIT), "cpu": int(timeout) + 60,
               "file_size": FILE_SIZE_LIMIT, "processes": PROCESS_LIMIT}
     course = Path(mlsec_lessons.__file__).resolve().parents[1]
     files = [str(course / f) for f in declared(name, "SANDBOX_FILES", []) if (course / f).is_file()]
     return {"shadows": shadows, "limits": limits, "shared": list(declared(name, "SHARED_CLASSES", [])),
-            "files": files}
+            "files": files, "preload": list(declared(name, "PRELOAD", []))}
 
 
 def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):

@@ -46,6 +46,9 @@ SANDBOX_FILES = ["requirements.lock", "notebooks/00_course_map.ipynb", "notebook
 # the first check's set-up, so one check may take that long; the solution's whole grading takes ~30 s
 TIME_LIMIT = 300
 CHECK_TIME_LIMIT = 150
+# what the student's process needs before the file runs (the library's TensorFlow, server and
+# accounting): imported once by the fork server that each worker is forked from (grading/forkserver.py)
+PRELOAD = ["numpy", "tensorflow", "keras", "fastapi", "uvicorn", "httpx", "dp_accounting", "sklearn.metrics"]
 
 SETTINGS = dict(eps=0.1, noise_multiplier=1.1, l2_norm_clip=1.0, batch_size=64, epochs=15, learning_rate=0.05,
                 delta=1e-5, pgd_steps=40, membership_fpr=0.01, detector_fpr=0.05, window=50, token_ttl=300, seed=0)
