@@ -13,7 +13,6 @@ runs) and the plan, which files to grade with which checks, in a JSON file.
 """
 import argparse
 import ctypes
-import gc
 import json
 import os
 import shutil
@@ -39,13 +38,12 @@ def non_dumpable():
 
 
 def forget_the_last_file():
-    """Between two files: drop the last session's objects and Keras' global state (layer-name
-    counters, graphs), so that each file is graded as a fresh judge would grade it."""
+    """Between two files: drop the reference module and Keras' global state (layer-name counters,
+    graphs), so that each file is graded as a fresh judge would grade it. The last session's
+    objects go with Python's own garbage collection: a full one here costs 0.2 s a file."""
     sys.modules.pop(remote.REFERENCE_MODULE, None)
     if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()  # which collects the garbage too
-    else:
-        gc.collect()
+        sys.modules["keras"].backend.clear_session(free_memory=False)
 
 
 def start_forkserver(config, sandbox):
