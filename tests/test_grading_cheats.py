@@ -78,6 +78,16 @@ def test_files_graded_by_one_judge_do_not_reach_each_other(use_sandbox):
     assert honest.full_marks, honest.table()
 
 
+def test_killing_the_fork_server_costs_only_the_killer():
+    """The default mode forks workers from a server (grading/forkserver.py); a student who kills it
+    scores nothing, and the next file of the same judge still starts, as a new process."""
+    solution = Path(__file__).resolve().parents[1] / "solutions" / "ex0_security_metrics.py"
+    # the second file's worker was asked for before the kill; the third's, after it
+    killer, *honest = grade_many("ex0", [CHEATS / "kill_the_fork_server.py", solution, solution])
+    assert killer.score == 0 and "exited with code 0" in messages(killer), killer.table()
+    assert all(report.full_marks for report in honest), [report.table() for report in honest]
+
+
 @pytest.mark.slow  # waits out a time limit or a bomb
 @pytest.mark.parametrize("use_sandbox", MODES)
 def test_a_lingering_process_is_killed_in_time(use_sandbox):

@@ -17,7 +17,8 @@ Modules:
 * ``checks/exN_name.py``: the checks, pytest tests of the fixtures ``impl`` and ``ref``
 * ``judge``, ``plugin``, ``remote``, ``wire``: the judge's process, its pytest sessions, its view of the
   student's module, the protocol
-* ``worker``, ``keeper``, ``offlimits``, ``sandbox``: the student's side and its confinement
+* ``worker``, ``keeper``, ``offlimits``, ``sandbox``: the student's side and its confinement;
+  ``forkserver``: the default mode's workers, forked from a process that imported their libraries once
 * ``runner``: :func:`grade` and :func:`grade_many` (several files, one judge), the processes and
   their time limits
 * ``report``: the table of results; ``batch``, ``gradescope``, ``release``: a class's grading

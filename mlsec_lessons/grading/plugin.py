@@ -18,6 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from . import remote
@@ -38,6 +39,23 @@ class Judging:
 
 
 JUDGING = None  # set by the judge's process for the session it runs now
+KEPT = {}  # what the checks keep from one file's session to the next in the judge's process (kept)
+
+
+def kept(name, make):
+    """``make()``, made once in this process and kept for every file the judge grades after this one.
+
+    Only for a value that depends on nothing but the checks and the reference (never on ``impl``),
+    given as arrays: they are kept read-only, so no session can change what the next one gets.
+    A judge that grades twenty wrong variants then trains the checks' fixed model once, not twenty
+    times; each session still builds its own objects from the arrays.
+    """
+    if name not in KEPT:
+        arrays = [np.array(a) for a in make()]
+        for a in arrays:
+            a.flags.writeable = False
+        KEPT[name] = arrays
+    return KEPT[name]
 
 
 def pytest_addoption(parser):
