@@ -23,8 +23,11 @@ def load(path):
 @pytest.mark.parametrize("use_sandbox", [
     pytest.param(False, id="default"),
     pytest.param(True, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(), reason=str(sandbox.problem())))])
-def test_solution_scores_full_marks(use_sandbox):
-    report = grade("capstone", solutions=True, sandbox=use_sandbox)
+def test_solution_scores_full_marks(use_sandbox, graded_variants):
+    if use_sandbox:
+        report = grade("capstone", solutions=True, sandbox=True)
+    else:  # by the judge that grades the wrong variants below, first, on every check
+        report = graded_variants("capstone", CASES)[THE_SOLUTION]
     assert report.full_marks, report.table()
     assert report.total >= 35 and len(report.checks) >= 15
 
@@ -128,11 +131,15 @@ WRONG = {
 }
 
 
+THE_SOLUTION = "the solution itself"
+CASES = {THE_SOLUTION: (None, None, None), **{m: (o, n, c) for m, (o, n, c, _) in WRONG.items()}}
+
+
 @pytest.mark.slow  # a grading run per case (one judge for all): make test runs it, make test-fast does not
 @pytest.mark.parametrize("mistake", list(WRONG))
 def test_wrong_solutions_lose_points(mistake, graded_variants):
     old, new, checks, must_fail = WRONG[mistake]
-    report = graded_variants("capstone", {m: (o, n, c) for m, (o, n, c, _) in WRONG.items()})[mistake]
+    report = graded_variants("capstone", CASES)[mistake]
     assert must_fail in report.failed(), f"{mistake}: {must_fail} still passes\n{report.table()}"
     message = report.failed()[must_fail]
     assert message and "not implemented" not in message and "Traceback" not in message, message

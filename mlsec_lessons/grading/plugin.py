@@ -14,11 +14,12 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import pickle
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from . import remote
@@ -43,19 +44,19 @@ KEPT = {}  # what the checks keep from one file's session to the next in the jud
 
 
 def kept(name, make):
-    """``make()``, made once in this process and kept for every file the judge grades after this one.
+    """A copy of ``make()``'s value, made once in this process and kept for every file the judge
+    grades after this one.
 
-    Only for a value that depends on nothing but the checks and the reference (never on ``impl``),
-    given as arrays: they are kept read-only, so no session can change what the next one gets.
-    A judge that grades twenty wrong variants then trains the checks' fixed model once, not twenty
-    times; each session still builds its own objects from the arrays.
+    Only for a value that depends on nothing but the checks and the reference (never on ``impl``).
+    It is kept pickled, and each session gets its own copy, so no session can change what the next
+    one gets. A judge that grades twenty wrong variants then trains the reference's models once,
+    not twenty times.
     """
     if name not in KEPT:
-        arrays = [np.array(a) for a in make()]
-        for a in arrays:
-            a.flags.writeable = False
-        KEPT[name] = arrays
-    return KEPT[name]
+        KEPT[name] = pickle.dumps(make(), protocol=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "Skipping variable loading for optimizer", its state is not kept
+        return pickle.loads(KEPT[name])
 
 
 def pytest_addoption(parser):

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from mlsec_lessons.governance import measure
+from mlsec_lessons.grading.plugin import kept
 
 # the capstone is built from the course's parts, so the whole library is allowed
 OFF_LIMITS = {}
@@ -131,9 +132,12 @@ def keypair(exchange):
 
 @pytest.fixture(scope="module")
 def ref_trained(ref, digits):
-    system = ref.MLSecuritySystem(**SETTINGS).train(digits)
-    system.evaluate(digits)
-    return system
+    """The reference trained and evaluated: once per judge (kept), a copy of it for each file."""
+    def train():
+        system = ref.MLSecuritySystem(**SETTINGS).train(digits)
+        system.evaluate(digits)
+        return system
+    return kept("capstone ref_trained", train)
 
 
 @pytest.fixture(scope="module")
