@@ -175,6 +175,18 @@ def wait(driver, seconds, condition, what, lab=None):
         pytest.fail(f"{what() if callable(what) else what} did not happen within {seconds} s{log}")
 
 
+def eventually(driver, seconds, condition):
+    """Whether ``condition(driver)`` becomes truthy within ``seconds`` (no failure when it does not)."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return bool(WebDriverWait(driver, seconds, poll_frequency=0.25,
+                                  ignored_exceptions=[StaleElementReferenceException]).until(condition))
+    except TimeoutException:
+        return False
+
+
 def css(driver, selector):
     from selenium.webdriver.common.by import By
 
@@ -273,9 +285,12 @@ def test_lesson_02_runs_and_the_eps_slider_redraws_the_figure(page, lab):
                   f"{len(interactive.find_elements('css selector', '.widget-output img'))} images, the cell "
                   f"{len(cell.find_elements('css selector', 'img'))}; {cell.text[-3000:]!r})")
     handle = eps.find_element("css selector", ".noUi-handle")
-    page.execute_script("arguments[0].scrollIntoView({block: 'center'})", handle)
-    track = eps.find_element("css selector", ".noUi-target").size["width"]
-    ActionChains(page).drag_and_drop_by_offset(handle, track, 0).perform()  # to the right end: eps = 0.30
+    for _ in range(3):  # a drag made while the page still lays itself out can miss the handle: drag again
+        page.execute_script("arguments[0].scrollIntoView({block: 'center'})", handle)
+        track = eps.find_element("css selector", ".noUi-target").size["width"]
+        ActionChains(page).drag_and_drop_by_offset(handle, track, 0).perform()  # to the right end: eps = 0.30
+        if eventually(page, 5, lambda d: readout.text == "0.30"):
+            break
     wait(page, 10, lambda d: readout.text == "0.30", lambda: f"the eps slider reaching 0.30 (it reads {readout.text})")
     wait(page, 120, lambda d: (figure(d) or before) != before, "the figure redrawing for eps = 0.30")
     wait_for_idle(page, lab, 120, "the redraw finishing")
