@@ -1,0 +1,19 @@
+"""A small language model the course trains itself (lesson 13): the target of LLM and agent attacks.
+
+* ``corpus``: a seeded synthetic chat corpus (an assistant keeping a secret, documents, tool calls)
+  with role tokens, and its word-level :class:`~mlsec_lessons.llm.corpus.Vocabulary`
+* ``model``: a decoder-only transformer in Keras (about 75k parameters, context 64), trained and
+  cached like the course's other models
+* ``generate``: greedy decoding, temperature sampling and best-of-N through one compiled step, and
+  sequence log-probabilities
+
+``from mlsec_lessons.llm import generate`` gives the function; the module is
+``mlsec_lessons.llm.generate`` in ``sys.modules`` (``from mlsec_lessons.llm.generate import decode``).
+"""
+from .corpus import Dialogue, Vocabulary, dialogue, dialogues, held_out, system_prompt, training_set, vocabulary
+from .generate import decode, generate, sequence_log_prob, trace_count
+from .model import train_assistant, train_language_model, transformer
+
+__all__ = ["Dialogue", "Vocabulary", "dialogue", "dialogues", "held_out", "system_prompt", "training_set",
+           "vocabulary", "decode", "generate", "sequence_log_prob", "trace_count", "train_assistant",
+           "train_language_model", "transformer"]
