@@ -20,6 +20,7 @@ Each module holds one concept:
 * ``monitoring``: live-traffic monitors (adversarial inputs, drift) whose alerts go to the audit log, and a report
 * ``applications``: the source's three application cases (fraud, healthcare, perception), measured
 * ``federated``: federated learning on Flower (FedAvg, SecAgg+, client-level DP) and pairwise masking from scratch
+* ``llm``: a small transformer the course trains on a synthetic chat corpus (a secret, documents, tools)
 * ``governance``: audit-log queries, model cards from measurements, Security Coverage from live checks, a
   compliance checklist
 * ``plotting``: the figures the lessons draw

@@ -2,7 +2,7 @@
 
 * ``corpus``: a seeded synthetic chat corpus (an assistant keeping a secret, documents, tool calls)
   with role tokens, and its word-level :class:`~mlsec_lessons.llm.corpus.Vocabulary`
-* ``model``: a decoder-only transformer in Keras (about 75k parameters, context 64), trained and
+* ``model``: a decoder-only transformer in Keras (74k parameters, context 64), trained and
   cached like the course's other models
 * ``generate``: greedy decoding, temperature sampling and best-of-N through one compiled step, and
   sequence log-probabilities

@@ -1,11 +1,12 @@
-"""A small decoder-only transformer (about 75k parameters, context 64) and its cached training.
+"""A small decoder-only transformer (74,100 parameters, context 64) and its cached training.
 
-The architecture is GPT's, shrunk: token and position embeddings, then ``blocks`` pre-norm blocks of
-causal self-attention and an MLP, each added back to its input, then a last layer norm and a dense
-layer that gives one logit per word of the vocabulary at every position. Causal attention makes
-position ``t``'s logits depend on tokens ``0..t`` only, so right padding never changes them.
+The architecture is GPT's, shrunk: token embeddings plus a fixed sinusoidal position code, then
+``blocks`` pre-norm blocks of causal self-attention and an MLP, each added back to its input, then a
+last layer norm and a dense layer that gives one logit per word of the vocabulary at every position.
+Causal attention makes position ``t``'s logits depend on tokens ``0..t`` only, so right padding never
+changes them.
 
-Training is plain next-token prediction on the corpus (every token but the padding counts), through
+Training is next-token prediction (by default on the assistant's side of each dialogue), through
 :func:`mlsec_lessons.cache.cached_fit`: the second call with the same settings loads the weights.
 """
 import keras
