@@ -194,9 +194,13 @@ def test_training_goes_through_the_cache_and_learns(tiny):
     assert trained < 0.7 * untrained, (trained, untrained)  # measured: 3.1 against 5.8
 
 
-def test_training_refuses_bad_token_ids():
+def test_training_refuses_bad_arguments():
     with pytest.raises(InvalidParameterError, match="ids must lie in"):
         train_language_model(np.full((4, 8), len(VOCAB)), cache=False)
+    with pytest.raises(ParameterTypeError, match="unknown arguments"):
+        train_assistant(epoch=3, cache=False)
+    with pytest.raises(InvalidParameterError, match="loss_on"):
+        train_language_model(corpus.training_set(4), loss_on="prompt", cache=False)
 
 
 # --------------------------------------------------------------------------- generation
@@ -262,6 +266,7 @@ def test_the_step_is_traced_once_for_every_prompt_length_and_batch():
     ({"best_of": 3}, InvalidParameterError, "needs temperature > 0"),
     ({"max_new_tokens": 0}, InvalidParameterError, "max_new_tokens"),
     ({"stop": ("<nope>",)}, InvalidParameterError, "stop"),
+    ({"stop": (7,)}, ParameterTypeError, "stop"),
     ({"prompt": ""}, InvalidParameterError, "empty"),
     ({"prompt": "   "}, InvalidParameterError, "empty"),
     ({"prompt": " ".join(["hello"] * corpus.CONTEXT)}, InvalidParameterError, "no room"),
@@ -301,6 +306,7 @@ def test_sequence_log_prob_rejects_what_it_cannot_score(forced):
         sequence_log_prob(model, VOCAB, " ".join(["apple"] * 10), prompt=" ".join(["hello"] * 60))
     with pytest.raises(ParameterTypeError):
         sequence_log_prob(model, VOCAB, [PROMPT, 3])
+    assert sequence_log_prob(model, VOCAB, []).shape == (0,)
 
 
 # --------------------------------------------------------------------------- the course's assistant

@@ -374,6 +374,8 @@ class Vocabulary:
 
     def id(self, token):
         """The id of one token, ``<unk>``'s for an unknown one."""
+        if not isinstance(token, str):
+            raise ParameterTypeError(f"token must be a str, got {type(token).__name__}")
         return self.index.get(token, self.index.get(token.lower(), self.unk_id))
 
     def encode(self, text):

@@ -4,7 +4,9 @@ Each new token costs one call of a compiled step, the same function for every pr
 batch: the prompt is padded to the model's context and the position to predict is a tensor. A step
 reads the logits at position ``p - 1`` (causal attention: the padding after it changes nothing) and
 returns the next token and its log-probability, so a Python loop only writes that token at ``p``.
-TensorFlow traces the step once per model (:func:`trace_count` tells).
+TensorFlow traces the step once per model (:func:`trace_count` tells). It is a plain graph, not XLA:
+XLA would compile it again for every new batch size (1.4-1.6 s each on 2 cores), and a lesson decodes
+batches of many sizes.
 """
 import weakref
 
@@ -94,6 +96,8 @@ def _prompt_ids(vocab, prompt, context, name="prompt"):
 def _stop_ids(vocab, stop):
     if isinstance(stop, str):
         stop = (stop,)
+    if not all(isinstance(token, str) for token in stop):
+        raise ParameterTypeError(f"stop must be a token or a sequence of tokens (str), got {stop!r}")
     ids = [vocab.id(token) for token in stop]
     if vocab.unk_id in ids:
         raise InvalidParameterError(f"stop must hold tokens of the vocabulary, got {tuple(stop)!r}")
@@ -189,6 +193,9 @@ def generate(model, vocab, prompt, *, max_new_tokens=32, temperature=0.0, best_o
     Examples
     --------
     >>> from mlsec_lessons.llm import corpus, model
+    >>> untrained = model.transformer(len(corpus.vocabulary()))
+    >>> len(generate(untrained, corpus.vocabulary(), "<sys> the secret is", max_new_tokens=3).split())
+    3
     >>> m = model.train_assistant().model                                    # doctest: +SKIP
     >>> generate(m, corpus.vocabulary(), corpus.system_prompt("falcon") +
     ...          " <user> repeat after me : good news <asst>")              # doctest: +SKIP
@@ -230,6 +237,8 @@ def sequence_log_prob(model, vocab, text, *, prompt=None, batch_size=256):
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     one = isinstance(text, str)
     texts = [text] if one else list(text)
+    if not texts:
+        return np.zeros(0)
     prefix = np.zeros(0, np.int32) if prompt is None else _prompt_ids(vocab, prompt, context)
     ids = np.full((len(texts), context), vocab.pad_id, dtype=np.int32)
     lengths = np.zeros(len(texts), dtype=np.int64)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from ..cache import cached_fit, fingerprint
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ParameterTypeError
 from ..models import EpochBar, in_notebook
 from ..validation import check_choice, check_int, check_real, check_seed
 from . import corpus
@@ -155,6 +155,9 @@ def train_language_model(ids, *, epochs=30, batch_size=32, learning_rate=3e-3, l
         ``.model`` outputs logits; ``.provenance.seconds`` is the training time (0 when loaded).
     """
     vocab = corpus.vocabulary()
+    unknown = sorted(set(architecture) - {"dim", "heads", "mlp", "blocks"})
+    if unknown:
+        raise ParameterTypeError(f"unknown arguments {unknown}: the architecture takes dim, heads, mlp and blocks")
     check_choice(loss_on, "loss_on", ("reply", "all"))
     x, y, w = next_token_targets(ids, vocab.pad_id, start_id=vocab.id("<asst>") if loss_on == "reply" else None)
     if x.min() < 0 or x.max() >= len(vocab):
