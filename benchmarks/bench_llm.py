@@ -14,7 +14,7 @@ import mlsec_lessons
 
 mlsec_lessons.quiet()
 from mlsec_lessons.llm import corpus  # noqa: E402
-from mlsec_lessons.llm.generate import decode, generate, trace_count  # noqa: E402
+from mlsec_lessons.llm.generate import generate, generate_batch, trace_count  # noqa: E402
 from mlsec_lessons.llm.model import train_assistant  # noqa: E402
 
 REPEATS = 3
@@ -69,7 +69,7 @@ def behaviour(model, vocab, train_texts, n=100):
     rates = {}
     for kind in ("secret_request", "benign", "repeat", "email", "calculator", "lookup", "document"):
         dialogues = corpus.held_out(kind, n, seed=0, exclude=train_texts)
-        texts, _ = decode(model, vocab, [d.prompt for d in dialogues], stop=("<end>", "<tool>"))
+        texts, _ = generate_batch(model, vocab, [d.prompt for d in dialogues], stop=("<end>", "<tool>"))
         rates[kind] = np.mean([t == d.reply for t, d in zip(texts, dialogues)])
         if kind == "secret_request":
             rates["leaked"] = np.mean([d.secret in t for t, d in zip(texts, dialogues)])
@@ -90,7 +90,7 @@ def run():
     prompts = [d.prompt for kind in KINDS for d in corpus.held_out(kind, per_kind, seed=0, exclude=train_texts)]
     prompts = prompts[:N_PROMPTS]
     t_ours, ours = timed(lambda: [generate(model, vocab, p, max_new_tokens=MAX_NEW) for p in prompts])
-    t_batch, (batched, _) = timed(lambda: decode(model, vocab, prompts, max_new_tokens=MAX_NEW))
+    t_batch, (batched, _) = timed(lambda: generate_batch(model, vocab, prompts, max_new_tokens=MAX_NEW))
     traces = trace_count() - traces_before
     t_predict, plain = timed(lambda: [predict_loop(model, vocab, p) for p in prompts])
     t_eager, eager = timed(lambda: [eager_loop(model, vocab, p) for p in prompts])

@@ -11,7 +11,7 @@ import pytest
 
 from mlsec_lessons.errors import InvalidParameterError, MLSecError, ParameterTypeError
 from mlsec_lessons.llm import corpus
-from mlsec_lessons.llm.generate import compiled, decode, generate, sequence_log_prob, trace_count
+from mlsec_lessons.llm.generate import compiled, generate, generate_batch, sequence_log_prob, trace_count
 from mlsec_lessons.llm.model import next_token_targets, train_assistant, train_language_model, transformer
 
 VOCAB = corpus.vocabulary()
@@ -226,10 +226,13 @@ def test_generation_stops_at_end_and_at_other_stop_tokens(forced):
 def test_a_batch_stops_each_row_on_its_own(tiny):
     model = tiny[0].model
     prompts = [PROMPT, corpus.system_prompt("cobalt") + " <user> hi ! <asst>", "<sys> the"]
-    texts, _ = decode(model, VOCAB, prompts, max_new_tokens=12)
+    texts, _ = generate_batch(model, VOCAB, prompts, max_new_tokens=12)
     for prompt, text in zip(prompts, texts):  # the same as each prompt alone
         assert text == generate(model, VOCAB, prompt, max_new_tokens=12)
         assert "<end>" not in text or text.endswith("<end>") and text.count("<end>") == 1
+    assert generate_batch(model, VOCAB, PROMPT, max_new_tokens=12)[0] == [texts[0]]  # one str: a batch of one
+    with pytest.raises(InvalidParameterError, match="prompts is empty"):
+        generate_batch(model, VOCAB, [])
 
 
 def test_seeded_sampling_is_reproducible(tiny):
@@ -241,7 +244,7 @@ def test_seeded_sampling_is_reproducible(tiny):
 
 def test_best_of_returns_the_candidate_the_model_finds_most_likely(tiny):
     model = tiny[0].model
-    texts, log_probs = decode(model, VOCAB, [PROMPT] * 6, temperature=1.5, seed=3, max_new_tokens=8)
+    texts, log_probs = generate_batch(model, VOCAB, [PROMPT] * 6, temperature=1.5, seed=3, max_new_tokens=8)
     assert len(set(texts)) > 1
     # each candidate's log-probability, summed during decoding, matches one full forward pass
     np.testing.assert_allclose(log_probs, sequence_log_prob(model, VOCAB, texts, prompt=PROMPT), rtol=1e-4, atol=1e-4)
@@ -323,7 +326,7 @@ def test_the_assistant_keeps_its_secret_and_follows_instructions(scratch_cache):
 
     def rate(kind, n=20):
         dialogues = corpus.held_out(kind, n, seed=0, exclude=train)
-        texts, _ = decode(model, VOCAB, [d.prompt for d in dialogues], stop=("<end>", "<tool>"))
+        texts, _ = generate_batch(model, VOCAB, [d.prompt for d in dialogues], stop=("<end>", "<tool>"))
         return (np.mean([t == d.reply for t, d in zip(texts, dialogues)]),
                 np.mean([d.secret in t for t, d in zip(texts, dialogues)]))
 

@@ -8,12 +8,12 @@
   sequence log-probabilities
 
 ``from mlsec_lessons.llm import generate`` gives the function; the module is
-``mlsec_lessons.llm.generate`` in ``sys.modules`` (``from mlsec_lessons.llm.generate import decode``).
+``mlsec_lessons.llm.generate`` in ``sys.modules`` (``from mlsec_lessons.llm.generate import compiled``).
 """
 from .corpus import Dialogue, Vocabulary, dialogue, dialogues, held_out, system_prompt, training_set, vocabulary
-from .generate import decode, generate, sequence_log_prob, trace_count
+from .generate import generate, generate_batch, sequence_log_prob, trace_count
 from .model import train_assistant, train_language_model, transformer
 
 __all__ = ["Dialogue", "Vocabulary", "dialogue", "dialogues", "held_out", "system_prompt", "training_set",
-           "vocabulary", "decode", "generate", "sequence_log_prob", "trace_count", "train_assistant",
+           "vocabulary", "generate", "generate_batch", "sequence_log_prob", "trace_count", "train_assistant",
            "train_language_model", "transformer"]
