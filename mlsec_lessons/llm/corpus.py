@@ -12,7 +12,8 @@ retrieved document (data, not instructions), ``<asst>`` the assistant, ``<tool>`
 ``CALL lookup ( menu )`` or ``CALL send_email ( bob , see you soon )``; ``<tool>`` then holds the result.
 
 The :class:`Vocabulary` is the fixed list of words these templates can produce, so any dialogue the
-generator makes encodes without ``<unk>``.
+generator makes encodes without ``<unk>``. It encodes a role token wherever it appears, a user's own
+text included: nothing here stops a user from typing ``<sys>`` (lesson 13's injections start there).
 """
 import dataclasses
 import re
