@@ -107,8 +107,8 @@ def _stop_ids(vocab, stop):
 def generate_batch(model, vocab, prompts, *, max_new_tokens=32, temperature=0.0, seed=None, stop=STOP):
     """Continue each prompt of ``prompts`` (one batch, one compiled step per new token).
 
-    The engine under :func:`generate`; decoding many prompts as one batch is several times faster
-    than one at a time (bench_llm: 2x the tokens per second for 20 prompts). A row stops after a token of ``stop``, after
+    The engine under :func:`generate`. Many prompts in one batch give more tokens per second than one
+    at a time (bench_llm: 2x, for 20 prompts). A row stops after a token of ``stop``, after
     ``max_new_tokens`` tokens, or when its context is full.
 
     Parameters
