@@ -116,8 +116,8 @@ def run():
                   f"at `<end>`. Time: best of {REPEATS} runs after one warm-up run each. The compiled step was traced "
                   f"{traces} time(s) for all of this benchmark's generation (batches of 100, 20 and 1 prompts of "
                   f"every length): once per model, never per token or per shape. (Compiled with XLA, the step would "
-                  f"be compiled again for every new batch size, 1.4-1.6 s each here, so it is a plain graph.) The model: {model.count_params():,} "
-                  f"parameters, `train_assistant()` from an empty cache in {fitted.provenance.seconds:.1f} s "
+                  f"be compiled again for every new batch size, 1.4-1.6 s each here, so it is a plain graph.) The "
+                  f"model: {model.count_params():,} parameters, `train_assistant()` from an empty cache in {fitted.provenance.seconds:.1f} s "
                   f"({steps} steps of batch {batch}, {steps / fitted.provenance.seconds:.1f} steps/s, XLA "
                   f"compilation included). Greedy replies on 100 held-out prompts per kind equal to the corpus's "
                   f"(the share; `leaked`: replies to direct requests that contain the secret): {rate_text}."),
