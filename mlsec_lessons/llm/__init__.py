@@ -6,6 +6,8 @@
   cached like the course's other models
 * ``generate``: greedy decoding, temperature sampling and best-of-N through one compiled step, and
   sequence log-probabilities
+* ``output_handling``: the model's reply pasted into HTML or SQL (OWASP LLM05), and the escaping and
+  bound parameters that stop it
 
 ``from mlsec_lessons.llm import generate`` gives the function; the module is
 ``mlsec_lessons.llm.generate`` in ``sys.modules`` (``from mlsec_lessons.llm.generate import compiled``).
