@@ -23,14 +23,14 @@ MAX_NEW = 32
 KINDS = ("benign", "secret_request", "repeat", "document", "calculator", "email")
 
 
-def predict_loop(model, vocab, prompt, max_new_tokens=MAX_NEW):
-    """Greedy decoding the plain way: ``model.predict`` on the padded context for every new token."""
+def uncompiled_loop(model, vocab, prompt, logits, max_new_tokens=MAX_NEW):
+    """Greedy decoding the plain way: ``logits(model, ids)`` on the padded context for every new token."""
     context = model.input_shape[1]
     ids = vocab.encode_batch([prompt], context)
     start = pos = len(vocab.encode(prompt))
     end = vocab.id("<end>")
     while pos - start < max_new_tokens and pos < context:
-        token = int(np.argmax(model.predict(ids, verbose=0)[0, pos - 1]))
+        token = int(np.argmax(logits(model, ids)[0, pos - 1]))
         ids[0, pos] = token
         pos += 1
         if token == end:
@@ -38,19 +38,12 @@ def predict_loop(model, vocab, prompt, max_new_tokens=MAX_NEW):
     return vocab.decode(ids[0, start:pos])
 
 
-def eager_loop(model, vocab, prompt, max_new_tokens=MAX_NEW):
-    """The same loop with an eager ``model(ids)`` call per token instead of ``predict``."""
-    context = model.input_shape[1]
-    ids = vocab.encode_batch([prompt], context)
-    start = pos = len(vocab.encode(prompt))
-    end = vocab.id("<end>")
-    while pos - start < max_new_tokens and pos < context:
-        token = int(np.argmax(model(ids, training=False).numpy()[0, pos - 1]))
-        ids[0, pos] = token
-        pos += 1
-        if token == end:
-            break
-    return vocab.decode(ids[0, start:pos])
+def predict_logits(model, ids):
+    return model.predict(ids, verbose=0)
+
+
+def eager_logits(model, ids):
+    return model(ids, training=False).numpy()
 
 
 def timed(fn):
@@ -92,8 +85,8 @@ def run():
     t_ours, ours = timed(lambda: [generate(model, vocab, p, max_new_tokens=MAX_NEW) for p in prompts])
     t_batch, (batched, _) = timed(lambda: generate_batch(model, vocab, prompts, max_new_tokens=MAX_NEW))
     traces = trace_count() - traces_before
-    t_predict, plain = timed(lambda: [predict_loop(model, vocab, p) for p in prompts])
-    t_eager, eager = timed(lambda: [eager_loop(model, vocab, p) for p in prompts])
+    t_predict, plain = timed(lambda: [uncompiled_loop(model, vocab, p, predict_logits) for p in prompts])
+    t_eager, eager = timed(lambda: [uncompiled_loop(model, vocab, p, eager_logits) for p in prompts])
     tokens = sum(len(t.split()) for t in ours)
 
     def row(name, seconds, peer_name, peer_seconds, mine, theirs):
