@@ -9,12 +9,12 @@ before any student code runs (:mod:`.judge`, the process that runs one such pyte
 file, reads it, then makes itself non-dumpable, so that a process of the same user cannot read
 its memory or open its file descriptors; ``--sandbox`` also hides the judge entirely).
 """
+import copy
 import dataclasses
 import hashlib
 import hmac
 import importlib.util
 import json
-import pickle
 import sys
 import traceback
 import warnings
@@ -48,15 +48,15 @@ def kept(name, make):
     grades after this one.
 
     Only for a value that depends on nothing but the checks and the reference (never on ``impl``).
-    It is kept pickled, and each session gets its own copy, so no session can change what the next
-    one gets. A judge that grades twenty wrong variants then trains the reference's models once,
-    not twenty times.
+    The original stays here and each session gets its own deep copy, so no session can change what
+    the next one gets. A judge that grades twenty wrong variants then trains the reference's models
+    once, not twenty times.
     """
     if name not in KEPT:
-        KEPT[name] = pickle.dumps(make(), protocol=5)
+        KEPT[name] = make()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Keras: "Skipping variable loading for optimizer", its state is not kept
-        return pickle.loads(KEPT[name])
+        warnings.simplefilter("ignore")  # Keras: "Skipping variable loading for optimizer", its state is not copied
+        return copy.deepcopy(KEPT[name])
 
 
 def pytest_addoption(parser):
