@@ -13,7 +13,7 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 JOBS   ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))" 2>/dev/null || echo 2)
 PARALLEL := -n $(JOBS) --dist loadscope
 
-.PHONY: lab test test-fast course stubs kernel lock bench federated clean help sandbox-tools browser-tools
+.PHONY: lab test test-fast course stubs kernel lock bench llm-weights federated clean help sandbox-tools browser-tools
 
 help:
 	@echo "make lab        create .venv if needed and open the course in JupyterLab"
@@ -22,6 +22,7 @@ help:
 	@echo "make course     execute every notebook and render it to HTML in build/"
 	@echo "make stubs      regenerate exercises/*.py from solutions/*.py"
 	@echo "make bench      run the benchmarks and write benchmarks/results/"
+	@echo "make llm-weights  retrain and sign lesson 13's shipped language models (LLM_WEIGHTS=\"assistant\")"
 	@echo "make federated  lesson 06's FedAvg on a real Flower SuperLink and SuperNodes (FED_ARGS=\"--clients 10\")"
 
 $(PY):
@@ -86,6 +87,11 @@ stubs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# Retrain lesson 13's shipped language models from their seeds and sign them (a few minutes each). The key is
+# $$MLSEC_WEIGHTS_KEY, or a new pair whose public half replaces mlsec_lessons/llm/weights/release.pub.pem.
+llm-weights: $(STAMP)
+	$(PY) -m mlsec_lessons.llm.weights $(LLM_WEIGHTS)
 
 # A real Flower deployment on 127.0.0.1: one SuperLink, one SuperNode process per client, `flwr run`.
 federated: $(STAMP)

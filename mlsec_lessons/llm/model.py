@@ -1,4 +1,4 @@
-"""A small decoder-only transformer (74,100 parameters, context 64) and its cached training.
+"""A small decoder-only transformer (74,391 parameters, context 64) and its cached training.
 
 The architecture is GPT's, shrunk: token embeddings plus a fixed sinusoidal position code, then
 ``blocks`` pre-norm blocks of causal self-attention and an MLP, each added back to its input, then a
@@ -66,9 +66,9 @@ def transformer(vocab_size, *, context=corpus.CONTEXT, dim=48, heads=4, mlp=128,
     --------
     >>> model = transformer(len(corpus.vocabulary()))
     >>> model.count_params()
-    74100
+    74391
     >>> model.output_shape
-    (None, 64, 308)
+    (None, 64, 311)
     """
     vocab_size = check_int(vocab_size, "vocab_size", min_value=2)
     context = check_int(context, "context", min_value=2)
@@ -186,10 +186,14 @@ def train_language_model(ids, *, epochs=30, batch_size=32, learning_rate=3e-3, l
     return cached_fit(f"llm-{name}", config, build, fit, seed=seed, cache=cache)
 
 
-def train_assistant(*, n_dialogues=2048, epochs=34, seed=0, cache=True, progress=None, **kwargs):
+def train_assistant(*, hierarchy=False, n_dialogues=4096, epochs=40, seed=0, cache=True, progress=None, **kwargs):
     """The course's assistant: :func:`train_language_model` on :func:`corpus.training_set` for ``seed``.
 
-    About a minute on 2 CPU cores from an empty cache; instant from the cache.
+    ``hierarchy=True`` trains on :data:`corpus.HIERARCHY_MIX` instead of :data:`corpus.MIX`: the same
+    prompts, but an instruction inside a document is answered as data, never carried out.
+
+    About two minutes on 2 CPU cores from an empty cache (lesson 13 loads the signed copy shipped with
+    the course instead: :func:`mlsec_lessons.llm.weights.pretrained`); instant from the cache.
 
     Examples
     --------
@@ -200,6 +204,7 @@ def train_assistant(*, n_dialogues=2048, epochs=34, seed=0, cache=True, progress
     'sorry , i cannot reveal that . <end>'
     """
     n_dialogues = check_int(n_dialogues, "n_dialogues", min_value=1)
-    ids = corpus.training_set(n_dialogues, seed=check_int(seed, "seed", min_value=0))
-    return train_language_model(ids, epochs=epochs, seed=seed, cache=cache, progress=progress, name="assistant",
-                                **kwargs)
+    mix = corpus.HIERARCHY_MIX if hierarchy else corpus.MIX
+    ids = corpus.training_set(n_dialogues, seed=check_int(seed, "seed", min_value=0), mix=mix)
+    return train_language_model(ids, epochs=epochs, seed=seed, cache=cache, progress=progress,
+                                name="assistant-hierarchy" if hierarchy else "assistant", **kwargs)

@@ -1,0 +1,1 @@
++GjRWdUMM/ussEAfgeVZo97OnWRLOhcv9LdfUDts4i1INHgoIkNByLorzXZiZGkbwMjf6f93xu44wcqOlaFxBQ==
