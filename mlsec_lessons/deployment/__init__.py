@@ -1,11 +1,13 @@
 """Secure deployment: a real model server and the controls around it (lesson 07).
 
 * ``auth``: JWT with PyJWT (pinned algorithm, required claims, 401 vs 403)
-* ``ratelimit``: a token bucket per token subject (429 + Retry-After)
+* ``ratelimit``: a token bucket per token subject (429 + Retry-After), a query quota, a token budget
 * ``validation``: body size (413), then JSON, shape, type, finiteness and range (422)
 * ``headers``: the OWASP security headers every response carries
 * ``server``: the model server's public names: ``create_app``, ``ServerSettings``, ``BackgroundServer``, ``serve``
-  (its parts: ``settings``, ``app``, ``middleware``, ``errors``, ``hooks``, ``runner``)
+  (its parts: ``settings``, ``app``, ``served``, ``middleware``, ``errors``, ``hooks``, ``runner``)
+* ``language_model``: lesson 13's transformer served on the same endpoints: a signed directory
+  (``save_language_model``), prompts checked, role tokens refused, a token budget (OWASP LLM10)
 * ``tls``: a self-signed certificate for HTTPS on your own machine
 * ``keys``, ``artifacts``: development keys; signed, encrypted, safely loaded model artifacts
 * ``audit``: the HMAC-chained, tamper-evident audit log

@@ -2,14 +2,13 @@
 
 :func:`create_app` takes one :class:`~mlsec_lessons.deployment.settings.ServerSettings` and wires
 the pieces: the middleware (:mod:`.middleware`), the error handlers (:mod:`.errors`), the output
-policy and the monitors (:mod:`.hooks`). :mod:`.runner` serves the app.
+policy and the monitors (:mod:`.hooks`), and one served-model class per kind of model (:mod:`.served`,
+:mod:`.language_model`). :mod:`.runner` serves the app.
 """
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,45 +16,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import InvalidParameterError
 from . import auth
 from .artifacts import IntegrityError
-from .errors import ModelRefused, QuotaExceeded, RateLimited, add_error_handlers
-from .hooks import output_policy, run_monitors
+from .errors import ModelRefused, RateLimited, add_error_handlers
+from .hooks import output_policy
 from .middleware import AuditAndHeaders, ClientAddressLimit
-from .ratelimit import ClientLimiter, QueryQuota, RateLimiter
+from .ratelimit import ClientLimiter, QueryQuota, RateLimiter, TokenBudget
+from .served import Call, ServedModel
 from .settings import ServerSettings
-from .validation import parse_json, read_body, validate_instances
+from .validation import parse_json, read_body
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ServedModel:
-    """A verified model and the facts the server needs about it."""
-
-    name: str
-    directory: Path
-    model: object
-    sha256: str
-    shape: tuple
-    low: float
-    high: float
-
-    def predict(self, x):
-        """Class labels for a validated batch. Only labels: scores would help an attacker copy the model."""
-        return np.argmax(self.model.predict_on_batch(x), axis=1).tolist()
-
-    def predict_with_scores(self, x):
-        """Class labels and class probabilities (the softmax of the model's logits) from one forward pass."""
-        logits = np.asarray(self.model.predict_on_batch(x), dtype=np.float64)
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return np.argmax(logits, axis=1).tolist(), z / z.sum(axis=1, keepdims=True)
-
-    def describe(self):
-        return {"name": self.name, "model_sha256": self.sha256,
-                "input": {"shape": list(self.shape), "min": self.low, "max": self.high}}
-
-
 def load_model(directory, public_key, name=None, encryption_key=None):
     """Verify a signed model directory and load it; raises :class:`~.artifacts.IntegrityError`.
+
+    A directory with a signed ``language_model.json`` is served as a
+    :class:`~.language_model.ServedLanguageModel`, any other as a classifier (:class:`~.served.ServedModel`).
 
     Parameters
     ----------
@@ -68,12 +44,14 @@ def load_model(directory, public_key, name=None, encryption_key=None):
     encryption_key : bytes or None
         The AES key, for a model encrypted at rest.
     """
-    from .artifacts import load_verified_model, model_input_spec
+    from .artifacts import LANGUAGE_MODEL, load_verified_model
 
     directory = Path(directory)
+    kind = ServedModel
+    if (directory / LANGUAGE_MODEL).is_file():  # a hint only: what was verified decides (from_model checks)
+        from .language_model import ServedLanguageModel as kind  # importing it registers the transformer's layers
     model, sha256 = load_verified_model(directory, public_key, key=encryption_key)
-    shape, low, high = model_input_spec(model)
-    return ServedModel(name or directory.name, directory, model, sha256, tuple(shape), low, high)
+    return kind.from_model(name or directory.name, directory, model, sha256)
 
 
 def model_dirs(model_dir):
@@ -123,8 +101,10 @@ def create_app(*, settings=None, **fields):
 
     Each request passes, in order: the limit per client address (429), the bearer token (401), the
     rate limit of the token's subject (429), role and model scope (403), the model's existence
-    (404), the content type (415), the body's size and arrival time (413, 408), its JSON, shape,
-    type, finiteness and range (422), and the query quota (429). Every request is audited.
+    (404), the content type (415), the body's size and arrival time (413, 408), its JSON (422), then
+    what the model's kind checks (:meth:`~.served.Served.respond`): a classifier's shape, type,
+    finiteness and range (422) and the query quota (429); a language model's prompt and
+    ``max_new_tokens`` (422) and the token budget (429). Every request is audited.
 
     Parameters
     ----------
@@ -138,7 +118,7 @@ def create_app(*, settings=None, **fields):
     -------
     fastapi.FastAPI
         ``app.state`` holds ``settings``, ``models``, ``audit``, ``limiter``, ``client_limiter``,
-        ``quota``, ``output_policy`` and ``monitors``.
+        ``quota``, ``token_budget``, ``output_policy`` and ``monitors``.
 
     Raises
     ------
@@ -178,6 +158,8 @@ def create_app(*, settings=None, **fields):
     state.client_limiter = (None if settings.client_rate is None
                             else ClientLimiter(settings.client_rate, settings.client_burst))
     state.quota = None if settings.quota is None else QueryQuota(settings.quota, settings.quota_period_s)
+    state.token_budget = (None if settings.token_budget is None
+                          else TokenBudget(settings.token_budget, settings.token_budget_period_s))
     state.output_policy = output_policy(settings.outputs, settings.postprocessor)
     state.monitors = settings.monitors
 
@@ -216,14 +198,8 @@ def create_app(*, settings=None, **fields):
         _require_json(request)
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         request.state.audit["input_sha256"] = hashlib.sha256(body).hexdigest()
-        x = validate_instances(parse_json(body), served.shape, served.low, served.high, settings.max_batch)
-        if state.quota is not None:  # counted only for valid requests: a 422 costs no quota
-            wait = state.quota.take(claims["sub"], len(x))
-            if wait > 0:
-                raise QuotaExceeded(state.quota, claims["sub"], len(x), wait)
-        labels, extra = state.output_policy(served, x)
-        run_monitors(state.monitors, state.audit, model=name, sub=claims["sub"], x=x, labels=labels)
-        return {"predictions": labels, "model": served.name, "model_sha256": served.sha256, **extra}
+        # the kind's own checks, limits and answer (served.py): this route knows no kind
+        return await served.respond(parse_json(body), Call(claims["sub"], settings, state, request.state.audit))
 
     @app.post("/v1/models/{name}/reload")
     async def reload(name: str, request: Request):

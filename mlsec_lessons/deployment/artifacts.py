@@ -2,7 +2,9 @@
 
 A model directory holds the model in a format that cannot run code when loaded
 (Keras ``.keras`` with ``safe_mode=True``, or skops with explicit trusted types;
-never pickle), an ``input.json`` with the model's input contract, and
+never pickle), an ``input.json`` with the model's input contract, a language model's
+``language_model.json`` (its vocabulary, context and system prompt; see
+:mod:`~mlsec_lessons.deployment.language_model`), and
 
 * ``MANIFEST.json``: the SHA-256 of every other file, and the input contract;
 * ``MANIFEST.sig``: an Ed25519 signature over the exact bytes of ``MANIFEST.json``.
@@ -53,6 +55,7 @@ __all__ = ["IntegrityError", "save_keras_model", "save_sklearn_model", "sign_dir
            "encrypt_file", "decrypt_file", "load_encryption_key", "file_sha256"]
 
 MANIFEST, SIGNATURE, INPUT = "MANIFEST.json", "MANIFEST.sig", "input.json"
+LANGUAGE_MODEL = "language_model.json"  # present only in a language model's directory
 MODEL_FILES = ("model.keras", "model.skops")  # the only formats the loader accepts
 ENCRYPTED_SUFFIX = ".enc"
 # Formats whose loading can run code (pickle, and legacy Keras HDF5 with its marshalled
@@ -347,8 +350,8 @@ def load_verified_model(directory, public_key_path, key=None, trusted=None):
     -------
     model, sha256_hex
         The loaded model, with ``model.mlsec_input`` (see :func:`model_input_spec`) set from
-        the signed manifest,
-        and the SHA-256 of the model file as signed.
+        the signed manifest and, for a language model, ``model.mlsec_language_model`` set to the
+        text of its verified ``language_model.json``; and the SHA-256 of the model file as signed.
     """
     with tempfile.TemporaryDirectory(prefix="mlsec-model-") as tmp:
         copy = Path(tmp) / "model"
@@ -379,6 +382,8 @@ def _verify_and_load(copy, public_key_path, key, trusted):
         low = -math.inf if spec["min"] is None else spec["min"]
         high = math.inf if spec["max"] is None else spec["max"]
         model.mlsec_input = (tuple(int(s) for s in spec["shape"]), float(low), float(high))
+    if (copy / LANGUAGE_MODEL).is_file():  # read from the verified copy, like the model itself
+        model.mlsec_language_model = (copy / LANGUAGE_MODEL).read_text()  # a str: Keras tracks no str
     return model, manifest["files"][name]
 
 

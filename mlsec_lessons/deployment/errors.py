@@ -8,6 +8,7 @@ error                                           status
 ==============================================  ======
 :class:`~.auth.AuthError`                       401 or 403
 :class:`RateLimited`, :class:`QuotaExceeded`    429 with ``Retry-After``
+:class:`TokenBudgetExceeded`                    429 with ``Retry-After``
 :class:`~.validation.BodyTimeout`               408, connection closed
 :class:`~.validation.BodyTooLarge`              413, connection closed
 :class:`~.validation.ValidationError`           422
@@ -43,6 +44,16 @@ class QuotaExceeded(RateLimited):
         super().__init__(wait_s, f"query quota exhausted: this subject may have {quota.limit} instances predicted "
                                  f"per {quota.period_s:g} s, {quota.remaining(sub)} are left and the request "
                                  f"asked for {n}; the quota resets in {wait_s:.0f} s")
+
+
+class TokenBudgetExceeded(RateLimited):
+    """The subject's token budget cannot cover the request's worst case; answered 429 with ``Retry-After``."""
+
+    def __init__(self, budget, sub, n, wait_s):
+        super().__init__(wait_s, f"token budget exhausted: this subject may use {budget.limit} tokens (prompt and "
+                                 f"generated) per {budget.period_s:g} s, {budget.remaining(sub)} are left and the "
+                                 f"request may use up to {n} (its prompt plus max_new_tokens; ask for fewer new "
+                                 f"tokens, or wait); the budget resets in {wait_s:.0f} s")
 
 
 class ModelRefused(MLSecError):

@@ -8,6 +8,8 @@ is empty the wait until the next token is exactly ``(1 - tokens) / rate``: that 
 
 :class:`QueryQuota` is the other limit a model server needs: how many instances one subject may have
 predicted per day, whatever its rate (lesson 08: a quota bounds what a model thief can learn).
+:class:`TokenBudget` is the same for a language model, counted in tokens: a request reserves its
+worst case before the model runs and gives back what it did not use (OWASP LLM10, unbounded consumption).
 """
 import math
 import threading
@@ -131,21 +133,80 @@ class QueryQuota:
             window = self._used[key] = [now, 0]
         return window
 
-    def take(self, key, n=1):
-        """Count ``n`` instances for ``key``: 0.0 if allowed, else the seconds until its window resets."""
+    def _charge(self, key, n):
+        """Count ``n`` for ``key`` under the lock: ``(0.0, window)``, or ``(seconds to wait, None)``."""
         n = check_int(n, "n", min_value=1)
         with self._lock:
             now = self.clock()
             window = self._window(key, now)
             if window[1] + n > self.limit:
-                return window[0] + self.period_s - now
+                return window[0] + self.period_s - now, None
             window[1] += n
-            return 0.0
+            return 0.0, window
+
+    def take(self, key, n=1):
+        """Count ``n`` instances for ``key``: 0.0 if allowed, else the seconds until its window resets."""
+        return self._charge(key, n)[0]
 
     def remaining(self, key):
         """Instances ``key`` may still ask for in its current window."""
         with self._lock:
             return self.limit - self._window(key, self.clock())[1]
+
+
+class TokenBudget(QueryQuota):
+    """At most ``limit`` tokens per key (the token's ``sub``) in each ``period_s`` window, for a language model.
+
+    A request's cost is known only once the model has stopped, so it is charged twice: before
+    generating, :meth:`reserve` takes its worst case (every prompt token, plus every token it may
+    generate) or refuses it whole; after, :meth:`settle` gives back what it did not use. A client
+    therefore cannot overrun its budget with one long request, nor with many at once: concurrent
+    requests each hold their worst case until they finish. Windows are :class:`QueryQuota`'s: fixed,
+    from a key's first request.
+
+    Parameters
+    ----------
+    limit : int
+        Tokens allowed per window.
+    period_s : float, default=86400
+        The window's length in seconds (a day).
+    clock : callable
+        Returns the time in seconds; :func:`time.monotonic` unless a test passes a fake one.
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> budget = TokenBudget(limit=100, period_s=60, clock=lambda: t[0])
+    >>> wait, held = budget.reserve("eve", 64)      # a 14-token prompt that may generate 50 more
+    >>> wait, budget.remaining("eve")
+    (0.0, 36)
+    >>> budget.reserve("eve", 64)[0]                 # a second one at once would overrun: wait for the window
+    60.0
+    >>> budget.settle(held, used=20)                 # it stopped after 6 new tokens: 44 come back
+    >>> budget.remaining("eve"), budget.reserve("eve", 64)[0]
+    (80, 0.0)
+    """
+
+    def reserve(self, key, n):
+        """Hold ``n`` tokens for ``key``: ``(0.0, reservation)`` if allowed, else ``(seconds to wait, None)``.
+
+        The reservation is what :meth:`settle` needs: ``(key, n, start of the window it was taken from)``.
+        """
+        wait, window = self._charge(key, n)
+        return wait, None if window is None else (key, n, window[0])
+
+    def settle(self, reservation, used):
+        """Give back the tokens of ``reservation`` that were not ``used`` (``used=0`` refunds it all).
+
+        Nothing is given back if the window the tokens were taken from has ended since: the new
+        window never counted them.
+        """
+        key, n, start = reservation
+        used = check_int(used, "used", min_value=0, max_value=n)
+        with self._lock:
+            window = self._used.get(key)
+            if window is not None and window[0] == start:
+                window[1] -= n - used
 
 
 class ClientLimiter:

@@ -10,6 +10,8 @@ Examples
 >>> settings = ServerSettings(model_dir="models/digits", rate=5.0, burst=10)
 >>> settings.rate, settings.client_rate, settings.max_header_bytes
 (5.0, 100.0, 65536)
+>>> settings.max_new_tokens, settings.token_budget, settings.token_budget_period_s
+(32, 100000, 86400.0)
 >>> ServerSettings(model_dir="models/digits", max_batch=0)
 Traceback (most recent call last):
 ...
@@ -76,7 +78,7 @@ class ServerSettings:
         The AES-256 key for models encrypted at rest
         (:func:`~mlsec_lessons.deployment.keys.load_encryption_key`).
     outputs : {"labels", "probabilities"} or OutputPolicy
-        What a prediction returns besides the labels: nothing (the default), the class
+        What a classifier's prediction returns besides the labels: nothing (the default), the class
         probabilities (the softmax of the model's logits), or whatever an
         :class:`~mlsec_lessons.deployment.hooks.OutputPolicy` hook returns. Scores help honest users
         and model thieves alike (lesson 08).
@@ -87,10 +89,20 @@ class ServerSettings:
     quota, quota_period_s : int or None, float
         At most ``quota`` instances predicted per token subject per ``quota_period_s`` seconds
         (a day by default); more gets 429. ``None``: no quota.
+    max_new_tokens : int
+        A language model's per-request cap on generated tokens: a body that asks for more gets 422
+        (never silently fewer), and one that does not ask gets this many at most.
+    token_budget, token_budget_period_s : int or None, float
+        At most ``token_budget`` tokens (prompt and generated) per token subject per
+        ``token_budget_period_s`` seconds (a day by default), over every language model served;
+        a request whose worst case (its prompt plus ``max_new_tokens``) does not fit in what is
+        left gets 429 with ``Retry-After`` (:class:`~mlsec_lessons.deployment.ratelimit.TokenBudget`).
+        ``None``: no budget. A request costs at most the model's context (64 tokens for the course's
+        transformer), so the default allows at least 1,562 requests a day.
     monitors : sequence of Monitor
         :class:`~mlsec_lessons.deployment.hooks.Monitor` hooks, shown every allowed prediction
-        request in order (e.g. :class:`~mlsec_lessons.theft.prada.PRADA`). Their alerts become
-        ``event="alert"`` audit entries; a monitor that raises does not fail the request: the
+        request of a classifier in order (e.g. :class:`~mlsec_lessons.theft.prada.PRADA`). Their
+        alerts become ``event="alert"`` audit entries; a monitor that raises does not fail the request: the
         failure is audited as ``event="monitor-error"``.
     client_rate, client_burst : float or None, int
         Token bucket per client address, checked before authentication; more gets 429 with
@@ -129,6 +141,9 @@ class ServerSettings:
     postprocessor: object = None
     quota: int = None
     quota_period_s: float = 86400.0
+    max_new_tokens: int = 32
+    token_budget: int = 100_000
+    token_budget_period_s: float = 86400.0
     monitors: tuple = ()
     client_rate: float = 100.0
     client_burst: int = 200
@@ -155,6 +170,9 @@ class ServerSettings:
         put("max_token_lifetime", _positive_real(self.max_token_lifetime, "max_token_lifetime"))
         put("quota", _optional_int(self.quota, "quota"))
         put("quota_period_s", _positive_real(self.quota_period_s, "quota_period_s"))
+        put("max_new_tokens", check_int(self.max_new_tokens, "max_new_tokens", min_value=1))
+        put("token_budget", _optional_int(self.token_budget, "token_budget"))
+        put("token_budget_period_s", _positive_real(self.token_budget_period_s, "token_budget_period_s"))
         if self.client_rate is not None:
             put("client_rate", _positive_real(self.client_rate, "client_rate"))
         put("client_burst", check_int(self.client_burst, "client_burst", min_value=1))
