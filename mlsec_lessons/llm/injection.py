@@ -140,6 +140,9 @@ class LocalModel:
         Seeds the sampling.
     stop : tuple of str
         Where generation stops: after ``<end>``, or after ``<tool>`` (a tool call is complete).
+
+    Greedy decoding is deterministic, so at temperature 0 each prompt's reply is remembered: the
+    agent loop, run once per policy, decodes the shared first turn once (``.batch`` fills the memory).
     """
 
     def __init__(self, model, vocab=None, *, temperature=0.0, max_new_tokens=24, seed=0, stop=("<end>", "<tool>")):
@@ -147,11 +150,18 @@ class LocalModel:
         self.temperature = check_real(temperature, "temperature", min_value=0)
         self.max_new_tokens = check_int(max_new_tokens, "max_new_tokens", min_value=1)
         self.rng, self.stop = np.random.default_rng(seed), stop
+        self.memory = {}
 
     def batch(self, prompts):
-        texts, _ = generate_batch(self.model, self.vocab, list(prompts), max_new_tokens=self.max_new_tokens,
-                                  temperature=self.temperature, seed=self.rng, stop=self.stop)
-        return texts
+        prompts = list(prompts)
+        todo = sorted({p for p in prompts if p not in self.memory}) if self.temperature == 0 else prompts
+        texts, _ = (generate_batch(self.model, self.vocab, todo, max_new_tokens=self.max_new_tokens,
+                                   temperature=self.temperature, seed=self.rng, stop=self.stop)
+                    if todo else ([], None))
+        if self.temperature > 0:
+            return texts
+        self.memory.update(zip(todo, texts))
+        return [self.memory[p] for p in prompts]
 
     def __call__(self, prompt):
         return self.batch([prompt])[0]
@@ -215,5 +225,5 @@ def run_battery(generate, attacks=BATTERY, *, n_trials=60, attempts=1, build=bui
         k, n = int(hits.sum()), len(pairs)
         low, high = clopper_pearson(k, n)
         rows.append({"attack": attack.name, "family": attack.family, "goal": attack.goal, "successes": k,
-                     "trials": n, "rate": k / n, "ci_low": low, "ci_high": high, "example": example})
+                     "trials": n, "rate": k / n, "ci_low": float(low), "ci_high": float(high), "example": example})
     return pd.DataFrame(rows).set_index("attack")
