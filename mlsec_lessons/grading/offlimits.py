@@ -19,6 +19,7 @@ Examples
 def f(*args, **kwargs):
 """
 import ast
+import importlib.machinery
 import importlib.util
 import json
 from pathlib import Path
@@ -77,8 +78,20 @@ def _tripwire(node, qualified):
 
 
 def module_file(module_name):
-    """Where ``module_name``'s source lives, found without importing it."""
-    spec = importlib.util.find_spec(module_name)
+    """Where ``module_name``'s source lives, found without importing it or the packages above it
+    (``importlib.util.find_spec`` would import them, and ``mlsec_lessons.llm`` loads TensorFlow).
+
+    Examples
+    --------
+    >>> module_file("mlsec_lessons.llm.corpus").name
+    'corpus.py'
+    """
+    parts = module_name.split(".")
+    spec = importlib.util.find_spec(parts[0])
+    for depth in range(2, len(parts) + 1):  # each level in its package's folders, the package not run
+        folders = spec.submodule_search_locations if spec is not None else None
+        spec = None if folders is None else importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]),
+                                                                                     list(folders))
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise InvalidParameterError(f"OFF_LIMITS names {module_name!r}, which is not a Python module of the library")
     return Path(spec.origin)
