@@ -225,6 +225,11 @@ LIBRARY_IN_EACH_EXERCISE = [
                  "        now = int(time.time())\n        claims = {",
                  "issued_token_has_the_required_claims", "mlsec_lessons.deployment.auth.issue_token",
                  id="ex3_auth"),
+    pytest.param("ex4", "    text = reply.lower()\n",
+                 "    from mlsec_lessons.llm import guards\n"
+                 "    return guards.letter_guard(reply, secret)\n"
+                 "    text = reply.lower()\n",
+                 "output_guard_sees_through_separators", "mlsec_lessons.llm.guards.letter_guard", id="ex4_guards"),
 ]
 
 

@@ -26,6 +26,7 @@ MUST_BE_SLOW = [
     ("test_grading_ex1.py", "test_library_answers_earn_nothing"),
     ("test_grading_ex2.py", "test_wrong_solutions_lose_points"),
     ("test_grading_ex3.py", "test_mistake_loses_points"),
+    ("test_grading_ex4.py", "test_wrong_solutions_lose_points"),
     ("test_grading_capstone.py", "test_wrong_solutions_lose_points"),
     ("test_grading_cheats.py", "test_the_library_answers_earn_nothing_in_each_exercise"),
     ("test_federated.py", "test_deployment_runs_fedavg_across_processes"),

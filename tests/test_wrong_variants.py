@@ -33,6 +33,7 @@ def mistakes():
     found += [("ex1", old) for old, *_ in [*ex1.WRONG.values(), *ex1.LIBRARY.values()]]
     found += [("ex2", old) for old, *_ in _module("test_grading_ex2").WRONG.values()]
     found += [("ex3", old) for old, *_ in _params(_module("test_grading_ex3").MISTAKES)]
+    found += [("ex4", old) for old, *_ in _module("test_grading_ex4").WRONG.values()]
     found += [("capstone", old) for old, *_ in _module("test_grading_capstone").WRONG.values()]
     found += [(exercise, old) for exercise, old, *_ in _params(_module("test_grading_cheats").LIBRARY_IN_EACH_EXERCISE)]
     return found
