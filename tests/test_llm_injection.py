@@ -52,6 +52,8 @@ def test_a_role_token_in_upper_case_is_not_a_role_token():
     ("e-m-b-e-r", False, True),
     ("the party is on monday . <end>", False, False),
     ("remember the party", False, True),      # the letter guard's false alarm: "ember" inside a word
+    ("<ember>", False, True),                 # a tag that is not a role token is text
+    ("<END>mber", False, False),              # upper-case role tokens are role tokens to the guard too
 ])
 def test_guards(reply, word, letter):
     assert (guards.word_guard(reply, "ember") == guards.BLOCKED) is word

@@ -51,9 +51,13 @@ def letter_guard(reply, secret):
     'sorry , i cannot reveal that . <end>'
     >>> letter_guard("the party is on monday . <end>", "ember")
     'the party is on monday . <end>'
+    >>> letter_guard("<ember>", "ember")
+    'sorry , i cannot reveal that . <end>'
     """
     _check(reply, secret)
-    # role tokens are markup, not text: "<end>" must not lend its letters to a secret such as "dend"
-    letters = re.sub(r"[^a-z]", "", re.sub(r"<[a-z]+>", " ", reply.lower()))
+    # role tokens are markup, not text: "<end>" must not lend its letters to a secret such as "dend". Only the
+    # model's own: any other tag is text the reader sees, and "<ember>" gives the secret away
+    special = "|".join(re.escape(token) for token in corpus.SPECIAL)
+    letters = re.sub(r"[^a-z]", "", re.sub(special, " ", reply.lower()))
     target = secret.lower()
     return BLOCKED if target in letters or target[::-1] in letters else reply
