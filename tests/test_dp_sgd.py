@@ -272,3 +272,114 @@ def test_empty_poisson_batches_still_release_noise():
     _, noise_step = dp_sgd.make_dp_step(m, LOSS, keras.optimizers.SGD(1.0), 1.0, 1.0, 1.0)
     noise_step(tf.constant([0, 0], tf.int64))
     assert all(not np.allclose(a, b) for a, b in zip(before, m.get_weights()))
+
+
+# --------------------------------------------------------------------------- sequence models
+# Three right-padded rows (0 is padding) of a tiny language model: 4, 1 and 7 real targets.
+SEQ_X = np.array([[2, 5, 7, 3, 9, 0, 0, 0], [2, 4, 0, 0, 0, 0, 0, 0], [2, 3, 4, 5, 6, 7, 8, 9]], np.int32)
+
+
+def tiny_language_model():
+    from mlsec_lessons.llm.model import transformer
+
+    keras.utils.set_random_seed(0)
+    return transformer(12, context=8, dim=8, heads=2, mlp=16, blocks=1)
+
+
+def next_tokens(x):
+    """Targets (the next token, padding after the last) and the mask of the real ones."""
+    y = np.concatenate([x[:, 1:], np.zeros((len(x), 1), x.dtype)], axis=1)
+    return y, (y != 0).astype(np.float32)
+
+
+def sequence_oracle(model, x, y, mask, clip):
+    """The definition, one example at a time: its loss is the mean of -log p(target) over its real
+    targets; its gradient is clipped; the clipped gradients are summed and divided by B."""
+    total = [np.zeros(v.shape) for v in model.trainable_variables]
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:
+            log_p = tf.nn.log_softmax(model(x[i:i + 1], training=True)[0])  # (length, vocab)
+            loss = -tf.reduce_sum(tf.gather(log_p, y[i], batch_dims=1) * mask[i]) / mask[i].sum()
+        g = [tf.convert_to_tensor(t).numpy().astype(np.float64) for t in tape.gradient(loss, model.trainable_variables)]
+        norm = math.sqrt(sum(float(np.sum(t * t)) for t in g))
+        for acc, t in zip(total, g):
+            acc += t * min(1.0, clip / norm)
+    return [t / len(x) for t in total]
+
+
+@pytest.mark.parametrize("clip", [0.05, 1e3])  # every example clipped; none
+def test_sequence_model_clipped_gradient_matches_an_oracle(clip):
+    model = tiny_language_model()
+    y, mask = next_tokens(SEQ_X)
+    got = dp_sgd.privatize_gradients(model, LOSS, SEQ_X, y, l2_norm_clip=clip, noise_multiplier=0.0,
+                                     sample_weight=mask / mask.sum(axis=1, keepdims=True))
+    assert [tuple(t.shape) for t in got] == [tuple(v.shape) for v in model.trainable_variables]
+    want = sequence_oracle(model, SEQ_X, y, mask, clip)
+    # against the largest entry of all: the key bias's gradient is 0 up to rounding (softmax ignores a shift)
+    scale = max(float(np.max(np.abs(t))) for t in want)
+    assert max(float(np.max(np.abs(np.asarray(a) - b))) for a, b in zip(got, want)) < 1e-5 * scale
+
+
+def test_padding_does_not_count_with_sample_weight():
+    model = tiny_language_model()
+    y, mask = next_tokens(SEQ_X)
+    weight = mask / mask.sum(axis=1, keepdims=True)
+    noisy_padding = np.where(SEQ_X == 0, 11, SEQ_X).astype(np.int32)  # what the padded positions read changes
+    for w, same in ((weight, True), (None, False)):
+        before = dp_sgd.privatize_gradients(model, LOSS, SEQ_X, y, l2_norm_clip=1e3, noise_multiplier=0.0,
+                                            sample_weight=w)
+        after = dp_sgd.privatize_gradients(model, LOSS, noisy_padding, y, l2_norm_clip=1e3, noise_multiplier=0.0,
+                                           sample_weight=w)
+        assert all(np.allclose(a, b, atol=1e-7) for a, b in zip(before, after)) == same
+
+
+def test_attention_models_take_the_loop_which_agrees_with_vmap():
+    assert not dp_sgd._pfor_safe(tiny_language_model())  # pfor of attention crashes TensorFlow's oneDNN kernels
+    keras.utils.set_random_seed(0)
+    model = Residual()
+    x = np.random.default_rng(0).normal(size=(6, 12)).astype("float32")
+    y = np.arange(6) % 3
+    model(x)
+    assert dp_sgd._pfor_safe(model)
+    loop = dp_sgd.loop_per_example_gradients(model, LOSS, x, y)
+    vmap = dp_sgd.vmap_per_example_gradients(model, LOSS, x, y)
+    assert max_rel_err(loop, [t.numpy() for t in vmap]) < 1e-5
+
+
+def test_unit_sample_weights_change_nothing_and_weights_scale_the_loss(digits):
+    model = models.build("mlp", digits.input_shape, 10)
+    x, y = digits.x_train[:16], digits.y_train[:16]
+    plain = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1e3, noise_multiplier=0.0)
+    ones = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1e3, noise_multiplier=0.0,
+                                      sample_weight=np.ones(16))
+    twice = dp_sgd.privatize_gradients(model, LOSS, x, y, l2_norm_clip=1e3, noise_multiplier=0.0,
+                                       sample_weight=np.full(16, 2.0))
+    assert max_rel_err(ones, [t.numpy() for t in plain]) < 1e-6
+    assert max_rel_err(twice, [2 * t.numpy() for t in plain]) < 1e-5
+
+
+def test_fit_dp_sgd_trains_a_language_model_on_token_ids():
+    model = tiny_language_model()
+    x = np.tile(SEQ_X, (8, 1))
+    y, mask = next_tokens(x)
+    before = [w.copy() for w in model.get_weights()]
+    spend = dp_sgd.fit_dp_sgd(model, x, y, sample_weight=mask / mask.sum(axis=1, keepdims=True), batch_size=8,
+                              epochs=1, noise_multiplier=1.0, learning_rate=0.5, seed=0)
+    assert spend.steps == 3 and math.isfinite(spend.epsilon)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert not np.allclose(before[0], model.get_weights()[0])
+
+
+@pytest.mark.parametrize("weight, error, match", [
+    (np.ones((3, 7)), ValueError, "sample_weight must have y's shape"),
+    (-np.ones((3, 8)), ValueError, "non-negative"),
+    (np.full((3, 8), np.nan), ValueError, "finite"),
+])
+def test_bad_sample_weight(weight, error, match):
+    model = tiny_language_model()
+    y, _ = next_tokens(SEQ_X)
+    with pytest.raises(error, match=match):
+        dp_sgd.privatize_gradients(model, LOSS, SEQ_X, y, l2_norm_clip=1.0, noise_multiplier=0.0, sample_weight=weight)
+    with pytest.raises(TypeError, match="keras.losses.Loss"):
+        dp_sgd.privatize_gradients(model, lambda a, b: LOSS(a, b), SEQ_X, y, l2_norm_clip=1.0, noise_multiplier=0.0,
+                                   sample_weight=np.ones((3, 8)))

@@ -10,6 +10,12 @@ The sum has L2 sensitivity ``C`` (add or remove one example), so the noisy sum i
 Gaussian mechanism with noise multiplier ``sigma``. Batches are Poisson samples (each
 example joins with probability ``q``), which is what the accountant assumes when it
 amplifies privacy by sampling; ``B`` is then the *expected* batch size, a public number.
+
+``loss(model(x_i), y_i)`` is example i's own loss, a number. For a sequence model (one target per
+token) pass ``sample_weight`` with ``y``'s shape: example i's loss is then ``sum_t w_it loss_it``, so
+padding (weight 0) does not count and ``w_i = mask_i / mask_i.sum()`` makes it the mean over the
+example's real tokens. Without weights a Keras loss reduces each example itself (for a sequence: the
+mean over every position, padding included).
 """
 import math
 
@@ -19,7 +25,7 @@ import tensorflow as tf
 
 from ..attacks import fgsm_rs_eps_step
 from ..cache import PrivacySpend, cached_fit, fingerprint
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ParameterTypeError
 from ..models import EpochBar, build, compile_for_training, in_notebook
 from ..validation import as_generator, check_int, check_real
 from . import accounting
@@ -32,39 +38,99 @@ def _losses(loss_fn, y, logits):
     return tf.vectorized_map(lambda yl: tf.reduce_sum(loss_fn(yl[0][None], yl[1][None])), (y, logits))
 
 
-def _per_example_loss(loss_fn):
-    """``loss_fn(y, logits)`` for a batch of one, as a scalar (Keras losses already reduce)."""
+def _example_losses(loss_fn, y, logits, sample_weight=None):
+    """Each example's loss, shape ``(batch,)``: ``sum_t w_t loss_t`` over its targets with ``sample_weight``."""
+    if sample_weight is None:
+        return _losses(loss_fn, y, logits)
+    weighted = loss_fn.call(y, logits) * tf.cast(sample_weight, tf.float32)
+    return tf.reduce_sum(tf.reshape(weighted, [tf.shape(weighted)[0], -1]), axis=1)
+
+
+def _per_example_loss(loss_fn, weighted=False):
+    """``loss_fn(y, logits[, w])`` for a batch of one, as a scalar (Keras losses already reduce)."""
+    if weighted:
+        return lambda y, logits, w: tf.reduce_sum(_example_losses(loss_fn, y, logits, w))
     return lambda y, logits: tf.reduce_sum(loss_fn(y, logits))
 
 
-def per_example_gradients(model, loss_fn, x, y):
-    """The gradient of each example's loss, vectorised (no Python loop over the batch).
+def _inputs(model, x):
+    """``x`` as a tensor of the model's input dtype: int token ids for a language model, float32 otherwise."""
+    try:
+        dtype = model.inputs[0].dtype
+    except (AttributeError, IndexError, TypeError, ValueError):
+        dtype = None  # a subclassed model has no declared input
+    return tf.convert_to_tensor(x, dtype=dtype if dtype in ("int32", "int64") else tf.float32)
 
-    Sequential models of Dense, Conv2D and Flatten layers (all the course's models) take
-    the fast path, :func:`layerwise_per_example_gradients`; any other model falls back to
-    ``tf.vectorized_map`` over single-example gradients.
+
+def _sublayers(layer):
+    for sub in getattr(layer, "layers", ()):
+        yield sub
+        yield from _sublayers(sub)
+
+
+def _pfor_safe(model):
+    """Whether ``tf.vectorized_map`` can run ``model``'s single-example gradient.
+
+    Keras's ``EinsumDense`` (inside ``MultiHeadAttention``) is a broadcasting ``matmul``; pfor makes it a
+    batched matmul that crashes TensorFlow 2.21's oneDNN kernels (a segfault, not an exception).
+    """
+    return not any(isinstance(layer, (keras.layers.EinsumDense, keras.layers.MultiHeadAttention))
+                   for layer in _sublayers(model))
+
+
+def per_example_gradients(model, loss_fn, x, y, sample_weight=None):
+    """The gradient of each example's loss.
+
+    Sequential models of Dense, Conv2D and Flatten layers (all the course's classifiers) take
+    the fast path, :func:`layerwise_per_example_gradients`; other models fall back to
+    ``tf.vectorized_map`` over single-example gradients, or, for a model with attention
+    (a transformer), to a ``tf.map_fn`` loop (:func:`loop_per_example_gradients`).
 
     Returns a list aligned with ``model.trainable_variables``; entry ``k`` has shape
     ``(batch,) + variable_k.shape``.
     """
     if _layerwise_supported(model):
-        return layerwise_per_example_gradients(model, loss_fn, x, y)
-    return vmap_per_example_gradients(model, loss_fn, x, y)
+        return layerwise_per_example_gradients(model, loss_fn, x, y, sample_weight)
+    if _pfor_safe(model):
+        return vmap_per_example_gradients(model, loss_fn, x, y, sample_weight)
+    return loop_per_example_gradients(model, loss_fn, x, y, sample_weight)
 
 
-def vmap_per_example_gradients(model, loss_fn, x, y):
-    """Per-example gradients with ``tf.vectorized_map``: general, but slow for convolutions."""
-    loss_one = _per_example_loss(loss_fn)
+def _single_example_gradient(model, loss_fn, sample_weight):
+    """``one(args)``: the gradient of one example's loss, ``args`` its ``(x, y)`` or ``(x, y, w)``."""
+    loss_one = _per_example_loss(loss_fn, weighted=sample_weight is not None)
     variables = model.trainable_variables
 
-    def one(xy):
-        xi, yi = xy
+    def one(args):
+        xi, rest = args[0], [a[None] for a in args[1:]]
         with tf.GradientTape() as tape:
-            loss = loss_one(yi[None], model(xi[None], training=True))
-        return tape.gradient(loss, variables)
+            loss = loss_one(rest[0], model(xi[None], training=True), *rest[1:])
+        # an embedding's gradient is sparse (IndexedSlices); batched, it must be dense
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
 
+    return one
+
+
+def _batch(x, y, sample_weight):
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def vmap_per_example_gradients(model, loss_fn, x, y, sample_weight=None):
+    """Per-example gradients with ``tf.vectorized_map``: general, but slow for convolutions."""
+    one = _single_example_gradient(model, loss_fn, sample_weight)
     # vectorized_map turns the single-example graph into batched ops (pfor), not a Python loop
-    return tf.vectorized_map(one, (x, y))
+    return tf.vectorized_map(one, _batch(x, y, sample_weight))
+
+
+def loop_per_example_gradients(model, loss_fn, x, y, sample_weight=None):
+    """Per-example gradients one example after another (``tf.map_fn``): any model, slower than pfor.
+
+    A transformer's attention cannot go through :func:`vmap_per_example_gradients` (see ``_pfor_safe``);
+    for the course's chat transformer, a batch of 32 sequences takes about 0.1 s on 2 cores.
+    """
+    one = _single_example_gradient(model, loss_fn, sample_weight)
+    signature = [tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_variables]
+    return tf.map_fn(one, _batch(x, y, sample_weight), fn_output_signature=signature)
 
 
 def _layerwise_supported(model):
@@ -81,7 +147,7 @@ def _layerwise_supported(model):
     return sorted(owned) == sorted(id(v) for v in model.trainable_variables)
 
 
-def _backward_record(model, loss_fn, x, y):
+def _backward_record(model, loss_fn, x, y, sample_weight=None):
     """One batched forward and backward pass that keeps, for each Dense / Conv2D layer, its
     input ``h`` and ``dz = d(sum of losses) / d(pre-activation)``."""
     x = tf.convert_to_tensor(x)
@@ -102,7 +168,7 @@ def _backward_record(model, loss_fn, x, y):
             pre_activations.append(z)
             layers.append(layer)
             h = layer.activation(z)
-        losses = _losses(loss_fn, y, h)
+        losses = _example_losses(loss_fn, y, h, sample_weight)
         total = tf.reduce_sum(losses)  # each example's own loss, summed
     return layers, inputs, tape.gradient(total, pre_activations), losses
 
@@ -116,7 +182,7 @@ def _conv_kernel_grads(layer, h, dz):
     return tf.reshape(dw, [-1, *layer.kernel.shape])
 
 
-def layerwise_per_example_gradients(model, loss_fn, x, y):
+def layerwise_per_example_gradients(model, loss_fn, x, y, sample_weight=None):
     """Per-example gradients from ONE batched backward pass (Goodfellow 2015's trick).
 
     For a layer ``z = h W + b``, example i's gradient is ``dW_i = h_i^T dz_i`` and
@@ -126,7 +192,7 @@ def layerwise_per_example_gradients(model, loss_fn, x, y):
     patches. So the batch is never looped over.
     """
     by_variable = {}
-    layers, inputs, dzs, _ = _backward_record(model, loss_fn, x, y)
+    layers, inputs, dzs, _ = _backward_record(model, loss_fn, x, y, sample_weight)
     for layer, h, dz in zip(layers, inputs, dzs):
         if isinstance(layer, keras.layers.Conv2D):
             by_variable[id(layer.kernel)] = _conv_kernel_grads(layer, h, dz)
@@ -139,7 +205,7 @@ def layerwise_per_example_gradients(model, loss_fn, x, y):
     return [by_variable[id(v)] for v in model.trainable_variables]
 
 
-def _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip):
+def _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight=None):
     """sum_i clip(g_i) without materialising the Dense layers' per-example gradients.
 
     ``||h_i^T dz_i||^2 = ||h_i||^2 ||dz_i||^2`` gives each example's Dense gradient norm
@@ -147,7 +213,7 @@ def _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip):
     ``w_i = min(1, C / ||g_i||)``: one matrix product instead of a batch of outer products.
     Convolution gradients are small here, so they are materialised.
     """
-    layers, inputs, dzs, losses = _backward_record(model, loss_fn, x, y)
+    layers, inputs, dzs, losses = _backward_record(model, loss_fn, x, y, sample_weight)
     sq, parts = 0.0, []
     for layer, h, dz in zip(layers, inputs, dzs):
         if isinstance(layer, keras.layers.Conv2D):
@@ -179,18 +245,21 @@ def clip_gradients(grads, l2_norm_clip):
     return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
 
 
-def clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip):
+def clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight=None):
     """sum_i clip(g_i): the quantity whose L2 sensitivity is ``l2_norm_clip``."""
-    return _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip)[0]
+    return _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip, sample_weight)[0]
 
 
-def _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip):
-    x = tf.convert_to_tensor(x, dtype=tf.float32)
+def _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip, sample_weight=None):
+    x = _inputs(model, x)
     y = tf.convert_to_tensor(y)
+    if sample_weight is not None:
+        sample_weight = tf.convert_to_tensor(sample_weight, dtype=tf.float32)
     if _layerwise_supported(model):
-        return _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip)
-    clipped = clip_gradients(vmap_per_example_gradients(model, loss_fn, x, y), l2_norm_clip)
-    return [tf.reduce_sum(g, axis=0) for g in clipped], _losses(loss_fn, y, model(x, training=False))
+        return _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight)
+    clipped = clip_gradients(per_example_gradients(model, loss_fn, x, y, sample_weight), l2_norm_clip)
+    losses = _example_losses(loss_fn, y, model(x, training=False), sample_weight)
+    return [tf.reduce_sum(g, axis=0) for g in clipped], losses
 
 
 def _noise(shape, std, seed, index):
@@ -201,7 +270,7 @@ def _noise(shape, std, seed, index):
 
 
 def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier, seed=None,
-                        denominator=None):
+                        denominator=None, sample_weight=None):
     """The DP-SGD gradient: clipped per-example gradients, summed, noised, averaged.
 
     Parameters
@@ -210,7 +279,8 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
     loss_fn : callable
         ``loss_fn(y_true, logits)``, e.g. ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``.
     x, y : array-like
-        One batch.
+        One batch: inputs (float features, or int token ids for a language model) and int labels
+        (one per example, or one per token: shape ``(batch, length)``).
     l2_norm_clip : float
         C: each example's gradient is scaled to L2 norm at most C.
     noise_multiplier : float
@@ -221,6 +291,9 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
     denominator : float or None
         What the noisy sum is divided by: the batch size by default. With Poisson
         sampling pass the expected batch size, so the divisor reveals nothing.
+    sample_weight : array-like or None
+        Shape of ``y``: example i's loss becomes ``sum_t w_it loss_it`` (0 for padding; see the
+        module's docstring). Needs a ``keras.losses.Loss``.
 
     Returns
     -------
@@ -243,10 +316,11 @@ def privatize_gradients(model, loss_fn, x, y, *, l2_norm_clip, noise_multiplier,
         seed = check_int(seed, "seed", min_value=0)  # a stateless TF seed: an int, not a Generator
     if len(x) != len(y):
         raise InvalidParameterError(f"x has {len(x)} rows but y has {len(y)}")
+    _check_sample_weight(sample_weight, y, loss_fn)
     if denominator is None:
         denominator = len(x)
     denominator = check_real(denominator, "denominator", min_value=0, include_boundaries="neither")
-    sums = clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip)
+    sums = clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight)
     std = noise_multiplier * l2_norm_clip  # the sum's sensitivity is C, so the noise scales with C
     return [(s + _noise(tf.shape(s), std, seed, k)) / denominator for k, s in enumerate(sums)]
 
@@ -271,12 +345,15 @@ def make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expe
 
     With ``adversarial_eps > 0`` each batch is first replaced by its :func:`fgsm_rs_examples`.
 
-    Returns ``step(x, y, seed) -> loss`` and ``noise_step(seed)`` for an empty batch, whose
-    clipped sum is zero but whose noise must still be released: skipping the step would tell
-    an observer that the batch was empty. Both update ``model`` through ``optimizer``; reuse
-    them (with :func:`run_dp_sgd`) to train the same model object again without retracing.
+    Returns ``step(x, y, seed, sample_weight=None) -> loss`` and ``noise_step(seed)`` for an empty
+    batch, whose clipped sum is zero but whose noise must still be released: skipping the step would
+    tell an observer that the batch was empty. Both update ``model`` through ``optimizer``; reuse
+    them (with :func:`run_dp_sgd`) to train the same model object again without retracing. ``y``
+    has the model's output shape less its last (class) axis: one label per example, or per token.
     """
     spec_x = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    spec_y = tf.TensorSpec([None] + list(model.outputs[0].shape[1:-1]), tf.int64)
+    spec_w = tf.TensorSpec(spec_y.shape, tf.float32)
     spec_seed = tf.TensorSpec([2], tf.int64)
     std = noise_multiplier * l2_norm_clip
 
@@ -288,13 +365,21 @@ def make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expe
         noisy = [(s + tf.reshape(z, tf.shape(s))) / expected_batch for s, z in zip(sums, noise)]
         optimizer.apply_gradients(zip(noisy, model.trainable_variables))
 
-    @tf.function(input_signature=[spec_x, tf.TensorSpec([None], tf.int64), spec_seed])
-    def step(x, y, seed):
+    def update(x, y, seed, w):
         if adversarial_eps > 0:
             x = fgsm_rs_examples(model, loss_fn, x, y, adversarial_eps, seed + tf.constant([0, 1 << 40], tf.int64))
-        sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip)
+        sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip, w)
         apply_noisy(sums, seed)
         return tf.reduce_mean(losses)  # the loss before the step, for the progress bar
+
+    plain = tf.function(lambda x, y, seed: update(x, y, seed, None), input_signature=[spec_x, spec_y, spec_seed])
+    weighted = tf.function(update, input_signature=[spec_x, spec_y, spec_seed, spec_w])  # traced on first use
+
+    def step(x, y, seed, sample_weight=None):
+        if sample_weight is None:
+            return plain(x, y, seed)
+        _check_weighted_loss(loss_fn)
+        return weighted(x, y, seed, sample_weight)
 
     @tf.function(input_signature=[spec_seed])
     def noise_step(seed):
@@ -313,7 +398,7 @@ def poisson_batches(n, sample_rate, steps, seed):
         yield np.flatnonzero(rng.random(n) < sample_rate)
 
 
-def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None):
+def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None, sample_weight=None):
     """The DP-SGD loop: ``steps`` Poisson batches of ``(x, y)``, each one a ``step`` (or a ``noise_step``).
 
     Batch ``t`` is drawn from ``numpy.random.default_rng(seed)`` and its noise is seeded with
@@ -330,6 +415,8 @@ def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None
         q: each row joins each batch with this probability.
     steps : int
     seed : int
+    sample_weight : array or None
+        Per-target weights, the shape of ``y`` (:func:`privatize_gradients`).
 
     Returns
     -------
@@ -339,6 +426,7 @@ def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None
     seed = check_int(seed, "seed", min_value=0)
     x = tf.constant(x) if not tf.is_tensor(x) else x
     y = tf.constant(np.asarray(y, dtype=np.int64)) if not tf.is_tensor(y) else y
+    w = None if sample_weight is None else tf.constant(np.asarray(sample_weight, dtype=np.float32))
     losses = []
     for t, idx in enumerate(poisson_batches(int(x.shape[0]), sample_rate, steps, seed)):
         step_seed = tf.constant([seed, t], tf.int64)
@@ -346,7 +434,8 @@ def run_dp_sgd(step, noise_step, x, y, *, sample_rate, steps, seed, on_step=None
             noise_step(step_seed)  # an empty batch still releases its noise
             loss = None
         else:
-            loss = float(step(tf.gather(x, idx), tf.gather(y, idx), step_seed))
+            batch_weight = None if w is None else tf.gather(w, idx)
+            loss = float(step(tf.gather(x, idx), tf.gather(y, idx), step_seed, batch_weight))
             losses.append(loss)
         if on_step is not None:
             on_step(t, loss)
@@ -365,6 +454,24 @@ def privacy_spend(noise_multiplier, sample_rate, steps, delta, l2_norm_clip):
                         sample_rate=float(sample_rate), steps=int(steps), l2_norm_clip=float(l2_norm_clip))
 
 
+def _check_weighted_loss(loss_fn):
+    if not isinstance(loss_fn, keras.losses.Loss):
+        raise ParameterTypeError("sample_weight needs a keras.losses.Loss (its unreduced per-target values), "
+                                 f"got {type(loss_fn).__name__}")
+
+
+def _check_sample_weight(sample_weight, y, loss_fn=None):
+    if sample_weight is None:
+        return
+    if loss_fn is not None:
+        _check_weighted_loss(loss_fn)
+    weights = np.asarray(sample_weight)
+    if weights.shape != np.shape(y):
+        raise InvalidParameterError(f"sample_weight must have y's shape {np.shape(y)}, got {weights.shape}")
+    if not np.issubdtype(weights.dtype, np.number) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise InvalidParameterError("sample_weight must hold finite, non-negative numbers")
+
+
 def _check_dp_args(n, *, l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, momentum, delta,
                    adversarial_eps):
     check_int(epochs, "epochs", min_value=1)
@@ -381,7 +488,8 @@ def _check_dp_args(n, *, l2_norm_clip, noise_multiplier, batch_size, epochs, lea
 
 
 def fit_dp_sgd(model, x, y, *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_size=64, epochs=10,
-               learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, adversarial_eps=0.0, progress=False):
+               learning_rate=0.05, momentum=0.9, delta=1e-5, seed=0, adversarial_eps=0.0, progress=False,
+               sample_weight=None):
     """Train ``model`` in place with DP-SGD on ``(x, y)``, and say what privacy it spent.
 
     Each of ``epochs * round(n / batch_size)`` steps draws a Poisson batch with
@@ -393,22 +501,27 @@ def fit_dp_sgd(model, x, y, *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_siz
     model : keras.Model
         Outputs logits; its current weights are the starting point.
     x, y : arrays
-        Training rows and integer labels.
+        Training rows (int token ids for a model whose input is int) and integer labels, one per
+        row or one per token.
     l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, momentum, delta, adversarial_eps
         As in :func:`train_dp_sgd`.
     seed : int
         Seeds the batches and the noise (not the initial weights: those are ``model``'s).
     progress : bool or str, default=False
         A tqdm bar over epochs with the loss and the epsilon spent so far; a string is its title.
+    sample_weight : array or None
+        Per-target weights, the shape of ``y``; for a language model, the padding mask over each
+        row's count of real tokens (:func:`privatize_gradients`).
 
     Returns
     -------
     PrivacySpend
     """
-    x = np.asarray(x, dtype=np.float32)
+    x = _inputs(model, x).numpy()
     y = np.asarray(y, dtype=np.int64)
     if len(x) != len(y):
         raise InvalidParameterError(f"x has {len(x)} rows but y has {len(y)}")
+    _check_sample_weight(sample_weight, y)
     n = len(x)
     _check_dp_args(n, l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, batch_size=batch_size,
                    epochs=epochs, learning_rate=learning_rate, momentum=momentum, delta=delta,
@@ -431,7 +544,8 @@ def fit_dp_sgd(model, x, y, *, l2_norm_clip=1.0, noise_multiplier=1.1, batch_siz
                 spent = privacy_spend(noise_multiplier, sample_rate, t + 1, delta, l2_norm_clip).epsilon
                 bar.on_epoch_end(t // steps_per_epoch, {"loss": np.mean(recent[-steps_per_epoch:]), "epsilon": spent})
 
-    run_dp_sgd(step, noise_step, x, y, sample_rate=sample_rate, steps=steps, seed=seed, on_step=on_step)
+    run_dp_sgd(step, noise_step, x, y, sample_rate=sample_rate, steps=steps, seed=seed, on_step=on_step,
+               sample_weight=sample_weight)
     if bar is not None:
         bar.on_train_end()
     return privacy_spend(noise_multiplier, sample_rate, steps, delta, l2_norm_clip)
