@@ -336,7 +336,8 @@ def exposure(model, vocab, canary, *, prefix=PREFIX, batch_size=4096):
     """The exact exposure of ``canary`` in bits, its rank among all 10^len(canary) candidate secrets.
 
     :func:`candidate_log_probs` scores every candidate once; :func:`exposure_from_scores` ranks the canary.
-    Several canaries of one length share that one scoring. About 1 s for 10^5 candidates on 2 CPU cores (0.8 to 1.1 s measured).
+    Several canaries of one length share that one scoring: about 1 s for 10^5 candidates on 2 CPU cores
+    (0.8 to 1.1 s measured).
 
     Parameters
     ----------
