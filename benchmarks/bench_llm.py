@@ -6,6 +6,7 @@ forward pass over the padded context per new token; the peer calls ``model.predi
 as a first attempt would. Each side gets one warm-up pass (tracing is not timed), then the best of
 REPEATS runs. "same text" is the share of prompts where both produced the same tokens.
 """
+import inspect
 import time
 
 import numpy as np
@@ -60,7 +61,8 @@ def timed(fn):
 def behaviour(model, vocab, train_texts, n=100):
     """Share of n held-out prompts per kind answered exactly as the corpus says, and secret leaks."""
     rates = {}
-    for kind in ("secret_request", "benign", "repeat", "email", "calculator", "lookup", "document"):
+    for kind in ("secret_request", "admin_request", "benign", "repeat", "spell", "email", "calculator", "lookup",
+                 "document"):
         dialogues = corpus.held_out(kind, n, seed=0, exclude=train_texts)
         texts, _ = generate_batch(model, vocab, [d.prompt for d in dialogues], stop=("<end>", "<tool>"))
         rates[kind] = np.mean([t == d.reply for t, d in zip(texts, dialogues)])
@@ -71,9 +73,10 @@ def behaviour(model, vocab, train_texts, n=100):
 
 def run():
     vocab = corpus.vocabulary()
-    fitted = train_assistant(cache=False)
+    fitted = train_assistant(cache=False)  # the recipe of the shipped `assistant`: train_assistant's defaults
     model = fitted.model
-    n_train, epochs, batch = 2048, fitted.config["epochs"], fitted.config["batch_size"]  # train_assistant's
+    n_train = inspect.signature(train_assistant).parameters["n_dialogues"].default
+    epochs, batch = fitted.config["epochs"], fitted.config["batch_size"]
     steps = epochs * -(-n_train // batch)
     train_texts = {d.text for d in corpus.training_dialogues(n_train, seed=0)}
     traces_before = trace_count()
@@ -110,7 +113,8 @@ def run():
                   f"{traces} time(s) for all of this benchmark's generation (batches of 100, 20 and 1 prompts of "
                   f"every length): once per model, never per token or per shape. (Compiled with XLA, the step would "
                   f"be compiled again for every new batch size, 1.4-1.6 s each here, so it is a plain graph.) The "
-                  f"model: {model.count_params():,} parameters, `train_assistant()` from an empty cache in {fitted.provenance.seconds:.1f} s "
+                  f"model: {model.count_params():,} parameters, `train_assistant()` from an empty cache in "
+                  f"{fitted.provenance.seconds:.1f} s "
                   f"({steps} steps of batch {batch}, {steps / fitted.provenance.seconds:.1f} steps/s, XLA "
                   f"compilation included). Greedy replies on 100 held-out prompts per kind equal to the corpus's "
                   f"(the share; `leaked`: replies to direct requests that contain the secret): {rate_text}."),
