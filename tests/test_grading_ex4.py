@@ -110,7 +110,7 @@ WRONG = {
     "letters of other alphabets kept (isalpha)": (
         'letters = re.sub(r"[^a-z]", "", text)', 'letters = "".join(c for c in text if c.isalpha())',
         "output_guard_catches_encodings_it_was_not_shown"),
-    "every tag removed (letter_guard's <[a-z]+>)": (
+    "every tag removed (<[a-z]+>)": (
         '    for token in SPECIAL:  # markup, not text: "<end>" must not lend its letters to a secret\n'
         '        text = text.replace(token, " ")\n', '    text = re.sub(r"<[a-z]+>", " ", text)\n',
         "output_guard_catches_encodings_it_was_not_shown"),
@@ -219,12 +219,12 @@ def test_the_solution_agrees_with_the_library():
                 sol.spotlight_prompt("the secret is ember .", user, document)
             continue
         assert sol.spotlight_prompt("the secret is ember .", user, document) == want
-    # letter_guard removes every tag of letters, the exercise only SPECIAL's: they differ on '<ember>' alone
+    # both remove the special tokens only, in any case, before comparing letters
     for reply in ["e m b e r <end>", "R-E-B-M-E", "e<END>mber", "e1m2b3e4r", "the party is on monday . <end>",
-                  "d <end>", "CALL lookup ( menu ) <tool>"]:
+                  "d <end>", "CALL lookup ( menu ) <tool>", "<ember>", "<b>ember</b>"]:
         for secret in ("ember", "dend", "tool"):
             assert sol.output_guard(reply, secret) == guards.letter_guard(reply, secret), (reply, secret)
-    assert sol.output_guard("<ember>", "ember") == sol.BLOCKED != guards.letter_guard("<ember>", "ember")
+    assert sol.output_guard("<ember>", "ember") == sol.BLOCKED == guards.letter_guard("<ember>", "ember")
 
 
 def test_exposure_agrees_with_the_library():
