@@ -39,7 +39,7 @@ def warm_budget_s(path):
 def time_notebook(path, cache, repeats=REPEATS):
     """Best wall time of ``repeats`` nbval runs with ``MLSEC_CACHE_DIR=cache``, and "passed" or "FAILED"."""
     best = float("inf")
-    env = {**os.environ, "MLSEC_CACHE_DIR": str(cache)}
+    env = {**os.environ, "MLSEC_TEST_CACHE_DIR": str(cache)}  # the repository's conftest.py uses it for the run
     for _ in range(repeats):
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
