@@ -1,9 +1,9 @@
 """The language models lesson 13 ships as signed weights, and how to regenerate them.
 
-Lesson 13 compares several small transformers (the assistant, the same assistant trained with an
-instruction hierarchy, ...). Each takes minutes to train on 2 CPU cores, more than the lesson's
-budget, so the repository ships their weights (about 0.3 MB each) in ``mlsec_lessons/llm/weights/``,
-one signed directory per model in lesson 07's format: ``model.keras`` (safe to load: no code),
+Lesson 13 compares two small transformers (the assistant, and the same assistant trained with an
+instruction hierarchy). Each takes about 100 s to train on 2 CPU cores (``benchmarks/results/llm.md``),
+together more than the lesson's budget, so the repository ships their weights (about 0.3 MB each) in
+``mlsec_lessons/llm/weights/``, one signed directory per model in lesson 07's format: ``model.keras`` (safe to load: no code),
 ``recipe.json`` (how it was trained), ``MANIFEST.json`` (their SHA-256) and ``MANIFEST.sig`` (an
 Ed25519 signature). :func:`pretrained` verifies the directory against the public key shipped beside
 it, ``release.pub.pem``, before it loads anything: a changed weight file or recipe is refused.
