@@ -68,9 +68,11 @@ browser-tools:
 			echo "chromium or chromedriver is not installed: the browser tests are skipped (Debian: apt-get install chromium chromium-driver)"; \
 	fi
 
+# The notebooks are collected first: they are the longest scopes (30-100 s each), and --dist loadscope hands
+# scopes out in collection order, so the short test files fill the workers' last minutes instead of a lesson.
 test: $(STAMP) sandbox-tools browser-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests notebooks exercises $(NBVAL) $(PARALLEL) $(PYTEST_ARGS)
+	$(PY) -m pytest notebooks exercises tests $(NBVAL) $(PARALLEL) $(PYTEST_ARGS)
 
 # test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all
 test-fast: $(STAMP) sandbox-tools
