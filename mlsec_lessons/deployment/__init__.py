@@ -10,6 +10,8 @@
   (``save_language_model``), prompts checked, role tokens refused, a token budget (OWASP LLM10)
 * ``tls``: a self-signed certificate for HTTPS on your own machine
 * ``keys``, ``artifacts``: development keys; signed, encrypted, safely loaded model artifacts
+* ``hybrid``: a manifest signed with Ed25519 and ML-DSA-65 (post-quantum), both required, with a context,
+  a version and an expiry against replay
 * ``audit``: the HMAC-chained, tamper-evident audit log
 * ``unsafe_pickle``: why the course never unpickles a model
 * ``response_signing``: Ed25519-signed prediction responses, verified by the client (lesson 11, OWASP ML09)

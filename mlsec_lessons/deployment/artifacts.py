@@ -51,7 +51,7 @@ from ..errors import InvalidParameterError, SecurityError
 from .keys import AES_KEY_BYTES, check_key, load_encryption_key, load_private_key, load_public_key, write_private
 
 __all__ = ["IntegrityError", "save_keras_model", "save_sklearn_model", "sign_dir", "verify_dir",
-           "load_verified_model", "model_input_spec", "weights_sha256",
+           "load_verified_model", "model_input_spec", "weights_sha256", "file_hashes", "check_files",
            "encrypt_file", "decrypt_file", "load_encryption_key", "file_sha256"]
 
 MANIFEST, SIGNATURE, INPUT = "MANIFEST.json", "MANIFEST.sig", "input.json"
@@ -190,10 +190,27 @@ def _walk(directory):
     return sorted(files)
 
 
+def file_hashes(directory):
+    """``{relative path: SHA-256}`` of every file in ``directory`` but the manifest and its signature."""
+    directory = Path(directory)
+    return {rel: file_sha256(directory / rel) for rel in _walk(directory)}
+
+
+def check_files(directory, expected):
+    """Raise :class:`IntegrityError` naming every file added, removed or changed against ``expected``."""
+    actual = file_hashes(directory)
+    added = sorted(set(actual) - set(expected))
+    removed = sorted(set(expected) - set(actual))
+    changed = sorted(rel for rel in set(actual) & set(expected) if actual[rel] != expected[rel])
+    if added or removed or changed:
+        parts = [f"{what}: {', '.join(names)}" for what, names in
+                 (("changed", changed), ("added", added), ("removed", removed)) if names]
+        raise IntegrityError(f"{directory} failed verification: {'; '.join(parts)}", added, removed, changed)
+
+
 def _manifest_bytes(directory):
     directory = Path(directory)
-    manifest = {"format": "mlsec-manifest/1", "hash": "sha256",
-                "files": {rel: file_sha256(directory / rel) for rel in _walk(directory)}}
+    manifest = {"format": "mlsec-manifest/1", "hash": "sha256", "files": file_hashes(directory)}
     if (directory / INPUT).is_file():
         manifest["input"] = json.loads((directory / INPUT).read_text())
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -236,15 +253,7 @@ def verify_dir(directory, public_key_path):
         raise IntegrityError(f"{directory}: bad signature: {MANIFEST} was changed, or was not signed by "
                              f"the key in {public_key_path}") from None
     manifest = json.loads(body)
-    expected = manifest["files"]
-    actual = {rel: file_sha256(directory / rel) for rel in _walk(directory)}
-    added = sorted(set(actual) - set(expected))
-    removed = sorted(set(expected) - set(actual))
-    changed = sorted(rel for rel in set(actual) & set(expected) if actual[rel] != expected[rel])
-    if added or removed or changed:
-        parts = [f"{what}: {', '.join(names)}" for what, names in
-                 (("changed", changed), ("added", added), ("removed", removed)) if names]
-        raise IntegrityError(f"{directory} failed verification: {'; '.join(parts)}", added, removed, changed)
+    check_files(directory, manifest["files"])
     return manifest
 
 
