@@ -129,3 +129,24 @@ def test_noise_multiplier_for_bad_target():
         accounting.noise_multiplier_for(1.0, 0.01, 100, 1e-5, accountant="gdp")
     with pytest.raises(ValueError, match="target_epsilon=1000000.0 is so large that noise_multiplier=0.1"):
         accounting.noise_multiplier_for(1e6, 0.01, 100, 1e-5)
+
+
+@pytest.mark.parametrize("noise, q, steps", [(1.1, 0.0509, 200), (1.1, Q, STEPS), (2.0, 1.0, 50)])
+def test_epsilon_by_order_minimum_is_the_rdp_epsilon(noise, q, steps):
+    orders, eps = accounting.epsilon_by_order(noise, q, steps, 1e-5)
+    assert len(orders) == len(eps) == len(accounting.rdp_curve(noise, q, steps)[0])
+    assert eps.min() == pytest.approx(accounting.epsilon(noise, q, steps, 1e-5, "rdp"), abs=1e-9)
+    # every order's guarantee is at least the best one, and the tighter conversion beats the classic one
+    _, rdp = accounting.rdp_curve(noise, q, steps)
+    assert (eps <= rdp + math.log(1e5) / (orders - 1) + 1e-12).all()
+    assert eps.min() < accounting.classic_rdp_epsilon(noise, q, steps, 1e-5)
+
+
+def test_epsilon_by_order_is_inf_where_the_conversion_does_not_apply():
+    orders, eps = accounting.epsilon_by_order(1.1, 0.01, 100, 1e-5, orders=[1.005, 2.0, 8.0])
+    assert list(orders) == [1.005, 2.0, 8.0] and math.isinf(eps[0]) and math.isfinite(eps[1])
+
+
+def test_epsilon_by_order_checks_its_arguments():
+    with pytest.raises(ValueError, match="delta"):
+        accounting.epsilon_by_order(1.1, 0.01, 100, 0.0)

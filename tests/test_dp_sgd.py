@@ -383,3 +383,28 @@ def test_bad_sample_weight(weight, error, match):
     with pytest.raises(TypeError, match="keras.losses.Loss"):
         dp_sgd.privatize_gradients(model, lambda a, b: LOSS(a, b), SEQ_X, y, l2_norm_clip=1.0, noise_multiplier=0.0,
                                    sample_weight=np.ones((3, 8)))
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "mlp"])
+def test_gradient_norms_match_the_definition_and_what_clipping_sees(digits, arch):
+    keras.utils.set_random_seed(0)
+    model = models.build(arch, digits.input_shape, 10)
+    x, y = digits.x_train[:16], digits.y_train[:16]
+    norms = dp_sgd.gradient_norms(model, LOSS, x, y)
+    want = []
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:
+            loss = LOSS(y[i:i + 1], model(x[i:i + 1], training=True))
+        want.append(math.sqrt(sum(float(tf.reduce_sum(g * g)) for g in tape.gradient(loss, model.trainable_variables))))
+    assert norms.shape == (16,)
+    np.testing.assert_allclose(norms, want, rtol=1e-4)
+    # a clip norm above every gradient clips nothing: the clipped sum is the plain sum
+    grads = dp_sgd.per_example_gradients(model, LOSS, tf.constant(x), tf.constant(y))
+    unclipped = dp_sgd.clip_gradients(grads, float(norms.max()) * 1.01)
+    assert max_rel_err([tf.reduce_sum(g, 0) for g in unclipped], [tf.reduce_sum(g, 0).numpy() for g in grads]) < 1e-6
+
+
+def test_gradient_norms_checks_its_arguments(digits):
+    model = models.build("logistic", digits.input_shape, 10)
+    with pytest.raises(ValueError, match="rows"):
+        dp_sgd.gradient_norms(model, LOSS, digits.x_train[:4], digits.y_train[:3])

@@ -114,6 +114,42 @@ def rdp_curve(noise_multiplier, sample_rate, steps, orders=None):
     return acct.orders, acct.rdp
 
 
+def epsilon_by_order(noise_multiplier, sample_rate, steps, delta, orders=None):
+    """The epsilon each RDP order alpha proves: the curve whose minimum is the RDP epsilon.
+
+    DP-SGD is ``(alpha, rdp(alpha))``-RDP at every order (Mironov 2017, :func:`rdp_curve`); each
+    order converts to a DP guarantee, and the accountant reports the best one. The conversion is
+    the one dp_accounting uses (Canonne et al. 2020, Proposition 12)::
+
+        eps(alpha) = rdp(alpha) + log(1 - 1/alpha) - log(delta * alpha) / (alpha - 1)
+
+    Parameters
+    ----------
+    noise_multiplier, sample_rate, steps, delta
+        As for :func:`epsilon`.
+    orders : sequence of float or None
+        The RDP orders; None: dp_accounting's default grid.
+
+    Returns
+    -------
+    orders, eps : ndarray
+        ``eps`` is inf at orders too close to 1 for the conversion (alpha <= 1.01).
+
+    Examples
+    --------
+    >>> orders, eps = epsilon_by_order(1.1, 0.01, 1000, 1e-5)
+    >>> bool(abs(eps.min() - epsilon(1.1, 0.01, 1000, 1e-5)) < 1e-9), float(orders[np.argmin(eps)])
+    (True, 9.6)
+    """
+    _check(noise_multiplier, sample_rate, steps, delta)
+    alphas, rdp = rdp_curve(noise_multiplier, sample_rate, steps, orders)
+    alphas, rdp = np.asarray(alphas, dtype=float), np.asarray(rdp, dtype=float)
+    usable = alphas > 1.01  # the bound divides by alpha - 1
+    a = np.where(usable, alphas, 2.0)
+    eps = rdp + np.log1p(-1 / a) - np.log(delta * a) / (a - 1)
+    return alphas, np.where(usable, np.maximum(eps, 0.0), np.inf)
+
+
 def classic_rdp_epsilon(noise_multiplier, sample_rate, steps, delta, orders=None):
     """Epsilon by the classic RDP conversion, the one TF Privacy's published tables used.
 

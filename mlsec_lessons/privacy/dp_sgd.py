@@ -237,12 +237,53 @@ def _layerwise_clipped_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight=Non
     return [by_variable[id(v)] for v in model.trainable_variables], losses
 
 
+def _squared_norms(grads):
+    batch = tf.shape(grads[0])[0]
+    return tf.add_n([tf.reduce_sum(tf.reshape(tf.square(g), [batch, -1]), axis=1) for g in grads])
+
+
 def clip_gradients(grads, l2_norm_clip):
     """Scale each example's whole gradient (all variables together) to L2 norm <= ``l2_norm_clip``."""
-    batch = tf.shape(grads[0])[0]
-    sq = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(g), [batch, -1]), axis=1) for g in grads])
-    scale = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(sq) + 1e-12))  # ||g_i|| * scale <= C
+    scale = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(_squared_norms(grads)) + 1e-12))  # ||g_i|| * scale <= C
     return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+
+
+def gradient_norms(model, loss_fn, x, y, sample_weight=None):
+    """Each example's gradient L2 norm, all variables together: the number clipping compares with C.
+
+    Where to put the clip norm C is read off this distribution (the Opacus tutorials' heuristic: a
+    C near its median clips about half the examples). Computed on the private data, the choice is
+    itself a release that no accountant counts: use public data, or a DP estimate of the quantile.
+
+    Parameters
+    ----------
+    model : keras.Model
+    loss_fn : callable
+        As for :func:`privatize_gradients`.
+    x, y : array-like
+        One batch and its int labels.
+    sample_weight : array-like or None
+        Shape of ``y`` (:func:`privatize_gradients`).
+
+    Returns
+    -------
+    ndarray of shape (batch,)
+
+    Examples
+    --------
+    >>> from mlsec_lessons import models
+    >>> m = models.build("logistic", (4,), 3)
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> gradient_norms(m, loss, np.ones((5, 4), "float32"), np.zeros(5, "int64")).shape
+    (5,)
+    """
+    if len(x) != len(y):
+        raise InvalidParameterError(f"x has {len(x)} rows but y has {len(y)}")
+    _check_sample_weight(sample_weight, y, loss_fn)
+    if sample_weight is not None:
+        sample_weight = tf.convert_to_tensor(sample_weight, dtype=tf.float32)
+    grads = per_example_gradients(model, loss_fn, _inputs(model, x), tf.convert_to_tensor(y), sample_weight)
+    return np.sqrt(_squared_norms(grads).numpy())
 
 
 def clipped_gradient_sum(model, loss_fn, x, y, l2_norm_clip, sample_weight=None):
