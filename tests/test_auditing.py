@@ -123,3 +123,25 @@ def test_ceiling_is_the_perfect_attacks_bound_and_grows_with_the_trials():
     rng = np.random.default_rng(4)
     for tp, fp in rng.integers(0, 101, (40, 2)):
         assert au.epsilon_lower_bound(int(tp), 100 - int(tp), int(fp), 100 - int(fp)) <= au.epsilon_ceiling(100, 100)
+
+
+def test_dp_roc_cap_is_the_hypothesis_testing_region():
+    fpr = np.geomspace(1e-5, 1, 50)
+    np.testing.assert_allclose(au.dp_roc_cap(fpr, 0.0), fpr)              # eps = 0: only chance
+    assert np.all(au.dp_roc_cap(fpr, np.inf) == 1)                         # no guarantee, no cap
+    low = au.dp_roc_cap(1e-4, 2.0, 1e-5)
+    assert low == pytest.approx(np.exp(2.0) * 1e-4 + 1e-5)                       # TPR <= e^eps FPR + delta
+    assert au.dp_roc_cap(0.9, 2.0) == pytest.approx(1 - np.exp(-2.0) * 0.1)  # the swapped inequality
+    assert np.all(np.diff(au.dp_roc_cap(fpr, 1.5, 1e-3)) >= 0)
+    # randomized response is eps-DP and tight: its one ROC point lies on the cap
+    eps = 1.3
+    tpr_rr, fpr_rr = np.exp(eps) / (1 + np.exp(eps)), 1 / (1 + np.exp(eps))
+    assert au.dp_roc_cap(fpr_rr, eps) == pytest.approx(tpr_rr)
+    # the audit inverts it: a point on the cap proves (almost) its epsilon with raw rates
+    n = 10**6
+    assert au.epsilon_lower_bound(round(tpr_rr * n), round((1 - tpr_rr) * n), round(fpr_rr * n),
+                                        round((1 - fpr_rr) * n), alpha=None) == pytest.approx(eps, abs=1e-4)
+    for bad, match in [({"fpr": 1.5, "epsilon": 1.0}, "fpr must lie"), ({"fpr": 0.1, "epsilon": -1.0}, "epsilon"),
+                       ({"fpr": 0.1, "epsilon": 1.0, "delta": 1.0}, "delta")]:
+        with pytest.raises(ValueError, match=match):
+            au.dp_roc_cap(**bad)

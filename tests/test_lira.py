@@ -106,3 +106,23 @@ def test_dp_sgd_front_trains_with_lesson_04s_trainer_and_accountant():
     assert np.isinf(DPSGDClassifier(hidden=(8,), noise_multiplier=0.0, batch_size=32, epochs=1).fit(x, y).epsilon_)
     with pytest.raises(ValueError, match="labels 0..n_classes-1"):
         DPSGDClassifier(epochs=1).fit(x, y + 1)
+
+
+def test_in_out_gaussians_are_each_records_in_and_out_samples():
+    scores, inside = _synthetic(n=50)
+    own = lira.in_out_gaussians(scores, inside, fix_variance=False)
+    for i in (0, 17, 49):
+        a, b = scores[inside[:, i], i], scores[~inside[:, i], i]
+        assert (own["n_in"][i], own["n_out"][i]) == (len(a), len(b))
+        assert own["mu_in"][i] == pytest.approx(a.mean()) and own["sd_in"][i] == pytest.approx(a.std())
+        assert own["mu_out"][i] == pytest.approx(b.mean()) and own["sd_out"][i] == pytest.approx(b.std())
+    # shared variance: one sd per side, and exactly the Gaussians lira_online scores with
+    shared = lira.in_out_gaussians(scores[1:], inside[1:])
+    assert np.ptp(shared["sd_in"]) == 0 and np.ptp(shared["sd_out"]) == 0
+    ratio = (norm.logpdf(scores[0], shared["mu_in"], shared["sd_in"])
+             - norm.logpdf(scores[0], shared["mu_out"], shared["sd_out"]))
+    np.testing.assert_allclose(ratio, lira.lira_online(scores[0], scores[1:], inside[1:]), rtol=1e-12)
+    with pytest.raises(ValueError, match="shadow_scores must have shape"):
+        lira.in_out_gaussians([1.0, 2.0], [True, False])
+    with pytest.raises(ValueError, match="shadow_in must have the shape"):
+        lira.in_out_gaussians(scores, inside[:, :3])

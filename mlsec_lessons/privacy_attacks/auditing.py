@@ -109,6 +109,45 @@ def epsilon_ceiling(n_members, n_nonmembers, delta=0.0, alpha=0.05):
     return epsilon_lower_bound(n_members, 0, 0, n_nonmembers, delta, alpha)
 
 
+def dp_roc_cap(fpr, epsilon, delta=0.0):
+    """The highest TPR that any membership test may reach at ``fpr`` against an (epsilon, delta)-DP training.
+
+    The hypothesis-testing view of DP (Wasserman & Zhou, 2010; Kairouz, Oh & Viswanath, 2015):
+    telling "trained with the record" from "trained without it" is a test, and DP bounds every
+    test's ROC by ``TPR <= e^eps FPR + delta`` and, the same with the worlds swapped,
+    ``1 - FPR <= e^eps (1 - TPR) + delta``. An attack whose ROC lies above the cap disproves the
+    guarantee (up to the sampling error of its rates: :func:`audit` puts intervals on them).
+
+    Parameters
+    ----------
+    fpr : float or array-like
+        False-positive rates in [0, 1].
+    epsilon : float
+        Non-negative; ``inf`` gives no cap (1 everywhere).
+    delta : float, default=0.0
+
+    Returns
+    -------
+    float or ndarray
+        ``min(e^eps FPR + delta, 1 - e^-eps (1 - FPR - delta), 1)``.
+
+    Examples
+    --------
+    >>> dp_roc_cap([0.001, 0.01, 0.5], epsilon=1.0).round(4)
+    array([0.0027, 0.0272, 0.8161])
+    """
+    f = np.asarray(fpr, dtype=float)
+    if np.any((f < 0) | (f > 1)) or not np.all(np.isfinite(f)):
+        raise InvalidParameterError("fpr must lie in [0, 1]")
+    if not epsilon >= 0:
+        raise InvalidParameterError(f"epsilon must be non-negative, got {epsilon!r}")
+    if not 0 <= delta < 1:
+        raise InvalidParameterError(f"delta must be in [0, 1), got {delta!r}")
+    swapped = 1 - np.exp(-epsilon) * (1 - f - delta)
+    with np.errstate(over="ignore"):
+        return np.minimum.reduce([np.exp(epsilon) * f + delta, swapped, np.ones_like(f)])
+
+
 def _log_ratio(a, b):
     a, b = float(a), float(b)
     if a <= 0:

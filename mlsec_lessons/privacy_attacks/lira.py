@@ -48,6 +48,42 @@ def _gaussian(shadow, mask, fix_variance):
     return mean, np.maximum(std, 1e-6), count
 
 
+def in_out_gaussians(shadow_scores, shadow_in, fix_variance=True):
+    """The two Gaussians LiRA fits to each record: its scores in the shadows trained with it and without it.
+
+    Parameters
+    ----------
+    shadow_scores : array of shape (n_shadows, n)
+        Each shadow model's logit-scaled confidence on each record.
+    shadow_in : bool array of shape (n_shadows, n)
+        Whether the record was in that shadow model's training set.
+    fix_variance : bool, default=True
+        One standard deviation per side shared by all records, as :func:`lira_online` uses.
+
+    Returns
+    -------
+    dict of str to array of shape (n,)
+        ``mu_in``, ``sd_in``, ``n_in`` (how many shadows trained with the record) and the same
+        for ``out``; a mean is NaN where no shadow qualifies. The samples themselves are
+        ``shadow_scores[shadow_in[:, i], i]`` and ``shadow_scores[~shadow_in[:, i], i]``.
+
+    Examples
+    --------
+    >>> shadow = [[3.0, 0.5], [1.0, 0.0], [2.0, 1.5], [0.0, -1.0]]
+    >>> inside = [[1, 1], [0, 0], [1, 1], [0, 0]]
+    >>> g = in_out_gaussians(shadow, inside)
+    >>> g["mu_in"], g["mu_out"], g["n_in"]
+    (array([2.5, 1. ]), array([ 0.5, -0.5]), array([2, 2]))
+    """
+    shadow = np.asarray(shadow_scores, dtype=float)
+    if shadow.ndim != 2:
+        raise InvalidParameterError(f"shadow_scores must have shape (n_shadows, n), got {shadow.shape}")
+    _, shadow, inside = _check(shadow[0], shadow, shadow_in)
+    mu_in, sd_in, n_in = _gaussian(shadow, inside, fix_variance)
+    mu_out, sd_out, n_out = _gaussian(shadow, ~inside, fix_variance)
+    return {"mu_in": mu_in, "sd_in": sd_in, "n_in": n_in, "mu_out": mu_out, "sd_out": sd_out, "n_out": n_out}
+
+
 def lira_online(target_scores, shadow_scores, shadow_in, fix_variance=True):
     """Online LiRA: ``log N(s; mu_in, sd_in) - log N(s; mu_out, sd_out)`` for each record.
 
