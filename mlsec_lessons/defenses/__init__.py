@@ -5,8 +5,9 @@
   adaptive attacks that break them (EOT, BPDA)
 * ``detection``: an adversarial-input detector, its TPR/FPR, and an attacker who knows it is there
 * ``evaluation``: AutoAttack (via ART) on a fixed subset, with eps, norm and subset size in the result
+* ``smoothing``: randomized smoothing (Cohen et al., 2019): noise-trained base models, CERTIFY and PREDICT
 """
-from . import detection, evaluation, preprocessing
+from . import detection, evaluation, preprocessing, smoothing
 from .adversarial_training import adversarial_train, art_adversarial_training, art_madry_training, art_progress_bars_off
 from .detection import AdversarialDetector, detector_aware_pgd
 from .evaluation import autoattack
@@ -14,4 +15,4 @@ from .preprocessing import adaptive_pgd, evaluate_preprocessing
 
 __all__ = ["adversarial_train", "art_adversarial_training", "art_madry_training", "art_progress_bars_off", "AdversarialDetector",
            "detector_aware_pgd", "autoattack", "adaptive_pgd", "evaluate_preprocessing",
-           "detection", "evaluation", "preprocessing"]
+           "detection", "evaluation", "preprocessing", "smoothing"]
