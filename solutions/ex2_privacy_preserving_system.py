@@ -21,6 +21,9 @@ Part 2, after lesson 06, adds federated learning to the same class:
 
 * ``federated_average(client_updates, weights)``: FedAvg, the mean of the clients' updates
   weighted by their number of records.
+* ``trimmed_mean(client_updates, beta)``: a robust aggregator, the coordinate-wise trimmed mean
+  (Yin et al., 2018): per coordinate, the mean of the clients' values without the
+  ``floor(beta * n)`` lowest and highest, so that a few malicious clients cannot drag it far.
 * ``secure_aggregate(client_vectors, dropouts=...)``: the sum of the clients' vectors, computed
   by a server that sees none of them: pairwise masking with Shamir-shared secrets (Bonawitz et
   al., 2017), which survives clients that drop out. The cryptographic building blocks (X25519 key
@@ -574,6 +577,53 @@ class PrivacyPreservingSystem:
         if np.any(weights < 0) or not weights.sum() > 0:
             raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
         return np.tensordot(weights, np.stack(updates), axes=1) / weights.sum()
+        ### END SOLUTION
+
+    def trimmed_mean(self, client_updates, beta):
+        """The coordinate-wise trimmed mean of the clients' updates (Yin et al., 2018).
+
+        For each coordinate, sort the clients' values, drop the ``k = floor(beta * n)`` lowest and
+        the ``k`` highest of the ``n`` values, and average the ``n - 2k`` that remain. A client
+        that scales its update up (or sends any outlier) lands at one end of every coordinate it
+        pushes, where it is dropped: as long as at most ``k`` clients are malicious, every value
+        that is averaged lies between two honest values. FedAvg has no such bound: one client
+        moves the mean as far as it likes. This is Flower's ``FedTrimmedAvg`` (and
+        ``scipy.stats.trim_mean`` along the clients' axis), unweighted.
+
+        Parameters
+        ----------
+        client_updates : sequence of arrays, all of one shape, at least one
+        beta : float, 0 <= beta < 0.5
+            The fraction of the clients trimmed at *each* end of every coordinate; ``0`` gives the
+            plain mean. Below 0.5, at least one value of each coordinate remains.
+
+        Returns
+        -------
+        ndarray, the shape of one update
+
+        Raises
+        ------
+        ValueError
+            For no updates, updates of different shapes, or ``beta`` outside ``[0, 0.5)``.
+
+        Examples
+        --------
+        >>> PrivacyPreservingSystem().trimmed_mean([[1.0, 0.0], [2.0, 9.0], [3.0, 1.0], [400.0, 2.0]], beta=0.25)
+        array([2.5, 1.5])
+        """
+        ### BEGIN SOLUTION hint: Sort each coordinate over the clients on its own, drop the same number of values at both ends, and average what is left. Pitfall: that number is beta times the clients, rounded down, not to the nearest; beta is cut at each end, so it stays below one half; refuse no updates and mismatched shapes.
+        ### HINT 2: ValueError for an empty list, mixed shapes, or beta outside 0 <= beta < 0.5; k = int(beta * n) (the floor); np.sort(np.stack(updates), axis=0) sorts every coordinate over the clients; the mean of rows k to n - k along axis 0
+        updates = [np.asarray(u, dtype=float) for u in client_updates]
+        if not updates:
+            raise ValueError("need at least one client update")
+        if any(u.shape != updates[0].shape for u in updates):
+            raise ValueError(f"client updates must all have one shape, got {[u.shape for u in updates]}")
+        if not 0 <= beta < 0.5:
+            raise ValueError(f"beta, the share trimmed at each end, must be in [0, 0.5), got {beta!r}")
+        n = len(updates)
+        k = int(beta * n)  # the floor (beta >= 0): as Flower's and scipy's trim_mean cut
+        ordered = np.sort(np.stack(updates), axis=0)  # each coordinate sorted over the clients
+        return ordered[k:n - k].mean(axis=0)  # n - 2k >= 1 values remain, as beta < 0.5
         ### END SOLUTION
 
     def secure_aggregate(self, client_vectors, dropouts=()):

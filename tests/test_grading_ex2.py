@@ -107,6 +107,39 @@ WRONG = {
         "self.masked_vectors_ = {u: masked[u] for u in survivors}",
         "self.masked_vectors_ = {u: x[u] for u in survivors}",
         ["secure_aggregate_returns_the_exact_sum", "masked_vectors_reveal_nothing"], "masked_vectors_reveal_nothing"),
+    # part 2, the robust aggregator (issue 17)
+    "trimmed mean: round(beta * n) for its floor": (
+        "k = int(beta * n)  # the floor", "k = int(round(beta * n))  # the floor",
+        ["trimmed_mean_matches_flowers_fedtrimmedavg", "trimmed_mean_cuts_the_floor_of_beta_n"],
+        "trimmed_mean_cuts_the_floor_of_beta_n"),
+    "trimmed mean: the top end trimmed only": (
+        "return ordered[k:n - k].mean(axis=0)", "return ordered[:n - k].mean(axis=0)",
+        ["trimmed_mean_matches_flowers_fedtrimmedavg"], "trimmed_mean_matches_flowers_fedtrimmedavg"),
+    "trimmed mean: 2 * floor(beta * n) cut from each end": (
+        "return ordered[k:n - k].mean(axis=0)", "return ordered[2 * k:n - 2 * k].mean(axis=0)",
+        ["trimmed_mean_matches_flowers_fedtrimmedavg"], "trimmed_mean_matches_flowers_fedtrimmedavg"),
+    "trimmed mean: the median of what is left instead of its mean": (
+        "return ordered[k:n - k].mean(axis=0)", "return np.median(ordered[k:n - k], axis=0)",
+        ["trimmed_mean_matches_flowers_fedtrimmedavg"], "trimmed_mean_matches_flowers_fedtrimmedavg"),
+    "trimmed mean: whole clients trimmed by the norm of their update, not each coordinate": (
+        "ordered = np.sort(np.stack(updates), axis=0)", "ordered = np.stack(sorted(updates, key=np.linalg.norm))",
+        ["trimmed_mean_matches_flowers_fedtrimmedavg"], "trimmed_mean_matches_flowers_fedtrimmedavg"),
+    "trimmed mean: beta = 0.5 allowed": (
+        "if not 0 <= beta < 0.5:", "if not 0 <= beta <= 0.5:",
+        ["trimmed_mean_rejects_bad_input"], "trimmed_mean_rejects_bad_input"),
+    "trimmed mean: a negative beta accepted": (
+        "if not 0 <= beta < 0.5:", "if not beta < 0.5:",
+        ["trimmed_mean_rejects_bad_input"], "trimmed_mean_rejects_bad_input"),
+    "trimmed mean: beta = 0 refused": (
+        "if not 0 <= beta < 0.5:", "if not 0 < beta < 0.5:",
+        ["trimmed_mean_with_beta_0_is_the_plain_mean"], "trimmed_mean_with_beta_0_is_the_plain_mean"),
+    "trimmed mean: no shape check, the updates flattened": (
+        "        if any(u.shape != updates[0].shape for u in updates):\n"
+        "            raise ValueError(f\"client updates must all have one shape, got {[u.shape for u in updates]}\")\n"
+        "        if not 0 <= beta",
+        "        updates = [u.reshape(-1) for u in updates]\n"
+        "        if not 0 <= beta",
+        ["trimmed_mean_rejects_bad_input"], "trimmed_mean_rejects_bad_input"),
     # part 2, cheats (issue 13): a right total without the protocol behind it
     "no masking: the plain sum, random numbers for the server": (
         "        rng = np.random.default_rng(self.seed)\n        keys = [",
@@ -287,3 +320,28 @@ def test_solution_agrees_with_the_course_modules():
     ordered = np.r_[score[is_member], score[~is_member]]
     truth = np.r_[np.ones(is_member.sum(), bool), np.zeros((~is_member).sum(), bool)]
     assert result["tpr_at_low_fpr"] == pytest.approx(membership.tpr_at_fpr(truth, ordered, 0.05))
+
+
+def test_trimmed_mean_oracle_is_flowers_fedtrimmedavg():
+    # the checks use scipy.stats.trim_mean as the oracle (Flower is too heavy for the grading
+    # worker); here Flower's FedTrimmedAvg aggregation, the reference and scipy agree on the same
+    # updates, with several layers, and at the values of beta where floor and round differ
+    aggregate = pytest.importorskip("flwr.server.strategy.aggregate")
+    from scipy.stats import trim_mean
+
+    sol = load(SOLUTION)
+    system = sol.PrivacyPreservingSystem()
+    rng = np.random.default_rng(0)
+    for n, beta in [(10, 0.0), (10, 0.1), (10, 0.25), (7, 0.3), (5, 0.3), (4, 0.4), (3, 0.49), (1, 0.4)]:
+        layers = [rng.standard_t(2, size=(n, 4, 3)), rng.standard_t(2, size=(n, 5))]
+        layers[0][0] *= 100  # one client scales its update up
+        results = [([layer[client] for layer in layers], int(rng.integers(1, 1000))) for client in range(n)]
+        flower = aggregate.aggregate_trimmed_avg(results, beta)  # it ignores the clients' record counts
+        for layer, theirs in zip(layers, flower):
+            ours = system.trimmed_mean(list(layer), beta)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(trim_mean(layer, beta, axis=0), theirs, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):  # both refuse beta = 0.5
+        aggregate.aggregate_trimmed_avg(results, 0.5)
+    with pytest.raises(ValueError):
+        system.trimmed_mean(list(layers[0]), 0.5)

@@ -24,6 +24,11 @@ before anyone drops out); another seed must give other masks. Random numbers in
 server could unmask the total itself needs the shares revealed in the unmasking round, which
 ``secure_aggregate`` does not record: masked vectors alone are uniform, by design.)
 
+The robust aggregator, ``trimmed_mean``, is checked against ``scipy.stats.trim_mean`` along the
+clients' axis, which Flower's ``FedTrimmedAvg`` equals (tests/test_grading_ex2.py asserts it; Flower
+itself is too heavy to import in the worker): heavy-tailed updates with one scaled-up client, then
+the cases where ``floor(beta * n)`` and ``round(beta * n)`` differ, and ``beta = 0``.
+
 Bad input is refused, and the edges of each stated range are accepted: a batch of one
 (``expected_batch_size=1``), ``sample_rate=1``, a single trial, weights that sum to 1 or less, a
 threshold of 2 or of all the clients. A ``>`` written for ``>=`` (or the reverse) fails one side.
@@ -35,7 +40,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from scipy.stats import binomtest, chisquare
+from scipy.stats import binomtest, chisquare, trim_mean
 
 from mlsec_lessons.data import load_digits
 from mlsec_lessons.federated.masking import MODULUS as R
@@ -785,3 +790,70 @@ def test_secure_aggregate_rejects_bad_input(impl):
     expect_value_error(impl.PrivacyPreservingSystem(threshold=1).secure_aggregate,
                        "for threshold=1 (one client alone could rebuild any secret: the threshold is at least 2)",
                        vectors)
+
+
+# --------------------------------------------------------------------------- part 2: a robust aggregator
+def oracle_trimmed(updates, beta):
+    """scipy's ``trim_mean`` along the clients' axis: it cuts ``int(beta * n)`` values at each
+    end, as Flower's ``FedTrimmedAvg`` (``aggregate_trimmed_avg``) does; tests/test_grading_ex2.py
+    asserts that the two agree."""
+    return trim_mean(np.asarray(updates, dtype=float), beta, axis=0)
+
+
+def trimmed(impl, updates, beta):
+    return impl.PrivacyPreservingSystem().trimmed_mean(list(updates), beta)
+
+
+@points(2)
+def test_trimmed_mean_matches_flowers_fedtrimmedavg(impl):
+    rng = np.random.default_rng(40)
+    for n, shape, beta, why in [(10, (6,), 0.1, "10 clients, beta=0.1: one value cut at each end"),
+                                (10, (2, 3), 0.25, "10 clients, beta=0.25: two cut at each end"),
+                                (7, (5,), 0.3, "7 clients, beta=0.3: two cut at each end"),
+                                (20, (4,), 0.45, "20 clients, beta=0.45: nine cut at each end")]:
+        updates = rng.standard_t(2, size=(n, *shape))  # heavy tails: outliers at both ends
+        updates[0] *= 100  # and one client that scales its update up
+        expect_close(trimmed(impl, updates, beta), oracle_trimmed(updates, beta),
+                     f"trimmed_mean({n} updates of shape {shape}, beta={beta})",
+                     f"{why}; each coordinate sorted over the clients on its own, the floor(beta * n) lowest and "
+                     "highest dropped and the rest averaged, as Flower's FedTrimmedAvg and scipy.stats.trim_mean do")
+
+
+@points(1)
+def test_trimmed_mean_cuts_the_floor_of_beta_n(impl):
+    rng = np.random.default_rng(41)
+    for n, beta, why in [(5, 0.3, "beta * n = 1.5: one value cut at each end, not two"),
+                         (4, 0.4, "beta * n = 1.6: one value cut at each end, not two (which would leave none)"),
+                         (10, 0.19, "beta * n = 1.9: one value cut at each end"),
+                         (3, 0.49, "beta * n = 1.47: one cut at each end, the median remains")]:
+        updates = rng.normal(size=(n, 5))
+        expect_close(trimmed(impl, updates, beta), oracle_trimmed(updates, beta),
+                     f"trimmed_mean({n} updates, beta={beta})", f"{why}: floor(beta * n), rounded down")
+
+
+@points(1)
+def test_trimmed_mean_with_beta_0_is_the_plain_mean(impl):
+    rng = np.random.default_rng(42)
+    for n, beta, why in [(6, 0.0, "beta=0 cuts nothing (0 <= beta): the plain mean"),
+                         (1, 0.0, "a single client with beta=0: its update"),
+                         (1, 0.4, "a single client: floor(0.4 * 1) = 0 values cut, its update")]:
+        updates = rng.normal(size=(n, 2, 2))
+        call = f"trimmed_mean({n} update{'s' if n > 1 else ''} of shape (2, 2), beta={beta})"
+        expect_close(accepted(impl.PrivacyPreservingSystem().trimmed_mean, call, why, list(updates), beta),
+                     updates.mean(axis=0), call, why)
+
+
+@points(1)
+def test_trimmed_mean_rejects_bad_input(impl):
+    system = impl.PrivacyPreservingSystem()
+    updates = list(np.random.default_rng(43).normal(size=(5, 3)))
+    for why, args in [
+        ("for beta=0.5 (beta is the share cut at each end: at 0.5 nothing, or only the median, is left)",
+         (updates, 0.5)),
+        ("for beta=0.6", (updates, 0.6)),
+        ("for a negative beta", (updates, -0.1)),
+        ("for no updates at all", ([], 0.1)),
+        ("for updates of shapes (2, 3) and (3, 2) (as many numbers, but not one shape)",
+         ([np.zeros((2, 3)), np.ones((3, 2)), np.ones((2, 3))], 0.0)),
+    ]:
+        expect_value_error(system.trimmed_mean, why, *args)
