@@ -17,10 +17,13 @@ from mlsec_lessons.poisoning import (
     poison_backdoor,
     simulate_feedback_loop,
     split_tasks,
+    strip_detect,
+    strip_entropy,
     train_backdoored,
     train_flipped,
     weight_change,
 )
+from mlsec_lessons.poisoning.defenses import relative_size
 
 Y = np.repeat(np.arange(10), 20)  # 200 labels, 20 per class
 
@@ -166,6 +169,47 @@ def test_activation_clustering_on_conv_features_finds_the_poison(backdoor_run):
     flagged = detect_poison(model, poisoned.x_train, poisoned.y_train, "activation", layer=-3)
     assert flagged.dtype == bool and flagged.shape == (len(poisoned.x_train),)
     assert detection_scores(flagged, idx).recall >= 0.9
+    sizes = detect_poison(model, poisoned.x_train, poisoned.y_train, "activation", layer=-3, cluster_analysis="relative-size")
+    cohesive = detect_poison(model, poisoned.x_train, poisoned.y_train, "activation", layer=-3,
+                             cluster_analysis="silhouette-scores")
+    assert not (cohesive & ~sizes).any() and not (sizes & ~flagged).any()     # each rule keeps fewer classes
+    assert detection_scores(cohesive, idx).recall >= 0.9 and sizes.sum() < flagged.sum() / 2
+
+
+def test_strip_flags_triggered_inputs_of_the_backdoored_model(digits, backdoor_run):
+    (model, _, _), _, _ = backdoor_run
+    others = digits.x_test[digits.y_test != 0]
+    flagged, _ = strip_detect(model, add_trigger(others[:100]), digits.x_test[:100], false_alarm=0.05)
+    clean, _ = strip_detect(model, digits.x_test[100:200], digits.x_test[:100], false_alarm=0.05)
+    assert flagged.mean() >= 0.8 and clean.mean() <= 0.15
+
+
+def test_strip_entropy_is_zero_for_a_constant_model_and_checks_arguments():
+    import keras
+
+    const = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, kernel_initializer="zeros",
+                                                 bias_initializer=keras.initializers.Constant([50.0] + [0.0] * 9))])
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+    assert np.allclose(strip_entropy(const, x, x, blend=0.5), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="blend"):
+        strip_entropy(const, x, x, blend=1.5)
+    with pytest.raises(ValueError, match="shape"):
+        strip_entropy(const, x, np.zeros((4, 9, 9, 1)))
+
+
+def test_relative_size_matches_arts_rule_where_art_runs_and_art_crashes_without_a_small_cluster():
+    from art.defences.detector.poison.clustering_analyzer import ClusteringAnalyzer
+
+    clusters = [np.array([0] * 30 + [1] * 3), np.array([0] * 5 + [1] * 20), np.array([1] * 8 + [0] * 2)]
+    y = np.concatenate([np.full(len(c), i) for i, c in enumerate(clusters)])
+    smaller = np.concatenate([c == np.argmin(np.bincount(c)) for c in clusters])
+    art_clean, _, _ = ClusteringAnalyzer().analyze_by_relative_size(clusters)
+    assert np.array_equal(relative_size(smaller, y), np.concatenate(art_clean) == 0)
+    balanced = [np.array([0] * 10 + [1] * 10)]      # no cluster under 35 %: ART tests an empty array for truth
+    with pytest.raises(ValueError, match="truth value of an empty array"):
+        ClusteringAnalyzer().analyze_by_relative_size(balanced)
+    assert not relative_size(balanced[0] == 0, np.zeros(20, int)).any()
 
 
 # ------------------------------------------------------------------ detection scores and detector arguments
@@ -197,7 +241,7 @@ def untrained(digits):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="spectral"), "expected_fraction"), (dict(method="activation", expected_fraction=0.1), "spectral"),
-    (dict(method="magic"), "method"), (dict(cluster_analysis="relative-size"), "cluster_analysis"),
+    (dict(method="magic"), "method"), (dict(cluster_analysis="biggest"), "cluster_analysis"),
     (dict(method="spectral", expected_fraction=0.0), "> 0"), (dict(layer=9), "layer"),
 ])
 def test_detect_poison_rejects_bad_arguments(untrained, digits, kwargs, match):

@@ -30,8 +30,9 @@ from ..validation import check_fraction, check_int, check_labels
 from ._common import check_images, with_train
 
 METHODS = ("activation", "spectral")
-# ART's "relative-size" rule fails on NumPy 2 (it tests an empty array for truth), so it is left out
-CLUSTER_ANALYSES = ("smaller", "distance", "silhouette-scores")
+CLUSTER_ANALYSES = ("smaller", "relative-size", "distance", "silhouette-scores")
+RELATIVE_SIZE_THRESHOLD = 0.35   # ART's default size_threshold for "relative-size" and "silhouette-scores"
+SILHOUETTE_THRESHOLD = 0.1       # ART's default silhouette_threshold
 
 
 def feature_classifier(model, input_shape, n_classes, clip=(0.0, 1.0), layer=-2):
@@ -88,6 +89,12 @@ def detect_poison(model, x, y, method="activation", *, expected_fraction=None, c
     --------
     >>> flagged = detect_poison(model, poisoned.x_train, poisoned.y_train, "spectral",
     ...                         expected_fraction=0.05)                                 # doctest: +SKIP
+
+    Notes
+    -----
+    ``"relative-size"`` and ``"silhouette-scores"`` are computed here from ART's ``"smaller"``
+    clusters (see :func:`relative_size`): in ART 1.20 the first crashes on NumPy 2 and the second
+    leaves flags of the large cluster unset in the classes it finds suspicious.
     """
     quiet()
     if method not in METHODS:
@@ -113,9 +120,25 @@ def _detect(clf, x, y, method, expected_fraction, cluster_analysis):
             raise InvalidParameterError("expected_fraction is for method='spectral'; activation clustering does not take it")
         if cluster_analysis not in CLUSTER_ANALYSES:
             raise InvalidParameterError(f"cluster_analysis must be one of {CLUSTER_ANALYSES}, got {cluster_analysis!r}")
+        # ART 1.20's "relative-size" crashes on NumPy 2 for any class with no small cluster: it writes
+        # `cluster_id in np.where(...)`, a tuple holding one array, and `0 == array([])` is an empty
+        # array whose truth value NumPy 2 refuses (NumPy 1 warned and said False). Its
+        # "silhouette-scores" marks, in a suspicious class, the small cluster as both clean and poison
+        # and leaves the large one's rows unset (`np.empty`: whatever was in memory). With two
+        # clusters both rules are "smaller" restricted to some classes, so they are computed from it.
+        art_rule = "smaller" if cluster_analysis in ("relative-size", "silhouette-scores") else cluster_analysis
         defence = ActivationDefence(clf, x, y)
-        _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=10, reduce="PCA",
-                                            cluster_analysis=cluster_analysis)
+        _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=10, reduce="PCA", cluster_analysis=art_rule)
+        flagged = np.asarray(is_clean) == 0
+        if cluster_analysis in ("relative-size", "silhouette-scores"):
+            flagged = relative_size(flagged, y)
+        if cluster_analysis == "silhouette-scores":   # ART's rule: and the two clusters are cohesive
+            from sklearn.metrics import silhouette_score
+
+            cohesive = [c for c, (act, cl) in enumerate(zip(defence.red_activations_by_class, defence.clusters_by_class))
+                        if len(np.unique(cl)) == 2 and round(float(silhouette_score(act, cl)), 4) > SILHOUETTE_THRESHOLD]
+            flagged &= np.isin(y, cohesive)
+        return flagged
     else:
         if expected_fraction is None:
             raise InvalidParameterError("method='spectral' needs expected_fraction, the defender's guess of the poison rate")
@@ -125,6 +148,31 @@ def _detect(clf, x, y, method, expected_fraction, cluster_analysis):
         defence = SpectralSignatureDefense(clf, x, y, expected_pp_poison=expected_fraction, eps_multiplier=1.5)
         _, is_clean = defence.detect_poison()
     return np.asarray(is_clean) == 0
+
+
+def relative_size(smaller_flags, y, threshold=RELATIVE_SIZE_THRESHOLD):
+    """ART's ``"relative-size"`` rule from the flags of its ``"smaller"`` rule (two clusters a class).
+
+    A class keeps its smaller cluster flagged only if that cluster's share of the class, rounded
+    to 2 decimals, is below ``threshold``; in the other classes nothing is flagged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([0] * 10 + [1] * 10)
+    >>> smaller = np.array([True] * 2 + [False] * 8 + [True] * 5 + [False] * 5)
+    >>> relative_size(smaller, y).nonzero()[0].tolist()    # class 1's "smaller" cluster is half the class
+    [0, 1]
+    """
+    flagged = np.array(smaller_flags, dtype=bool)
+    y = np.asarray(y)
+    if flagged.shape != y.shape:
+        raise InvalidParameterError(f"smaller_flags has shape {flagged.shape} but y {y.shape}")
+    for c in np.unique(y):
+        in_class = y == c
+        if np.round(flagged[in_class].mean(), 2) >= threshold:
+            flagged[in_class] = False
+    return flagged
 
 
 @dataclasses.dataclass(frozen=True)
