@@ -7,6 +7,7 @@ from mlsec_lessons.deployment import keys, response_signing
 from mlsec_lessons.deployment.artifacts import IntegrityError
 from mlsec_lessons.poisoning import (
     add_trigger,
+    anomaly_index,
     backdoor_success_rate,
     detect_poison,
     detection_scores,
@@ -15,6 +16,7 @@ from mlsec_lessons.poisoning import (
     flipping_curve,
     implant_backdoor,
     poison_backdoor,
+    reverse_triggers,
     simulate_feedback_loop,
     split_tasks,
     strip_detect,
@@ -182,6 +184,20 @@ def test_strip_flags_triggered_inputs_of_the_backdoored_model(digits, backdoor_r
     flagged, _ = strip_detect(model, add_trigger(others[:100]), digits.x_test[:100], false_alarm=0.05)
     clean, _ = strip_detect(model, digits.x_test[100:200], digits.x_test[:100], false_alarm=0.05)
     assert flagged.mean() >= 0.8 and clean.mean() <= 0.15
+
+
+def test_neural_cleanse_finds_the_backdoor_target(digits, backdoor_run):
+    (model, _, _), _, _ = backdoor_run
+    found = reverse_triggers(model, digits.x_test[:50])
+    assert found.masks.shape == (10, 8, 8) and found.patterns.shape == (10, 8, 8, 1)
+    assert int(np.argmax(found.anomaly)) == 0 and 0 in found.flagged and (found.success >= 0.9).all()
+
+
+def test_anomaly_index_and_its_arguments():
+    assert np.allclose(anomaly_index([5.0, 5.0, 5.0]), 0.0)       # no spread, no outlier
+    assert int(np.argmax(anomaly_index([10, 12, 11, 9, 10, 2]))) == 5
+    with pytest.raises(ValueError, match="at least 3"):
+        anomaly_index([1.0, 2.0])
 
 
 def test_strip_entropy_is_zero_for_a_constant_model_and_checks_arguments():

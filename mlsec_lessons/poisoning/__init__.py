@@ -4,6 +4,7 @@
 * ``backdoor``: a trigger and ART's ``PoisoningAttackBackdoor``; clean accuracy and attack success rate
 * ``defenses``: ART's activation clustering and spectral signatures, precision and recall of what they flag,
   retraining on what is left
+* ``neural_cleanse``: Neural Cleanse (Wang et al., 2019), the smallest trigger for each class and its anomaly index
 * ``strip``: STRIP (Gao et al., 2019), flagging triggered inputs at run time by the entropy of superimposed copies
 * ``transfer``: a backdoored pretrained extractor that survives fine-tuning a new head (ML07)
 * ``model_poisoning``: a backdoor written into the weights by fine-tuning, which only an integrity check sees (ML10)
@@ -16,12 +17,13 @@ from .backdoor import add_trigger, backdoor_success_rate, poison_backdoor, train
 from .defenses import detect_poison, detection_scores, retrain_without
 from .label_flipping import flip_labels, flipping_curve, train_flipped
 from .model_poisoning import implant_backdoor, weight_change
+from .neural_cleanse import anomaly_index, reverse_triggers
 from .skewing import simulate_feedback_loop
 from .strip import strip_detect, strip_entropy
 from .transfer import fine_tune, pretrain, retargeted_asr, split_tasks, trigger_class
 
 __all__ = ["add_trigger", "backdoor_success_rate", "poison_backdoor", "train_backdoored", "detect_poison",
            "detection_scores", "retrain_without", "flip_labels", "flipping_curve", "train_flipped", "implant_backdoor",
-           "weight_change", "simulate_feedback_loop", "strip_detect",
+           "weight_change", "simulate_feedback_loop", "anomaly_index", "reverse_triggers", "strip_detect",
            "strip_entropy", "fine_tune", "pretrain", "retargeted_asr", "split_tasks",
            "trigger_class"]
