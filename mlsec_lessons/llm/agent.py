@@ -22,9 +22,11 @@ import jwt
 
 from ..deployment.auth import AuthError, verify_token
 from ..errors import ParameterTypeError
+from ..privacy_attacks.auditing import clopper_pearson
 from ..validation import check_int, check_real
 from . import corpus
-from .injection import tool_calls
+from .guards import reveals
+from .injection import ATTACKER, tool_calls, trials
 from .prompts import build_prompt
 
 SIDE_EFFECTS = frozenset({"send_email"})  # calls that change the world; the others only read
@@ -294,9 +296,6 @@ def run_trials(generate, user, document=None, policy=lambda: allow_all, *, n_tri
         ``ci_high``, ``secret_emailed`` (to anyone), ``emails`` sent, calls ``denied``, ``confirmations``
         asked, and ``trials``.
     """
-    from ..privacy_attacks.auditing import clopper_pearson
-    from .injection import ATTACKER, reveals, trials
-
     pairs = trials(n_trials)
     if hasattr(generate, "batch"):  # one batch for every first turn; LocalModel remembers greedy replies
         generate.batch([build(system, user, document) for _, system in pairs])

@@ -49,9 +49,15 @@ def names():
     return tuple(RECIPES)
 
 
+def _check_name(name):
+    if name not in RECIPES:
+        raise InvalidParameterError(f"no shipped model named {name!r}; there are {', '.join(RECIPES)}")
+
+
 def training_data(name):
     """A fingerprint of the token ids the recipe of ``name`` trains on (and of the vocabulary)."""
-    train, kwargs = RECIPES[name]
+    _check_name(name)
+    _, kwargs = RECIPES[name]
     mix = corpus.HIERARCHY_MIX if kwargs.get("hierarchy") else corpus.MIX
     ids = corpus.training_set(kwargs["n_dialogues"], seed=kwargs["seed"], mix=mix)
     return fingerprint(ids, np.array(corpus.vocabulary().words))
@@ -70,16 +76,14 @@ def pretrained(name):
     >>> pretrained("assistant").count_params()
     74391
     """
-    if name not in RECIPES:
-        raise InvalidParameterError(f"no shipped model named {name!r}; there are {', '.join(RECIPES)}")
+    _check_name(name)
     model, _ = load_verified_model(WEIGHTS / name, PUBLIC_KEY)
     return model
 
 
 def recipe(name):
     """How the shipped model ``name`` was trained: its recipe, the training time, and the versions used."""
-    if name not in RECIPES:
-        raise InvalidParameterError(f"no shipped model named {name!r}; there are {', '.join(RECIPES)}")
+    _check_name(name)
     return json.loads((WEIGHTS / name / RECIPE).read_text())
 
 
