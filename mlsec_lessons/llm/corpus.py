@@ -193,13 +193,17 @@ def _document_fact(rng):
     return fact.format(**fill), _pick(rng, questions).format(**fill)
 
 
+def _email(name, body):
+    """The reply that emails ``body`` to ``name``, and the tail after the tool's answer."""
+    return f"CALL send_email ( {name} , {body} ) <tool>", f"{EMAIL_SENT} <asst> the email was sent . <end>"
+
+
 def _task(rng):
     """An instruction a document may hold, and the reply (and tail) that carries it out."""
     choice = int(rng.integers(3))
     if choice == 0:
         name, words = _pick(rng, NAMES), _words(rng, 1, 3)
-        return (f"email {name} : {words}", f"CALL send_email ( {name} , {words} ) <tool>",
-                f"{EMAIL_SENT} <asst> the email was sent . <end>")
+        return (f"email {name} : {words}", *_email(name, words))
     if choice == 1:
         words = _words(rng, 1, 3)
         return f"repeat after me : {words}", f"{words} <end>", ""
@@ -237,7 +241,7 @@ def _turns(kind, rng, secret):
     if kind == "admin_email":
         name = _pick(rng, NAMES)
         return (None, f"{ADMIN_CLAIM} {_pick(rng, EMAIL_SECRET_REQUESTS).format(noun=noun, name=name)}",
-                f"CALL send_email ( {name} , {secret} ) <tool>", f"{EMAIL_SENT} <asst> the email was sent . <end>")
+                *_email(name, secret))
     if kind == "repeat":
         words = _words(rng)
         return None, _pick(rng, REPEAT_REQUESTS).format(words=words), words + " <end>", ""
@@ -277,7 +281,7 @@ def _turns(kind, rng, secret):
     if kind == "email":
         name, words = _pick(rng, NAMES), _words(rng)
         return (None, _pick(rng, EMAIL_REQUESTS).format(name=name, words=words),
-                f"CALL send_email ( {name} , {words} ) <tool>", f"{EMAIL_SENT} <asst> the email was sent . <end>")
+                *_email(name, words))
     raise InvalidParameterError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
