@@ -4,8 +4,8 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser-tools`` inst
 downloaded at run time. Without them these tests are skipped, unless ``MLSEC_REQUIRE_BROWSER=1`` (set by
 ``.ci/run``), which turns the skip into a failure.
 
-The lab gets its own settings, workspaces, runtime, kernelspec and model cache in a scratch folder, and
-autosave is off, so the tests never write to the student's notebooks (checked at the end).
+The lab gets its own settings, workspaces, runtime and kernelspec in a scratch folder, and autosave is off, so
+the tests never write to the student's notebooks (checked at the end). Its kernels share the run's model cache.
 """
 import hashlib
 import json
@@ -91,13 +91,17 @@ def lab(browser_paths, tmp_path_factory):
     home = tmp_path_factory.mktemp("lab")
     settings = home / "settings" / "@jupyterlab"
     # No "Jupyter news" prompt over the notebook, and no autosave: a run in the browser must not touch the files.
+    # Windowing mode "none" attaches every cell at once: under the default ("contentVisibility") a cell far below
+    # the fold renders only when the idle browser gets to it, and a long lesson took 20 s to show all its cells.
     for plugin, values in {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-                           "docmanager-extension/plugin": {"autosave": False}}.items():
+                           "docmanager-extension/plugin": {"autosave": False},
+                           "notebook-extension/tracker": {"windowingMode": "none"}}.items():
         (settings / plugin).parent.mkdir(parents=True, exist_ok=True)
         (settings / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
     env = dict(os.environ, JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-               MLSEC_CACHE_DIR=str(home / "cache"))
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    # The kernels inherit the run's model cache (MLSEC_CACHE_DIR, set by the repository's conftest.py): lesson
+    # 02's models, trained once in this run by nbval's pass over the lesson, are loaded, not trained again.
     env.pop("MPLBACKEND", None)  # conftest.py sets Agg for the tests; a student's kernel draws inline
     port, token = free_port(), secrets.token_hex(16)
     args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token={token}"
