@@ -133,22 +133,31 @@ def client_data(partition_id, num_partitions, scheme, alpha, seed):
     return data.x_train[idx], data.y_train[idx]
 
 
-_MODELS = {}  # one compiled model per process: a new Keras model would retrace its train step
+_TRAINERS = {}  # one model and its compiled step per process: a new Keras model would retrace it
 
 
-def _model(learning_rate):
+def _trainer():
+    """This process's model, its SGD optimizer and a compiled step that trains it on one batch."""
     import keras
+    import tensorflow as tf
 
     from ..models import small_cnn
 
-    if "cnn" not in _MODELS:
-        model = small_cnn()
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate), metrics=["accuracy"],
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        _MODELS["cnn"] = model
-    model = _MODELS["cnn"]
-    model.optimizer.learning_rate.assign(learning_rate)
-    return model
+    if "cnn" not in _TRAINERS:
+        model, optimizer = small_cnn(), keras.optimizers.SGD()
+        cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        # One trace for every batch size: a client's last batch is smaller than the others.
+        @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32),
+                                      tf.TensorSpec([None], tf.int64)])
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = cross_entropy(y, model(x, training=True))
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+
+        _TRAINERS["cnn"] = model, optimizer, step
+    return _TRAINERS["cnn"]
 
 
 def initial_weights(seed=0):
@@ -161,13 +170,21 @@ def initial_weights(seed=0):
 
 
 def local_update(weights, x, y, epochs, learning_rate, batch_size, seed):
-    """Train a copy of the global model on one client's records; return its weights and loss."""
+    """Train a copy of the global model on one client's records; return its weights and loss.
 
-    with reproducibility.seeded(seed):
-        model = _model(learning_rate)
-        model.set_weights(weights)
-        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    return model.get_weights(), float(history.history["loss"][-1])
+    Plain minibatch SGD, reshuffled each epoch by ``seed``; the loss is the last epoch's mean.
+    (A loop over a compiled step: Keras' ``fit`` costs about 0.15 s a call, ten times the training.)
+    """
+    model, optimizer, step = _trainer()
+    model.set_weights(weights)
+    optimizer.learning_rate.assign(learning_rate)
+    x, y, rng = np.asarray(x, np.float32), np.asarray(y, np.int64), np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        batches = [order[i:i + batch_size] for i in range(0, len(x), batch_size)]
+        losses = [float(step(x[b], y[b])) for b in batches]
+    loss = float(np.average(losses, weights=[len(b) for b in batches]))
+    return model.get_weights(), loss
 
 
 # --------------------------------------------------------------------------- the client
@@ -212,7 +229,7 @@ def make_test_set_evaluator():
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.set_weights(arrays.to_numpy_ndarrays())
-        logits = model.predict(data.x_test, verbose=0, batch_size=512)
+        logits = model(data.x_test, training=False).numpy()  # one batch: predict() costs 50 ms more a call
         return MetricRecord({"accuracy": float(np.mean(logits.argmax(axis=1) == data.y_test))})
 
     return evaluate
