@@ -7,6 +7,21 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display on CI; notebooks set inline themselves
 
 
+def one_thread_each():
+    """Under ``make test``'s parallel workers, one as many as the cores, TensorFlow and OpenMP run one thread
+    per process: each worker already has a core, and a thread pool that spins on the other worker's core only
+    slows both (lesson 03 twice side by side: 66 s with the default pools, 62 s with one thread each). Set
+    before TensorFlow is imported; the notebooks' kernels and the CLI's processes inherit it."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > 1 and workers >= cores:
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
+one_thread_each()
+
+
 def run_temp(config):
     """The run's scratch folder: pytest's base temp folder, or under ``make test``'s parallel workers
     (pytest-xdist, one ``popen-gwN`` folder each) the folder that holds all of theirs."""
