@@ -104,7 +104,10 @@ def lab(browser_paths, tmp_path_factory):
     # 02's models, trained once in this run by nbval's pass over the lesson, are loaded, not trained again.
     env.pop("MPLBACKEND", None)  # conftest.py sets Agg for the tests; a student's kernel draws inline
     port, token = free_port(), secrets.token_hex(16)
-    args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token={token}"
+    # expose_app_in_browser: window.jupyterapp, through which a test opens the next notebook in the page it has
+    # (JupyterLab's own docmanager:open, what a double-click in the file browser runs) instead of loading the
+    # whole lab again for each one.
+    args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token={token} --LabApp.expose_app_in_browser=True"
     log = home / "lab.log"
     before = fingerprint()
     with log.open("wb") as out:
@@ -157,8 +160,10 @@ def driver(browser_paths, tmp_path_factory):
 
 @pytest.fixture
 def page(lab, driver):
-    """The browser, with each test's kernels shut down and its console read afterwards."""
+    """The browser, with each test's notebooks closed, its kernels shut down and its console read afterwards."""
     yield driver
+    if in_lab(driver, lab):
+        driver.execute_async_script(CLOSE_ALL)
     lab.shutdown_kernels()
     driver.get_log("browser")  # what is left belongs to this test's page, not the next one
 
@@ -205,9 +210,34 @@ def kernel_state(driver):
     return (names[0] if names else None, states[0] if states else None)
 
 
+# JupyterLab's own commands, run in the page (arguments[-1] is Selenium's callback)
+# (a notebook that ran is modified: it closes without asking to save, as autosave is off and the files must not change)
+CLOSE_ALL = """const done = arguments[arguments.length - 1];
+for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) {
+  if (widget.context) { widget.context.model.dirty = false; }
+}
+window.jupyterapp.commands.execute('application:close-all').then(() => done(true), e => done(String(e)));"""
+OPEN = """const done = arguments[arguments.length - 1];
+window.jupyterapp.commands.execute('docmanager:open', {path: arguments[0], factory: 'Notebook'})
+  .then(() => done(true), e => done(String(e)));"""
+
+
+def in_lab(driver, lab):
+    """Whether the browser shows this lab, loaded and exposing its application."""
+    return driver.current_url.startswith(lab.url) and driver.execute_script(
+        "return !!(window.jupyterapp && window.jupyterapp.commands)")
+
+
 def open_notebook(driver, lab, path):
-    """Open ``path`` in a fresh workspace and wait until it shows the course kernel, started and idle."""
-    driver.get(f"{lab.url}/lab/tree/{path}?reset&token={lab.token}")
+    """Open ``path`` with nothing else open and wait until it shows the course kernel, started and idle.
+
+    The first time, the lab loads with a fresh workspace (``?reset``); after that, the notebook opens in the same
+    page, as a double-click in the file browser opens it, which saves loading JupyterLab once per notebook."""
+    if in_lab(driver, lab):
+        assert driver.execute_async_script(CLOSE_ALL) is True
+        assert driver.execute_async_script(OPEN, path) is True, f"JupyterLab could not open {path}"
+    else:
+        driver.get(f"{lab.url}/lab/tree/{path}?reset&token={lab.token}")
     wait(driver, OPEN_S, lambda d: kernel_state(d) == (KERNEL_DISPLAY, "idle"),
          lambda: f"{path} opening with the {KERNEL_DISPLAY} kernel idle (it shows {kernel_state(driver)})", lab)
     tabs = [e.text for e in css(driver, ".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")]
