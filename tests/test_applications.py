@@ -181,16 +181,24 @@ def test_realistic_accuracy_is_high_but_short_of_the_claim():
         healthcare.realistic_accuracy(n_splits=1)
 
 
-def test_dp_sgd_shadows_are_the_models_dp_sgd_train_would_give(fresh_cache):
-    """The shared-trace fast path against lesson 05's estimator, weight for weight, and its cache."""
-    from mlsec_lessons.privacy_attacks.shadows import DPSGDClassifier, train_shadow_models
+@pytest.mark.parametrize("hidden", [(), (8,)])
+def test_dp_sgd_shadows_are_the_models_dp_sgd_train_would_give(fresh_cache, hidden):
+    """The shared-trace path (one model and one compiled step for every shadow) against each model fitted on its
+    own by DPSGDClassifier.fit (train_dp_sgd), weight for weight; and the cache."""
+    from mlsec_lessons.privacy_attacks.shadows import DPSGDClassifier, fit_model, model_logits, train_shadow_models
 
     x, y = healthcare.public_pool()
-    reference = train_shadow_models(DPSGDClassifier(hidden=(), noise_multiplier=2.0, epochs=5, learning_rate=0.5),
-                                    x, y, n_models=2, seed=3, cache=False)
+    recipe = DPSGDClassifier(hidden=hidden, noise_multiplier=2.0, epochs=5, learning_rate=0.5)
+    fast = train_shadow_models(recipe, x, y, n_models=2, seed=3, cache=False)
+    for k in range(2):
+        alone = fit_model(recipe, x, y, fast.in_mask, k, seed=3)
+        np.testing.assert_allclose(fast.logits[k], model_logits(alone, x), atol=1e-5)
+    if hidden:
+        return
     fast = healthcare.dp_sgd_shadows(x, y, 2.0, n_models=2, epochs=5, seed=3)
+    reference = train_shadow_models(recipe, x, y, n_models=2, seed=3, cache=False)
     np.testing.assert_array_equal(fast.in_mask, reference.in_mask)
-    np.testing.assert_allclose(fast.logits, reference.logits, atol=1e-5)
+    np.testing.assert_array_equal(fast.logits, reference.logits)
     again = healthcare.dp_sgd_shadows(x, y, 2.0, n_models=2, epochs=5, seed=3)
     assert not fast.provenance.from_cache and again.provenance.from_cache
     np.testing.assert_array_equal(again.logits, fast.logits)

@@ -93,58 +93,22 @@ def public_pool():
 
 def dp_sgd_shadows(x, y, noise_multiplier, *, n_models=17, l2_norm_clip=1.0, batch_size=64, epochs=20,
                    learning_rate=0.5, momentum=0.9, seed=0, cache=True):
-    """What ``train_shadow_models(DPSGDClassifier(hidden=(), ...), x, y, n_models, seed=seed)`` computes, faster.
+    """DP-SGD logistic regressions as shadow models: lesson 05's ``train_shadow_models`` with a ``DPSGDClassifier``.
 
-    Model ``k`` is trained with lesson 04's DP-SGD loop (:func:`~mlsec_lessons.privacy.dp_sgd.run_dp_sgd`)
-    on the half ``in_mask[k]`` of the records, with seed ``seed + k``: the same initial weights, Poisson
-    batches and noise as ``dp_sgd.train_dp_sgd`` draws for that seed (``tests/test_applications.py``
-    checks one model against ``DPSGDClassifier``). ``train_dp_sgd`` traces its compiled step anew for
-    every model; the models of one recipe differ only in their data and seed, so here they share one
-    model object and one :func:`~mlsec_lessons.privacy.dp_sgd.make_dp_step`, and the weights and
-    momentum are reset between them. The logits are cached with :func:`mlsec_lessons.cache.cached_arrays`.
+    Model ``k`` is trained with lesson 04's DP-SGD loop on the half ``in_mask[k]`` of the records, with seed
+    ``seed + k``. The models share one compiled step (:meth:`~mlsec_lessons.privacy_attacks.shadows.DPSGDClassifier.shadow_logits`),
+    and their logits are cached.
 
     Returns
     -------
     ShadowSet
         Logits of every model on every record, and which records each model trained on.
     """
-    import keras
-    import tensorflow as tf
+    from ..privacy_attacks.shadows import DPSGDClassifier, train_shadow_models
 
-    from ..cache import cached_arrays, fingerprint
-    from ..models import build
-    from ..privacy import dp_sgd
-    from ..privacy_attacks.shadows import ShadowSet, half_masks
-    from ..reproducibility import seeded
-
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
-    seed = check_int(seed, "seed", min_value=0)
-    in_mask = half_masks(n_models, len(x), seed)
-    config = dict(noise_multiplier=float(noise_multiplier), l2_norm_clip=l2_norm_clip, batch_size=batch_size,
-                  epochs=epochs, learning_rate=learning_rate, momentum=momentum, n_models=n_models, seed=seed,
-                  data=fingerprint(x, y))
-
-    def compute():
-        n = int(in_mask[0].sum())
-        sample_rate, steps = dp_sgd.schedule(n, batch_size, epochs)
-        model = build("mlp", x.shape[1:], 2, hidden=())
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
-        optimizer.build(model.trainable_variables)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        step, noise_step = dp_sgd.make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier,
-                                               float(sample_rate * n))
-        logits = []
-        for k, mask in enumerate(in_mask):
-            with seeded(seed + k):  # train_dp_sgd's initial weights for seed + k
-                model.set_weights(build("mlp", x.shape[1:], 2, hidden=()).get_weights())
-            for v in optimizer.momentums:
-                v.assign(tf.zeros_like(v))
-            dp_sgd.run_dp_sgd(step, noise_step, x[mask], y[mask], sample_rate=sample_rate, steps=steps, seed=seed + k)
-            logits.append(model(x, training=False).numpy())
-        return {"logits": np.stack(logits).astype(np.float32)}
-
-    arrays, provenance = cached_arrays("dp_sgd", config, compute, cache=cache, folder="shadows")
-    return ShadowSet(arrays["logits"], in_mask, y, provenance)
+    recipe = DPSGDClassifier(hidden=(), l2_norm_clip=l2_norm_clip, noise_multiplier=float(noise_multiplier),
+                             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, momentum=momentum)
+    return train_shadow_models(recipe, x, y, n_models, seed=check_int(seed, "seed", min_value=0), cache=cache)
 
 
 def privacy_sweep(epsilons=(1.0, 2.0, 4.0), *, n_models=17, epochs=20, batch_size=64, learning_rate=0.5,

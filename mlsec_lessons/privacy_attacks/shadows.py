@@ -120,7 +120,8 @@ def train_shadow_models(estimator, x, y, n_models=17, *, seed=0, cache=True):
     estimator : scikit-learn classifier (unfitted)
         The training recipe, e.g. ``MLPClassifier(...)`` or a diffprivlib model. It is cloned
         for each model; a ``random_state`` parameter, if it has one, is set to ``seed + k`` so
-        each model starts differently but reproducibly.
+        each model starts differently but reproducibly. An estimator with a ``shadow_logits``
+        method (:class:`DPSGDClassifier`) computes the models itself, the same ones.
     x, y : arrays
         The pool: 2-D features and integer labels.
     n_models : int, default=17
@@ -152,7 +153,10 @@ def train_shadow_models(estimator, x, y, n_models=17, *, seed=0, cache=True):
 
     def compute():
         in_mask = half_masks(n_models, len(x), seed)
-        logits = [model_logits(fit_seeded(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)]
+        if hasattr(estimator, "shadow_logits"):
+            logits = estimator.shadow_logits(x, y, in_mask, seed)
+        else:
+            logits = [model_logits(fit_seeded(estimator, x[m], y[m], seed + k), x) for k, m in enumerate(in_mask)]
         return {"logits": np.stack(logits).astype(np.float32), "in_mask": in_mask}
 
     arrays, provenance = cached_arrays(type(estimator).__name__, config, compute, cache=cache, folder="shadows")
@@ -207,8 +211,8 @@ class DPSGDClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     hidden : tuple of int, default=(64,)
-        Hidden layers of the ``mlp`` architecture.
-    l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, delta
+        Hidden layers of the ``mlp`` architecture (``()``: a logistic regression).
+    l2_norm_clip, noise_multiplier, batch_size, epochs, learning_rate, momentum, delta
         As in ``dp_sgd.train_dp_sgd``.
     seed : int, default=0
         The seed of the initial weights, the batches and the noise (:func:`fit_seeded` sets it per model).
@@ -221,30 +225,77 @@ class DPSGDClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, hidden=(64,), l2_norm_clip=1.0, noise_multiplier=1.0, batch_size=64, epochs=15,
-                 learning_rate=0.1, delta=1e-5, seed=0):
+                 learning_rate=0.1, momentum=0.9, delta=1e-5, seed=0):
         self.hidden, self.l2_norm_clip, self.noise_multiplier = hidden, l2_norm_clip, noise_multiplier
         self.batch_size, self.epochs, self.learning_rate = batch_size, epochs, learning_rate
-        self.delta, self.seed = delta, seed
+        self.momentum, self.delta, self.seed = momentum, delta, seed
+
+    @staticmethod
+    def _check(x, y):
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        if x.ndim != 2 or y.shape != (len(x),):
+            raise InvalidParameterError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
+        classes = np.unique(y)
+        if not np.array_equal(classes, np.arange(len(classes))):
+            raise InvalidParameterError(f"y must hold the labels 0..n_classes-1, got {classes.tolist()}")
+        return x, y, classes
 
     def fit(self, x, y):
         from ..data import Dataset
         from ..privacy import dp_sgd
 
-        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
-        if x.ndim != 2 or y.shape != (len(x),):
-            raise InvalidParameterError(f"x must be 2-D and y 1-D of the same length, got {x.shape} and {y.shape}")
-        self.classes_ = np.unique(y)
-        if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
-            raise InvalidParameterError(f"y must hold the labels 0..n_classes-1, got {self.classes_.tolist()}")
+        x, y, self.classes_ = self._check(x, y)
         data = Dataset("rows", x, y, x[:0], y[:0], n_classes=len(self.classes_))
         run = dp_sgd.train_dp_sgd(data, "mlp", hidden=tuple(self.hidden), l2_norm_clip=self.l2_norm_clip,
                                   noise_multiplier=self.noise_multiplier, batch_size=self.batch_size,
-                                  epochs=self.epochs, learning_rate=self.learning_rate, delta=self.delta,
-                                  seed=self.seed, cache=False, progress=False)
+                                  epochs=self.epochs, learning_rate=self.learning_rate, momentum=self.momentum,
+                                  delta=self.delta, seed=self.seed, cache=False, progress=False)
         # scikit-learn's convention: what fit learned ends in "_"; the privacy spent is part of it
         self.model_, self.privacy_ = run.model, run.privacy
         self.epsilon_, self.delta_ = run.privacy.epsilon, run.privacy.delta
         return self
+
+    def shadow_logits(self, x, y, in_mask, seed):
+        """The logits on ``x`` of one model per row of ``in_mask``, model ``k`` fitted on its rows with ``seed + k``.
+
+        The models ``fit_seeded(self, x[m], y[m], seed + k)`` gives, weight for weight (the same initial weights,
+        Poisson batches and noise), computed faster: :meth:`fit` traces a compiled DP-SGD step anew for every
+        model, which takes longer than training a small model on tabular rows. These models differ only in
+        their rows and seed, so they share one model object and one step, and the weights and momentum are
+        reset between them (``tests/test_applications.py`` checks the two against each other).
+        """
+        import keras
+        import tensorflow as tf
+
+        from ..models import build
+        from ..privacy import dp_sgd
+        from ..reproducibility import seeded
+
+        x, y, classes = self._check(x, y)
+        sizes = {int(m.sum()) for m in in_mask}
+        if len(sizes) != 1:  # the expected batch (sample_rate * n) is part of the compiled step
+            raise InvalidParameterError(f"every model must train on as many rows, got {sorted(sizes)}")
+        n = sizes.pop()
+        sample_rate, steps = dp_sgd.schedule(n, self.batch_size, self.epochs)
+
+        def initial_model():
+            return build("mlp", x.shape[1:], len(classes), hidden=tuple(self.hidden))
+
+        model = initial_model()
+        optimizer = keras.optimizers.SGD(self.learning_rate, momentum=self.momentum)
+        optimizer.build(model.trainable_variables)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        step, noise_step = dp_sgd.make_dp_step(model, loss_fn, optimizer, self.l2_norm_clip, self.noise_multiplier,
+                                               float(sample_rate * n))
+        logits = []
+        for k, mask in enumerate(in_mask):
+            with seeded(seed + k):  # train_dp_sgd's initial weights for seed + k
+                model.set_weights(initial_model().get_weights())
+            for v in optimizer.momentums:
+                v.assign(tf.zeros_like(v))
+            dp_sgd.run_dp_sgd(step, noise_step, x[mask], y[mask], sample_rate=sample_rate, steps=steps, seed=seed + k)
+            logits.append(model(x, training=False).numpy())
+        return logits
 
     def decision_function(self, x):
         """Logits, shape (n, n_classes)."""
