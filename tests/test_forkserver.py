@@ -107,3 +107,30 @@ def test_every_exercise_says_what_its_workers_import(tmp_path):
         assert runner.declared(exercise, "PRELOAD") is not None, exercise
         config = runner.worker_config(exercise, tmp_path / exercise, 60, False)
         assert config["preload"] == runner.declared(exercise, "PRELOAD")
+
+
+PLAN_ONLY = textwrap.dedent("""
+    import json, os, sys
+    from mlsec_lessons.grading import judge
+
+    started = []
+    judge.start_forkserver = lambda *args: started.append(args)
+    judge.grade_plan = lambda *args: None  # what the judge would grade does not matter here
+    key_in, key_out = os.pipe()
+    os.write(key_out, json.dumps({"key": "k", "ref": None}).encode())
+    os.close(key_out)
+    judge.main([f"--grade-fd={os.open(os.devnull, os.O_WRONLY)}", f"--key-fd={key_in}", f"--plan={sys.argv[1]}"])
+    print("STARTED", len(started))
+""")
+
+
+@pytest.mark.parametrize("present, collect_only, servers", [(False, False, 0), (True, True, 0), (True, False, 1)])
+def test_the_fork_server_starts_only_for_a_plan_that_runs_a_file(tmp_path, present, collect_only, servers):
+    """A class folder without this exercise's file costs no fork server (nor the TensorFlow it imports)."""
+    impl = tmp_path / "ex1_adversarial_defense.py"
+    if present:
+        impl.write_text("x = 1\n")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"impl": str(impl), "index": 0, "args": ["--collect-only"] if collect_only else []}]))
+    done = subprocess.run([sys.executable, "-c", PLAN_ONLY, str(plan)], capture_output=True, text=True, timeout=60)
+    assert f"STARTED {servers}" in done.stdout, done.stdout + done.stderr

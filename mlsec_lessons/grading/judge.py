@@ -75,10 +75,16 @@ def new_worker(impl, module_name, config, sandbox, forkserver=None):
     return remote.Worker(impl, module_name, workdir, config, box, env, forkserver)
 
 
+def runs_code(item):
+    """Whether ``item``'s file runs: it is there and not only collected (a missing file's checks are
+    collected for their points, and each one fails)."""
+    return "--collect-only" not in item["args"] and os.path.isfile(item["impl"])
+
+
 def started_worker(item, options, forkserver):
     """The worker of ``item``'s file, started: it imports the student's file (TensorFlow, often)
     while the judge goes on. None for a file that is not there or is only collected."""
-    if "--collect-only" in item["args"] or not os.path.isfile(item["impl"]):
+    if not runs_code(item):
         return None
     worker = new_worker(item["impl"], options.module_name, options.worker_config, options.sandbox, forkserver)
     worker.prestart()
@@ -100,7 +106,8 @@ def main(argv=None):
     with open(options.plan, encoding="utf-8") as f:
         plan = json.load(f)
     stream = os.fdopen(options.grade_fd, "w", buffering=1, encoding="utf-8")
-    forkserver = start_forkserver(options.worker_config, options.sandbox)
+    # no fork server (and its imports, TensorFlow's often) for a plan whose files are all missing
+    forkserver = start_forkserver(options.worker_config, options.sandbox) if any(map(runs_code, plan)) else None
     try:
         grade_plan(plan, options, pytest_args, stream, secret, forkserver)
     finally:
