@@ -11,7 +11,7 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=180 --timeout=900
 # make test runs on JOBS cores (pytest-xdist; at most 4: each worker holds a TensorFlow). --dist loadscope
 # keeps a notebook's cells, and a test file's tests, in one worker and in order.
 JOBS   ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))" 2>/dev/null || echo 2)
-PARALLEL := -n $(JOBS) --dist loadscope
+PARALLEL := -n $(JOBS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: lab test test-fast course stubs kernel lock bench llm-weights federated clean help sandbox-tools browser-tools
 
@@ -68,8 +68,10 @@ browser-tools:
 			echo "chromium or chromedriver is not installed: the browser tests are skipped (Debian: apt-get install chromium chromium-driver)"; \
 	fi
 
-# The notebooks are collected first: they are the longest scopes (30-100 s each), and --dist loadscope hands
-# scopes out in collection order, so the short test files fill the workers' last minutes instead of a lesson.
+# --dist loadscope --no-loadscope-reorder hands the scopes (a test file, a notebook) out in collection order, and
+# conftest.py orders them longest first, as last measured (benchmarks/results/tests.json): the short test files
+# fill the workers' last minutes instead of a lesson. (xdist's own reorder, by number of tests, put long lessons
+# of few cells last.)
 test: $(STAMP) sandbox-tools browser-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest notebooks exercises tests $(NBVAL) $(PARALLEL) $(PYTEST_ARGS)

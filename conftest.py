@@ -29,6 +29,39 @@ def run_temp(config):
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+SCOPE_SECONDS = Path(__file__).parent / "benchmarks" / "results" / "tests.json"
+
+
+def scope_seconds():
+    """Seconds of each test file and notebook in the last measured ``make test`` run (benchmarks/bench_tests.py)."""
+    import json
+    from collections import Counter
+
+    try:
+        tests = json.loads(SCOPE_SECONDS.read_text())["after"]["all"]["tests"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    seconds = Counter()
+    for test in tests.values():
+        seconds[test["file"]] += test["seconds"]
+    return seconds
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Under make test's parallel workers (--dist loadscope --no-loadscope-reorder), a test file or notebook
+    # goes to one worker, in collection order, as workers free up: the longest first (as last measured), so
+    # that the short ones fill the end instead of one worker finishing a long lesson alone. A file not yet
+    # measured goes first, as it may be long. Within a file, the order is untouched.
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    seconds = scope_seconds()
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::")[0], i)
+    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], float("inf")),
+                                 first[item.nodeid.split("::")[0]]))
+
+
 def pytest_sessionstart(session):
     # One scratch model cache for the whole run, set before the first test or notebook: the notebooks'
     # kernels and the grader's processes inherit it, so a run never reads or fills the developer's own

@@ -132,3 +132,35 @@ def test_fresh_cache_is_empty_and_the_tests_own(fresh_cache, isolated_cache):
     from mlsec_lessons import cache
 
     assert cache.cache_dir() == fresh_cache != isolated_cache and not any(fresh_cache.iterdir())
+
+
+# --------------------------------------------------------------------------- the order of the scopes
+def test_parallel_workers_take_the_longest_scopes_first(monkeypatch):
+    """The repository's conftest.py orders test files and notebooks longest first (as last measured), a file not
+    yet measured before them all, and keeps each one's tests together and in their order; without xdist it
+    leaves the order alone. make test hands the scopes out in that order (--no-loadscope-reorder)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    assert root.scope_seconds().get("tests/test_markers.py"), "benchmarks/results/tests.json measures no run"
+    monkeypatch.setattr(root, "scope_seconds", lambda: {"tests/test_a.py": 1.0, "notebooks/02.ipynb": 30.0,
+                                                        "tests/test_b.py": 5.0})
+    ids = ["notebooks/02.ipynb::Cell 0", "notebooks/02.ipynb::Cell 1", "tests/test_a.py::test_x",
+           "tests/test_b.py::test_y", "tests/test_a.py::test_z", "tests/test_new.py::test_w"]
+
+    def order(worker):
+        if worker:
+            monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        else:
+            monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+        items = [SimpleNamespace(nodeid=i) for i in ids]
+        root.pytest_collection_modifyitems(None, None, items)
+        return [i.nodeid for i in items]
+
+    assert order(None) == ids
+    assert order("gw0") == ["tests/test_new.py::test_w", "notebooks/02.ipynb::Cell 0", "notebooks/02.ipynb::Cell 1",
+                            "tests/test_b.py::test_y", "tests/test_a.py::test_x", "tests/test_a.py::test_z"]
+    assert "--no-loadscope-reorder" in next(line for line in make_dry_run("test") if "-m pytest" in line)
