@@ -76,10 +76,11 @@ test: $(STAMP) sandbox-tools browser-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest notebooks exercises tests $(NBVAL) $(PARALLEL) $(PYTEST_ARGS)
 
-# test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers); test runs them all
+# test-fast: lint, then every test not marked slow (see [tool.pytest.ini_options] markers), on the same workers;
+# test runs them all
 test-fast: $(STAMP) sandbox-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(FAST) $(PARALLEL) $(PYTEST_ARGS)
 
 course: kernel
 	mkdir -p build
