@@ -28,10 +28,13 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-# Re-install whenever the pins change; the lock file constrains every transitive package.
+# Re-install whenever the pins change; the lock file constrains every transitive package. uv (pinned in the
+# lock, as Flower needs it anyway) installs the same set as pip, from the same PyPI, in a fraction of the time:
+# on a 2-core machine with no package cache, 13 s instead of pip's 107 s.
+UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
 $(STAMP): pyproject.toml requirements.lock | $(PY)
-	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --upgrade "pip>=24" "$(UV_PIN)"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements.lock -e ".[dev]"
 	$(PY) -m pip check
 	@touch $(STAMP)
 
