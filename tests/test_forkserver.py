@@ -5,6 +5,7 @@ its workers as new processes.
 
 Each test runs as a small judge of its own (``JUDGE``, a subprocess): the server needs the
 judge to be a child subreaper, which the test process must not become."""
+import ast
 import json
 import subprocess
 import sys
@@ -91,15 +92,22 @@ def test_without_the_server_the_next_worker_is_a_new_process(tmp_path):
 
 @pytest.mark.parametrize("exercise", known())
 def test_what_the_server_imports_holds_nothing_off_limits(exercise):
-    """The server imports third-party libraries only: a module of the course imported before the
-    worker's off-limits finder is in place would be the real one, not its shadow."""
+    """The server is the judge forked after it imported the exercise's ``PRELOAD`` (third-party libraries
+    only): a module of the course loaded by then would be the real one in every worker, not its shadow.
+    So by then the judge holds its own modules and the grader's, and none that is off limits."""
     preload = runner.declared(exercise, "PRELOAD", [])
-    probe = ("import sys, importlib\nfrom mlsec_lessons.grading import forkserver, worker\nbefore = set(sys.modules)\n"
+    probe = ("import sys, importlib\nfrom mlsec_lessons.grading import forkserver, worker\nworkers = set(sys.modules)\n"
+             "import mlsec_lessons.grading.judge\njudge = set(sys.modules)\n"
              f"for name in {preload!r}: importlib.import_module(name)\n"
-             "print(sorted(m for m in set(sys.modules) - before if m.startswith('mlsec_lessons')))")
+             "course = lambda names: sorted(m for m in names if m.startswith('mlsec_lessons'))\n"
+             "print(course(judge - workers), course(set(sys.modules) - judge), course(sys.modules), sep='\\n')")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    judge_adds, preload_adds, loaded = done.stdout.strip().splitlines()
+    assert judge_adds == "['mlsec_lessons.grading.judge']", done.stdout + done.stderr
+    assert preload_adds == "[]", done.stdout + done.stderr
     assert all(not name.startswith("mlsec_lessons") for name in preload)
+    off_limits = {module for name in known() for module in runner.off_limits(name)}
+    assert off_limits and not off_limits & set(ast.literal_eval(loaded)), loaded
 
 
 def test_every_exercise_says_what_its_workers_import(tmp_path):

@@ -141,6 +141,18 @@ def test_reference_scores_full_marks_in_the_sandbox():
     assert report.isolation == sandbox.LEVEL
 
 
+def test_the_fork_server_holds_nothing_of_the_graders(monkeypatch):
+    """The fork server is a copy of the judge from before the judge read its key and the grader's
+    environment (which the grader starts it without): a worker that reads the server's /proc finds
+    neither the grader's environment nor the pipes of the key and the record."""
+    monkeypatch.setenv("MLSEC_PROBE_SECRET", "the instructor's token")
+    report = grade("ex0", path=CHEATS / "inspect_the_fork_server.py", checks=["example"])
+    found = json.loads(report.failed()["mrs_is_one_minus_asr"].split("PROBE")[1])
+    # its environment was read, and is its own; its files are stdin, the judge's output (twice) and its socket
+    assert found == {"secret": False, "pytest": False, "path": True, "fds": 4, "stdin": "/dev/null",
+                     "output_twice": True, "sockets": 1, "pipes": 0, "forked": True}, found
+
+
 def probe(tmp_path, monkeypatch, use_sandbox):
     """Grade tests/cheats/probe.py from a student's folder beside a classmate's, with a secret in
     the grader's environment and a server on 127.0.0.1; return what the submission could reach."""

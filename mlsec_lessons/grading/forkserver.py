@@ -2,9 +2,12 @@
 
 Most of a worker's start is importing TensorFlow and Keras (about 3 s of CPU each time), and a
 judge that grades twenty files, or a test of twenty wrong variants, would pay it twenty times.
-The judge starts this server once, with a scrubbed environment and nothing of the grader's in
-it (no key, no reference, no checks), and it imports the exercise's ``PRELOAD`` modules (third-
-party libraries only; none of the course's). For each worker it forks:
+The judge needs the same libraries itself, so it imports the exercise's ``PRELOAD`` (third-party
+libraries only; none of the course's) first thing, and forks the server from itself then: before
+it reads the key, the reference's path or the grader's environment, and before it imports the
+checks (the grader starts the judge with a scrubbed environment, and hands it its own on the key's
+pipe). So the libraries are imported once per judge, and the server holds nothing of the grader's.
+For each worker the server forks:
 
 * a keeper (:mod:`.keeper`), re-parented to the judge, which must be a child subreaper, so that
   the judge waits for it and signals it exactly as it would a keeper it started itself;
@@ -51,6 +54,13 @@ class Forked:
         self.server, self._pid, self.returncode = server, None, None
         self.failed = False  # the server ended before it could fork this one: there is no process
 
+    @classmethod
+    def of(cls, pid):
+        """A child of this process whose pid is known already (the server itself)."""
+        forked = cls(None)
+        forked._pid = pid
+        return forked
+
     @property
     def pid(self):
         if self._pid is None and not self.failed:
@@ -81,6 +91,9 @@ class Forked:
             except ProcessLookupError:
                 pass
 
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
     def _reap(self, flags):
         try:
             pid, status = os.waitpid(self.pid, flags)
@@ -106,14 +119,20 @@ class ForkServer:
         return sys.platform.startswith("linux") and keeper.become_subreaper()
 
     def start(self):
+        """Import ``preload`` here, then fork the server from this process, which must hold nothing
+        of the grader's yet: the server is a copy of it, with the libraries already imported."""
+        for name in self.preload:
+            importlib.import_module(name)
+        for stream in (sys.stdout, sys.stderr):  # what is buffered is written once, by this process
+            stream.flush()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # -c, not -m: the package's own imports load this module first, and runpy warns of that
-        command = [sys.executable, "-c", "from mlsec_lessons.grading.forkserver import main; main()",
-                   str(theirs.fileno()), json.dumps(self.preload)]
-        self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                        env=self.env, cwd=self.cwd, start_new_session=True)
+        judge = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            become_server(theirs, self.env, self.cwd, judge)  # never returns
         theirs.close()
-        self.socket = ours
+        self.process, self.socket = Forked.of(pid), ours
         return self
 
     def spawn(self, worker_args, env, cwd, fds, max_processes=0):
@@ -156,12 +175,30 @@ class ForkServer:
 
 
 # ---------------------------------------------------------------------- the server's process
-def serve(sock, preload):
-    """Import ``preload``, then fork a keeper for each request until the judge closes the socket."""
-    judge = os.getppid()
-    keeper.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the judge gone: so is the server
-    for name in preload:
-        importlib.import_module(name)
+def become_server(sock, env, cwd, judge):
+    """In the fork: drop everything of the judge's but the socket (its record's and its key's pipes
+    among them), take the server's own folder and scrubbed environment, and serve."""
+    try:
+        keeper.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the judge gone: so is the server
+        if os.getppid() != judge:  # it was gone before that
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd in _open_fds():
+            if fd > 2 and fd != sock.fileno():
+                _close(fd)
+        os.setsid()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        serve(sock, judge)
+    except BaseException:  # noqa: B036 - nothing may return into the judge's code
+        traceback.print_exc()
+    os._exit(0)
+
+
+def serve(sock, judge):
+    """Fork a keeper for each request until the judge closes the socket."""
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 3)
@@ -265,11 +302,3 @@ def _close(fd):
         os.close(fd)
     except OSError:
         pass
-
-
-def main(argv=None):
-    """``python -c "from mlsec_lessons.grading.forkserver import main; main()" FD PRELOAD_JSON``."""
-    fd, preload = (argv or sys.argv[1:])[:2]
-    with socket.socket(fileno=int(fd)) as sock:
-        serve(sock, json.loads(preload))
-

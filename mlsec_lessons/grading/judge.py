@@ -7,9 +7,11 @@ library, the checks' modules), so a judge that grades twenty files pays for thos
 Nothing of a file's grading reaches the next one: the judge holds no student code, only the plain
 data the last worker sent back, and that goes with the session.
 
-The grader (:mod:`.runner`) starts it as ``python -m mlsec_lessons.grading.judge``, with the
-record's HMAC key and the reference's path on a pipe (read, and closed, before any student code
-runs) and the plan, which files to grade with which checks, in a JSON file.
+The grader (:mod:`.runner`) starts it as ``python -m mlsec_lessons.grading.judge``, with a
+scrubbed environment, the plan (which files to grade with which checks) in a JSON file, and on a
+pipe the record's HMAC key, the reference's path and the grader's environment. The judge forks its
+fork server (:mod:`.forkserver`) first, then reads the pipe (and closes it) before any student code
+runs.
 """
 import argparse
 import ctypes
@@ -26,7 +28,7 @@ from . import plugin, remote
 from .forkserver import ForkServer
 
 PR_SET_DUMPABLE = 4
-MAX_SECRET = 65536  # bytes: the key and the reference's path
+MAX_SECRET = 1 << 20  # bytes: the key, the reference's path and the grader's environment
 
 
 def non_dumpable():
@@ -47,13 +49,18 @@ def forget_the_last_file():
 
 
 def start_forkserver(config, sandbox):
-    """The default mode's fork server (:mod:`.forkserver`), importing the exercise's ``PRELOAD``
-    while the judge imports its own; None in the sandbox, or where this process cannot adopt the
-    keepers it forks (then each worker is a new process, as in the sandbox)."""
+    """The default mode's fork server (:mod:`.forkserver`), forked from this process once it has
+    imported the exercise's ``PRELOAD``, which the judge needs too; None in the sandbox, or where this
+    process cannot adopt the keepers it forks (then each worker is a new process, as in the sandbox).
+    Called before the judge holds anything of the grader's."""
     if sandbox or not ForkServer.possible():
         return None
     home = Path(tempfile.mkdtemp(prefix="mlsec-forkserver-"))
-    return ForkServer(json.loads(config).get("preload", ()), remote.scrubbed_environment(home), home).start()
+    try:
+        return ForkServer(json.loads(config).get("preload", ()), remote.scrubbed_environment(home), home).start()
+    except ImportError:  # then each worker, a new process, says what is missing
+        shutil.rmtree(home, ignore_errors=True)
+        return None
 
 
 def new_worker(impl, module_name, config, sandbox, forkserver=None):
@@ -100,14 +107,19 @@ def main(argv=None):
     parser.add_argument("--worker-config", default="{}", help="JSON: the workers' limits and off-limits shadows")
     parser.add_argument("--sandbox", action="store_true", help="run each student's worker in the sandbox")
     options, pytest_args = parser.parse_known_args(argv)
-    with os.fdopen(options.key_fd, "rb") as pipe:  # before any student code exists anywhere
-        secret = json.loads(pipe.read(MAX_SECRET))
-    non_dumpable()  # and only then does a student's process start
     with open(options.plan, encoding="utf-8") as f:
         plan = json.load(f)
-    stream = os.fdopen(options.grade_fd, "w", buffering=1, encoding="utf-8")
-    # no fork server (and its imports, TensorFlow's often) for a plan whose files are all missing
+    # first the fork server, a copy of this process, which has nothing of the grader's yet; none (and
+    # none of its imports, TensorFlow's often) for a plan whose files are all missing
     forkserver = start_forkserver(options.worker_config, options.sandbox) if any(map(runs_code, plan)) else None
+    with os.fdopen(options.key_fd, "rb") as pipe:  # before any student code exists anywhere
+        secret = json.loads(pipe.read(MAX_SECRET))
+    if "env" in secret:  # the grader's environment, which the checks and the reference run in
+        os.environ.clear()
+        os.environ.update(secret["env"])
+        tempfile.tempdir = None  # the workers' folders go where the grader's TMPDIR says, not in the start's
+    non_dumpable()  # and only then does a student's process start
+    stream = os.fdopen(options.grade_fd, "w", buffering=1, encoding="utf-8")
     try:
         grade_plan(plan, options, pytest_args, stream, secret, forkserver)
     finally:

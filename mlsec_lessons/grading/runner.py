@@ -37,8 +37,8 @@ from pathlib import Path
 import mlsec_lessons
 
 from .. import course
-from ..errors import InvalidParameterError, ParameterTypeError
-from . import exercises, offlimits
+from ..errors import InvalidParameterError, ParameterTypeError, RunError
+from . import exercises, offlimits, remote
 from .plugin import verify
 from .processes import kill_tree
 from .report import CheckResult, Report
@@ -353,11 +353,20 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
     plan_file = tmp / "plan.json"
     plan_file.write_text(json.dumps([{"index": i, "impl": str(path), "args": list(todo)} for i, path, todo in plan]))
     key = secrets.token_hex(32)
-    record_read, record_write = os.pipe()
+    # PYTHONDONTWRITEBYTECODE: leave no __pycache__ in a student's folder
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    # the key, the reference's path (off the judge's command line: /proc shows that to all) and the grader's
+    # environment, which the judge takes only after it has forked its fork server (grading/forkserver.py)
+    secret = json.dumps({"key": key, "ref": str(exercises.solution_file(name)), "env": env}).encode()
     key_read, key_write = os.pipe()
-    # the key, and the reference's path, which stays off the judge's command line (/proc shows that to all)
-    os.write(key_write, json.dumps({"key": key, "ref": str(exercises.solution_file(name))}).encode())
+    if len(secret) > _pipe_capacity(key_write, len(secret)):
+        os.close(key_read), os.close(key_write)
+        raise RunError(f"the grader's environment is too large to hand to the judge ({len(secret)} bytes)")
+    os.write(key_write, secret)
     os.close(key_write)
+    record_read, record_write = os.pipe()
+    home = tmp / "home"  # the judge starts in a scrubbed environment, as its fork server and workers do
+    home.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "mlsec_lessons.grading.judge",
                f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--plan={plan_file}", "-q",
                # the course's own pytest settings, conftest.py and plugins stay out of grading
@@ -370,13 +379,12 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
                f"--module-name={name}", f"--worker-config={json.dumps(config)}"]
     if sandbox:
         command.append("--sandbox")
-    # PYTHONDONTWRITEBYTECODE: leave no __pycache__ in a student's folder
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    start_env = {**remote.scrubbed_environment(home), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     first = plan[0][0]
     if deadlines[first] is None:  # the first item's clock includes the judge's start
         deadlines[first] = time.monotonic() + timeout
     with tempfile.TemporaryFile(dir=tmp) as output:
-        process = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=output,
+        process = subprocess.Popen(command, cwd=tmp, env=start_env, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, pass_fds=(record_write, key_read),
                                    start_new_session=hasattr(os, "killpg"))
         os.close(record_write)
@@ -386,6 +394,16 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
         output.seek(max(0, output.seek(0, os.SEEK_END) - 4000))
         text = output.read().decode("utf-8", errors="replace")
     return states, current, returncode, text
+
+
+def _pipe_capacity(fd, wanted):
+    """How many bytes the pipe ``fd`` holds before a write blocks; made ``wanted`` or more where Linux allows."""
+    try:
+        import fcntl
+
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, max(wanted, 65536))
+    except (ImportError, AttributeError, OSError):
+        return 65536  # POSIX promises less, but every pipe Linux and macOS make holds this much
 
 
 def _follow(process, fd, key, first, deadlines, timeout, max_record):
