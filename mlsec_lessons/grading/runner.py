@@ -360,7 +360,8 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
     secret = json.dumps({"key": key, "ref": str(exercises.solution_file(name)), "env": env}).encode()
     key_read, key_write = os.pipe()
     if len(secret) > _pipe_capacity(key_write, len(secret)):
-        os.close(key_read), os.close(key_write)
+        os.close(key_read)
+        os.close(key_write)
         raise RunError(f"the grader's environment is too large to hand to the judge ({len(secret)} bytes)")
     os.write(key_write, secret)
     os.close(key_write)
