@@ -12,10 +12,13 @@ Two entry points cover every trainer in the package:
 The cache key covers what the caller says determines the result (``config``), the kind of
 result, and the versions of mlsec-lessons, Keras, TensorFlow, scikit-learn and numpy: a new
 version of any of them gives a new key, never a stale model. Files are written under a
-temporary name and renamed, so a half-written file is never read as a cached result.
+temporary name and renamed, so a half-written file is never read as a cached result. While one
+process computes a result, another that needs the same one (two notebooks open at once, ``make
+test``'s parallel workers) waits for it and loads it instead of computing it a second time.
 
 Set ``MLSEC_CACHE_DIR`` to move the cache (CI and tests point it at a scratch folder).
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,6 +32,11 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so two processes may both compute a missing result
+    fcntl = None
 
 from .errors import InvalidParameterError, MLSecError, ParameterTypeError
 from .records import OneRowFrame
@@ -237,6 +245,34 @@ def _read_cached(path):
         return None
 
 
+@contextlib.contextmanager
+def _computing(path):
+    """Hold the lock of ``path`` (a file beside it) for the block: one process at a time computes a result.
+
+    An advisory ``flock``: the system releases it when the holder closes the file or dies, so a
+    killed trainer never leaves the others waiting. ``None`` (caching off) locks nothing.
+    """
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _read_or_lock(stack, path):
+    """The cached arrays at ``path``; if there are none, ``None`` with the lock of ``path`` held on ``stack``.
+
+    A process that waited for the lock reads again: the holder has usually stored the result meanwhile.
+    """
+    saved = _read_cached(path)
+    if saved is None:
+        stack.enter_context(_computing(path))
+        saved = _read_cached(path)
+    return saved
+
+
 def save_weights(model, path, config=None, kind=""):
     """Write ``model``'s weights (only its weights: never an optimizer's state) to ``path`` atomically.
 
@@ -315,21 +351,22 @@ def cached_fit(kind, config, build, fit, *, seed=0, cache=True, privacy=None, fo
     if privacy is not None and not isinstance(privacy, PrivacySpend):
         raise ParameterTypeError(f"privacy must be a PrivacySpend or None, got {type(privacy).__name__}")
     versions_now, key, path = _entry(kind, config, cache, folder, WEIGHTS_SUFFIX, check_seed(seed))
-    saved = _read_cached(path)  # read before building: a damaged file leaves no half-set model behind
-    with seeded(seed):
-        model = build()
-        if saved is not None:
-            try:
-                model.set_weights([saved[name] for name in sorted(saved, key=lambda n: int(n[1:]))])
-            except ValueError as error:
-                raise CacheError(f"{path} holds weights of another architecture under the same key ({error}); "
-                                 "delete it to train again") from None
-            return Fitted(model, privacy, Provenance(path, True, 0.0, versions_now, key), dict(config))
-        start = time.perf_counter()
-        fit(model)
-        seconds = time.perf_counter() - start
-    if path is not None:
-        save_weights(model, path, config, kind)
+    with contextlib.ExitStack() as lock:
+        saved = _read_or_lock(lock, path)  # read before building: a damaged file leaves no half-set model behind
+        with seeded(seed):
+            model = build()
+            if saved is not None:
+                try:
+                    model.set_weights([saved[name] for name in sorted(saved, key=lambda n: int(n[1:]))])
+                except ValueError as error:
+                    raise CacheError(f"{path} holds weights of another architecture under the same key ({error}); "
+                                     "delete it to train again") from None
+                return Fitted(model, privacy, Provenance(path, True, 0.0, versions_now, key), dict(config))
+            start = time.perf_counter()
+            fit(model)
+            seconds = time.perf_counter() - start
+        if path is not None:
+            save_weights(model, path, config, kind)
     return Fitted(model, privacy, Provenance(path, False, float(seconds), versions_now, key), dict(config))
 
 
@@ -367,13 +404,14 @@ def cached_arrays(kind, config, compute, *, cache=True, folder="arrays"):
     if not callable(compute):
         raise ParameterTypeError("compute must be a callable returning a dict of arrays")
     versions_now, key, path = _entry(kind, config, cache, folder, ".npz")
-    saved = _read_cached(path)
-    if saved is not None:
-        return saved, Provenance(path, True, 0.0, versions_now, key)
-    start = time.perf_counter()
-    arrays = _check_arrays(compute(), "compute()")
-    seconds = time.perf_counter() - start
-    if path is not None:
-        _write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
-        _write_sidecar(path, kind, config, versions_now)
+    with contextlib.ExitStack() as lock:
+        saved = _read_or_lock(lock, path)
+        if saved is not None:
+            return saved, Provenance(path, True, 0.0, versions_now, key)
+        start = time.perf_counter()
+        arrays = _check_arrays(compute(), "compute()")
+        seconds = time.perf_counter() - start
+        if path is not None:
+            _write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+            _write_sidecar(path, kind, config, versions_now)
     return arrays, Provenance(path, False, float(seconds), versions_now, key)

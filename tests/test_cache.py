@@ -1,6 +1,10 @@
 """The one load-or-train-and-save core: cached_fit (Keras weights) and cached_arrays (.npz)."""
 import dataclasses
+import os
 import random
+import subprocess
+import sys
+import time
 import warnings
 
 import keras
@@ -125,6 +129,49 @@ def test_cached_arrays_round_trip_and_refuse_pickles(fresh_cache):
     with pytest.warns(RuntimeWarning, match="unreadable"):
         arrays, p4 = cache.cached_arrays("arr", {"n": 4}, compute)
     assert not p4.from_cache and set(arrays) == {"logits", "mask"}
+
+
+# Another process computes the result {"x": [1, 2, 3]} under the key ("shared", {"n": 1}): it says so in
+# the file argv[1], then takes argv[2] seconds over it.
+OTHER_PROCESS = """
+import sys, time
+from pathlib import Path
+from mlsec_lessons import cache
+def compute():
+    Path(sys.argv[1]).write_text("computing")
+    time.sleep(float(sys.argv[2]))
+    return {"x": [1, 2, 3]}
+cache.cached_arrays("shared", {"n": 1}, compute)
+"""
+
+
+def start_computing(tmp_path, seconds):
+    started = tmp_path / "started"
+    other = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS, str(started), str(seconds)], env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert other.poll() is None and time.monotonic() < deadline, "the other process never started computing"
+        time.sleep(0.05)
+    return other
+
+
+def test_a_result_another_process_is_computing_is_waited_for_not_computed_again(fresh_cache, tmp_path):
+    other = start_computing(tmp_path, seconds=1.5)
+    calls = []
+    arrays, provenance = cache.cached_arrays("shared", {"n": 1}, lambda: calls.append(1) or {"x": [9]})
+    assert other.wait(timeout=60) == 0
+    assert calls == [] and provenance.from_cache, "computed a second time instead of waiting for the other process"
+    assert arrays["x"].tolist() == [1, 2, 3]
+
+
+def test_a_killed_process_leaves_no_one_waiting(fresh_cache, tmp_path):
+    other = start_computing(tmp_path, seconds=600)
+    other.kill()
+    other.wait(timeout=60)
+    start = time.monotonic()
+    arrays, provenance = cache.cached_arrays("shared", {"n": 1}, lambda: {"x": [9]})
+    assert not provenance.from_cache and arrays["x"].tolist() == [9]
+    assert time.monotonic() - start < 10
 
 
 def test_no_global_random_state_is_reseeded(fresh_cache):
