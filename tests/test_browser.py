@@ -202,12 +202,18 @@ def css(driver, selector):
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+# Read in the page in one WebDriver call each: an element's .text is a round trip of its own that makes the page
+# lay itself out, and the waits below poll twice a second while the kernel runs a lesson on the same two cores.
+KERNEL_STATE = """const name = document.querySelector('.jp-NotebookPanel-toolbar .jp-KernelName');
+const state = document.querySelector('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+return [name && name.textContent.trim(), state && state.getAttribute('data-status')];"""
+CODE_PROMPTS = """return Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt'),
+                  e => e.textContent.trim());"""
+
+
 def kernel_state(driver):
     """The kernel name and status the notebook's toolbar shows, e.g. ("Python (mlsec-lessons)", "idle")."""
-    names = [e.text for e in css(driver, ".jp-NotebookPanel-toolbar .jp-KernelName")]
-    states = [e.get_attribute("data-status") for e in css(driver, ".jp-NotebookPanel-toolbar "
-                                                                   ".jp-Notebook-ExecutionIndicator")]
-    return (names[0] if names else None, states[0] if states else None)
+    return tuple(driver.execute_script(KERNEL_STATE))
 
 
 # JupyterLab's own commands, run in the page (arguments[-1] is Selenium's callback)
@@ -246,8 +252,8 @@ def open_notebook(driver, lab, path):
 
 
 def code_prompts(driver):
-    """The prompts of the code cells whose input shows: "[3]:" ran, "[*]:" queued or running, "[ ]:" not run."""
-    return [e.text.strip() for e in css(driver, ".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")]
+    """The prompts of the code cells, in order: "[3]:" ran, "[*]:" queued or running, "[ ]:" not run."""
+    return driver.execute_script(CODE_PROMPTS)
 
 
 def wait_for_idle(driver, lab, seconds, what):

@@ -376,6 +376,10 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
                # each of these collects the garbage when a session ends (0.2 s each, with TensorFlow loaded)
                # to report exceptions nobody caught in __del__ or a thread: nothing a grade needs
                "-p", "no:unraisableexception", "-p", "no:threadexception",
+               # the grade holds its own message for a failed check (plugin.message): pytest need not also
+               # read and parse the source of every traceback entry, which cost a failed check more CPU than
+               # running it (about 0.1 s each; a class of stubs fails hundreds)
+               "--tb=no",
                f"--timeout={check_timeout}", f"--timeout-method={TIMEOUT_METHOD}",
                f"--module-name={name}", f"--worker-config={json.dumps(config)}"]
     if sandbox:
