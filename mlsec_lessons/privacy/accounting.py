@@ -17,6 +17,7 @@ Three things change that number for the *same* training, which is why the lesson
   every step: ``steps`` of them (:func:`epsilon_full_batch`);
 * ``delta``: the guarantee is the pair, and a larger delta buys a smaller epsilon.
 """
+import functools
 import math
 
 import dp_accounting
@@ -96,6 +97,14 @@ def epsilon(noise_multiplier, sample_rate, steps, delta, accountant="rdp"):
         # no sampling: the composition is exactly one Gaussian, and the exact formula is
         # instant where a PLD of thousands of full-batch steps takes minutes
         return epsilon_full_batch(noise_multiplier, steps, delta)
+    return _composed_epsilon(accountant, noise_multiplier, sample_rate, steps, delta)
+
+
+# The accountant's answers are pure functions of their arguments, and each costs up to seconds of CPU (a
+# calibration composes dozens of candidate runs): a process that asks again, as a training's progress bar, a
+# notebook and its tests do, gets the answer it already has.
+@functools.lru_cache(maxsize=1024)
+def _composed_epsilon(accountant, noise_multiplier, sample_rate, steps, delta):
     acct = _fresh(accountant)
     acct.compose(dp_sgd_event(noise_multiplier, sample_rate, steps))
     return float(acct.get_epsilon(delta))
@@ -289,6 +298,7 @@ def noise_multiplier_for(target_epsilon, sample_rate, steps, delta, accountant="
     return float(_calibrate(accountant, target_epsilon, sample_rate, steps, delta))
 
 
+@functools.lru_cache(maxsize=256)
 def _calibrate(accountant, target_epsilon, sample_rate, steps, delta):
     # Below sigma = 0.1 a "private" training is private in name only (noise_multiplier_for refuses
     # such targets), and the RDP of such tiny noise is slow and unstable, so the search starts there.
