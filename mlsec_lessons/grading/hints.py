@@ -19,6 +19,7 @@ cases, else the functions its body calls. The checks are read with ``ast``, neve
 """
 import ast
 import difflib
+import functools
 import json
 import textwrap
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ def _functions(tree):
     return found
 
 
+@functools.lru_cache(maxsize=16)
+def _parse(text):
+    """The syntax tree of a source text, parsed once a process: a grading looks up the hints of every
+    failed check, and a class of stubs fails hundreds. Keyed by the text itself, so an edited file is
+    parsed again; callers only read the tree."""
+    return ast.parse(text)
+
+
 def hints(exercise):
     """Every region's :class:`Hint` in ``exercise``'s reference solution, in file order.
 
@@ -139,7 +148,7 @@ def hints(exercise):
 
 def from_solution(text, name):
     """The :class:`Hint` of every region of a solution's source ``text``."""
-    functions = _functions(ast.parse(text))
+    functions = _functions(_parse(text))
     found = []
     for region in stubs.regions(text, f"solutions/{name}.py"):
         # the innermost function around the region: a method rather than its class
@@ -211,7 +220,7 @@ def checks(exercise):
     >>> checks("ex3")["refuses_with_403"][0]
     ['role_escalation', 'model_out_of_scope', 'no_model_scope']
     """
-    tree = ast.parse(exercises.checks_file(exercises.resolve(exercise)).read_text(encoding="utf-8"))
+    tree = _parse(exercises.checks_file(exercises.resolve(exercise)).read_text(encoding="utf-8"))
     names, found = {}, {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
