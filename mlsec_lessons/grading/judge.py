@@ -109,6 +109,9 @@ def main(argv=None):
     options, pytest_args = parser.parse_known_args(argv)
     with open(options.plan, encoding="utf-8") as f:
         plan = json.load(f)
+    # Nothing is read from the grader's folder after this: a student's file can find it and delete it (the
+    # cheat delete_the_temp_dirs.py does), and pytest needs a working directory that still exists.
+    os.chdir("/")
     # first the fork server, a copy of this process, which has nothing of the grader's yet; none (and
     # none of its imports, TensorFlow's often) for a plan whose files are all missing
     forkserver = start_forkserver(options.worker_config, options.sandbox) if any(map(runs_code, plan)) else None

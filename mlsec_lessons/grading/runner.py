@@ -348,8 +348,6 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
     ({item: its last authenticated state}, the item it stopped in, its return code or None
     when it was killed, the end of its output). It is killed when the item it grades runs past
     that item's deadline (``deadlines``, set here as each item starts: ``timeout`` from then)."""
-    ini = tmp / "pytest.ini"
-    ini.write_text("[pytest]\n")
     plan_file = tmp / "plan.json"
     plan_file.write_text(json.dumps([{"index": i, "impl": str(path), "args": list(todo)} for i, path, todo in plan]))
     key = secrets.token_hex(32)
@@ -370,8 +368,9 @@ def judge(plan, name, tmp, timeout, deadlines, check_timeout, config, sandbox):
     home.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "mlsec_lessons.grading.judge",
                f"--grade-fd={record_write}", f"--key-fd={key_read}", f"--plan={plan_file}", "-q",
-               # the course's own pytest settings, conftest.py and plugins stay out of grading
-               "-c", str(ini), "--rootdir", str(exercises.CHECKS_DIR), "--noconftest", "-p", "no:cacheprovider",
+               # the course's own pytest settings, conftest.py and plugins stay out of grading (an empty
+               # configuration, which no file of a student's can delete before pytest reads it)
+               "-c", os.devnull, "--rootdir", str(exercises.CHECKS_DIR), "--noconftest", "-p", "no:cacheprovider",
                "--import-mode=importlib", "-p", "pytest_timeout", "-p", "mlsec_lessons.grading.plugin",
                # each of these collects the garbage when a session ends (0.2 s each, with TensorFlow loaded)
                # to report exceptions nobody caught in __del__ or a thread: nothing a grade needs
