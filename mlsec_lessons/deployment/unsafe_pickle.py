@@ -126,13 +126,8 @@ def scan(path, strict=False):
     """
     from picklescan.scanner import SafetyLevel, scan_file_path
 
-    log = logging.getLogger("picklescan")
-    level = log.level
-    log.setLevel(logging.ERROR)  # picklescan logs each finding as a warning; we return them instead
-    try:
+    with _quiet_scanner("picklescan"):  # it logs each finding as a warning; they are returned instead
         result = scan_file_path(str(path), strict=strict)
-    finally:
-        log.setLevel(level)
     names = {s: sorted(f"{g.module}.{g.name}" for g in result.globals if g.safety == s)
              for s in (SafetyLevel.Dangerous, SafetyLevel.Suspicious)}
     return ScanReport(str(path), names[SafetyLevel.Dangerous], names[SafetyLevel.Suspicious], result.scan_err)
