@@ -25,14 +25,19 @@ client_app.train()(fedavg.client_train)
 
 
 def make_server_app(jobs, num_clients, results):
-    """A ``ServerApp`` that runs ``jobs`` in order and puts each one's result in ``results``."""
+    """A ``ServerApp`` that runs ``jobs`` in order and puts each one's result in ``results``.
+
+    A job with a ``start_from`` starts from the final weights of that earlier job.
+    """
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         evaluate = fedavg.make_test_set_evaluator()
         for job in jobs:
-            results[job.name] = job.run(grid, context, num_clients, evaluate)
+            after = getattr(job, "start_from", None)
+            start = {"start": results[after].weights} if after else {}
+            results[job.name] = job.run(grid, context, num_clients, evaluate, **start)
 
     return app
 
@@ -66,7 +71,7 @@ def run_simulation(jobs, num_clients=10, num_cpus=None, verbose=False):
     Parameters
     ----------
     jobs : Experiment, SecureRound, or a list of them
-        Each needs a distinct ``name``.
+        Each needs a distinct ``name``; an Experiment's ``start_from`` must name an earlier one.
     num_clients : int, default=10
     num_cpus : int, optional
         CPUs Ray may use (default: all); each client worker takes one.
@@ -85,6 +90,10 @@ def run_simulation(jobs, num_clients=10, num_cpus=None, verbose=False):
     names = [job.name for job in jobs]
     if not names or len(set(names)) != len(names):
         raise InvalidParameterError(f"give at least one job, each with its own name; got {names}")
+    for i, job in enumerate(jobs):
+        after = getattr(job, "start_from", None)
+        if after is not None and after not in names[:i]:
+            raise InvalidParameterError(f"job {job.name!r} starts from {after!r}, which is not an earlier job")
     if not (isinstance(num_clients, int) and num_clients >= 2):
         raise InvalidParameterError(f"num_clients must be an integer >= 2, got {num_clients!r}")
     results = {}

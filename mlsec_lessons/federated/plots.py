@@ -78,3 +78,35 @@ def plot_server_view(update, masked, modulus=2**32, axes=None):
     for ax in axes:
         ax.set_ylabel("count")
     return axes
+
+
+def plot_defences(table, axes=None):
+    """Each aggregator's clean accuracy per scenario (left) and the backdoor's success (right).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`.robust.compare_aggregators`: indexed by (aggregator, scenario), with
+        ``accuracy`` and ``attack success`` columns.
+    axes : pair of matplotlib Axes, optional
+    """
+    if not {"accuracy", "attack success"} <= set(getattr(table, "columns", ())) or table.index.nlevels != 2:
+        raise InvalidParameterError("table must be compare_aggregators' frame: (aggregator, scenario) rows, "
+                                    "'accuracy' and 'attack success' columns")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(10.0, 3.2), dpi=100, layout="constrained")
+    aggregators = list(dict.fromkeys(table.index.get_level_values(0)))
+    x = np.arange(len(aggregators))
+    for ax, column in zip(axes, ("accuracy", "attack success")):
+        frame = table[column].unstack("scenario").reindex(aggregators).dropna(axis=1, how="all")
+        width = 0.8 / max(1, frame.shape[1])
+        for i, scenario in enumerate(frame.columns):
+            ax.bar(x + (i - (frame.shape[1] - 1) / 2) * width, frame[scenario], width, label=scenario)
+        ax.set_xticks(x, aggregators, rotation=20)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("clean test accuracy" if column == "accuracy" else "backdoor success rate")
+    finish_axes(axes[0], "clean accuracy after the round", loc="lower left")
+    finish_axes(axes[1], "triggered test images put in the target class", loc="upper right")
+    return axes
