@@ -17,7 +17,10 @@ attack success rate. Here you write the real thing, on the 8x8 digits, in Tensor
   bit depth is reduced; its threshold is set on clean data for a chosen false-positive rate;
 * ``AdversarialDefense.evaluate_robustness``: clean accuracy, accuracy under attack, the attack
   success rate (flips among the samples that were correct before the attack) and MRS = 1 - ASR,
-  on the held-out data it is given.
+  on the held-out data it is given;
+* ``certify``: a certificate instead of a measurement, by randomized smoothing (Cohen, Rosenfeld
+  and Kolter, 2019): for each input, the class the classifier picks most often under Gaussian
+  noise and an L2 radius within which no perturbation can change that answer, or an abstention.
 
 Everything that runs inside the training step (``pgd_step``, ``perturb``, ``_train_step``) is
 compiled by ``tf.function``, so write it with TensorFlow operations (``tf.sign``,
@@ -31,8 +34,11 @@ PGD, not yours: a weak attack cannot make a model look robust.
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.stats import beta, norm
 
 from mlsec_lessons.models import small_cnn
+
+ABSTAIN = -1  # certify's class for an input it abstains on
 
 
 def loss_per_example(model, x, y):
@@ -248,3 +254,84 @@ class AdversarialDefense:
         X, y = self._check(X_test, y_test)
         X_adv = np.asarray((attack or self.adversarial_examples)(model, X, y))
         raise NotImplementedError("Predict on the clean and on the attacked inputs; the attack succeeds only on samples that were right before it, and robustness is what survives. Pitfall: a sample the model already got wrong is no success of the attack, so this is not one minus the ratio of the two accuracies.")
+
+
+# ---------------------------------------------------------------------- certified robustness
+def noisy_labels(classify, x, sigma, num, rng):
+    """``classify``'s labels for ``num`` copies of the one input ``x``, each with its own fresh
+    Gaussian noise ``N(0, sigma^2 I)`` drawn from ``rng``: one call of ``classify`` on a batch of
+    shape ``(num, *x.shape)``. Returns ``num`` integer labels."""
+    batch = x + rng.normal(0.0, sigma, size=(num, *x.shape)).astype(np.float32)
+    labels = np.asarray(classify(batch)).astype(np.int64)
+    if labels.shape != (num,):
+        raise ValueError(f"classify must return one label per input of the batch ({num}), got shape {labels.shape}")
+    return labels
+
+
+def certify(classify, X, sigma, *, n0=100, n=1000, alpha=0.001, seed=0):
+    """Certify each row of ``X`` by randomized smoothing: CERTIFY of Cohen, Rosenfeld and Kolter (2019).
+
+    The smoothed classifier ``g(x)`` answers the class that the base classifier ``classify`` picks
+    most often for ``x + e``, ``e ~ N(0, sigma^2 I)``. If that class has probability at least
+    ``pA > 1/2``, no perturbation with ``||delta||_2 < sigma * Phi^-1(pA)`` changes ``g``'s answer.
+    ``pA`` is unknown, so it is bounded from Monte-Carlo samples, for each row ``x`` of ``X``:
+
+    1. **Selection.** ``n0`` noisy copies of ``x`` (:func:`noisy_labels`); the top class ``cA`` is
+       the label they give most often (a tie goes to the smallest label, as ``np.argmax`` does).
+    2. **Estimation.** ``n`` *fresh* noisy copies, drawn after the selection ones; ``k`` of them are
+       labelled ``cA``. The selection samples are never counted here: the class was picked because
+       it did well on them, so counting them again biases the bound upwards.
+    3. **The bound.** ``p_lower``, the one-sided ``(1 - alpha)`` Clopper-Pearson lower bound on
+       ``pA``: the ``alpha`` quantile of ``Beta(k, n - k + 1)``, and 0 when ``k = 0``. It is
+       one-sided at level ``alpha``, not the lower end of a two-sided interval (that is the bound
+       at ``alpha / 2``), and never the point estimate ``k / n``.
+    4. **Abstain or certify.** If ``p_lower <= 1/2`` the row is abstained on: prediction
+       ``ABSTAIN`` (-1) and radius 0 (at exactly 1/2, ``Phi^-1`` is 0 and certifies nothing). Else
+       the prediction is ``cA`` and the radius ``sigma * Phi^-1(p_lower)``.
+
+    With probability at least ``1 - alpha`` over the noise, each certified radius is a true one:
+    no larger than the distance within which ``g`` cannot change. The certificate is about ``g``,
+    the smoothed classifier, not about ``classify`` itself.
+
+    Parameters
+    ----------
+    classify : callable
+        The base classifier: ``classify(batch)`` takes an array of noisy inputs, shape
+        ``(m, *X.shape[1:])``, and returns their ``m`` labels (integers >= 0). For a Keras model,
+        ``lambda batch: predict_labels(model, batch)``.
+    X : array, shape (rows, ...)
+        The inputs, one per row; at least one row, none of them empty.
+    sigma : float, > 0
+        The standard deviation of the Gaussian noise, in pixel units.
+    n0 : int, >= 1, default=100
+        Selection samples per row (keyword-only, as are the rest).
+    n : int, >= 1, default=1000
+        Estimation samples per row.
+    alpha : float, 0 < alpha < 1, default=0.001
+        The certificate may be wrong with probability at most ``alpha``.
+    seed : int, Generator or None, default=0
+        All the noise comes from ``np.random.default_rng(seed)``, first the selection and then the
+        estimation samples of row 0, then those of row 1, ...: the same seed gives the same result.
+
+    Returns
+    -------
+    dict
+        ``prediction`` (int array, ``ABSTAIN`` where abstained), ``radius`` (float array, 0 where
+        abstained) and ``p_lower`` (float array, the bound of every row, abstained or not).
+
+    Raises
+    ------
+    ValueError
+        For ``sigma <= 0`` (or NaN), ``alpha`` outside ``(0, 1)``, ``n0`` or ``n`` not an integer
+        >= 1, an ``X`` that is empty, or one without a row axis (fewer than two dimensions).
+
+    Examples
+    --------
+    A classifier that answers 3 whatever the noise: ``k = n``, and ``p_lower = alpha ** (1 / n)``,
+    the largest bound ``n`` samples can give.
+
+    >>> result = certify(lambda batch: np.full(len(batch), 3), np.zeros((2, 4)), 0.5, n=1000, alpha=0.001)
+    >>> result["prediction"].tolist(), round(float(result["radius"][0]), 4)
+    ([3, 3], 1.2316)
+    """
+    raise NotImplementedError("Per row, guess the top class from one set of noisy copies, count how often a fresh set agrees, turn that count into a one-sided lower confidence bound, and abstain unless it is above one half. Pitfall: reusing the guessing samples, a two-sided interval or the plain share overstate the radius.")

@@ -14,7 +14,10 @@ attack success rate. Here you write the real thing, on the 8x8 digits, in Tensor
   bit depth is reduced; its threshold is set on clean data for a chosen false-positive rate;
 * ``AdversarialDefense.evaluate_robustness``: clean accuracy, accuracy under attack, the attack
   success rate (flips among the samples that were correct before the attack) and MRS = 1 - ASR,
-  on the held-out data it is given.
+  on the held-out data it is given;
+* ``certify``: a certificate instead of a measurement, by randomized smoothing (Cohen, Rosenfeld
+  and Kolter, 2019): for each input, the class the classifier picks most often under Gaussian
+  noise and an L2 radius within which no perturbation can change that answer, or an abstention.
 
 Everything that runs inside the training step (``pgd_step``, ``perturb``, ``_train_step``) is
 compiled by ``tf.function``, so write it with TensorFlow operations (``tf.sign``,
@@ -28,8 +31,11 @@ PGD, not yours: a weak attack cannot make a model look robust.
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.stats import beta, norm
 
 from mlsec_lessons.models import small_cnn
+
+ABSTAIN = -1  # certify's class for an input it abstains on
 
 
 def loss_per_example(model, x, y):
@@ -316,3 +322,110 @@ class AdversarialDefense:
         return {"clean_accuracy": float(np.mean(correct)), "adversarial_accuracy": float(np.mean(adv == y)),
                 "attack_success_rate": asr, "model_robustness_score": 1.0 - asr}
         ### END SOLUTION
+
+
+# ---------------------------------------------------------------------- certified robustness
+def noisy_labels(classify, x, sigma, num, rng):
+    """``classify``'s labels for ``num`` copies of the one input ``x``, each with its own fresh
+    Gaussian noise ``N(0, sigma^2 I)`` drawn from ``rng``: one call of ``classify`` on a batch of
+    shape ``(num, *x.shape)``. Returns ``num`` integer labels."""
+    batch = x + rng.normal(0.0, sigma, size=(num, *x.shape)).astype(np.float32)
+    labels = np.asarray(classify(batch)).astype(np.int64)
+    if labels.shape != (num,):
+        raise ValueError(f"classify must return one label per input of the batch ({num}), got shape {labels.shape}")
+    return labels
+
+
+def certify(classify, X, sigma, *, n0=100, n=1000, alpha=0.001, seed=0):
+    """Certify each row of ``X`` by randomized smoothing: CERTIFY of Cohen, Rosenfeld and Kolter (2019).
+
+    The smoothed classifier ``g(x)`` answers the class that the base classifier ``classify`` picks
+    most often for ``x + e``, ``e ~ N(0, sigma^2 I)``. If that class has probability at least
+    ``pA > 1/2``, no perturbation with ``||delta||_2 < sigma * Phi^-1(pA)`` changes ``g``'s answer.
+    ``pA`` is unknown, so it is bounded from Monte-Carlo samples, for each row ``x`` of ``X``:
+
+    1. **Selection.** ``n0`` noisy copies of ``x`` (:func:`noisy_labels`); the top class ``cA`` is
+       the label they give most often (a tie goes to the smallest label, as ``np.argmax`` does).
+    2. **Estimation.** ``n`` *fresh* noisy copies, drawn after the selection ones; ``k`` of them are
+       labelled ``cA``. The selection samples are never counted here: the class was picked because
+       it did well on them, so counting them again biases the bound upwards.
+    3. **The bound.** ``p_lower``, the one-sided ``(1 - alpha)`` Clopper-Pearson lower bound on
+       ``pA``: the ``alpha`` quantile of ``Beta(k, n - k + 1)``, and 0 when ``k = 0``. It is
+       one-sided at level ``alpha``, not the lower end of a two-sided interval (that is the bound
+       at ``alpha / 2``), and never the point estimate ``k / n``.
+    4. **Abstain or certify.** If ``p_lower <= 1/2`` the row is abstained on: prediction
+       ``ABSTAIN`` (-1) and radius 0 (at exactly 1/2, ``Phi^-1`` is 0 and certifies nothing). Else
+       the prediction is ``cA`` and the radius ``sigma * Phi^-1(p_lower)``.
+
+    With probability at least ``1 - alpha`` over the noise, each certified radius is a true one:
+    no larger than the distance within which ``g`` cannot change. The certificate is about ``g``,
+    the smoothed classifier, not about ``classify`` itself.
+
+    Parameters
+    ----------
+    classify : callable
+        The base classifier: ``classify(batch)`` takes an array of noisy inputs, shape
+        ``(m, *X.shape[1:])``, and returns their ``m`` labels (integers >= 0). For a Keras model,
+        ``lambda batch: predict_labels(model, batch)``.
+    X : array, shape (rows, ...)
+        The inputs, one per row; at least one row, none of them empty.
+    sigma : float, > 0
+        The standard deviation of the Gaussian noise, in pixel units.
+    n0 : int, >= 1, default=100
+        Selection samples per row (keyword-only, as are the rest).
+    n : int, >= 1, default=1000
+        Estimation samples per row.
+    alpha : float, 0 < alpha < 1, default=0.001
+        The certificate may be wrong with probability at most ``alpha``.
+    seed : int, Generator or None, default=0
+        All the noise comes from ``np.random.default_rng(seed)``, first the selection and then the
+        estimation samples of row 0, then those of row 1, ...: the same seed gives the same result.
+
+    Returns
+    -------
+    dict
+        ``prediction`` (int array, ``ABSTAIN`` where abstained), ``radius`` (float array, 0 where
+        abstained) and ``p_lower`` (float array, the bound of every row, abstained or not).
+
+    Raises
+    ------
+    ValueError
+        For ``sigma <= 0`` (or NaN), ``alpha`` outside ``(0, 1)``, ``n0`` or ``n`` not an integer
+        >= 1, an ``X`` that is empty, or one without a row axis (fewer than two dimensions).
+
+    Examples
+    --------
+    A classifier that answers 3 whatever the noise: ``k = n``, and ``p_lower = alpha ** (1 / n)``,
+    the largest bound ``n`` samples can give.
+
+    >>> result = certify(lambda batch: np.full(len(batch), 3), np.zeros((2, 4)), 0.5, n=1000, alpha=0.001)
+    >>> result["prediction"].tolist(), round(float(result["radius"][0]), 4)
+    ([3, 3], 1.2316)
+    """
+    ### BEGIN SOLUTION hint: Per row, guess the top class from one set of noisy copies, count how often a fresh set agrees, turn that count into a one-sided lower confidence bound, and abstain unless it is above one half. Pitfall: reusing the guessing samples, a two-sided interval or the plain share overstate the radius.
+    ### HINT 2: ValueError unless sigma > 0 and 0 < alpha < 1, unless n0 and n are ints >= 1, and for an X with X.ndim < 2 or X.size == 0; rng = np.random.default_rng(seed); per row: top = np.argmax(np.bincount(noisy_labels(classify, x, sigma, n0, rng))), then k = np.sum(noisy_labels(classify, x, sigma, n, rng) == top); p_lower = beta.ppf(alpha, k, n - k + 1) (0 when k == 0); abstain when p_lower <= 0.5, else radius sigma * norm.ppf(p_lower)
+    if not sigma > 0:  # also refuses NaN
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if not 0 < alpha < 1:  # also refuses NaN
+        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    for name, value in (("n0", n0), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim < 2 or X.size == 0:
+        raise ValueError(f"X must hold one or more non-empty inputs, one per row, got shape {X.shape}")
+    rng = np.random.default_rng(seed)
+    prediction = np.full(len(X), ABSTAIN, dtype=np.int64)
+    radius, p_lower = np.zeros(len(X)), np.zeros(len(X))
+    for i, x in enumerate(X):
+        selection = noisy_labels(classify, x, sigma, n0, rng)
+        top = int(np.argmax(np.bincount(selection)))  # the guess, from the selection samples alone
+        estimation = noisy_labels(classify, x, sigma, n, rng)  # fresh: the guess does not bias the count
+        k = int(np.sum(estimation == top))
+        # one-sided Clopper-Pearson: the pA at which k or more hits of n have probability alpha
+        p_lower[i] = beta.ppf(alpha, k, n - k + 1) if k > 0 else 0.0
+        if p_lower[i] <= 0.5:  # abstain: Phi^-1(1/2) = 0, a bound of one half certifies nothing
+            continue
+        prediction[i], radius[i] = top, sigma * norm.ppf(p_lower[i])
+    return {"prediction": prediction, "radius": radius, "p_lower": p_lower}
+    ### END SOLUTION

@@ -17,6 +17,7 @@ def test_solution_scores_full_marks():
 
 
 TRAIN_STEP = ["train_step_updates_on_pgd_examples", "train_step_returns_the_loss_on_pgd_examples"]
+CERTIFY_BOUND = ["certify_bound_is_one_sided_at_alpha", "certify_matches_certify_on_its_own_samples"]
 
 # mistake: (text in the solution, its wrong replacement, the checks to run, the one that must fail)
 WRONG = {
@@ -93,6 +94,48 @@ WRONG = {
         "p_squeezed = tf.nn.softmax(self.detector_model_(self.squeeze(X), training=False))",
         "p_squeezed = tf.nn.softmax(self.detector_model_(X, training=False))",
         ["detector_score_matches_reference"], "detector_score_matches_reference"),
+    # certify (randomized smoothing), on classifiers the judge passes as callables
+    "certify with the point estimate k / n for the bound": (
+        "p_lower[i] = beta.ppf(alpha, k, n - k + 1) if k > 0 else 0.0", "p_lower[i] = k / n",
+        CERTIFY_BOUND, "certify_bound_is_one_sided_at_alpha"),
+    "certify with the two-sided interval's lower end": (
+        "beta.ppf(alpha, k, n - k + 1) if k > 0", "beta.ppf(alpha / 2, k, n - k + 1) if k > 0",
+        CERTIFY_BOUND, "certify_bound_is_one_sided_at_alpha"),
+    "certify with Beta(k, n - k), one off in the count of misses": (
+        "beta.ppf(alpha, k, n - k + 1) if k > 0", "beta.ppf(alpha, k, n - k) if k > 0",
+        CERTIFY_BOUND, "certify_matches_certify_on_its_own_samples"),
+    "certify counts one hit too many": (
+        "k = int(np.sum(estimation == top))", "k = min(int(np.sum(estimation == top)) + 1, n)",
+        CERTIFY_BOUND, "certify_matches_certify_on_its_own_samples"),
+    "certify certifies at p_lower = 1/2 (< for <=)": (
+        "if p_lower[i] <= 0.5:", "if p_lower[i] < 0.5:",
+        ["certify_abstains_when_the_bound_is_exactly_one_half"], "certify_abstains_when_the_bound_is_exactly_one_half"),
+    "certify reuses the selection samples for the estimation": (
+        "estimation = noisy_labels(classify, x, sigma, n, rng)",
+        "estimation = np.concatenate([selection, noisy_labels(classify, x, sigma, n, rng)])[:n]",
+        ["certify_picks_the_class_from_the_selection_samples", "certify_matches_certify_on_its_own_samples"],
+        "certify_picks_the_class_from_the_selection_samples"),
+    "certify picks the class from the estimation samples": (
+        "top = int(np.argmax(np.bincount(selection)))",
+        "top = int(np.argmax(np.bincount(noisy_labels(classify, x, sigma, n, rng))))",
+        ["certify_picks_the_class_from_the_selection_samples"], "certify_picks_the_class_from_the_selection_samples"),
+    "certify without the alpha check": (
+        "if not 0 < alpha < 1:  # also refuses NaN", "if False:",
+        ["certify_rejects_bad_input"], "certify_rejects_bad_input"),
+    "certify without the sigma check": (
+        "if not sigma > 0:  # also refuses NaN", "if False:",
+        ["certify_rejects_bad_input"], "certify_rejects_bad_input"),
+    "certify without the shape check": (
+        "if X.ndim < 2 or X.size == 0:", "if False:",
+        ["certify_rejects_bad_input"], "certify_rejects_bad_input"),
+    "certify's radius without sigma": (
+        "prediction[i], radius[i] = top, sigma * norm.ppf(p_lower[i])",
+        "prediction[i], radius[i] = top, norm.ppf(p_lower[i])",
+        ["certify_radius_is_at_most_the_true_radius_and_close", "certify_matches_certify_on_its_own_samples"],
+        "certify_radius_is_at_most_the_true_radius_and_close"),
+    "certify ignores the seed": (
+        "rng = np.random.default_rng(seed)\n    prediction", "rng = np.random.default_rng()\n    prediction",
+        ["certify_is_reproducible_with_a_seed"], "certify_is_reproducible_with_a_seed"),
 }
 
 
@@ -121,6 +164,22 @@ LIBRARY = {
         "        return preprocessing.transform(preprocessing.feature_squeezing(self.squeeze_bits, self.clip), X)\n"
         "        lo, hi = self.clip\n        levels = 2 ** self.squeeze_bits - 1\n",
         "squeeze_matches_reference"),
+    "certify by the library's randomized smoothing": (
+        "    rng = np.random.default_rng(seed)\n    prediction",
+        "    from mlsec_lessons.defenses import smoothing\n\n"
+        "    class Base:  # classify, with the interface of a Keras model\n"
+        "        output_shape = (None, 10)\n\n"
+        "        def predict(self, batch, batch_size=None, verbose=0):\n"
+        "            return np.eye(10)[classify(batch)]\n\n"
+        "    cert = smoothing.certify(Base(), X, sigma, n0=n0, n=n, alpha=alpha, seed=seed)\n"
+        "    return {\"prediction\": cert.prediction, \"radius\": cert.radius, \"p_lower\": cert.p_lower}\n"
+        "    rng = np.random.default_rng(seed)\n    prediction",
+        "certify_matches_certify_on_its_own_samples"),
+    "certify's bound by the library's Clopper-Pearson interval": (
+        "p_lower[i] = beta.ppf(alpha, k, n - k + 1) if k > 0 else 0.0",
+        "from mlsec_lessons.privacy_attacks.auditing import clopper_pearson\n"
+        "        p_lower[i] = clopper_pearson(k, n, alpha=2 * alpha)[0]",
+        "certify_matches_certify_on_its_own_samples"),
 }
 
 
@@ -136,3 +195,75 @@ def test_library_answers_earn_nothing(cheat, graded_variants):
     report = graded_variants("ex1", VARIANTS)[cheat]
     assert check in report.failed(), f"{cheat}: {check} still passes"
     assert "from the course library" in report.failed()[check], report.failed()[check]
+
+
+# --------------------------------------------------------------------------- certify's oracles, checked
+def test_certify_oracle_bound_is_scipys_one_sided_clopper_pearson():
+    """The judge's bound is scipy's one-sided exact interval at 1 - alpha, the lower end of the
+    library's two-sided interval at 2 alpha, and alpha ** (1 / n) when all n samples agree."""
+    import warnings
+
+    from scipy.stats import binomtest
+
+    from mlsec_lessons.privacy_attacks.auditing import clopper_pearson
+
+    with warnings.catch_warnings():  # the checks' points mark belongs to the grader's plugin, not to this run
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        from mlsec_lessons.grading.checks.ex1_adversarial_defense import one_sided
+
+    for n, alpha in [(1, 0.5), (2, 0.25), (1, 0.6), (50, 0.01), (400, 0.001), (1000, 1e-6)]:
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            want = binomtest(k, n, alternative="greater").proportion_ci(confidence_level=1 - alpha).low
+            assert one_sided(k, n, alpha) == pytest.approx(want, rel=1e-9, abs=1e-12), (k, n, alpha)
+            if alpha < 0.5:  # the library's two-sided interval needs 2 alpha < 1
+                assert one_sided(k, n, alpha) == pytest.approx(float(clopper_pearson(k, n, 2 * alpha)[0]), rel=1e-12)
+        assert one_sided(n, n, alpha) == pytest.approx(alpha ** (1 / n), rel=1e-12)
+
+
+def _reference():
+    import importlib.util
+
+    from mlsec_lessons.grading.exercises import solution_file
+
+    spec = importlib.util.spec_from_file_location("_ex1_reference", solution_file("ex1_adversarial_defense"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_certify_agrees_with_the_library_and_the_closed_form():
+    """The reference's certify beside the library's ``smoothing.certify`` (cross-checked against
+    ART in tests/test_smoothing.py): equal where the noise cannot matter, within Monte-Carlo error
+    on a linear classifier, and both at most its exact radius, the distance to the boundary."""
+    import numpy as np
+
+    from mlsec_lessons.defenses import smoothing
+
+    class Base:  # a callable classifier with the interface the library's certify expects
+        output_shape = (None, 10)
+
+        def __init__(self, rule):
+            self.rule = rule
+
+        def predict(self, batch, batch_size=None, verbose=0):
+            return np.eye(10)[self.rule(batch.reshape(len(batch), -1))]
+
+    ref = _reference()
+    always_3 = lambda batch: np.full(len(batch), 3)  # noqa: E731
+    ours = ref.certify(always_3, np.zeros((2, 8, 8, 1)), 0.5, n0=10, n=500, alpha=0.001)
+    theirs = smoothing.certify(Base(always_3), np.zeros((2, 8, 8, 1)), 0.5, n0=10, n=500, alpha=0.001)
+    np.testing.assert_array_equal(ours["prediction"], theirs.prediction)
+    np.testing.assert_allclose(ours["p_lower"], theirs.p_lower, rtol=1e-12)
+    np.testing.assert_allclose(ours["radius"], theirs.radius, rtol=1e-12)
+
+    sigma, distances = 0.25, np.array([0.1, 0.25, 0.4, -0.3])
+    X = np.zeros((len(distances), 8, 8, 1), dtype=np.float32)
+    X[:, 0, 0, 0] = distances
+    linear = lambda batch: np.where(np.reshape(batch, (len(batch), -1))[:, 0] > 0, 1, 0)  # noqa: E731
+    ours = ref.certify(linear, X, sigma, n0=100, n=20_000, alpha=0.001, seed=0)
+    theirs = smoothing.certify(Base(linear), X, sigma, n0=100, n=20_000, alpha=0.001, seed=0)
+    np.testing.assert_array_equal(ours["prediction"], np.where(distances > 0, 1, 0))
+    np.testing.assert_array_equal(ours["prediction"], theirs.prediction)
+    assert np.all(ours["radius"] <= np.abs(distances)) and np.all(theirs.radius <= np.abs(distances))
+    np.testing.assert_allclose(ours["radius"], theirs.radius, atol=0.05 * sigma)
+    np.testing.assert_allclose(ours["radius"], np.abs(distances), atol=0.2 * sigma)

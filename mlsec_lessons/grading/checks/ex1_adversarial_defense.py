@@ -17,7 +17,14 @@
   the reference's robust model it has at least the reference's detection rate, at no more than
   its false-positive rate, on held-out data;
 * the report of ``evaluate_robustness`` on a fixed model and a fixed attack: the same numbers
-  as the reference's.
+  as the reference's;
+* ``certify`` (randomized smoothing), on classifiers the judge passes as callables: each noisy
+  batch comes back to the judge, which records it, so the judge knows every label the student's
+  code saw and recomputes CERTIFY from them exactly (the class from the first ``n0`` samples of a
+  row, the one-sided Clopper-Pearson bound from the next ``n``); on a linear rule, whose smoothed
+  radius is known in closed form (the distance to the boundary), the radius is at most the true
+  one and close to it; the boundary ``p_lower = 1/2``, the seed and the argument checks each have
+  their own check.
 
 Training is the expensive part, so each robust model is trained once (module-scoped fixtures).
 A check that needs the reference model first calls the student's code on something cheap, so
@@ -27,6 +34,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy.stats import beta, norm
 
 from mlsec_lessons.data import load_digits
 from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
@@ -37,7 +45,8 @@ from mlsec_lessons.models import compile_for_training, small_cnn
 # the library's answers to this exercise (the data loaders and models stay allowed)
 OFF_LIMITS = {"mlsec_lessons.attacks": "*", "mlsec_lessons.art_bridge": "*", "mlsec_lessons.metrics": "*",
               "mlsec_lessons.defenses.adversarial_training": "*", "mlsec_lessons.defenses.detection": "*",
-              "mlsec_lessons.defenses.preprocessing": "*", "mlsec_lessons.defenses.evaluation": "*"}
+              "mlsec_lessons.defenses.preprocessing": "*", "mlsec_lessons.defenses.evaluation": "*",
+              "mlsec_lessons.defenses.smoothing": "*", "mlsec_lessons.privacy_attacks.auditing": ["clopper_pearson"]}
 
 TIME_LIMIT = 150  # seconds for the whole run; the solution needs about 30 on a laptop
 CHECK_TIME_LIMIT = 60  # one check, including the training its fixtures do
@@ -554,3 +563,323 @@ def test_evaluate_with_its_own_attack_matches_reference(impl, ref, request, tiny
     assert abs(got - want) <= 0.05, (
         f"evaluate_robustness with its own PGD reports adversarial_accuracy {got:.3f} for the reference's robust "
         f"model on the held-out digits, the reference {want:.3f}: attack with perturb, then compare predictions")
+
+
+# --------------------------------------------------------------------------- certify (randomized smoothing)
+ABSTAIN = -1
+SPACING = 1000.0  # rows this far apart (in the first feature) cannot lend each other a noisy copy
+
+
+class Recorder:
+    """A base classifier for ``certify``, passed as its bound method ``classify``: every batch the
+    student's code sends comes back here (a callback), and is kept with the labels given, in order.
+
+    ``rule(batch)`` gives the labels; ``rows`` are the rows of ``X``. :meth:`per_row` gives each row
+    its noisy copies (each copy goes to its nearest row) and their labels, in the order drawn."""
+
+    def __init__(self, rule, rows):
+        self.rule, self.rows = rule, np.asarray(rows, dtype=float)
+        self.batches, self.labels = [], []
+
+    def classify(self, batch):
+        batch = np.asarray(batch, dtype=float)
+        if batch.ndim != self.rows.ndim or batch.shape[1:] != self.rows.shape[1:]:
+            raise ValueError(f"classify takes a batch of noisy inputs, shape (m, *X.shape[1:]) = (m, "
+                             f"{', '.join(map(str, self.rows.shape[1:]))}), got shape {batch.shape}")
+        labels = np.asarray(self.rule(batch), dtype=np.int64)
+        self.batches.append(batch)
+        self.labels.append(labels)
+        return labels
+
+    def per_row(self):
+        """``[(noise, labels)]``, one pair per row of ``X``: the copies drawn around it, minus it."""
+        if not self.batches:
+            return [(np.zeros((0, *self.rows.shape[1:])), np.zeros(0, dtype=np.int64)) for _ in self.rows]
+        copies, labels = np.concatenate(self.batches), np.concatenate(self.labels)
+        flat, centres = copies.reshape(len(copies), -1), self.rows.reshape(len(self.rows), -1)
+        nearest = np.argmin(((flat[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
+        return [(copies[nearest == i] - self.rows[i], labels[nearest == i]) for i in range(len(self.rows))]
+
+
+def linear_rows(distances, sigma, spacing=SPACING):
+    """Rows ``(i * spacing, d_i)``: the second feature is the signed distance to the boundary of
+    :func:`linear_rule` (its normal is the unit vector (0, 1)); the first keeps the rows apart."""
+    return np.array([[i * spacing, d] for i, d in enumerate(distances)], dtype=np.float32)
+
+
+def linear_rule(batch):
+    """Class 7 on the positive side of the line ``z_2 = 0``, class 2 on the other: under noise
+    ``N(0, sigma^2 I)`` a row at signed distance ``d`` is labelled 7 with probability
+    ``Phi(d / sigma)``, so the smoothed classifier's exact L2 radius there is ``|d|``."""
+    return np.where(batch[:, 1] > 0, 7, 2)
+
+
+def constant_rule(batch):
+    return np.full(len(batch), 4)
+
+
+def run_certify(impl, recorder, X, sigma, **options):
+    """``impl.certify(recorder.classify, X, sigma, **options)``, its result checked to be a dict of
+    three arrays with one value per row; returned as (prediction, radius, p_lower)."""
+    result = impl.certify(recorder.classify, X, sigma, **options)
+    keys = ("prediction", "radius", "p_lower")
+    assert isinstance(result, dict) and set(keys) <= set(result), (
+        f"certify must return a dict with the keys {', '.join(keys)}, got {show(result)}")
+    arrays = []
+    for key in keys:
+        try:
+            value = np.asarray(result[key], dtype=float)
+        except (TypeError, ValueError):
+            value = None
+        assert value is not None and value.shape == (len(X),), (
+            f"certify(...)['{key}'] must hold one number per row of X ({len(X)}), got {show(result[key])}")
+        arrays.append(value)
+    return tuple(arrays)
+
+
+def one_sided(k, n, alpha):
+    """The one-sided (1 - alpha) Clopper-Pearson lower bound on p from k hits in n: the p at which
+    k or more hits have probability alpha, the alpha quantile of Beta(k, n - k + 1), 0 for k = 0
+    (tests/test_grading_ex1.py checks it against scipy's binomtest and the library's interval)."""
+    with np.errstate(invalid="ignore"):
+        return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def expected_certificate(labels, sigma, n0, n, alpha):
+    """CERTIFY on the labels of one row, in the order drawn: ``(prediction, radius, p_lower)``."""
+    top = int(np.argmax(np.bincount(labels[:n0])))
+    k = int(np.sum(labels[n0:n0 + n] == top))
+    p_lower = one_sided(k, n, alpha)
+    if p_lower <= 0.5:
+        return ABSTAIN, 0.0, p_lower
+    return top, sigma * float(norm.ppf(p_lower)), p_lower
+
+
+def diagnose_bound(got, labels, top, sigma, n0, n, alpha):
+    """Why a row's ``p_lower`` (or radius) differs from the one-sided bound: the known mistakes."""
+    selection, estimation = labels[:n0], labels[n0:n0 + n]
+    k = int(np.sum(estimation == top))
+    with np.errstate(all="ignore"):
+        known = [(one_sided(k, n, alpha / 2), "that is the lower end of a two-sided interval (the bound at "
+                                              "alpha / 2); CERTIFY's bound is one-sided, at alpha itself"),
+                 (k / n, "that is the point estimate k / n; the certificate needs a lower confidence bound"),
+                 (float(beta.ppf(alpha, k, n - k)) if k < n else np.nan,
+                  "that is the alpha quantile of Beta(k, n - k): the one-sided bound is that of Beta(k, n - k + 1)"),
+                 (float(beta.ppf(alpha, k + 1, n - k)) if k < n else np.nan,
+                  "that is the alpha quantile of Beta(k + 1, n - k): the one-sided bound is that of Beta(k, n - k + 1)"),
+                 (one_sided(int(np.sum(labels[:n] == top)), n, alpha),
+                  "that counts the selection samples too: count the top class among the n fresh estimation "
+                  "samples only"),
+                 (one_sided(int(np.sum(selection == top)), n0, alpha),
+                  "that is the bound from the n0 selection samples: estimate from n fresh samples")]
+    return next((why for value, why in known if np.isclose(got, value, rtol=1e-6, atol=1e-9)),
+                "the one-sided (1 - alpha) Clopper-Pearson lower bound: the alpha quantile of Beta(k, n - k + 1), "
+                "k being how many of the n estimation samples the top class got")
+
+
+def expect_certificates(got, recorder, sigma, n0, n, alpha, call):
+    """Assert that ``got`` = (prediction, radius, p_lower) is CERTIFY on the samples ``recorder`` saw."""
+    prediction, radius, p_lower = got
+    for i, (_, labels) in enumerate(recorder.per_row()):
+        assert len(labels) == n0 + n, (
+            f"{call} drew {len(labels)} noisy copies of row {i}; CERTIFY draws n0 = {n0} for the selection, then "
+            f"n = {n} fresh ones for the estimation, {n0 + n} in all")
+        want_class, want_radius, want_p = expected_certificate(labels, sigma, n0, n, alpha)
+        top = int(np.argmax(np.bincount(labels[:n0])))
+        where = f"{call}, row {i}"
+        if not np.isclose(p_lower[i], want_p, rtol=1e-6, atol=1e-9):
+            k = int(np.sum(labels[n0:] == top))
+            raise AssertionError(
+                f"{where}: the top class of the {n0} selection samples is {top}, and {k} of the {n} estimation "
+                f"samples agree; p_lower is {p_lower[i]:.6g}, expected {want_p:.6g}: "
+                + diagnose_bound(p_lower[i], labels, top, sigma, n0, n, alpha))
+        assert prediction[i] == want_class, (
+            f"{where}: p_lower = {want_p:.6g} and the selection samples' top class is {top}; the prediction is "
+            f"{prediction[i]:g}, expected {want_class} "
+            + ("(abstain, -1: the bound is not above 1/2)" if want_class == ABSTAIN else
+               "(the top class of the n0 selection samples, as the bound is above 1/2)"))
+        if not np.isclose(radius[i], want_radius, rtol=1e-6, atol=1e-9):
+            why = ("the radius of an abstention is 0" if want_class == ABSTAIN else
+                   "that is Phi^-1(p_lower) without sigma: the radius is sigma * Phi^-1(p_lower)"
+                   if np.isclose(radius[i], want_radius / sigma, rtol=1e-6) else
+                   "the radius is sigma * Phi^-1(p_lower), the normal quantile (scipy.stats.norm.ppf)")
+            raise AssertionError(f"{where}: the radius is {radius[i]:.6g}, expected {want_radius:.6g}: {why}")
+
+
+@points(3)
+def test_certify_matches_certify_on_its_own_samples(impl):
+    # rows on both sides of the boundary, from hopeless (abstain) to far (a large radius)
+    sigma, n0, n, alpha = 0.5, 31, 400, 0.01  # n0 odd: two classes cannot tie in the selection
+    X = linear_rows(sigma * np.array([-1.5, -0.3, 0.05, 0.4, 1.0, 2.2]), sigma)
+    recorder = Recorder(linear_rule, X)
+    got = run_certify(impl, recorder, X, sigma, n0=n0, n=n, alpha=alpha, seed=0)
+    expect_certificates(got, recorder, sigma, n0, n, alpha,
+                        f"certify(classify, X, sigma={sigma}, n0={n0}, n={n}, alpha={alpha})")
+
+
+@points(2)
+def test_certify_radius_is_at_most_the_true_radius_and_close(impl):
+    sigma, n, alpha = 0.4, 20_000, 1e-6  # 7 rows at alpha = 1e-6: a radius above the true one is a mistake
+    distances = sigma * np.array([0.5, 1.0, 1.5, 2.0, 2.5, -1.0, -2.0])
+    X = linear_rows(distances, sigma)
+    prediction, radius, _ = run_certify(impl, Recorder(linear_rule, X), X, sigma, n0=100, n=n, alpha=alpha, seed=0)
+    call = f"certify(classify, X, sigma={sigma}, n0=100, n={n}, alpha={alpha}) on a linear classifier"
+    want = np.where(distances > 0, 7, 2)
+    assert np.array_equal(prediction, want), (
+        f"{call}: the rows lie at distances {np.round(distances, 2).tolist()} from the boundary (class 7 on the "
+        f"positive side, 2 on the other) and are far enough to certify; the predictions are "
+        f"{prediction.astype(int).tolist()}, expected {want.tolist()}")
+    true = np.abs(distances)  # P(class) = Phi(|d| / sigma) there, so sigma * Phi^-1(pA) = |d|
+    over = np.flatnonzero(radius > true + 1e-9)
+    assert not len(over), (
+        f"{call}: the certified radius of row {over[0]} is {radius[over[0]]:.4g}, more than the true radius "
+        f"{true[over[0]]:.4g} (its distance to the boundary; the smoothed classifier changes its answer there). "
+        f"Radii {np.round(radius, 3).tolist()}, true {np.round(true, 3).tolist()}: "
+        + ("the radius is sigma * Phi^-1(p_lower), with sigma" if np.all(radius > true * 1.5) else
+           "the radius must come from a lower confidence bound on pA, not from the estimate k / n"))
+    short = np.flatnonzero(radius < true - 0.25 * sigma)
+    assert not len(short), (
+        f"{call}: with n = {n} samples the radius of row {short[0]} should be within 0.25 sigma of the true "
+        f"radius {true[short[0]]:.4g}, got {radius[short[0]]:.4g}; radii {np.round(radius, 3).tolist()}: the "
+        "one-sided bound at alpha, on the n estimation samples, gives a radius close to the true one")
+
+
+@points(1)
+def test_certify_bound_is_one_sided_at_alpha(impl):
+    # a classifier that never changes its answer: k = n, and the one-sided bound is alpha ** (1 / n)
+    sigma, n, alpha = 0.5, 1000, 0.001
+    X = linear_rows([0.0, 0.0, 0.0], sigma)
+    recorder = Recorder(constant_rule, X)
+    prediction, radius, p_lower = run_certify(impl, recorder, X, sigma, n0=10, n=n, alpha=alpha, seed=0)
+    want = alpha ** (1 / n)
+    call = f"certify(classify, X, sigma={sigma}, n0=10, n={n}, alpha={alpha}) for a classifier that always answers 4"
+    if not np.allclose(p_lower, want, rtol=1e-9):
+        labels = np.full(10 + n, 4)
+        raise AssertionError(f"{call}: p_lower is {show(p_lower)}, expected alpha ** (1 / n) = {want:.6g}, the "
+                             "one-sided bound when all n samples agree: "
+                             + diagnose_bound(p_lower[0], labels, 4, sigma, 10, n, alpha))
+    assert np.array_equal(prediction, [4, 4, 4]), f"{call}: the predictions are {show(prediction)}, expected [4, 4, 4]"
+    expect_close(radius, np.full(3, sigma * norm.ppf(want)), f"{call}['radius']", "sigma * Phi^-1(p_lower)")
+
+
+@points(1)
+def test_certify_abstains_when_the_bound_is_exactly_one_half(impl):
+    sigma = 0.5
+    X = linear_rows([0.0], sigma)
+    # all samples agree, so the one-sided bound is alpha ** (1 / n): exactly 1/2 for these two
+    for n, alpha in ((1, 0.5), (2, 0.25)):
+        prediction, radius, p_lower = run_certify(impl, Recorder(constant_rule, X), X, sigma, n0=1, n=n,
+                                                  alpha=alpha, seed=0)
+        call = f"certify(classify, X, sigma={sigma}, n0=1, n={n}, alpha={alpha}) for a classifier that always answers 4"
+        expect_close(p_lower, [0.5], f"{call}['p_lower']", f"alpha ** (1 / n) = {alpha} ** (1 / {n}) = 0.5")
+        assert prediction[0] == ABSTAIN and radius[0] == 0, (
+            f"{call}: p_lower is exactly 1/2, and the result is class {prediction[0]:g} with radius {radius[0]:.4g}; "
+            "CERTIFY abstains (class -1, radius 0) unless p_lower > 1/2: Phi^-1(1/2) = 0 certifies nothing")
+    # just above one half: certified, with a small radius
+    prediction, radius, _ = run_certify(impl, Recorder(constant_rule, X), X, sigma, n0=1, n=1, alpha=0.6, seed=0)
+    call = f"certify(classify, X, sigma={sigma}, n0=1, n=1, alpha=0.6) for a classifier that always answers 4"
+    assert prediction[0] == 4, f"{call}: p_lower = 0.6 > 1/2, so the class is 4, got {prediction[0]:g}"
+    expect_close(radius, [sigma * norm.ppf(0.6)], f"{call}['radius']", "sigma * Phi^-1(0.6)")
+
+
+@points(1)
+def test_certify_picks_the_class_from_the_selection_samples(impl):
+    # the first n0 copies of the row are labelled 1, every later one 2: the selection says 1, and
+    # not one fresh estimation sample agrees, so CERTIFY abstains with p_lower = 0
+    n0 = n = 50
+    sigma = 0.5
+    X = linear_rows([0.0], sigma)
+    seen = []
+
+    def first_n0_say_one(batch):
+        labels = np.where(np.arange(len(seen), len(seen) + len(batch)) < n0, 1, 2)
+        seen.extend(labels)
+        return labels
+
+    prediction, radius, p_lower = run_certify(impl, Recorder(first_n0_say_one, X), X, sigma, n0=n0, n=n, alpha=0.01,
+                                              seed=0)
+    call = (f"certify(classify, X, sigma={sigma}, n0={n0}, n={n}) for a classifier that answers 1 for the first "
+            f"{n0} noisy copies and 2 for every later one")
+    if prediction[0] == 2:
+        why = ("the class came from the estimation samples: pick it from the n0 selection samples, then count it "
+               "among the n fresh ones")
+    elif prediction[0] == 1:
+        why = ("the selection samples were counted in the estimation too: count the top class among n fresh "
+               "samples, drawn after the selection ones")
+    else:
+        why = "count the top class of the selection samples (1) among the n fresh estimation samples (never)"
+    assert prediction[0] == ABSTAIN and p_lower[0] == 0 and radius[0] == 0, (
+        f"{call}: expected an abstention (-1) with p_lower 0, got class {prediction[0]:g}, p_lower {p_lower[0]:.4g}: "
+        f"{why}")
+
+
+@points(1)
+def test_certify_draws_n0_then_n_fresh_gaussian_samples(impl):
+    sigma, n0, n = 0.3, 200, 2000
+    X = linear_rows([0.1, -0.2], sigma)
+    recorder = Recorder(linear_rule, X)
+    run_certify(impl, recorder, X, sigma, n0=n0, n=n, alpha=0.01, seed=0)
+    call = f"certify(classify, X, sigma={sigma}, n0={n0}, n={n})"
+    for i, (noise, _) in enumerate(recorder.per_row()):
+        assert len(noise) == n0 + n, (
+            f"{call} sent classify {len(noise)} noisy copies of row {i}; CERTIFY draws n0 = {n0} for the "
+            f"selection and n = {n} fresh ones for the estimation, {n0 + n} in all")
+        distinct = len(np.unique(noise, axis=0))
+        assert distinct == n0 + n, (
+            f"{call}: only {distinct} of the {n0 + n} noisy copies of row {i} differ: every copy has its own "
+            "noise, and the estimation samples are fresh, not the selection ones again")
+        std, mean = float(noise.std()), float(noise.mean())
+        assert abs(std - sigma) <= 0.05 * sigma and abs(mean) <= 0.05 * sigma, (
+            f"{call}: the noise added to row {i} has mean {mean:.4g} and standard deviation {std:.4g}; it is "
+            f"Gaussian, mean 0 and standard deviation sigma = {sigma}, on every feature")
+
+
+@points(1)
+def test_certify_on_a_small_cnn(impl, tiny_model, digits):
+    # a real classifier: the tiny CNN under noise, one held-out digit per call
+    sigma, n0, n, alpha = 0.25, 21, 200, 0.01
+
+    def cnn(batch):
+        return np.argmax(tiny_model(np.asarray(batch, dtype=np.float32), training=False), axis=1)
+
+    for i in range(4):
+        X = digits.x_test[i:i + 1]
+        recorder = Recorder(cnn, X)
+        got = run_certify(impl, recorder, X, sigma, n0=n0, n=n, alpha=alpha, seed=i)
+        expect_certificates(got, recorder, sigma, n0, n, alpha,
+                            f"certify(classify, X, sigma={sigma}, n0={n0}, n={n}, alpha={alpha}) on held-out digit "
+                            f"{i} (shape {X.shape}) and a small CNN")
+
+
+@points(1)
+def test_certify_is_reproducible_with_a_seed(impl):
+    sigma = 0.5
+    X = linear_rows(sigma * np.array([0.5, 0.6, 0.7, -0.5]), sigma)
+    runs = [run_certify(impl, Recorder(linear_rule, X), X, sigma, n0=31, n=300, alpha=0.01, seed=s)
+            for s in (3, 3, 4)]
+    call = f"certify(classify, X, sigma={sigma}, n0=31, n=300, alpha=0.01, seed=...)"
+    for name, a, b in zip(("prediction", "radius", "p_lower"), runs[0], runs[1]):
+        assert np.array_equal(a, b), (
+            f"{call} twice with seed=3 gave two different values of {name!r}, {show(a)} and {show(b)}: draw all the noise "
+            "from np.random.default_rng(seed), never from the global np.random")
+    assert not np.array_equal(runs[0][2], runs[2][2]), (
+        f"{call} with seed=3 and seed=4 gave the same p_lower {show(runs[0][2])}: the noise comes from "
+        "np.random.default_rng(seed)")
+
+
+@points(1)
+def test_certify_rejects_bad_input(impl):
+    X = linear_rows([0.0, 0.5], 0.5)
+    classify = Recorder(constant_rule, X).classify
+    for why, args, options in [
+        ("for sigma=0", (X, 0.0), {}), ("for sigma=-0.5", (X, -0.5), {}), ("for sigma=nan", (X, float("nan")), {}),
+        ("for alpha=0", (X, 0.5), {"alpha": 0.0}), ("for alpha=1", (X, 0.5), {"alpha": 1.0}),
+        ("for alpha=1.5", (X, 0.5), {"alpha": 1.5}),
+        ("for n0=0", (X, 0.5), {"n0": 0}), ("for n=0", (X, 0.5), {"n": 0}), ("for n=2.5", (X, 0.5), {"n": 2.5}),
+        ("for an X with no rows, shape (0, 2)", (X[:0], 0.5), {}),
+        ("for a 1-d X, shape (2,) (one input without the row axis)", (X[0], 0.5), {}),
+    ]:
+        def certify(*args, options=options):  # named as the function it calls, for the message
+            return impl.certify(classify, *args, **options)
+
+        expect_value_error(certify, why, *args)
