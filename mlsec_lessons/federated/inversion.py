@@ -117,8 +117,12 @@ def idlg_label(gradients):
     return int(np.argmin(bias))
 
 
-def _matching_objective(model, labels, observed, l2_norm_clip):
-    """``f(x) -> (distance, d distance / d x)``: the gradient-matching loss, compiled once per attack."""
+def matching_objective(model, labels, observed, l2_norm_clip=None):
+    """``f(x) -> (distance, d distance / d x)``: DLG's gradient-matching loss and its gradient, compiled.
+
+    ``distance = sum_k ||grad_k(x, labels) - observed_k||^2``. Its gradient in ``x`` differentiates a
+    gradient (the inner tape inside the outer one), which is why the model must be twice differentiable.
+    """
     variables = model.trainable_variables
     target = [tf.constant(g, tf.float32) for g in observed]
     labels = tf.constant(labels)
@@ -141,7 +145,7 @@ def _matching_objective(model, labels, observed, l2_norm_clip):
 def gradient_distance(model, images, labels, observed, l2_norm_clip=None):
     """``sum_k ||grad_k(images, labels) - observed_k||^2``: zero at the client's own images."""
     images, labels = _check_batch(model, images, labels)
-    distance, _ = _matching_objective(model, labels, observed, l2_norm_clip)(tf.constant(images))
+    distance, _ = matching_objective(model, labels, observed, l2_norm_clip)(tf.constant(images))
     return float(distance)
 
 
@@ -175,7 +179,7 @@ def invert_gradient(model, observed, labels, *, l2_norm_clip=None, max_iter=500,
     if l2_norm_clip is not None:
         l2_norm_clip = check_real(l2_norm_clip, "l2_norm_clip", min_value=0, include_boundaries="neither")
     shape = (len(labels), *model.inputs[0].shape[1:])
-    objective = _matching_objective(model, labels, observed, l2_norm_clip)
+    objective = matching_objective(model, labels, observed, l2_norm_clip)
 
     def f(v):
         distance, grad = objective(tf.constant(v.reshape(shape), tf.float32))
@@ -322,7 +326,8 @@ def plot_inversions(results, axes=None):
                                layout="constrained", squeeze=False)
     for col, r in zip(np.asarray(axes).T, results):
         col[0].imshow(r.true_image.squeeze(), cmap="gray", vmin=0, vmax=1)
-        col[0].set_title(f"{r.variant}, B={r.batch_size}\ntrue: {r.true_label}", fontsize="small")
+        name = r.variant if r.noise_multiplier is None else f"clipped, z={r.noise_multiplier:g}"
+        col[0].set_title(f"{name}, B={r.batch_size}\ntrue label {r.true_label}", fontsize="small")
         col[1].imshow(r.reconstruction.squeeze(), cmap="gray", vmin=0, vmax=1)
         col[1].set_title(f"rebuilt (label {r.label})\nMSE {r.mse:.3g}", fontsize="small")
         for ax in col:
