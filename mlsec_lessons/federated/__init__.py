@@ -6,6 +6,11 @@ partition
     Splitting a dataset among clients: IID, or label-skewed by a Dirichlet draw (non-IID).
 fedavg
     The client's local update, FedAvg and client-level DP strategies, and one experiment's history.
+attacks
+    Malicious clients: model replacement with a backdoor (Bagdasaryan et al. 2020), a sign-flipped boosted update.
+robust
+    Flower's robust strategies (FedTrimmedAvg, FedMedian, Krum, MultiKrum) and norm bounding, run in a
+    simulation or in this process on recorded replies.
 secagg
     Flower's SecAgg+ round beside the same round in the clear, and a record of what the server saw;
     client-level DP through SecAgg+ (each client clips its own update, the server noises the sum).
