@@ -4,31 +4,51 @@ Madry et al. (2018) train on the worst case inside the ball:
 
     min_theta  E_(x,y) [ max_{||delta|| <= eps} L(f_theta(x + delta), y) ]
 
-The inner max is approximated by PGD (``method="pgd"``), or by one FGSM step from a random
+The inner max is approximated by PGD (``method="pgd"``), by one FGSM step from a random
 start with step ``1.25 * eps`` (``method="fgsm_rs"``, the "fast" adversarial training of
-Wong et al., 2020). Each batch's attack and update run inside one ``tf.function``.
+Wong et al., 2020), or by plain FGSM, one step of ``eps`` from ``x`` itself (``method="fgsm"``,
+Goodfellow et al., 2015), which Wong et al. show can overfit catastrophically: the model learns
+to resist its one-step attack and falls to PGD. Each batch's attack and update run inside one
+``tf.function``; :func:`robustness_by_epoch` records FGSM and PGD accuracy after every epoch.
 """
 import contextlib
+import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import models
+from .. import attacks, models
 from ..attacks import check_budget, compiled_pgd, fgsm_rs_eps_step, sample_ball
-from ..cache import cached_fit, fingerprint
+from ..cache import cached_arrays, cached_fit, fingerprint
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet, seeded
 from ..validation import as_generator, check_choice, check_fraction, check_int, check_real
 
-METHODS = ("pgd", "fgsm_rs")
+METHODS = ("pgd", "fgsm_rs", "fgsm")
 
 
-def _attack_schedule(method, eps, steps, eps_step):
-    """(steps, step size) of the inner maximisation for each method: the attacks module's rules."""
+def attack_schedule(method, eps, *, steps=7, eps_step=None):
+    """``(random_start, steps, eps_step)`` of the training attack for each method: the attacks module's rules.
+
+    ``"fgsm"`` starts at ``x`` and takes one step of ``eps`` (a longer step from ``x`` is projected
+    back to ``eps`` anyway); ``"fgsm_rs"`` one step of ``1.25 * eps`` from a random point of the
+    ball; ``"pgd"`` ``steps`` steps of ``eps_step`` from a random point.
+
+    Examples
+    --------
+    >>> attack_schedule("fgsm", 0.1)
+    (False, 1, 0.1)
+    >>> attack_schedule("fgsm_rs", 0.1)
+    (True, 1, 0.125)
+    """
+    method = check_choice(method, "method", METHODS)
+    eps, steps, eps_step = check_budget(eps, steps=steps, eps_step=eps_step)
+    if method == "fgsm":
+        return False, 1, eps  # Goodfellow et al.: one step from x itself
     if method == "fgsm_rs":
-        return 1, fgsm_rs_eps_step(eps)  # Wong et al.: one step from a uniform random start
-    return check_budget(eps, steps=steps, eps_step=eps_step)[1:]
+        return True, 1, fgsm_rs_eps_step(eps)  # Wong et al.: one step from a uniform random start
+    return True, steps, eps_step
 
 
 def _train_step(model, optimizer, lo, hi):
@@ -54,7 +74,7 @@ def _train_step(model, optimizer, lo, hi):
 
 
 def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7, eps_step=None, epochs=20,
-                      batch_size=64, learning_rate=1e-3, seed=0, cache=True, progress=None):
+                      batch_size=64, learning_rate=1e-3, seed=0, cache=True, progress=None, on_epoch_end=None):
     """Train (or load from the cache) a model on adversarial examples crafted on the fly.
 
     Parameters
@@ -63,14 +83,16 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
         Uses ``x_train``, ``y_train``, ``input_shape``, ``n_classes`` and ``clip``.
     arch : str, default="small_cnn"
         A name from :data:`mlsec_lessons.models.ARCHITECTURES`.
-    method : {"pgd", "fgsm_rs"}, default="pgd"
-        PGD adversarial training (Madry) or FGSM from a random start (Wong et al., 2020).
+    method : {"pgd", "fgsm_rs", "fgsm"}, default="pgd"
+        PGD adversarial training (Madry), FGSM from a random start (Wong et al., 2020), or plain
+        FGSM from ``x`` (Goodfellow et al., 2015; prone to catastrophic overfitting): see
+        :func:`attack_schedule`.
     eps : float, default=0.1
         L-inf radius of the training attack.
     steps : int, default=7
-        PGD steps per batch (ignored by ``"fgsm_rs"``, which takes one).
+        PGD steps per batch (ignored by the FGSM methods, which take one).
     eps_step : float or None
-        PGD step size; ``None`` means ``2.5 * eps / steps``.
+        PGD step size; ``None`` means ``2.5 * eps / steps`` (ignored by the FGSM methods).
     epochs, batch_size : int
     learning_rate : float
         Adam's learning rate.
@@ -79,6 +101,9 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
         Load the weights if this exact training was done before; ``False`` always trains.
     progress : bool or None
         Epoch progress bar; ``None`` shows it only inside a notebook.
+    on_epoch_end : callable or None
+        ``on_epoch_end(epoch, model)`` after each epoch (0-based) of a training that runs; needs
+        ``cache=False``, since a model loaded from the cache has no epochs to report.
 
     Returns
     -------
@@ -101,21 +126,26 @@ def adversarial_train(data, arch="small_cnn", *, method="pgd", eps=0.1, steps=7,
                                     "adversarial training needs one")
     if len(data.x_train) != len(data.y_train):
         raise InvalidParameterError(f"x_train has {len(data.x_train)} rows but y_train has {len(data.y_train)}")
-    n_steps, alpha = _attack_schedule(method, eps, steps, eps_step)
+    random_start, n_steps, alpha = attack_schedule(method, eps, steps=steps, eps_step=eps_step)
+    if on_epoch_end is not None and (cache or not callable(on_epoch_end)):
+        raise InvalidParameterError("on_epoch_end must be a callable, with cache=False: a model loaded from the "
+                                    "cache has no epochs to report")
 
     def build():
         return models.compile_for_training(models.build(arch, data.input_shape, data.n_classes), learning_rate)
 
     def fit(model):
-        _fit(model, data, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress)
+        _fit(model, data, random_start, n_steps, alpha, eps, epochs, batch_size, learning_rate, seed, progress,
+             on_epoch_end)
 
     config = dict(arch=arch, method=method, eps=eps, steps=n_steps, eps_step=alpha, epochs=epochs,
                   batch_size=batch_size, learning_rate=learning_rate, data=fingerprint(data.x_train, data.y_train))
     return cached_fit(f"{data.name}-{arch}-adv", config, build, fit, seed=seed, cache=cache)
 
 
-def _fit(model, data, steps, eps_step, eps, epochs, batch_size, learning_rate, seed, progress):
-    """The training loop: each batch attacked from a random start, then one Adam step on it."""
+def _fit(model, data, random_start, steps, eps_step, eps, epochs, batch_size, learning_rate, seed, progress,
+         on_epoch_end):
+    """The training loop: each batch attacked (from a random start, or from x), then one Adam step on it."""
     lo, hi = (float(c) for c in data.clip)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)  # variables exist before tracing
@@ -125,16 +155,123 @@ def _fit(model, data, steps, eps_step, eps, epochs, batch_size, learning_rate, s
     scalars = tf.constant(eps, tf.float32), tf.constant(eps_step, tf.float32), tf.constant(steps, tf.int32)
     show = models.in_notebook() if progress is None else progress
     bar = models.EpochBar(epochs, f"adversarial training ({steps}-step attack)") if show else None
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = rng.permutation(len(x))
         for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
-            x_start = sample_ball(x[idx], eps, bounds=data.clip, seed=rng)  # the random start
+            x_start = sample_ball(x[idx], eps, bounds=data.clip, seed=rng) if random_start else x[idx]
             loss = step(x[idx], y[idx], x_start, *scalars)
         if bar is not None:
             bar.on_epoch_end(0, {"adv_loss": float(loss)})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
     if bar is not None:
         bar.on_train_end()
+
+
+# --------------------------------------------------------------------------- epoch by epoch
+def _accuracy(model, x, y):
+    """Share of ``x`` classified as ``y``, in one call of the model: ``predict``'s set-up costs more than
+    the forward pass on a few hundred digits, and this runs after every epoch."""
+    return float(np.mean(np.argmax(model(x, training=False), axis=1) == y))
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochCurve:
+    """Held-out accuracy after each epoch of one adversarial training: on clean inputs, under FGSM, under PGD.
+
+    Attributes
+    ----------
+    method : str
+        The training method (:data:`METHODS`).
+    eps : float
+        The L-inf budget of the training attack and of both evaluation attacks.
+    pgd_steps : int
+        Steps of the evaluation PGD (step ``2.5 * eps / pgd_steps``, random start).
+    clean, fgsm, pgd : ndarray of shape (epochs,)
+        Accuracy on the held-out images after epoch 1, 2, ...
+    """
+
+    method: str
+    eps: float
+    pgd_steps: int
+    clean: np.ndarray
+    fgsm: np.ndarray
+    pgd: np.ndarray
+
+    @property
+    def epochs(self):
+        """1, 2, ..., the number of epochs trained."""
+        return np.arange(1, len(self.clean) + 1)
+
+    def to_frame(self):
+        """One row per epoch: clean, FGSM and PGD accuracy, and the FGSM - PGD gap."""
+        import pandas as pd
+
+        return pd.DataFrame({"clean": self.clean, "FGSM": self.fgsm, f"PGD-{self.pgd_steps}": self.pgd,
+                             "FGSM - PGD": self.fgsm - self.pgd},
+                            index=pd.Index(self.epochs, name="epoch"))
+
+
+def robustness_by_epoch(data, x_val, y_val, arch="small_cnn", *, method="fgsm", eps=0.1, epochs=20, pgd_steps=10,
+                        batch_size=64, learning_rate=1e-3, seed=0, cache=True):
+    """Train adversarially and measure held-out FGSM and PGD accuracy after every epoch (or load the curve).
+
+    Catastrophic overfitting (Wong et al., 2020) shows only epoch by epoch: a model trained on one
+    FGSM step resists FGSM more and more while its PGD accuracy stalls or collapses. The training is
+    :func:`adversarial_train`'s (``cache=False``, with ``on_epoch_end``); the curve is what is cached.
+
+    Parameters
+    ----------
+    data : Dataset
+        Trained on ``x_train``, ``y_train``.
+    x_val, y_val : ndarray
+        Held-out images and labels the attacks run on after each epoch.
+    arch : str, default="small_cnn"
+    method : {"pgd", "fgsm_rs", "fgsm"}, default="fgsm"
+        The training method; ``"pgd"`` uses :func:`adversarial_train`'s default PGD settings.
+    eps : float, default=0.1
+        L-inf budget of the training attack and of the evaluation attacks.
+    epochs, pgd_steps, batch_size : int
+    learning_rate : float
+    seed : int
+        Seeds the training; the evaluation PGD's random start uses seed 0 every epoch.
+    cache : bool, default=True
+        Load the curve if this exact run was measured before; ``False`` always trains.
+
+    Returns
+    -------
+    (EpochCurve, Provenance)
+
+    Examples
+    --------
+    >>> curve, _ = robustness_by_epoch(d, d.x_test, d.y_test, method="fgsm", eps=0.3, epochs=30)   # doctest: +SKIP
+    >>> curve.to_frame().tail(1)                                                                # doctest: +SKIP
+    """
+    method = check_choice(method, "method", METHODS)
+    pgd_steps = check_int(pgd_steps, "pgd_steps", min_value=1)
+    x_val, y_val = np.asarray(x_val, np.float32), np.asarray(y_val)
+    if len(x_val) != len(y_val) or len(x_val) == 0:
+        raise InvalidParameterError(f"x_val ({len(x_val)} rows) and y_val ({len(y_val)}) must be non-empty and "
+                                    "of the same length")
+    train = dict(arch=arch, method=method, eps=eps, epochs=epochs, batch_size=batch_size,
+                 learning_rate=learning_rate, seed=seed)
+
+    def compute():
+        rows = []
+
+        def measure(epoch, model):
+            x_fgsm = attacks.fgsm(model, x_val, y_val, eps, bounds=data.clip)
+            x_pgd = attacks.pgd(model, x_val, y_val, eps, steps=pgd_steps, seed=0, bounds=data.clip)
+            rows.append([_accuracy(model, x, y_val) for x in (x_val, x_fgsm, x_pgd)])
+
+        adversarial_train(data, cache=False, progress=False, on_epoch_end=measure, **train)
+        return dict(zip(("clean", "fgsm", "pgd"), np.array(rows, dtype=np.float64).T))
+
+    config = dict(train, pgd_steps=pgd_steps, data=fingerprint(data.x_train, data.y_train),
+                  val=fingerprint(x_val, y_val))
+    arrays, provenance = cached_arrays(f"{data.name}-{arch}-adv-epochs", config, compute, cache=cache)
+    return EpochCurve(method, float(eps), pgd_steps, arrays["clean"], arrays["fgsm"], arrays["pgd"]), provenance
 
 
 # --------------------------------------------------------------------------- ART's trainers
