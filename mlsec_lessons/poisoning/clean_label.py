@@ -9,7 +9,8 @@ feature that still says 0: the trigger. Every label is right, so an audit of the
 to find.
 
 The control stamps the same trigger on the same images without the perturbation; the difference
-in attack success rate is what the perturbation buys.
+in attack success rate is what the perturbation buys. :func:`label_audit` is the check it passes: a
+k-nearest-neighbour vote on each label, which flags most of a dirty-label poison.
 """
 import dataclasses
 
