@@ -37,6 +37,7 @@ import tensorflow as tf
 from scipy.stats import beta, norm
 
 from mlsec_lessons.data import load_digits
+from mlsec_lessons.errors import InvalidParameterError
 from mlsec_lessons.grading.expect import expect_close, expect_value_error, show
 from mlsec_lessons.grading.plugin import kept
 from mlsec_lessons.grading.remote import seed
@@ -584,7 +585,7 @@ class Recorder:
     def classify(self, batch):
         batch = np.asarray(batch, dtype=float)
         if batch.ndim != self.rows.ndim or batch.shape[1:] != self.rows.shape[1:]:
-            raise ValueError(f"classify takes a batch of noisy inputs, shape (m, *X.shape[1:]) = (m, "
+            raise InvalidParameterError(f"classify takes a batch of noisy inputs, shape (m, *X.shape[1:]) = (m, "
                              f"{', '.join(map(str, self.rows.shape[1:]))}), got shape {batch.shape}")
         labels = np.asarray(self.rule(batch), dtype=np.int64)
         self.batches.append(batch)
@@ -645,9 +646,15 @@ def one_sided(k, n, alpha):
         return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
 
 
-def expected_certificate(labels, sigma, n0, n, alpha):
-    """CERTIFY on the labels of one row, in the order drawn: ``(prediction, radius, p_lower)``."""
-    top = int(np.argmax(np.bincount(labels[:n0])))
+def top_classes(labels, n0):
+    """The classes the selection samples (the first ``n0``) give most often: one, unless tied."""
+    counts = np.bincount(labels[:n0])
+    return [int(c) for c in np.flatnonzero(counts == counts.max())]
+
+
+def expected_certificate(labels, top, sigma, n0, n, alpha):
+    """CERTIFY on the labels of one row, in the order drawn, with the top class ``top``:
+    ``(prediction, radius, p_lower)``."""
     k = int(np.sum(labels[n0:n0 + n] == top))
     p_lower = one_sided(k, n, alpha)
     if p_lower <= 0.5:
@@ -684,8 +691,12 @@ def expect_certificates(got, recorder, sigma, n0, n, alpha, call):
         assert len(labels) == n0 + n, (
             f"{call} drew {len(labels)} noisy copies of row {i}; CERTIFY draws n0 = {n0} for the selection, then "
             f"n = {n} fresh ones for the estimation, {n0 + n} in all")
-        want_class, want_radius, want_p = expected_certificate(labels, sigma, n0, n, alpha)
-        top = int(np.argmax(np.bincount(labels[:n0])))
+        # a tie in the selection may go either way (the docstring's rule is np.argmax's, the smallest label)
+        tops = top_classes(labels, n0)
+        wants = {top: expected_certificate(labels, top, sigma, n0, n, alpha) for top in tops}
+        top = next((t for t in tops if prediction[i] == t or np.isclose(p_lower[i], wants[t][2], rtol=1e-6,
+                                                                          atol=1e-9)), tops[0])
+        want_class, want_radius, want_p = wants[top]
         where = f"{call}, row {i}"
         if not np.isclose(p_lower[i], want_p, rtol=1e-6, atol=1e-9):
             k = int(np.sum(labels[n0:] == top))
@@ -829,7 +840,8 @@ def test_certify_draws_n0_then_n_fresh_gaussian_samples(impl):
             f"{call}: only {distinct} of the {n0 + n} noisy copies of row {i} differ: every copy has its own "
             "noise, and the estimation samples are fresh, not the selection ones again")
         std, mean = float(noise.std()), float(noise.mean())
-        assert abs(std - sigma) <= 0.05 * sigma and abs(mean) <= 0.05 * sigma, (
+        # 2 x 2200 values: the standard errors are about 1 % (std) and 1.5 % (mean) of sigma
+        assert abs(std - sigma) <= 0.05 * sigma and abs(mean) <= 0.1 * sigma, (
             f"{call}: the noise added to row {i} has mean {mean:.4g} and standard deviation {std:.4g}; it is "
             f"Gaussian, mean 0 and standard deviation sigma = {sigma}, on every feature")
 
