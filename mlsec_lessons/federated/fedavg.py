@@ -321,8 +321,8 @@ def make_strategy(experiment, num_clients):
         return robust.make_aggregator(experiment.aggregator, num_clients, num_malicious=experiment.num_malicious,
                                       trim=experiment.trim, clipping_norm=experiment.clipping_norm), None
     # client-level DP needs every client to weigh the same: one client is the unit of privacy
-    base = robust.CourseFedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=num_clients,
-                               min_train_nodes=num_clients, weighted_by_key="equal-weight")
+    base = robust.RoundSeedFedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=num_clients,
+                                  min_train_nodes=num_clients, weighted_by_key="equal-weight")
     accountant = client_level_accountant(experiment, num_clients)
     strategy = DifferentialPrivacyServerSideFixedClipping(
         base, noise_multiplier=experiment.noise_multiplier, clipping_norm=experiment.clipping_norm,

@@ -62,18 +62,27 @@ class ClientReply:
         return Message(content, metadata=metadata)
 
 
-class CourseStrategy:
-    """Mixed into a Flower strategy: sends the round number with each train message (so each
-    client's shuffling is reproducible) and keeps ``received[round]``, the :class:`ClientReply`
-    list the server got in that round, before the strategy aggregates (or clips) it."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.received = {}
+class RoundSeed:
+    """Mixed into a Flower strategy: sends the round number with each train message, so each
+    client's shuffling is reproducible."""
 
     def configure_train(self, server_round, arrays, config, grid):
         config = ConfigRecord({**config, "server-round": server_round})
         return super().configure_train(server_round, arrays, config, grid)
+
+
+class RoundSeedFedAvg(RoundSeed, FedAvg):
+    """Flower's ``FedAvg`` with :class:`RoundSeed` and its own ``aggregate_train``, which Flower's
+    DP accounting requires of the strategy it wraps."""
+
+
+class CourseStrategy(RoundSeed):
+    """:class:`RoundSeed`, and ``received[round]``: the :class:`ClientReply` list the server got in
+    that round, kept before the strategy aggregates (or clips) it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.received = {}
 
     def aggregate_train(self, server_round, replies):
         replies = list(replies)
