@@ -36,6 +36,16 @@ def test_radius_is_sigma_times_phi_inverse_of_the_clopper_pearson_bound(n, sigma
     assert (cert.sigma, cert.n0, cert.n, cert.alpha) == (sigma, 10, n, 0.001)
 
 
+def test_any_alpha_in_zero_one_gives_the_one_sided_bound():
+    # the one-sided bound at alpha is the lower end of the two-sided interval at 2 alpha, which exists only for
+    # alpha < 1/2: certify must not refuse alpha >= 1/2 with the two-sided interval's error
+    for alpha in (0.3, 0.6):
+        cert = smoothing.certify(ALWAYS_3, np.zeros((1, 4)), 0.5, n0=10, n=20, alpha=alpha)
+        assert cert.p_lower[0] == pytest.approx(alpha ** (1 / 20))
+    assert smoothing.certify(ALWAYS_3, np.zeros((1, 4)), 0.5, n0=10, n=20, alpha=0.3).p_lower[0] == pytest.approx(
+        clopper_pearson(20, 20, alpha=0.6)[0])
+
+
 def test_radius_grows_with_n_and_sigma():
     x = np.zeros((1, 4))
     r = {(s, n): smoothing.certify(ALWAYS_3, x, s, n=n).radius[0] for s in (0.25, 0.5) for n in (100, 10_000)}

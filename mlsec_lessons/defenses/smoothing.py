@@ -13,11 +13,10 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from scipy.stats import binomtest, norm
+from scipy.stats import beta, binomtest, norm
 
 from .. import models
 from ..cache import cached_fit, fingerprint
-from ..privacy_attacks.auditing import clopper_pearson
 from ..validation import as_generator, check_int, check_real, check_xy
 
 ABSTAIN = -1
@@ -133,7 +132,9 @@ def certify(model, x, sigma, *, n0=100, n=1000, alpha=0.001, seed=0, batch_size=
     top = noise_counts(model, x, sigma, n0, rng=rng, batch_size=batch_size).argmax(axis=1)   # selection ...
     counts = noise_counts(model, x, sigma, n, rng=rng, batch_size=batch_size)               # ... and estimation
     n_top = counts[np.arange(len(x)), top]                # apart, so the bound is not biased by the selection
-    p_lower = clopper_pearson(n_top, n, alpha=2 * alpha)[0]   # the lower end of the two-sided 1 - 2 alpha interval
+    # the one-sided 1 - alpha Clopper-Pearson bound (the lower end of the two-sided 1 - 2 alpha interval,
+    # written directly so that any alpha in (0, 1) works, not only alpha < 1/2)
+    p_lower = np.where(n_top == 0, 0.0, beta.ppf(alpha, np.maximum(n_top, 1), n - n_top + 1))
     certified = p_lower > 0.5
     radius = np.where(certified, sigma * norm.ppf(np.where(certified, p_lower, 0.75)), 0.0)
     return Certificate(np.where(certified, top, ABSTAIN), radius, p_lower, sigma, n0, n, alpha)
