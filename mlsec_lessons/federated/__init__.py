@@ -22,6 +22,9 @@ masking
     Pairwise masking from scratch (Bonawitz et al. 2017): what Flower's SecAgg+ does inside.
 shamir
     Shamir secret sharing from scratch over the prime field 2**521 - 1: ``split`` and ``combine``.
+inversion
+    Gradient inversion (DLG, iDLG's label rule) on one client's update: the digit rebuilt from a raw
+    update, and not from a clipped and noised one, or one averaged over a large batch.
 plots
     Lesson 06's figures.
 """

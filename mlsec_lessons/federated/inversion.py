@@ -127,7 +127,7 @@ def matching_objective(model, labels, observed, l2_norm_clip=None):
     target = [tf.constant(g, tf.float32) for g in observed]
     labels = tf.constant(labels)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function  # one trace per objective: L-BFGS asks at one shape
     def objective(x):
         with tf.GradientTape() as outer:
             outer.watch(x)
