@@ -125,7 +125,7 @@ def scale_update(weights, global_weights, factor=None, *, norm=None):
     --------
     >>> import numpy as np
     >>> g, w = [np.zeros(2)], [np.array([3.0, 4.0])]
-    >>> scale_update(w, g, 10)[0].tolist(), scale_update(w, g, -1, norm=1.0)[0].tolist()
+    >>> scale_update(w, g, 10)[0].tolist(), scale_update(w, g, -1, norm=1.0)[0].round(12).tolist()
     ([30.0, 40.0], [-0.6, -0.8])
     """
     factor = 1.0 if factor is None else float(factor)
