@@ -7,6 +7,7 @@ import pytest
 from mlsec_lessons import attacks, data, models
 from mlsec_lessons.defenses import adversarial_train, art_adversarial_training, detection, evaluation
 from mlsec_lessons.defenses import preprocessing as pre
+from mlsec_lessons.errors import InvalidParameterError
 
 EPS = 0.1
 
@@ -92,6 +93,19 @@ def test_source_noise_defense_gives_no_protection(digits, clean_model):
     result = pre.evaluate_preprocessing(clean_model, pre.gaussian_noise(0.01), x, y, EPS, steps=20, eps_step=EPS / 8)
     assert abs(result.non_adaptive - _pgd_acc(clean_model, x, y)) < 0.05
     assert result.clean > 0.9
+
+
+def test_the_non_adaptive_examples_may_be_given_once_for_many_defenses(digits, clean_model):
+    x, y = digits.x_test[:100], digits.y_test[:100]
+    settings = dict(steps=10, eps_step=0.03)
+    computed = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, **settings)
+    x_pgd = attacks.pgd(clean_model, x, y, 0.15, seed=0, **settings)   # the same attack, done once outside
+    given = pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, x_non_adaptive=x_pgd,
+                                       **settings)
+    assert given == computed
+    with pytest.raises(InvalidParameterError, match="x_non_adaptive has shape"):
+        pre.evaluate_preprocessing(clean_model, pre.spatial_smoothing(3), x, y, 0.15, x_non_adaptive=x_pgd[:5],
+                                   **settings)
 
 
 def test_bpda_breaks_spatial_smoothing(digits, clean_model):

@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from ..attacks import check_norm, input_gradient, pgd, pgd_loop
+from ..errors import InvalidParameterError
 from ..models import predict_labels
 from ..records import OneRowFrame
 from ..reproducibility import quiet
@@ -132,11 +133,14 @@ class PreprocessingResult(OneRowFrame):
 
 
 def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step=None, eot_samples=1, norm=np.inf,
-                           bounds=(0.0, 1.0), seed=0):
+                           bounds=(0.0, 1.0), seed=0, x_non_adaptive=None):
     """Accuracy of ``f(t(.))``: clean, under an attack that ignores ``t``, and under the adaptive one.
 
     The non-adaptive attack is PGD against the bare model (the defense is added after the
     fact, as the source's evaluation assumes). The adaptive attack is :func:`adaptive_pgd`.
+
+    ``x_non_adaptive``, when given, is that PGD's output already computed with these settings: it does
+    not depend on the defense, so a table of defenses for one model attacks the bare model once.
 
     Returns
     -------
@@ -149,7 +153,13 @@ def evaluate_preprocessing(model, preprocessor, x, y, eps, *, steps=40, eps_step
     (0.811, 0.344, 0.193)
     """
     y = np.asarray(y)
-    x_oblivious = pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
+    if x_non_adaptive is None:
+        x_oblivious = pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, bounds=bounds, seed=seed)
+    else:
+        x_oblivious = np.asarray(x_non_adaptive, dtype=np.float32)
+        if x_oblivious.shape != np.shape(x):
+            raise InvalidParameterError(f"x_non_adaptive has shape {x_oblivious.shape}, x has {np.shape(x)}: "
+                                        "give the PGD examples of these very inputs")
     x_adaptive = adaptive_pgd(model, preprocessor, x, y, eps, steps=steps, eps_step=eps_step,
                               eot_samples=eot_samples, norm=norm, bounds=bounds, seed=seed)
     return PreprocessingResult(
