@@ -35,7 +35,7 @@ from .errors import InvalidParameterError, ParameterTypeError, RunError
 from .reproducibility import quiet, seeded_numpy_global
 from .validation import as_generator, check_bounds, check_int, check_real, check_xy
 
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {key: tf.function}: the package's one attack compile cache
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {key: tf.function}: the package's one compile cache
 _TRACES = {"count": 0}                   # bumped only while TensorFlow traces a loop
 
 EPS_STEP_FACTOR = 2.5
@@ -471,11 +471,9 @@ def input_gradient(model, x, y, *, objective=None):
     (after a transform, averaged over random draws), not how PGD steps.
     """
     objective = cross_entropy if objective is None else objective
-    per_model = _COMPILED.setdefault(check_model(model), {})
-    key = ("gradient", objective)
-    if key not in per_model:
+
+    def build(model_ref):
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        model_ref = weakref.ref(model)
 
         @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
         def gradient(x, y):
@@ -485,8 +483,23 @@ def input_gradient(model, x, y, *, objective=None):
                 total = tf.reduce_sum(objective(model_ref()(x, training=False), y))
             return tape.gradient(total, x)
 
-        per_model[key] = gradient
-    return per_model[key](np.asarray(x, np.float32), np.asarray(y, np.int32)).numpy()
+        return gradient
+
+    gradient = compiled(model, ("gradient", objective), build)
+    return gradient(np.asarray(x, np.float32), np.asarray(y, np.int32)).numpy()
+
+
+def compiled(model, key, build):
+    """``build(model_ref)``, made once for ``model`` under ``key`` and kept while the model lives.
+
+    The package's one compile cache: a ``tf.function`` traced per model, not per call. ``build``
+    gets a weak reference to the model, since a strong one inside the cached function would keep
+    the cache entry alive forever.
+    """
+    per_model = _COMPILED.setdefault(check_model(model), {})
+    if key not in per_model:
+        per_model[key] = build(weakref.ref(model))
+    return per_model[key]
 
 
 def pgd_loop(gradient, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, random_start=True, mask=None,

@@ -170,12 +170,6 @@ def _fit(model, data, random_start, steps, eps_step, eps, epochs, batch_size, le
 
 
 # --------------------------------------------------------------------------- epoch by epoch
-def _accuracy(model, x, y):
-    """Share of ``x`` classified as ``y``, in one call of the model: ``predict``'s set-up costs more than
-    the forward pass on a few hundred digits, and this runs after every epoch."""
-    return float(np.mean(np.argmax(model(x, training=False), axis=1) == y))
-
-
 @dataclasses.dataclass(frozen=True)
 class EpochCurve:
     """Held-out accuracy after each epoch of one adversarial training: on clean inputs, under FGSM, under PGD.
@@ -263,7 +257,7 @@ def robustness_by_epoch(data, x_val, y_val, arch="small_cnn", *, method="fgsm", 
         def measure(epoch, model):
             x_fgsm = attacks.fgsm(model, x_val, y_val, eps, bounds=data.clip)
             x_pgd = attacks.pgd(model, x_val, y_val, eps, steps=pgd_steps, seed=0, bounds=data.clip)
-            rows.append([_accuracy(model, x, y_val) for x in (x_val, x_fgsm, x_pgd)])
+            rows.append([models.accuracy(model, x, y_val) for x in (x_val, x_fgsm, x_pgd)])
 
         adversarial_train(data, cache=False, progress=False, on_epoch_end=measure, **train)
         return dict(zip(("clean", "fgsm", "pgd"), np.array(rows, dtype=np.float64).T))

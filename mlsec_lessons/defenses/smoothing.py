@@ -10,9 +10,7 @@ is a true certificate; when the bound is not above 1/2 it abstains. The guarante
 not ``f``, and only as good as ``f`` is under noise: train ``f`` with noise of the same sigma.
 """
 import dataclasses
-import weakref
 
-import keras
 import numpy as np
 import tensorflow as tf
 from scipy.stats import beta, binomtest, norm
@@ -22,7 +20,6 @@ from ..cache import cached_fit, fingerprint
 from ..validation import as_generator, check_int, check_real, check_xy
 
 ABSTAIN = -1
-_LABELLERS = weakref.WeakKeyDictionary()  # keras model -> its compiled argmax, traced once per model
 
 
 def train_noisy(data, sigma, *, arch="small_cnn", epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
@@ -55,38 +52,15 @@ def train_noisy(data, sigma, *, arch="small_cnn", epochs=30, batch_size=64, lear
     return cached_fit(f"{data.name}-{arch}-noisy", config, build, fit, seed=seed, cache=cache)
 
 
-def labeller(model):
-    """``x -> argmax of model(x)`` as a numpy array: one compiled call for a Keras model, ``predict`` otherwise.
-
-    CERTIFY classifies 110,000 noisy copies for every 100 images, so the classification is most of its
-    time: one ``tf.function`` call on a whole chunk, traced once per model and kept while the model
-    lives, costs about 60 % of ``predict``'s batched loop on the same rows, and gives the same labels.
-    A model that is not a Keras model (a stub with a ``predict`` method) goes through ``predict``.
-    """
-    if not isinstance(model, keras.Model):
-        return lambda x: models.predict_labels(model, x, batch_size=2048)
-    if model not in _LABELLERS:
-        model_ref = weakref.ref(model)  # a strong reference here would keep the cache entry alive forever
-
-        @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
-        def label(x):
-            return tf.argmax(model_ref()(x, training=False), axis=1, output_type=tf.int32)
-
-        _LABELLERS[model] = label
-    compiled = _LABELLERS[model]
-    return lambda x: compiled(np.asarray(x, np.float32)).numpy()
-
-
 def noise_counts(model, x, sigma, n, *, rng, batch_size=10_000):
     """``counts[i, c]``: how many of ``n`` noisy copies of ``x[i]`` the base model labels ``c``."""
     n_classes = model.output_shape[-1]
     counts = np.zeros((len(x), n_classes), dtype=np.int64)
     per_call = max(1, batch_size // n)        # images per predict call, all their noise samples at once
-    label = labeller(model)
     for start in range(0, len(x), per_call):
         xb = np.repeat(x[start:start + per_call], n, axis=0)
         xb = xb + rng.normal(0.0, sigma, size=xb.shape).astype(np.float32)
-        labels = label(xb).reshape(-1, n)
+        labels = models.predict_labels(model, xb, batch_size=len(xb)).reshape(-1, n)  # one call a chunk
         for j, row in enumerate(labels):
             counts[start + j] = np.bincount(row, minlength=n_classes)
     return counts
