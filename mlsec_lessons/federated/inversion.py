@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import fmin_l_bfgs_b
 
+from .. import models
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError
 from ..privacy.dp_sgd import clip_gradients, privatize_gradients
@@ -58,9 +59,7 @@ def global_model(data, *, hidden=32, epochs=3, seed=0, cache=True):
                   data=fingerprint(data.x_train, data.y_train))
 
     def build():
-        model = inversion_mlp(hidden)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_LOSS, metrics=["accuracy"])
-        return model
+        return models.compile_for_training(inversion_mlp(hidden), learning_rate=1e-2)
 
     def fit(model):
         if epochs:

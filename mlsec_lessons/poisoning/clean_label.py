@@ -184,8 +184,8 @@ def train_clean_label(data, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.3
     >>> result.to_frame()                                                    # doctest: +SKIP
     """
     x_p, idx = poison_clean_label(data.x_train, data.y_train, proxy, target, pp_poison=pp_poison, norm=norm,
-                                          eps=eps, eps_step=eps_step, max_iter=max_iter, kind=kind,
-                                          clip=data.clip or (0.0, 1.0), seed=seed, cache=cache)
+                                  eps=eps, eps_step=eps_step, max_iter=max_iter, kind=kind,
+                                  clip=data.clip or (0.0, 1.0), seed=seed, cache=cache)
     x_c = data.x_train.copy()
     x_c[idx] = add_trigger(data.x_train[idx], kind)
     poisoned = with_train(data, x_p, data.y_train, f"{data.name}-clean-label")
