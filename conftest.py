@@ -32,10 +32,6 @@ def run_temp(config):
 SCOPE_SECONDS = Path(__file__).parent / "benchmarks" / "results" / "tests.json"
 
 
-# a notebook that a test file runs again in a kernel of its own: {notebook: the test file}
-RUN_AGAIN_BY = {"notebooks/02_adversarial_attacks.ipynb": "tests/test_browser.py"}
-
-
 def scope_seconds():
     """Seconds of each test file and notebook in the last measured ``make test`` run (benchmarks/bench_tests.py)."""
     import json
@@ -64,16 +60,6 @@ def pytest_collection_modifyitems(session, config, items):
         first.setdefault(item.nodeid.split("::")[0], i)
     items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], float("inf")),
                                  first[item.nodeid.split("::")[0]]))
-    # ...except that a notebook the browser test runs again goes right after it, to the other worker: its
-    # models are then trained once, by nbval's kernel, and the browser's kernel loads them (or waits on the
-    # cache's lock while they train) instead of training them a second time on the same two cores.
-    files = [item.nodeid.split("::")[0] for item in items]
-    for notebook, after in RUN_AGAIN_BY.items():
-        if notebook in files and after in files:
-            moved = [item for item in items if item.nodeid.split("::")[0] == notebook]
-            rest = [item for item in items if item.nodeid.split("::")[0] != notebook]
-            at = max(i for i, item in enumerate(rest) if item.nodeid.split("::")[0] == after) + 1
-            items[:] = rest[:at] + moved + rest[at:]
 
 
 def pytest_sessionstart(session):
