@@ -160,6 +160,32 @@ def test_missing_file_fails_every_check(tmp_path):
     assert set(failed(report).values()) == {f"file not found: {tmp_path / 'nothing.py'}"}
 
 
+def test_a_missing_file_starts_no_judge_once_the_checks_are_collected(tmp_path, monkeypatch):
+    """Its report is every check, each failed, from the exercise's collection (made once per process): a
+    class with many missing files, or a second run, starts no judge to say so. Some checks of a missing
+    file are still collected by a judge, which orders them as pytest does."""
+    from mlsec_lessons.grading import runner
+
+    collect("ex0")
+    judged = []
+    real = runner.judge
+    monkeypatch.setattr(runner, "judge", lambda plan, *args: judged.append(plan) or real(plan, *args))
+    missing = tmp_path / "nothing.py"
+    absent, again = grade_many("ex0", [missing, missing])
+    assert judged == []
+    assert [(c.name, c.points) for c in absent.checks] == [(c.name, c.points) for c in again.checks] == collect("ex0")
+    assert set(failed(absent).values()) == {f"file not found: {missing}"} and absent.score == 0
+    solution, absent = grade_many("ex0", [SOLUTION, missing])
+    assert [[str(path) for _, path, _ in plan] for plan in judged] == [[str(SOLUTION)]]  # only the file
+    assert solution.full_marks and [c.name for c in solution.checks] == [c.name for c in absent.checks]
+    some = ["mrs_is_one_minus_asr", "asr_is_a_rate_and_ignores_order"]
+    found, absent = grade_many("ex0", [SOLUTION, missing], checks=[some, some])
+    assert [[str(path) for _, path, _ in plan] for plan in judged[1:]] == [[str(SOLUTION), str(missing)]]
+    assert sorted(c.name for c in found.checks) == sorted(c.name for c in absent.checks) == sorted(some)
+    with pytest.raises(ValueError, match="has no check named 'nope'"):  # names are checked, file or no file
+        grade_many("ex0", [missing], checks=[["nope"]])
+
+
 @pytest.mark.slow  # six (three) gradings: make test runs it, make test-fast does not
 def test_one_judge_grades_each_file_as_grade_does(tmp_path):
     """grade_many: every file gets the report grade() gives it, whatever the files before it did."""

@@ -231,11 +231,17 @@ def grade_many(exercise, paths, checks=None, timeout=None, check_timeout=None, s
     timeout = declared["TIME_LIMIT"] if timeout is None else timeout
     check_timeout = declared["CHECK_TIME_LIMIT"] if check_timeout is None else check_timeout
     missing = {path for path in paths if not path.is_file()}
-    # a missing file has nothing to run: its checks are only collected, for their points, and each one fails
+    # a missing file has nothing to run: each of its checks fails. For all of them, the exercise's collection
+    # (made once per process) says which they are, so no judge starts for it; for some, a judge collects them
+    # (pytest's order for the node ids asked is its own)
+    collected_only = {i for i, (path, chosen) in enumerate(zip(paths, checks)) if path in missing and chosen is None}
     items = [(path, _todo(name, chosen) + (["--collect-only"] if path in missing else []))
              for path, chosen in zip(paths, checks)]
+    plan = [item for i, item in enumerate(items) if i not in collected_only]
+    graded = iter(run_plan(name, plan, timeout, check_timeout, sandbox) if plan else [])
     reports = []
-    for path, (found, results, note) in zip(paths, run_plan(name, items, timeout, check_timeout, sandbox)):
+    for i, path in enumerate(paths):
+        found, results, note = (_collected(name), {}, "") if i in collected_only else next(graded)
         report = Report(name, path, note=note, isolation=_level(sandbox))
         for check in found:
             passed, message = (False, f"file not found: {path}") if path in missing else results[check["nodeid"]]
