@@ -6,7 +6,9 @@ Every model outputs logits (no softmax layer): attacks and losses want logits, a
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from . import attacks  # the package's compile cache (attacks does not import this module)
 from .cache import cached_fit, fingerprint
 from .errors import InvalidParameterError
 from .validation import check_int, check_real, check_seed
@@ -182,11 +184,8 @@ def predict_labels(model, x, batch_size=512):
     """
     if not isinstance(model, keras.Model):
         return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=1)
-    from . import attacks  # imports TensorFlow; attacks does not import this module
 
     def build(model_ref):
-        import tensorflow as tf
-
         @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
         def label(chunk):
             return tf.argmax(model_ref()(chunk, training=False), axis=1)

@@ -9,14 +9,13 @@
 """
 import contextlib
 import os
-import shutil
 import tempfile
 
 import pytest
 
 from mlsec_lessons import data, models
 from mlsec_lessons.grading import grade_many
-from mlsec_lessons.grading.exercises import resolve, solution_file, solution_variant
+from mlsec_lessons.grading.exercises import solution_variant
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,8 +71,7 @@ def scratch_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def graded_variants(tmp_path_factory):
     """``graded_variants(exercise, cases)``: {case: Report} for deliberately wrong variants of a solution,
-    ``cases`` being {case: (text in the solution, its wrong replacement, the checks to run or None)}; a
-    case ``(None, None, None)`` is the solution itself, on every check.
+    ``cases`` being {case: (text in the solution, its wrong replacement, the checks to run or None)}.
 
     The first test of a module that asks grades them all with one judge (``grade_many``): TensorFlow and
     the checks load once, not once per variant; every variant still gets its own worker and session."""
@@ -86,12 +84,7 @@ def graded_variants(tmp_path_factory):
             paths = []
             for i, (old, new, _) in enumerate(cases.values()):
                 (folder / str(i)).mkdir()
-                if old is None:
-                    name = resolve(exercise)
-                    paths.append(folder / str(i) / f"{name}.py")
-                    shutil.copyfile(solution_file(name), paths[-1])
-                else:
-                    paths.append(solution_variant(exercise, old, new, folder / str(i)))
+                paths.append(solution_variant(exercise, old, new, folder / str(i)))
             reports = grade_many(exercise, paths, checks=[checks for _, _, checks in cases.values()], **options)
             graded[key] = dict(zip(cases, reports))
         return graded[key]

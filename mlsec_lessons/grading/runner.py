@@ -235,9 +235,8 @@ def grade_many(exercise, paths, checks=None, timeout=None, check_timeout=None, s
     # (made once per process) says which they are, so no judge starts for it; for some, a judge collects them
     # (pytest's order for the node ids asked is its own)
     collected_only = {i for i, (path, chosen) in enumerate(zip(paths, checks)) if path in missing and chosen is None}
-    items = [(path, _todo(name, chosen) + (["--collect-only"] if path in missing else []))
-             for path, chosen in zip(paths, checks)]
-    plan = [item for i, item in enumerate(items) if i not in collected_only]
+    plan = [(path, _todo(name, chosen) + (["--collect-only"] if path in missing else []))
+            for i, (path, chosen) in enumerate(zip(paths, checks)) if i not in collected_only]
     graded = iter(run_plan(name, plan, timeout, check_timeout, sandbox) if plan else [])
     reports = []
     for i, path in enumerate(paths):
