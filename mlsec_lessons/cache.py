@@ -47,6 +47,9 @@ WEIGHTS_SUFFIX = ".weights.npz"
 # name in the key: the distributions that may provide it (TensorFlow ships under several names)
 _PACKAGES = {"keras": ("keras",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),
              "scikit-learn": ("scikit-learn",), "numpy": ("numpy",)}
+# Bumped when the package's trainers change what the same config computes (2: models.fit_epochs replaced
+# Keras' fit), so that a cache filled by older code is never read as today's result.
+TRAINERS_VERSION = 2
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # a damaged file: compute again
 
 
@@ -298,7 +301,7 @@ def _entry(kind, config, cache, folder, suffix, seed=None):
     if cache and isinstance(seed, np.random.Generator):
         raise InvalidParameterError("seed must be an int to cache a result: a Generator's state is not a key")
     versions_now = versions()
-    key = cache_key(kind=kind, config=config, seed=seed, versions=versions_now)
+    key = cache_key(kind=kind, config=config, seed=seed, versions=versions_now, trainers=TRAINERS_VERSION)
     path = cache_dir() / folder / f"{kind}-{key}{suffix}" if cache else None
     return versions_now, key, path
 

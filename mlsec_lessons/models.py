@@ -11,7 +11,7 @@ import tensorflow as tf
 from . import attacks  # the package's compile cache (attacks does not import this module)
 from .cache import cached_fit, fingerprint
 from .errors import InvalidParameterError
-from .validation import check_int, check_real, check_seed
+from .validation import as_generator, check_int, check_real, check_seed
 
 
 def small_cnn(input_shape=(8, 8, 1), n_classes=10):
@@ -111,6 +111,101 @@ def compile_for_training(model, learning_rate=1e-3):
     return model
 
 
+def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None, progress=None,
+               desc="training"):
+    """Train a compiled Keras model on ``(x, y)``: the course's replacement for ``model.fit``.
+
+    One epoch (all its shuffled batches, each one optimizer step on ``model.compute_loss``) is a
+    single ``tf.function``, traced once per model and kept in the package's compile cache
+    (:func:`mlsec_lessons.attacks.compiled`). ``fit`` builds a data pipeline and traces its step for
+    every model, and pays callbacks and metrics on every batch: on the course's small models that
+    costs more than the arithmetic (``benchmarks/bench_training.py`` measures both on the same models).
+
+    Parameters
+    ----------
+    model : keras.Model
+        Compiled (:func:`compile_for_training`): its optimizer and loss are used, and its
+        ``jit_compile`` (XLA) for the step.
+    x, y : array-like
+        Inputs and integer targets, the same number of rows.
+    epochs, batch_size : int
+    seed : int, Generator or None
+        Draws each epoch's order. The initial weights and dropout follow Keras' seed, which
+        :func:`mlsec_lessons.cache.cached_fit` sets.
+    sample_weight : array-like or None
+        Weights of the loss terms, as in ``fit`` (per row, or per token for a language model).
+    progress : bool or None
+        An epoch progress bar; ``None`` shows it only inside a notebook.
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    list of float
+        The mean training loss of each epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = compile_for_training(logistic((2,), 2), learning_rate=0.1)
+    >>> x = np.array([[0.0, 0.0], [1.0, 1.0]] * 8, dtype=np.float32); y = np.array([0, 1] * 8)
+    >>> losses = fit_epochs(model, x, y, epochs=20, batch_size=4, progress=False)
+    >>> losses[-1] < losses[0], accuracy(model, x, y)
+    (True, 1.0)
+    """
+    epochs, batch_size = check_int(epochs, "epochs", min_value=1), check_int(batch_size, "batch_size", min_value=1)
+    if getattr(model, "optimizer", None) is None or getattr(model, "loss", None) is None:
+        raise InvalidParameterError("model must be compiled (compile_for_training) before fit_epochs")
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise InvalidParameterError(f"x and y must hold the same number of rows, at least one; got {len(x)} and {len(y)}")
+    weighted = sample_weight is not None
+    if weighted:
+        sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if len(sample_weight) != len(x):
+            raise InvalidParameterError(f"sample_weight has {len(sample_weight)} rows but x has {len(x)}")
+    epoch = attacks.compiled(model, ("epoch", batch_size, weighted), _epoch_builder(batch_size, weighted))
+    tensors = [tf.convert_to_tensor(a) for a in ((x, y, sample_weight) if weighted else (x, y))]
+    rng = as_generator(seed)
+    show = in_notebook() if progress is None else progress
+    bar = EpochBar(epochs, desc) if show else None
+    losses = []
+    for _ in range(epochs):
+        losses.append(float(epoch(tf.constant(rng.permutation(len(x))), *tensors)))
+        if bar is not None:
+            bar.on_epoch_end(0, {"loss": losses[-1]})
+    if bar is not None:
+        bar.on_train_end()
+    return losses
+
+
+def _epoch_builder(batch_size, weighted):
+    def build(model_ref):
+        model = model_ref()
+        model.optimizer.build(model.trainable_variables)  # its slots exist before tracing
+
+        @tf.function(jit_compile=bool(model.jit_compile))
+        def step(x, y, *weight):
+            m = model_ref()
+            with tf.GradientTape() as tape:
+                loss = m.compute_loss(x=x, y=y, y_pred=m(x, training=True), sample_weight=weight[0] if weight else None)
+            m.optimizer.apply_gradients(zip(tape.gradient(loss, m.trainable_variables), m.trainable_variables))
+            return loss
+
+        @tf.function
+        def epoch(order, *tensors):
+            total, batches = tf.constant(0.0), tf.constant(0.0)
+            for start in tf.range(0, tf.shape(order)[0], batch_size):
+                rows = order[start:start + batch_size]
+                total += step(*[tf.gather(t, rows) for t in tensors])
+                batches += 1.0
+            return total / batches
+
+        return epoch
+
+    return build
+
+
 def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
           cache=True, progress=None, **arch_kwargs):
     """Train (or load from the cache) a model on a :class:`~mlsec_lessons.data.Dataset`.
@@ -165,10 +260,8 @@ def train(data, arch="small_cnn", *, epochs=30, batch_size=64, learning_rate=1e-
         return compile_for_training(build(arch, data.input_shape, data.n_classes, **arch_kwargs), learning_rate)
 
     def fit(model):
-        show = in_notebook() if progress is None else progress
-        callbacks = [EpochBar(epochs, f"training {arch} on {data.name}")] if show else []
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                  shuffle=True, verbose=0, callbacks=callbacks)
+        fit_epochs(model, data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
+                   progress=progress, desc=f"training {arch} on {data.name}")
 
     return cached_fit(f"{data.name}-{arch}", config, build_model, fit, seed=seed, cache=cache)
 

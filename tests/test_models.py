@@ -4,6 +4,7 @@ import pytest
 import mlsec_lessons
 from mlsec_lessons import data, models
 from mlsec_lessons.cache import Fitted
+from mlsec_lessons.errors import InvalidParameterError
 
 
 @pytest.fixture
@@ -82,3 +83,62 @@ def test_seed_everything_validates():
     assert mlsec_lessons.seed_everything(3) == 3
     with pytest.raises(ValueError, match="seed"):
         mlsec_lessons.seed_everything(-1)
+
+
+# --------------------------------------------------------------------------- the course's trainer
+def _twins(build):
+    """Two models with the same initial weights."""
+    a, b = build(), build()
+    b.set_weights(a.get_weights())
+    return a, b
+
+
+def test_fit_epochs_takes_the_same_adam_steps_as_keras_fit(digits):
+    # one batch per epoch: the order cannot matter, so both must compute the same steps
+    x, y = digits.x_train[:128], digits.y_train[:128]
+    ours, peer = _twins(lambda: models.compile_for_training(models.build("mlp", digits.input_shape, 10)))
+    models.fit_epochs(ours, x, y, epochs=3, batch_size=128, progress=False)
+    peer.fit(x, y, epochs=3, batch_size=128, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), peer.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_epochs_weights_the_loss_as_keras_fit_does(digits):
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    weight = np.linspace(0.0, 2.0, 64).astype(np.float32)
+    ours, peer = _twins(lambda: models.compile_for_training(models.build("logistic", digits.input_shape, 10)))
+    models.fit_epochs(ours, x, y, sample_weight=weight, epochs=2, batch_size=64, progress=False)
+    peer.fit(x, y, sample_weight=weight, epochs=2, batch_size=64, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), peer.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_epochs_shuffles_by_its_seed_and_uses_every_row(digits):
+    x, y = digits.x_train[:200], digits.y_train[:200]
+
+    def trained(seed, rows=slice(None)):
+        mlsec_lessons.seed_everything(0)
+        model = models.compile_for_training(models.build("logistic", digits.input_shape, 10))
+        losses = models.fit_epochs(model, x[rows], y[rows], epochs=2, batch_size=64, seed=seed, progress=False)
+        assert len(losses) == 2 and all(np.isfinite(losses))
+        return model.get_weights()[0]
+
+    np.testing.assert_array_equal(trained(0), trained(0))
+    assert not np.array_equal(trained(0), trained(1))  # another order, other steps
+    assert not np.array_equal(trained(0), trained(0, slice(0, 199)))  # the last, partial batch is trained on
+
+
+def test_fit_epochs_rejects_bad_input(digits):
+    model = models.build("logistic", digits.input_shape, 10)
+    x, y = digits.x_train[:10], digits.y_train[:10]
+    with pytest.raises(InvalidParameterError, match="compiled"):
+        models.fit_epochs(model, x, y, epochs=1, progress=False)
+    models.compile_for_training(model)
+    with pytest.raises(InvalidParameterError, match="same number of rows"):
+        models.fit_epochs(model, x, y[:9], epochs=1, progress=False)
+    with pytest.raises(InvalidParameterError, match="same number of rows"):
+        models.fit_epochs(model, x[:0], y[:0], epochs=1, progress=False)
+    with pytest.raises(InvalidParameterError, match="sample_weight"):
+        models.fit_epochs(model, x, y, sample_weight=np.ones(9), epochs=1, progress=False)
+    with pytest.raises(InvalidParameterError, match="epochs"):
+        models.fit_epochs(model, x, y, epochs=0, progress=False)

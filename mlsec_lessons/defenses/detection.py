@@ -90,7 +90,7 @@ class AdversarialDetector:
             return models.compile_for_training(models.build(self.arch, X.shape[1:], 2), self.learning_rate)
 
         def fit(model):
-            model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+            models.fit_epochs(model, X, y, epochs=epochs, batch_size=batch_size, seed=self.seed, progress=False)
 
         config = dict(arch=self.arch, epochs=epochs, batch_size=batch_size, learning_rate=self.learning_rate,
                       data=fingerprint(X, y))

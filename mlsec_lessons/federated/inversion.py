@@ -63,7 +63,8 @@ def global_model(data, *, hidden=32, epochs=3, seed=0, cache=True):
 
     def fit(model):
         if epochs:
-            model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=64, shuffle=True, verbose=0)
+            models.fit_epochs(model, data.x_train, data.y_train, epochs=epochs, batch_size=64, seed=seed,
+                              progress=False)
 
     return cached_fit("digits-inversion_mlp", config, build, fit, seed=seed, cache=cache)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..cache import cached_fit, fingerprint
 from ..errors import InvalidParameterError, ParameterTypeError
-from ..models import EpochBar, in_notebook
+from ..models import fit_epochs
 from ..validation import check_choice, check_int, check_real, check_seed
 from . import corpus
 
@@ -178,10 +178,8 @@ def train_language_model(ids, *, epochs=30, batch_size=32, learning_rate=3e-3, l
         return model
 
     def fit(model):
-        show = in_notebook() if progress is None else progress
-        callbacks = [EpochBar(epochs, f"training the {name} transformer")] if show else []
-        model.fit(x, y, sample_weight=w, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                  callbacks=callbacks)
+        fit_epochs(model, x, y, sample_weight=w, epochs=epochs, batch_size=batch_size, seed=seed,
+                   progress=progress, desc=f"training the {name} transformer")
 
     return cached_fit(f"llm-{name}", config, build, fit, seed=seed, cache=cache)
 

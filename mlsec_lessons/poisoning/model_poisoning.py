@@ -70,7 +70,7 @@ def implant_backdoor(model, x, y, target, *, triggered_share=0.15, epochs=10, ba
                   batch_size=batch_size, learning_rate=learning_rate)
 
     def fit(m):
-        m.fit(x_fit, y_fit, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+        models.fit_epochs(m, x_fit, y_fit, epochs=epochs, batch_size=batch_size, seed=seed, progress=False)
 
     return cached_fit("implanted-backdoor", config, lambda: poisoned, fit, cache=cache, seed=seed).model
 

@@ -94,7 +94,8 @@ def fine_tune(pretrained, task_b, *, freeze=True, epochs=15, batch_size=64, lear
                   freeze=bool(freeze), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
 
     def fit(m):
-        m.fit(task_b.x_train, task_b.y_train, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+        models.fit_epochs(m, task_b.x_train, task_b.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
+                          progress=False)
 
     return cached_fit(f"{task_b.name}-fine-tuned", config, lambda: model, fit, cache=cache, seed=seed).model
 
