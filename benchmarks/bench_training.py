@@ -71,6 +71,7 @@ def run():
         "notes": (f"Best of {REPEATS} runs, each a fresh model from seed 0, start-up (tracing) included. Adam 1e-3 "
                   "(3e-3 and XLA for the transformer, as lesson 13 trains it), sparse cross-entropy on logits. "
                   "Keras' fit builds a tf.data pipeline and traces its train step for every new model and runs "
-                  "callbacks and metrics on every batch; fit_epochs runs a whole epoch as one tf.function. The "
+                  "callbacks and metrics on every batch; fit_epochs runs a whole epoch as one tf.function (the "
+                  "XLA-compiled transformer: one XLA step per batch). The "
                   "two draw their shuffles differently, so the accuracies differ by a run's noise."),
     }

@@ -117,15 +117,16 @@ def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None
 
     One epoch (all its shuffled batches, each one optimizer step on ``model.compute_loss``) is a
     single ``tf.function``, traced once per model and kept in the package's compile cache
-    (:func:`mlsec_lessons.attacks.compiled`). ``fit`` builds a data pipeline and traces its step for
+    (:func:`mlsec_lessons.attacks.compiled`). A model compiled with ``jit_compile=True`` (lesson 13's
+    transformers) gets an XLA-compiled step instead, called batch by batch as ``fit`` does: XLA
+    compiles for fixed shapes, not a loop over batches of varying length. ``fit`` builds a data pipeline and traces its step for
     every model, and pays callbacks and metrics on every batch: on the course's small models that
     costs more than the arithmetic (``benchmarks/bench_training.py`` measures both on the same models).
 
     Parameters
     ----------
     model : keras.Model
-        Compiled (:func:`compile_for_training`): its optimizer and loss are used, and its
-        ``jit_compile`` (XLA) for the step.
+        Compiled (:func:`compile_for_training`): its optimizer, loss and ``jit_compile`` are used.
     x, y : array-like
         Inputs and integer targets, the same number of rows.
     epochs, batch_size : int
@@ -164,14 +165,26 @@ def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None
         sample_weight = np.asarray(sample_weight, dtype=np.float32)
         if len(sample_weight) != len(x):
             raise InvalidParameterError(f"sample_weight has {len(sample_weight)} rows but x has {len(x)}")
-    epoch = attacks.compiled(model, ("epoch", batch_size, weighted), _epoch_builder(batch_size, weighted))
-    tensors = [tf.convert_to_tensor(a) for a in ((x, y, sample_weight) if weighted else (x, y))]
+    arrays = (x, y, sample_weight) if weighted else (x, y)
+    if model.jit_compile:
+        # XLA compiles a step for fixed shapes, not a loop over slices of varying length: Python drives its batches
+        step = attacks.compiled(model, ("xla step",), lambda model_ref: _train_step(model_ref, jit_compile=True))
+
+        def epoch(order):
+            losses = [step(*[a[order[i:i + batch_size]] for a in arrays]) for i in range(0, len(order), batch_size)]
+            return tf.reduce_mean(tf.stack(losses))
+    else:
+        whole = attacks.compiled(model, ("epoch", batch_size, weighted), _epoch_builder(batch_size, weighted))
+        tensors = [tf.convert_to_tensor(a) for a in arrays]
+
+        def epoch(order):
+            return whole(tf.constant(order), *tensors)
     rng = as_generator(seed)
     show = in_notebook() if progress is None else progress
     bar = EpochBar(epochs, desc) if show else None
     losses = []
     for _ in range(epochs):
-        losses.append(float(epoch(tf.constant(rng.permutation(len(x))), *tensors)))
+        losses.append(float(epoch(rng.permutation(len(x)))))
         if bar is not None:
             bar.on_epoch_end(0, {"loss": losses[-1]})
     if bar is not None:
@@ -179,18 +192,25 @@ def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None
     return losses
 
 
+def _train_step(model_ref, jit_compile):
+    """One optimizer step on a batch ``(x, y[, weight])``, for the model behind ``model_ref``."""
+    model = model_ref()
+    model.optimizer.build(model.trainable_variables)  # its slots exist before tracing
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, y, *weight):
+        m = model_ref()
+        with tf.GradientTape() as tape:
+            loss = m.compute_loss(x=x, y=y, y_pred=m(x, training=True), sample_weight=weight[0] if weight else None)
+        m.optimizer.apply_gradients(zip(tape.gradient(loss, m.trainable_variables), m.trainable_variables))
+        return loss
+
+    return step
+
+
 def _epoch_builder(batch_size, weighted):
     def build(model_ref):
-        model = model_ref()
-        model.optimizer.build(model.trainable_variables)  # its slots exist before tracing
-
-        @tf.function(jit_compile=bool(model.jit_compile))
-        def step(x, y, *weight):
-            m = model_ref()
-            with tf.GradientTape() as tape:
-                loss = m.compute_loss(x=x, y=y, y_pred=m(x, training=True), sample_weight=weight[0] if weight else None)
-            m.optimizer.apply_gradients(zip(tape.gradient(loss, m.trainable_variables), m.trainable_variables))
-            return loss
+        step = _train_step(model_ref, jit_compile=False)
 
         @tf.function
         def epoch(order, *tensors):

@@ -93,10 +93,18 @@ def _twins(build):
     return a, b
 
 
-def test_fit_epochs_takes_the_same_adam_steps_as_keras_fit(digits):
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["one compiled epoch", "XLA step per batch"])
+def test_fit_epochs_takes_the_same_adam_steps_as_keras_fit(digits, jit_compile):
     # one batch per epoch: the order cannot matter, so both must compute the same steps
     x, y = digits.x_train[:128], digits.y_train[:128]
-    ours, peer = _twins(lambda: models.compile_for_training(models.build("mlp", digits.input_shape, 10)))
+
+    def build():
+        model = models.compile_for_training(models.build("mlp", digits.input_shape, 10))
+        model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=jit_compile)
+        return model
+
+    ours, peer = _twins(build)
+    assert ours.jit_compile == jit_compile
     models.fit_epochs(ours, x, y, epochs=3, batch_size=128, progress=False)
     peer.fit(x, y, epochs=3, batch_size=128, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), peer.get_weights()):

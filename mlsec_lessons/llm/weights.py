@@ -11,8 +11,13 @@ it, ``release.pub.pem``, before it loads anything: a changed weight file or reci
 ``make llm-weights`` (:func:`build`) trains every :data:`RECIPES` entry from its seed and signs the
 result. The private key is never in the repository: it is read from ``$MLSEC_WEIGHTS_KEY`` (a PEM
 file); without one, a new pair is generated and its public half replaces ``release.pub.pem``, so a
-fork that retrains signs with its own key. Retrained weights differ in their last bits from the
-shipped ones (thread scheduling changes float sums), not in behaviour: the tests check bands.
+fork that retrains signs with its own key.
+
+The shipped weights were trained with Keras' ``fit``, before the course's trainer
+(:func:`mlsec_lessons.models.fit_epochs`) replaced it; the trainer draws its batches differently, so
+retraining today gives other weights. Retrained once with it (2026-12-07), the plain assistant
+followed 0.85 of the injected instructions where ``tests/test_llm_weights.py`` asks for 0.9, so the
+shipped weights were kept until a recipe with more training passes every band.
 """
 import argparse
 import json
