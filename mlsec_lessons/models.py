@@ -174,7 +174,7 @@ def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None
             losses = [step(*[a[order[i:i + batch_size]] for a in arrays]) for i in range(0, len(order), batch_size)]
             return tf.reduce_mean(tf.stack(losses))
     else:
-        whole = attacks.compiled(model, ("epoch", batch_size, weighted), _epoch_builder(batch_size, weighted))
+        whole = attacks.compiled(model, ("epoch", batch_size), _epoch_builder(batch_size))
         tensors = [tf.convert_to_tensor(a) for a in arrays]
 
         def epoch(order):
@@ -208,11 +208,11 @@ def _train_step(model_ref, jit_compile):
     return step
 
 
-def _epoch_builder(batch_size, weighted):
+def _epoch_builder(batch_size):
     def build(model_ref):
         step = _train_step(model_ref, jit_compile=False)
 
-        @tf.function
+        @tf.function(reduce_retracing=True)  # a model trained again on another number of rows: one more trace, then none
         def epoch(order, *tensors):
             total, batches = tf.constant(0.0), tf.constant(0.0)
             for start in tf.range(0, tf.shape(order)[0], batch_size):

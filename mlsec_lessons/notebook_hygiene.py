@@ -184,12 +184,19 @@ def _is_progress_bar(output):
 
 
 def clean(nb):
-    """Drop widget state, execution timestamps and progress bars, in place; return ``nb``."""
+    """Drop widget state, execution timestamps and progress bars, in place; return ``nb``.
+
+    An exercise's hint cell (the one that calls ``show_hint(``) loses its output too: the saved
+    notebook shows the second hint only when the student runs that cell.
+    """
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb["cells"]:
         cell.get("metadata", {}).pop("execution", None)
         if "outputs" in cell:
-            cell["outputs"] = [o for o in cell["outputs"] if not _is_progress_bar(o)]
+            hint = "show_hint(" in "".join(cell.get("source", ""))
+            cell["outputs"] = [] if hint else [o for o in cell["outputs"] if not _is_progress_bar(o)]
+            if hint:
+                cell["execution_count"] = None
     return nb
 
 

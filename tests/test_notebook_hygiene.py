@@ -110,3 +110,13 @@ def test_execute_runs_a_notebook_and_saves_it_clean(tmp_path):
     saved = json.loads(path.read_text())
     assert ["".join(o["text"]) for o in saved["cells"][1]["outputs"]] == ["2.5\n"]  # the bar is gone
     assert hygiene.saved_noise(saved) == []
+
+
+def test_cleaning_saves_an_exercise_hint_cell_without_its_output():
+    nb = lesson("No numbers.", "done")
+    hint = copy.deepcopy(nb["cells"][1])
+    hint["source"], hint["execution_count"] = "show_hint('ex1_adversarial_defense', 2)", 3
+    nb["cells"].append(hint)
+    cleaned = hygiene.clean(copy.deepcopy(nb))
+    assert cleaned["cells"][-1]["outputs"] == [] and cleaned["cells"][-1]["execution_count"] is None
+    assert cleaned["cells"][1]["outputs"] == nb["cells"][1]["outputs"]  # any other cell keeps its output
