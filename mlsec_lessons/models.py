@@ -119,9 +119,11 @@ def fit_epochs(model, x, y, *, epochs, batch_size=64, seed=0, sample_weight=None
     single ``tf.function``, traced once per model and kept in the package's compile cache
     (:func:`mlsec_lessons.attacks.compiled`). A model compiled with ``jit_compile=True`` (lesson 13's
     transformers) gets an XLA-compiled step instead, called batch by batch as ``fit`` does: XLA
-    compiles for fixed shapes, not a loop over batches of varying length. ``fit`` builds a data pipeline and traces its step for
-    every model, and pays callbacks and metrics on every batch: on the course's small models that
-    costs more than the arithmetic (``benchmarks/bench_training.py`` measures both on the same models).
+    compiles for fixed shapes, not a loop over batches of varying length.
+
+    ``fit`` builds a data pipeline and traces its step for every model, and pays callbacks and
+    metrics on every batch: on the course's small models that costs more than the arithmetic
+    (``benchmarks/bench_training.py`` measures both on the same models).
 
     Parameters
     ----------
