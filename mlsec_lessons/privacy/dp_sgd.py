@@ -84,7 +84,8 @@ def per_example_gradients(model, loss_fn, x, y, sample_weight=None):
     Sequential models of Dense, Conv2D and Flatten layers (all the course's classifiers) take
     the fast path, :func:`layerwise_per_example_gradients`; other models fall back to
     ``tf.vectorized_map`` over single-example gradients, or, for a model with attention
-    (a transformer), to a ``tf.map_fn`` loop (:func:`loop_per_example_gradients`).
+    (a transformer), to a ``tf.map_fn`` loop (:func:`loop_per_example_gradients`). (The
+    training step, :func:`make_dp_step`, vectorises an attention model under XLA instead.)
 
     Returns a list aligned with ``model.trainable_variables``; entry ``k`` has shape
     ``(batch,) + variable_k.shape``.
@@ -131,6 +132,52 @@ def loop_per_example_gradients(model, loss_fn, x, y, sample_weight=None):
     one = _single_example_gradient(model, loss_fn, sample_weight)
     signature = [tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_variables]
     return tf.map_fn(one, _batch(x, y, sample_weight), fn_output_signature=signature)
+
+
+XLA_CHUNK = 16  # rows per compiled chunk of an attention model's DP step (_xla_clipped_sum)
+
+
+def _xla_clipped_sum(model, loss_fn, l2_norm_clip, weighted, chunk=XLA_CHUNK):
+    """``clipped_sum(x, y[, w]) -> (sums, losses)``: sum_i clip(g_i) for a model with attention, by XLA.
+
+    pfor's batched matmul crashes oneDNN (``_pfor_safe``), and the ``tf.map_fn`` loop pays TensorFlow's
+    cost per op once per example. Compiled by XLA, the vectorised gradient runs on XLA's own kernels,
+    not oneDNN's, at about the cost of one ordinary batched backward pass. XLA compiles one shape, so
+    the batch goes through in chunks of ``chunk`` rows, the last one padded with rows that count zero
+    (their clip factor is multiplied by 0). Call it while tracing a ``tf.function``: each call makes
+    a new compiled function. Cross-checked against :func:`loop_per_example_gradients` in the tests.
+    """
+    loss_one = _per_example_loss(loss_fn, weighted)
+    variables = model.trainable_variables
+
+    def one(args):
+        xi, rest = args[0], [a[None] for a in args[1:]]
+        with tf.GradientTape() as tape:
+            loss = loss_one(rest[0], model(xi[None], training=True), *rest[1:])
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    @tf.function(jit_compile=True)
+    def clipped_chunk(valid, *rows):
+        losses, grads = tf.vectorized_map(one, rows)
+        scale = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(_squared_norms(grads)) + 1e-12)) * valid
+        return [tf.tensordot(scale, g, axes=1) for g in grads], losses * valid
+
+    signature = ([tf.TensorSpec(v.shape, v.dtype) for v in variables], tf.TensorSpec([chunk], tf.float32))
+
+    def clipped_sum(*rows):
+        n = tf.shape(rows[0])[0]
+        pad = (chunk - n % chunk) % chunk
+
+        def chunks(a):  # (n, ...) -> (chunks, chunk, ...), the padding rows zeros
+            a = tf.pad(a, [[0, pad]] + [[0, 0]] * (len(a.shape) - 1))
+            return tf.reshape(a, tf.concat([[-1, chunk], tf.shape(a)[1:]], axis=0))
+
+        valid = chunks(tf.ones([n], tf.float32))
+        sums, losses = tf.map_fn(lambda args: clipped_chunk(*args), (valid, *[chunks(a) for a in rows]),
+                                 fn_output_signature=signature)
+        return [tf.reduce_sum(s, axis=0) for s in sums], tf.reshape(losses, [-1])[:n]
+
+    return clipped_sum
 
 
 def _layerwise_supported(model):
@@ -384,7 +431,9 @@ def fgsm_rs_examples(model, loss_fn, x, y, eps, seed):
 def make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expected_batch, adversarial_eps=0.0):
     """A compiled DP-SGD step; the batch dimension is dynamic so Poisson batches never retrace.
 
-    With ``adversarial_eps > 0`` each batch is first replaced by its :func:`fgsm_rs_examples`.
+    With ``adversarial_eps > 0`` each batch is first replaced by its :func:`fgsm_rs_examples`. A model
+    with attention gets its clipped gradient sum from :func:`_xla_clipped_sum` (about twice as fast as the
+    loop: ``benchmarks/results/dp_sgd.md``).
 
     Returns ``step(x, y, seed, sample_weight=None) -> loss`` and ``noise_step(seed)`` for an empty
     batch, whose clipped sum is zero but whose noise must still be released: skipping the step would
@@ -406,10 +455,15 @@ def make_dp_step(model, loss_fn, optimizer, l2_norm_clip, noise_multiplier, expe
         noisy = [(s + tf.reshape(z, tf.shape(s))) / expected_batch for s, z in zip(sums, noise)]
         optimizer.apply_gradients(zip(noisy, model.trainable_variables))
 
+    by_xla = not (_layerwise_supported(model) or _pfor_safe(model))  # attention: see _xla_clipped_sum
+
     def update(x, y, seed, w):
         if adversarial_eps > 0:
             x = fgsm_rs_examples(model, loss_fn, x, y, adversarial_eps, seed + tf.constant([0, 1 << 40], tf.int64))
-        sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip, w)
+        if by_xla:  # traced once per signature, so compiled once per step function
+            sums, losses = _xla_clipped_sum(model, loss_fn, l2_norm_clip, w is not None)(*_batch(x, y, w))
+        else:
+            sums, losses = _clipped_sum_and_losses(model, loss_fn, x, y, l2_norm_clip, w)
         apply_noisy(sums, seed)
         return tf.reduce_mean(losses)  # the loss before the step, for the progress bar
 
