@@ -1,6 +1,6 @@
 """Federated learning on Flower: the data splits, the client's update, client-level DP accounting,
-one small simulation with FedAvg, DP (server-side clipping, and client-side clipping through SecAgg+)
-and SecAgg+, and the real SuperLink/SuperNode deployment."""
+one small simulation with FedAvg, DP (server-side clipping, and client-side clipping through SecAgg+),
+SecAgg+ and malicious clients, and the real SuperLink/SuperNode deployment."""
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +11,9 @@ from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringR
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from mlsec_lessons.data import load_digits
-from mlsec_lessons.federated import fedavg
+from mlsec_lessons.federated import attacks, fedavg, robust
 from mlsec_lessons.federated.apps import run_simulation
+from mlsec_lessons.federated.attacks import Attack
 from mlsec_lessons.federated.partition import dirichlet_partition, iid_partition, label_counts, partition
 from mlsec_lessons.federated.secagg import SecureDPRun, SecureRound
 from mlsec_lessons.privacy import accounting
@@ -173,6 +174,12 @@ def simulation():
             SecureDPRun("clip-only", experiment=fedavg.Experiment("c", scheme="iid", rounds=1, local_epochs=1,
                                                                   noise_multiplier=1e-6, clipping_norm=0.05),
                         num_shares=3, reconstruction_threshold=2)]
+    # malicious clients, each job from the base model
+    after = dict(scheme="iid", rounds=1, local_epochs=1, start_from="base", keep_replies=True)
+    jobs += [fedavg.Experiment("base", scheme="iid", rounds=1, local_epochs=1),
+             fedavg.Experiment("flip", attack=Attack("sign-flip", boost=4.0), **after),
+             fedavg.Experiment("bounded", aggregator="norm-bound", clipping_norm=0.5,
+                               attack=Attack("backdoor", epochs=1), **after)]
     return run_simulation(jobs, num_clients=3)
 
 
@@ -239,6 +246,20 @@ def test_secagg_server_sees_only_masked_vectors(simulation):
             # masked integers spread over the whole of Z_(2^32), unrelated to any client's weights
             assert abs(np.corrcoef(flat, values)[0, 1]) < 0.05
             assert values.min() < 2**32 * 0.01 and values.max() > 2**32 * 0.99
+
+
+@pytest.mark.slow
+def test_a_malicious_client_attacks_inside_the_flower_simulation(simulation):
+    results = simulation
+    start = results["base"].weights
+    flip = {r.partition_id: r for r in results["flip"].received[1]}
+    assert attacks.update_norm(flip[0].weights, start) > 3 * attacks.update_norm(flip[1].weights, start)
+    bounded = results["bounded"]
+    assert attacks.update_norm(bounded.received[1][0].weights, start) > 0  # what arrived, before clipping
+    again = robust.aggregate(robust.make_aggregator("norm-bound", 3, clipping_norm=0.5), bounded.received[1], start)
+    assert max(np.abs(a - b).max() for a, b in zip(again, bounded.weights)) < 1e-6  # the simulation's aggregate
+    assert attacks.update_norm(bounded.weights, start) <= 0.5 + 1e-5
+    assert len(bounded.attack_success) == 2
 
 
 # --------------------------------------------------------------------------- the real deployment
