@@ -346,25 +346,27 @@ def test_attention_models_take_the_loop_which_agrees_with_vmap():
     assert max_rel_err(loop, [t.numpy() for t in vmap]) < 1e-5
 
 
-@pytest.mark.parametrize("weighted", [True, False])
-@pytest.mark.parametrize("rows", [3, dp_sgd.XLA_CHUNK, 2 * dp_sgd.XLA_CHUNK + 5])  # a part, one, several chunks
-def test_an_attention_models_dp_step_matches_the_oracle_at_any_batch_size(rows, weighted):
+def test_an_attention_models_dp_step_matches_the_oracle_at_any_batch_size():
     # make_dp_step runs an attention model's per-example gradients under XLA, in fixed-size chunks
-    # whose padding rows must count zero: its update is the definition's, whatever the batch size
-    model = tiny_language_model()
-    x = np.tile(SEQ_X, (rows // 3 + 1, 1))[:rows]
-    y, mask = next_tokens(x)
-    clip, before = 0.5, [w.copy() for w in model.get_weights()]
-    step, _ = dp_sgd.make_dp_step(model, LOSS, keras.optimizers.SGD(1.0), clip, 0.0, float(rows))
-    weight = [tf.constant(mask / mask.sum(axis=1, keepdims=True))] if weighted else []
-    if not weighted:  # each example's loss is then Keras' mean over all its positions, padding too
-        mask = np.ones_like(mask)
-    want = sequence_oracle(model, x, y, mask, clip)  # the clipped mean gradient, at the weights before
-    loss = float(step(tf.constant(x), tf.constant(y, tf.int64), tf.constant([0, 0], tf.int64), *weight))
-    moved = [b - a for a, b in zip(model.get_weights(), before)]  # SGD(1.0): -1 x the gradient
-    scale = max(float(np.max(np.abs(t))) for t in want)
-    assert max(float(np.max(np.abs(m - w))) for m, w in zip(moved, want)) < 1e-5 * scale
-    assert math.isfinite(loss) and loss > 0
+    # whose padding rows must count zero: each update is the definition's, whatever the batch size.
+    # One step function per case, called on a part of a chunk, one chunk and several (compiled once).
+    model, clip = tiny_language_model(), 0.5
+    for weighted in (True, False):
+        step, _ = dp_sgd.make_dp_step(model, LOSS, keras.optimizers.SGD(1.0), clip, 0.0, 1.0)
+        for rows in (3, dp_sgd.XLA_CHUNK, 2 * dp_sgd.XLA_CHUNK + 5):
+            x = np.tile(SEQ_X, (rows // 3 + 1, 1))[:rows]
+            y, mask = next_tokens(x)
+            weight = [tf.constant(mask / mask.sum(axis=1, keepdims=True))] if weighted else []
+            if not weighted:  # each example's loss is then Keras' mean over all its positions, padding too
+                mask = np.ones_like(mask)
+            before = [w.copy() for w in model.get_weights()]
+            want = [rows * g for g in sequence_oracle(model, x, y, mask, clip)]  # the clipped sum, at `before`
+            loss = float(step(tf.constant(x), tf.constant(y, tf.int64), tf.constant([0, 0], tf.int64), *weight))
+            moved = [b - a for a, b in zip(model.get_weights(), before)]  # SGD(1.0), denominator 1: -1 x the sum
+            scale = max(float(np.max(np.abs(t))) for t in want)
+            error = max(float(np.max(np.abs(m - w))) for m, w in zip(moved, want))
+            assert error < 1e-5 * scale, (weighted, rows, error, scale)
+            assert math.isfinite(loss) and loss > 0
 
 
 def test_unit_sample_weights_change_nothing_and_weights_scale_the_loss(digits):
