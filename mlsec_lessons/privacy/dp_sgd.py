@@ -97,9 +97,9 @@ def per_example_gradients(model, loss_fn, x, y, sample_weight=None):
     return loop_per_example_gradients(model, loss_fn, x, y, sample_weight)
 
 
-def _single_example_gradient(model, loss_fn, sample_weight):
-    """``one(args)``: the gradient of one example's loss, ``args`` its ``(x, y)`` or ``(x, y, w)``."""
-    loss_one = _per_example_loss(loss_fn, weighted=sample_weight is not None)
+def _single_example_loss_and_gradient(model, loss_fn, weighted):
+    """``one(args) -> (loss, gradient)`` of one example, ``args`` its ``(x, y)`` or ``(x, y, w)``."""
+    loss_one = _per_example_loss(loss_fn, weighted)
     variables = model.trainable_variables
 
     def one(args):
@@ -107,9 +107,15 @@ def _single_example_gradient(model, loss_fn, sample_weight):
         with tf.GradientTape() as tape:
             loss = loss_one(rest[0], model(xi[None], training=True), *rest[1:])
         # an embedding's gradient is sparse (IndexedSlices); batched, it must be dense
-        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
 
     return one
+
+
+def _single_example_gradient(model, loss_fn, sample_weight):
+    """``one(args)``: the gradient of one example's loss, ``args`` its ``(x, y)`` or ``(x, y, w)``."""
+    loss_and_gradient = _single_example_loss_and_gradient(model, loss_fn, weighted=sample_weight is not None)
+    return lambda args: loss_and_gradient(args)[1]
 
 
 def _batch(x, y, sample_weight):
@@ -147,14 +153,7 @@ def _xla_clipped_sum(model, loss_fn, l2_norm_clip, weighted, chunk=XLA_CHUNK):
     (their clip factor is multiplied by 0). Call it while tracing a ``tf.function``: each call makes
     a new compiled function. Cross-checked against :func:`loop_per_example_gradients` in the tests.
     """
-    loss_one = _per_example_loss(loss_fn, weighted)
-    variables = model.trainable_variables
-
-    def one(args):
-        xi, rest = args[0], [a[None] for a in args[1:]]
-        with tf.GradientTape() as tape:
-            loss = loss_one(rest[0], model(xi[None], training=True), *rest[1:])
-        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+    one = _single_example_loss_and_gradient(model, loss_fn, weighted)
 
     @tf.function(jit_compile=True)
     def clipped_chunk(valid, *rows):
@@ -162,7 +161,8 @@ def _xla_clipped_sum(model, loss_fn, l2_norm_clip, weighted, chunk=XLA_CHUNK):
         scale = tf.minimum(1.0, l2_norm_clip / (tf.sqrt(_squared_norms(grads)) + 1e-12)) * valid
         return [tf.tensordot(scale, g, axes=1) for g in grads], losses * valid
 
-    signature = ([tf.TensorSpec(v.shape, v.dtype) for v in variables], tf.TensorSpec([chunk], tf.float32))
+    signature = ([tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_variables],
+                 tf.TensorSpec([chunk], tf.float32))
 
     def clipped_sum(*rows):
         n = tf.shape(rows[0])[0]
