@@ -42,14 +42,20 @@ def _steps(arch, d):
         elif name == "DP-SGD (course)":
             step, _ = dp_sgd.make_dp_step(model, loss, opt, 1.0, 1.1, float(BATCH))
         else:
-            @tf.function
-            def step(x, y, seed, model=model, opt=opt):
-                grads = dp_sgd.clip_gradients(dp_sgd.vmap_per_example_gradients(model, loss, x, y), 1.0)
-                noisy = [(tf.reduce_sum(g, 0) + tf.random.stateless_normal(v.shape, seed, stddev=1.1)) / BATCH
-                         for g, v in zip(grads, model.trainable_variables)]
-                opt.apply_gradients(zip(noisy, model.trainable_variables))
+            step = _reference_dp_step(dp_sgd.vmap_per_example_gradients, model, loss, opt)
         out[name] = step
     return out
+
+
+def _reference_dp_step(per_example_gradients, model, loss, opt):
+    """A plain DP-SGD step on ``per_example_gradients(model, loss, x, y[, w])``: clip, sum, noise, step."""
+    @tf.function
+    def step(x, y, seed, *weight):
+        grads = dp_sgd.clip_gradients(per_example_gradients(model, loss, x, y, *weight), 1.0)
+        noisy = [(tf.reduce_sum(g, 0) + tf.random.stateless_normal(v.shape, seed, stddev=1.1)) / BATCH
+                 for g, v in zip(grads, model.trainable_variables)]
+        opt.apply_gradients(zip(noisy, model.trainable_variables))
+    return step
 
 
 def _lm_steps(x, y):
@@ -74,12 +80,7 @@ def _lm_steps(x, y):
         elif name == "DP-SGD (course)":
             step, _ = dp_sgd.make_dp_step(model, loss, opt, 1.0, 1.1, float(BATCH))
         else:
-            @tf.function
-            def step(x, y, seed, w, model=model, opt=opt):
-                grads = dp_sgd.clip_gradients(dp_sgd.loop_per_example_gradients(model, loss, x, y, w), 1.0)
-                noisy = [(tf.reduce_sum(g, 0) + tf.random.stateless_normal(v.shape, seed, stddev=1.1)) / BATCH
-                         for g, v in zip(grads, model.trainable_variables)]
-                opt.apply_gradients(zip(noisy, model.trainable_variables))
+            step = _reference_dp_step(dp_sgd.loop_per_example_gradients, model, loss, opt)
         out[name] = step
     return out
 
