@@ -84,9 +84,37 @@ def _without_stderr(outputs):
 
 
 try:
+    from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
     from nbval.plugin import IPyNbCell
 except ImportError:  # nbval is a dev extra; plain unit-test runs do not need it
     IPyNbCell = None
+
+if IPyNbCell is not None and not getattr(NbvalKernelspecManager.get_kernel_spec, "_forks", False):
+    # nbval's kernels (--nbval-current-env) are forked from one process per worker that has imported
+    # TensorFlow and the rest once (tests/forked_kernels.py): about 5 s of CPU less per notebook.
+    # MLSEC_FRESH_KERNELS=1 starts each one afresh, as JupyterLab does.
+    _get_kernel_spec = NbvalKernelspecManager.get_kernel_spec
+    _zygote = {}
+
+    def get_kernel_spec(self, kernel_name):
+        spec = _get_kernel_spec(self, kernel_name)
+        if kernel_name != CURRENT_ENV_KERNEL_NAME or os.environ.get("MLSEC_FRESH_KERNELS") == "1":
+            return spec
+        import importlib.util
+        import tempfile
+
+        script = Path(__file__).parent / "tests" / "forked_kernels.py"
+        module_spec = importlib.util.spec_from_file_location("forked_kernels", script)
+        forked_kernels = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(forked_kernels)
+        if "socket" not in _zygote:
+            _zygote["socket"] = forked_kernels.start_zygote(tempfile.mkdtemp(prefix="mlsec-kernels-"))
+        spec.argv = forked_kernels.kernel_argv()
+        spec.env = {**spec.env, "MLSEC_KERNEL_ZYGOTE": _zygote["socket"]}
+        return spec
+
+    get_kernel_spec._forks = True
+    NbvalKernelspecManager.get_kernel_spec = get_kernel_spec
 
 if IPyNbCell is not None and not getattr(IPyNbCell.compare_outputs, "_ignores_stderr", False):
     _compare = IPyNbCell.compare_outputs
