@@ -29,6 +29,8 @@ def run_temp(config):
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+_zygote = {}  # the forked kernels' zygote: its socket, once started, and the notebooks collected
+
 SCOPE_SECONDS = Path(__file__).parent / "benchmarks" / "results" / "tests.json"
 
 
@@ -48,6 +50,8 @@ def scope_seconds():
 
 
 def pytest_collection_modifyitems(session, config, items):
+    # The forked kernels (below) pay for their zygote's start from the second notebook on.
+    _zygote["notebooks"] = len({item.nodeid.split("::")[0] for item in items if ".ipynb::" in item.nodeid})
     # Under make test's parallel workers (--dist loadscope --no-loadscope-reorder), a test file or notebook
     # goes to one worker, in collection order, as workers free up: the longest first (as last measured), so
     # that the short ones fill the end instead of one worker finishing a long lesson alone. A file not yet
@@ -94,11 +98,11 @@ if IPyNbCell is not None and not getattr(NbvalKernelspecManager.get_kernel_spec,
     # TensorFlow and the rest once (tests/forked_kernels.py): about 5 s of CPU less per notebook.
     # MLSEC_FRESH_KERNELS=1 starts each one afresh, as JupyterLab does.
     _get_kernel_spec = NbvalKernelspecManager.get_kernel_spec
-    _zygote = {}
 
     def get_kernel_spec(self, kernel_name):
         spec = _get_kernel_spec(self, kernel_name)
-        if kernel_name != CURRENT_ENV_KERNEL_NAME or os.environ.get("MLSEC_FRESH_KERNELS") == "1":
+        if (kernel_name != CURRENT_ENV_KERNEL_NAME or os.environ.get("MLSEC_FRESH_KERNELS") == "1"
+                or _zygote.get("notebooks", 2) < 2):
             return spec
         import importlib.util
         import tempfile

@@ -16,7 +16,9 @@ machine whose two cores the other tests are using too. Under ``make test`` the r
   zygote answers, it becomes an ordinary kernel itself.
 
 Only the test harness uses it: students' kernels (``make lab``) and ``make course`` start fresh, and so do
-the notebooks that ``tests/test_browser.py`` runs in JupyterLab. ``MLSEC_FRESH_KERNELS=1`` turns it off.
+the notebooks that ``tests/test_browser.py`` runs in JupyterLab. ``MLSEC_FRESH_KERNELS=1`` turns it off, and a
+run of one notebook does without it: the zygote imports more than one lesson needs, so it pays for itself from
+the second notebook on (``benchmarks/bench_kernels.py``).
 """
 import array
 import json
