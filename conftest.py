@@ -108,11 +108,17 @@ if IPyNbCell is not None and not getattr(NbvalKernelspecManager.get_kernel_spec,
         import tempfile
 
         script = Path(__file__).parent / "tests" / "forked_kernels.py"
+        if not script.exists():  # a copy of the course without its tests: fresh kernels
+            return spec
         module_spec = importlib.util.spec_from_file_location("forked_kernels", script)
         forked_kernels = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(forked_kernels)
         if "socket" not in _zygote:
-            _zygote["socket"] = forked_kernels.start_zygote(tempfile.mkdtemp(prefix="mlsec-kernels-"))
+            # a short folder: a Unix socket's path has at most 107 bytes, and a worker's TMPDIR can be deep
+            folder = tempfile.mkdtemp(prefix="mlsec-kernels-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            _zygote["socket"] = forked_kernels.start_zygote(folder)
+        if _zygote["socket"] is None:
+            return spec
         spec.argv = forked_kernels.kernel_argv()
         spec.env = {**spec.env, "MLSEC_KERNEL_ZYGOTE": _zygote["socket"]}
         return spec

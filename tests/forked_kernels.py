@@ -21,6 +21,7 @@ run of one notebook does without it: the zygote imports more than one lesson nee
 the second notebook on (``benchmarks/bench_kernels.py``).
 """
 import array
+import contextlib
 import json
 import os
 import select
@@ -35,6 +36,7 @@ PRELOAD = ("tensorflow", "keras", "numpy", "pandas", "scipy.stats", "sklearn.lin
            "sklearn.model_selection", "sklearn.metrics", "skops.io", "fastapi", "httpx", "art", "dp_accounting",
            "diffprivlib", "jwt", "cryptography", "ipykernel.kernelapp")
 MAX_MESSAGE = 1 << 20  # bytes: the kernel's command line and environment
+MAX_SOCKET_PATH = 108  # bytes of a Unix socket's path on Linux (sun_path), its final NUL included
 CONNECT_SECONDS = 120  # how long a kernel waits for a zygote still importing before it starts as usual
 
 
@@ -78,6 +80,11 @@ def serve(path):
                 conn.close()
     for pid in kernels.values():
         _kill(pid)
+    for name in (path, path + ".pid"):  # the folder is the zygote's own (start_zygote): leave nothing behind
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
 
 
 def _fork_kernel(client, listener, kernels):
@@ -202,20 +209,25 @@ def _connect(path):
 
 
 def _zygote_may_come(path):
-    """The zygote writes its pid beside the socket when it starts; a kernel waits only for a live one."""
+    """The zygote's pid is beside the socket; a kernel waits only for a zygote that is still running (one that
+    ended stays a zombie until the pytest worker ends, so a signal 0 would still reach it)."""
     try:
-        os.kill(int(open(path + ".pid").read()), 0)
-        return True
-    except (OSError, ValueError):
+        pid = int(open(path + ".pid").read())
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, ValueError, IndexError):
         return False
 
 
 def start_zygote(folder):
     """Start a zygote serving at ``folder/kernels.sock``; return the socket's path (the kernels' variable
-    ``MLSEC_KERNEL_ZYGOTE``). It ends by itself when the calling process does."""
+    ``MLSEC_KERNEL_ZYGOTE``), or None where that path is too long for a Unix socket. It ends by itself when
+    the calling process does."""
     import subprocess
 
     path = os.path.join(folder, "kernels.sock")
+    if len(os.fsencode(path)) + len(".tmp") >= MAX_SOCKET_PATH:
+        return None
     process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)

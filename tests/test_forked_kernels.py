@@ -4,6 +4,8 @@ ipykernel_launcher started would be, and dies with its client; with no zygote, t
 import importlib.util
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +59,7 @@ def run(kc, code, timeout=60):
     return reply["content"]["status"], "".join(printed), error
 
 
-def start(path, tmp_path, **env):
+def start_kernel(path, tmp_path, **env):
     km = ForkedKernelManager(path)
     km.start_kernel(cwd=str(tmp_path), env={**os.environ, **env})
     kc = km.client()
@@ -67,7 +69,7 @@ def start(path, tmp_path, **env):
 
 
 def test_a_forked_kernel_runs_in_the_callers_folder_and_environment_and_shuts_down(zygote, tmp_path):
-    km, kc = start(zygote, tmp_path, LESSON_MARK="42")
+    km, kc = start_kernel(zygote, tmp_path, LESSON_MARK="42")
     try:
         status, printed, _ = run(kc, "import os, sys; print(os.getcwd(), os.environ['LESSON_MARK'], "
                                      "os.getppid(), 'tensorflow' in sys.modules)")
@@ -82,7 +84,7 @@ def test_a_forked_kernel_runs_in_the_callers_folder_and_environment_and_shuts_do
 
 
 def test_an_interrupt_reaches_the_forked_kernel(zygote, tmp_path):
-    km, kc = start(zygote, tmp_path)
+    km, kc = start_kernel(zygote, tmp_path)
     try:
         km.interrupt_kernel()  # idle: nothing to interrupt, and the kernel goes on
         msg_id = kc.execute("import time; time.sleep(60)")
@@ -101,7 +103,7 @@ def test_an_interrupt_reaches_the_forked_kernel(zygote, tmp_path):
 
 
 def test_killing_the_client_kills_the_kernel(zygote, tmp_path):
-    km, kc = start(zygote, tmp_path)
+    km, kc = start_kernel(zygote, tmp_path)
     try:
         kernel_pid = int(run(kc, "import os; print(os.getpid())")[1])
         km.shutdown_kernel(now=True)  # SIGKILL to the client: the kernel is the zygote's child, not its
@@ -114,10 +116,36 @@ def test_killing_the_client_kills_the_kernel(zygote, tmp_path):
 
 
 def test_without_a_zygote_the_client_is_a_plain_kernel(tmp_path):
-    km, kc = start(str(tmp_path / "no-such.sock"), tmp_path)
+    km, kc = start_kernel(str(tmp_path / "no-such.sock"), tmp_path)
     try:
         status, printed, _ = run(kc, "import os; print(os.getppid())")
         assert status == "ok" and int(printed) == os.getpid()  # the kernel manager's own child
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+
+
+def test_a_zygote_that_ended_is_not_waited_for(tmp_path):
+    # a zygote that could not start (its socket's folder gone, an import failing) stays a zombie until the
+    # pytest worker ends: the kernel must see that it ended, not wait out CONNECT_SECONDS for it
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.05)
+    path = str(tmp_path / "kernels.sock")
+    Path(path + ".pid").write_text(str(ended.pid))
+    start = time.monotonic()
+    km, kc = start_kernel(path, tmp_path)
+    try:
+        assert time.monotonic() - start < forked_kernels.CONNECT_SECONDS / 4
+        assert int(run(kc, "import os; print(os.getppid())")[1]) == os.getpid()  # a plain kernel
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+        ended.wait()
+
+
+def test_a_socket_path_too_long_starts_no_zygote(tmp_path):
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    assert forked_kernels.start_zygote(str(deep)) is None
+    assert not list(deep.iterdir())
