@@ -29,7 +29,7 @@ def run_temp(config):
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-_zygote = {}  # the forked kernels' zygote: its socket, once started, and the notebooks collected
+_zygote = {}  # the forked kernels: their module, the zygote's socket once started, the notebooks collected
 
 SCOPE_SECONDS = Path(__file__).parent / "benchmarks" / "results" / "tests.json"
 
@@ -99,24 +99,29 @@ if IPyNbCell is not None and not getattr(NbvalKernelspecManager.get_kernel_spec,
     # MLSEC_FRESH_KERNELS=1 starts each one afresh, as JupyterLab does.
     _get_kernel_spec = NbvalKernelspecManager.get_kernel_spec
 
+    def _forked_kernels():
+        """tests/forked_kernels.py as a module (tests/ is not a package), loaded once; None where it is absent."""
+        if "module" not in _zygote:
+            import importlib.util
+
+            script = Path(__file__).parent / "tests" / "forked_kernels.py"
+            _zygote["module"] = None
+            if script.exists():
+                spec = importlib.util.spec_from_file_location("forked_kernels", script)
+                _zygote["module"] = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(_zygote["module"])
+        return _zygote["module"]
+
     def get_kernel_spec(self, kernel_name):
         spec = _get_kernel_spec(self, kernel_name)
         if (kernel_name != CURRENT_ENV_KERNEL_NAME or os.environ.get("MLSEC_FRESH_KERNELS") == "1"
                 or _zygote.get("notebooks", 2) < 2):
             return spec
-        import importlib.util
-        import tempfile
-
-        script = Path(__file__).parent / "tests" / "forked_kernels.py"
-        if not script.exists():  # a copy of the course without its tests: fresh kernels
+        forked_kernels = _forked_kernels()
+        if forked_kernels is None:  # a copy of the course without its tests: fresh kernels
             return spec
-        module_spec = importlib.util.spec_from_file_location("forked_kernels", script)
-        forked_kernels = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(forked_kernels)
         if "socket" not in _zygote:
-            # a short folder: a Unix socket's path has at most 107 bytes, and a worker's TMPDIR can be deep
-            folder = tempfile.mkdtemp(prefix="mlsec-kernels-", dir="/tmp" if os.path.isdir("/tmp") else None)
-            _zygote["socket"] = forked_kernels.start_zygote(folder)
+            _zygote["socket"] = forked_kernels.start_zygote()
         if _zygote["socket"] is None:
             return spec
         spec.argv = forked_kernels.kernel_argv()

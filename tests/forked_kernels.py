@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 # What the lessons import, heaviest first (seconds of CPU after TensorFlow: skops 3.1, fastapi 0.6, ART 0.4).
 # Not Ray, Flower or anything else that loads gRPC, whose core is not safe to fork.
@@ -185,12 +186,7 @@ def client(argv):
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, relay)
-    while True:
-        try:
-            status = conn.recv(64)
-            break
-        except InterruptedError:
-            continue
+    status = conn.recv(64)  # a signal relayed meanwhile does not interrupt it (PEP 475)
     sys.exit(int(status) if status else 1)
 
 
@@ -212,19 +208,22 @@ def _zygote_may_come(path):
     """The zygote's pid is beside the socket; a kernel waits only for a zygote that is still running (one that
     ended stays a zombie until the pytest worker ends, so a signal 0 would still reach it)."""
     try:
-        pid = int(open(path + ".pid").read())
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        pid = int(Path(path + ".pid").read_text())
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, ValueError, IndexError):
         return False
 
 
-def start_zygote(folder):
+def start_zygote(folder=None):
     """Start a zygote serving at ``folder/kernels.sock``; return the socket's path (the kernels' variable
     ``MLSEC_KERNEL_ZYGOTE``), or None where that path is too long for a Unix socket. It ends by itself when
-    the calling process does."""
+    the calling process does, and removes the socket. ``folder`` defaults to a new private folder under
+    ``/tmp``: a Unix socket's path has at most 107 bytes, and a pytest worker's TMPDIR can be deeper."""
     import subprocess
+    import tempfile
 
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="mlsec-kernels-", dir="/tmp" if os.path.isdir("/tmp") else None)
     path = os.path.join(folder, "kernels.sock")
     if len(os.fsencode(path)) + len(".tmp") >= MAX_SOCKET_PATH:
         return None

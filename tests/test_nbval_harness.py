@@ -1,5 +1,4 @@
 """The notebook harness compares checked outputs but never stderr (warnings, progress bars)."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,7 @@ def run_nbval(tmp_path, stdout_saved, stderr_saved):
     # cwd=ROOT puts the repository on sys.path, so "-p conftest" loads the course's harness set-up
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
                            "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=60", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MLSEC_FRESH_KERNELS": "1"})  # this cell needs no TensorFlow
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow  # a Jupyter kernel under nbval, as make test runs the notebooks
