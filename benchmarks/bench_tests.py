@@ -76,23 +76,25 @@ def pytest_configure(config):
 
 
 # --------------------------------------------------------------------------- the runs
-def make_command(target):
+def make_command(target, jobs=None):
     """The arguments ``make <target>`` gives pytest (``make -n``: nothing runs), e.g. ``["tests", "-m",
-    "not slow"]`` for ``test-fast``."""
-    done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    "not slow"]`` for ``test-fast``; with ``jobs``, those of ``make <target> JOBS=<jobs>``."""
+    done = subprocess.run(["make", "-n", target, *([f"JOBS={jobs}"] if jobs else [])], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
     line = next(line for line in done.stdout.splitlines() if " -m pytest " in line)
     return shlex.split(line.split(" -m pytest ", 1)[1])
 
 
-def measure(run, paths=None):
+def measure(run, paths=None, jobs=None):
     """One pytest run (``run``: "all" is ``make test``'s command, "fast" ``make test-fast``'s; ``paths``
-    replaces the folders it collects, for a smoke test); its wall seconds and per-test record."""
+    replaces the folders it collects, for a smoke test; ``jobs`` the number of parallel workers, else
+    make's ``JOBS``); its wall seconds and per-test record."""
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"mlsec-bench-tests-{os.getpid()}-{run}.json"
     env = {**os.environ, OUT_ENV: str(out), "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE),
                                                                                       os.environ.get("PYTHONPATH")]))}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
-    args = make_command("test" if run == "all" else "test-fast")
+    args = make_command("test" if run == "all" else "test-fast", jobs)
     if paths:
         args = [*paths, *(a for a in args if a not in ("tests", "notebooks", "exercises"))]
     done = subprocess.run([sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", "-p", "bench_tests"],
