@@ -29,6 +29,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import cpu_count, markdown_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "results" / "tests.json"
@@ -105,7 +108,7 @@ def measure(run, paths=None, jobs=None):
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     return {**record, "wall_s": round(wall, 1), "summary": summary, "load_before": load,
             "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpus": cpu_count(),
             "commit": _commit(), "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -269,9 +272,6 @@ def main(argv=None):
     if args.remark:
         store = remark(store, slow_now())
         args.store.write_text(json.dumps(store, indent=1, sort_keys=True))
-    sys.path.insert(0, str(HERE))
-    from run import markdown_table
-
     result = table(store)
     text = f"# {result['title']}\n\n{markdown_table(result['columns'], result['rows'])}\n\n{result['notes']}\n"
     args.output.write_text(text)

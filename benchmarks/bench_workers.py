@@ -7,24 +7,20 @@ browser. One more worker could fill that time, or only make every test slower by
 ``JOBS`` set; the order alternates (test-fast with one worker per core first, make test with one more
 first), so that a machine whose speed drifts over the hour is not charged to one side only.
 """
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tests import measure  # noqa: E402
+from run import cpu_count  # noqa: E402
 
-RUNS = ("fast", "all")  # make test-fast, then make test
-
-
-def cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+RUNS = {"fast": "`make test-fast`", "all": "`make test`"}  # in this order
 
 
 def run():
-    n = cores()
+    n = cpu_count()
     rows, walls = [], {}
-    for run_name in RUNS:
+    for run_name, command in RUNS.items():
         # one worker per core first for test-fast, last for make test: each side runs once early, once late
         order = (n, n + 1) if run_name == "fast" else (n + 1, n)
         for jobs in order:
@@ -33,10 +29,9 @@ def run():
             if rec["exit_status"] != 0:
                 raise RuntimeError(f"the {run_name} run with {jobs} workers failed: {rec['summary']}")
             walls[run_name, jobs] = rec["wall_s"]
-            rows.append([f"`make {'test' if run_name == 'all' else 'test-fast'}`'s pytest", jobs,
-                         f"{rec['wall_s']:.0f}", rec["summary"], rec["when"]])
-    for run_name in RUNS:
-        rows.append([f"`make {'test' if run_name == 'all' else 'test-fast'}`: {n} workers / {n + 1} workers", "",
+            rows.append([f"{command}'s pytest", jobs, f"{rec['wall_s']:.0f}", rec["summary"], rec["when"]])
+    for run_name, command in RUNS.items():
+        rows.append([f"{command}: {n} workers / {n + 1} workers", "",
                      f"{walls[run_name, n] / walls[run_name, n + 1]:.2f}", "", ""])
     return {
         "title": f"make test's workers: one per core ({n}) against one more ({n + 1})",

@@ -44,17 +44,18 @@ def main(names):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         text = (f"# {result['title']}\n\n{markdown_table(result['columns'], result['rows'])}\n\n"
                 f"{result.get('notes', '')}\n\nMeasured {stamp} on {platform.machine()}, "
-                f"{_cpus()} CPU cores, Python {platform.python_version()}.\n")
+                f"{cpu_count()} CPU cores, Python {platform.python_version()}.\n")
         out = RESULTS / f"{path.stem.removeprefix('bench_')}.md"
         out.write_text(text)
         print(text)
         print(f"wrote {out.relative_to(HERE.parent)}")
 
 
-def _cpus():
+def cpu_count():
+    """The cores this process may run on (its affinity), where the system says; else all of them."""
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -204,12 +204,16 @@ def _connect(path):
             time.sleep(0.1)
 
 
+def process_state(pid):
+    """The state letter of process ``pid`` in ``/proc`` ("R", "S", "Z" for a zombie, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _zygote_may_come(path):
     """The zygote's pid is beside the socket; a kernel waits only for a zygote that is still running (one that
     ended stays a zombie until the pytest worker ends, so a signal 0 would still reach it)."""
     try:
-        pid = int(Path(path + ".pid").read_text())
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        return process_state(int(Path(path + ".pid").read_text())) not in ("Z", "X")
     except (OSError, ValueError, IndexError):
         return False
 

@@ -129,7 +129,7 @@ def test_a_zygote_that_ended_is_not_waited_for(tmp_path):
     # a zygote that could not start (its socket's folder gone, an import failing) stays a zombie until the
     # pytest worker ends: the kernel must see that it ended, not wait out CONNECT_SECONDS for it
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
-    while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+    while forked_kernels.process_state(ended.pid) != "Z":
         time.sleep(0.05)
     path = str(tmp_path / "kernels.sock")
     Path(path + ".pid").write_text(str(ended.pid))
