@@ -177,3 +177,41 @@ def test_the_keyword_only_rule_can_fail():
               "class A:\n    def perturb(self, x, eps_step): ...\n")
     assert positional_attack_arguments(source, "m") == ["m.pgd(steps)", "m.A.perturb(eps_step)"]
 
+
+
+# --------------------------------------------------------------------------- randomness
+# issue 15's convention: randomness comes in as ``seed`` (an int, a Generator or None), never as ``rng``
+# or ``random_state``, in every public function and method of the package.
+RANDOMNESS_NAMES = {"rng", "random_state", "random_seed", "generator"}
+
+
+def randomness_parameters(source, module):
+    """``module.function(argument)`` for each public function or method of ``source`` that takes its
+    randomness under another name than ``seed``."""
+    found = []
+    tree = ast.parse(source)
+    scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
+    for body, prefix in scopes:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    not node.name.startswith("_") or node.name == "__init__"):
+                args = node.args
+                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                found += [f"{prefix}.{node.name}({a})" for a in names if a in RANDOMNESS_NAMES]
+    return found
+
+
+def test_randomness_is_always_called_seed():
+    found = []
+    for module, path in _modules():
+        if ".grading.checks" not in module:  # the checks are the grader's internals, not the course's API
+            found += randomness_parameters(path.read_text(), module)
+    assert not found, f"take randomness as seed= (an int, a Generator or None): {found}"
+
+
+def test_the_randomness_rule_can_fail():
+    source = ("def counts(x, *, rng): ...\n"
+              "def ok(x, *, seed=0): ...\n"
+              "def _private(rng): ...\n"
+              "class A:\n    def __init__(self, random_state=None): ...\n")
+    assert randomness_parameters(source, "m") == ["m.counts(rng)", "m.A.__init__(random_state)"]

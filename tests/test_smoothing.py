@@ -110,3 +110,20 @@ def test_agrees_with_arts_randomized_smoothing(digits):
     diff = np.abs(ours.radius[both] - art_radius[both])
     assert diff.mean() <= 0.05 and diff.max() <= 0.2, diff
     assert np.mean(ours.prediction == y) == pytest.approx(np.mean(art_pred == y), abs=0.1)
+
+
+def test_noise_counts_takes_its_randomness_as_seed():
+    x = np.zeros((4, 64))
+    same = [smoothing.noise_counts(COIN, x, 0.5, 200, seed=7) for _ in range(2)]
+    np.testing.assert_array_equal(*same)                       # one int, the same noise
+    gen = np.random.default_rng(7)
+    first, second = (smoothing.noise_counts(COIN, x, 0.5, 200, seed=gen) for _ in range(2))
+    assert not np.array_equal(first, second)                   # one Generator, fresh noise on each call
+    assert (first.sum(axis=1) == 200).all() and set(np.flatnonzero(first.sum(axis=0))) == {1, 2}
+
+
+@pytest.mark.parametrize("bad", [dict(sigma=0.0), dict(sigma=-1.0), dict(n=0), dict(n=2.5), dict(seed="0")])
+def test_noise_counts_refuses_bad_settings(bad):
+    args = dict(sigma=0.5, n=10, seed=0) | bad
+    with pytest.raises((InvalidParameterError, TypeError)):
+        smoothing.noise_counts(COIN, np.zeros((2, 64)), args.pop("sigma"), args.pop("n"), **args)

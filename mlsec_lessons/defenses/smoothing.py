@@ -52,8 +52,17 @@ def train_noisy(data, sigma, *, arch="small_cnn", epochs=30, batch_size=64, lear
     return cached_fit(f"{data.name}-{arch}-noisy", config, build, fit, seed=seed, cache=cache)
 
 
-def noise_counts(model, x, sigma, n, *, rng, batch_size=10_000):
-    """``counts[i, c]``: how many of ``n`` noisy copies of ``x[i]`` the base model labels ``c``."""
+def noise_counts(model, x, sigma, n, *, seed, batch_size=10_000):
+    """``counts[i, c]``: how many of ``n`` noisy copies of ``x[i]`` the base model labels ``c``.
+
+    ``seed`` is an int, a Generator or None, and has no default on purpose: pass the same Generator to
+    two calls and the second draws fresh noise (CERTIFY's selection and estimation samples must differ),
+    while the same int twice draws the same noise.
+    """
+    sigma = check_real(sigma, "sigma", min_value=0, include_boundaries="neither")
+    n = check_int(n, "n", min_value=1)
+    x, _ = check_xy(x)
+    rng = as_generator(seed)
     n_classes = model.output_shape[-1]
     counts = np.zeros((len(x), n_classes), dtype=np.int64)
     per_call = max(1, batch_size // n)        # images per predict call, all their noise samples at once
@@ -129,8 +138,8 @@ def certify(model, x, sigma, *, n0=100, n=1000, alpha=0.001, seed=0, batch_size=
     alpha = check_real(alpha, "alpha", min_value=0, max_value=1, include_boundaries="neither")
     x, _ = check_xy(x)
     rng = as_generator(seed)
-    top = noise_counts(model, x, sigma, n0, rng=rng, batch_size=batch_size).argmax(axis=1)   # selection ...
-    counts = noise_counts(model, x, sigma, n, rng=rng, batch_size=batch_size)               # ... and estimation
+    top = noise_counts(model, x, sigma, n0, seed=rng, batch_size=batch_size).argmax(axis=1)   # selection ...
+    counts = noise_counts(model, x, sigma, n, seed=rng, batch_size=batch_size)               # ... and estimation
     n_top = counts[np.arange(len(x)), top]                # apart, so the bound is not biased by the selection
     # the one-sided 1 - alpha Clopper-Pearson bound (the lower end of the two-sided 1 - 2 alpha interval,
     # written directly so that any alpha in (0, 1) works, not only alpha < 1/2)
@@ -150,7 +159,7 @@ def predict(model, x, sigma, *, n=100, alpha=0.001, seed=0, batch_size=10_000):
     n = check_int(n, "n", min_value=1)
     alpha = check_real(alpha, "alpha", min_value=0, max_value=1, include_boundaries="neither")
     x, _ = check_xy(x)
-    counts = noise_counts(model, x, sigma, n, rng=as_generator(seed), batch_size=batch_size)
+    counts = noise_counts(model, x, sigma, n, seed=seed, batch_size=batch_size)
     order = np.argsort(counts, axis=1)
     first, second = order[:, -1], order[:, -2]
     out = np.full(len(x), ABSTAIN)
