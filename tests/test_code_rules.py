@@ -1,5 +1,6 @@
 """Rules of the code base that a linter cannot see: private stays private, one name one meaning."""
 import ast
+import dataclasses
 import importlib
 import inspect
 import pkgutil
@@ -215,3 +216,91 @@ def test_the_randomness_rule_can_fail():
               "def _private(rng): ...\n"
               "class A:\n    def __init__(self, random_state=None): ...\n")
     assert randomness_parameters(source, "m") == ["m.counts(rng)", "m.A.__init__(random_state)"]
+
+
+# --------------------------------------------------------------------------- result records
+# issue 15's convention: a multi-field result is a frozen dataclass with snake_case fields and a
+# to_frame() for display. Every public dataclass of the package is either such a result or is named
+# here, with what it is instead, so that a new one is a decision and not an accident.
+NOT_RESULTS = {
+    "mlsec_lessons.data.Dataset": "data, not a result",
+    "mlsec_lessons.deployment.language_model.Generation": "one request on its way through the server",
+    "mlsec_lessons.deployment.language_model.LanguageModelSpec": "a file's contents",
+    "mlsec_lessons.deployment.language_model.ServedLanguageModel": "what the server holds while it serves",
+    "mlsec_lessons.deployment.served.Call": "one request on its way through the server",
+    "mlsec_lessons.deployment.served.ServedModel": "what the server holds while it serves",
+    "mlsec_lessons.deployment.settings.ServerSettings": "configuration",
+    "mlsec_lessons.federated.attacks.Attack": "configuration",
+    "mlsec_lessons.federated.fedavg.Experiment": "configuration",
+    "mlsec_lessons.federated.masking.Client": "a protocol party's state, filled in round by round",
+    "mlsec_lessons.federated.masking.ServerView": "one part of a RoundResult, shown by its to_frame",
+    "mlsec_lessons.federated.robust.ClientReply": "one message of the protocol",
+    "mlsec_lessons.federated.secagg.SecureRound": "configuration",
+    "mlsec_lessons.federated.secagg.SecureDPRun": "configuration",
+    "mlsec_lessons.governance.checklist.Evidence": "one cell of a Checklist, shown by its to_frame",
+    "mlsec_lessons.governance.checklist.Item": "one row of a Checklist, shown by its to_frame",
+    "mlsec_lessons.governance.coverage.Control": "configuration: a control and its check",
+    "mlsec_lessons.governance.coverage.Component": "configuration: a component and its controls",
+    "mlsec_lessons.grading.batch.Student": "a folder's listing, before grading",
+    "mlsec_lessons.grading.hints.Hint": "a solution's hint text",
+    "mlsec_lessons.grading.plugin.Judging": "the grader's wiring",
+    "mlsec_lessons.grading.wire.Scaffold": "the grader's wire format",
+    "mlsec_lessons.grading.wire.Handle": "the grader's wire format",
+    "mlsec_lessons.llm.agent.ToolCall": "one row of an AgentRun, shown by its to_frame",
+    "mlsec_lessons.llm.agent.Decision": "one cell of an AgentRun, shown by its to_frame",
+    "mlsec_lessons.llm.corpus.Dialogue": "data, not a result",
+    "mlsec_lessons.llm.injection.Attack": "configuration: one attack's text",
+    "mlsec_lessons.llm.memorization.CanaryRun": "a trained model and its canaries (a Fitted has the provenance)",
+    "mlsec_lessons.stubs.Region": "a solution file's marked region",
+    "mlsec_lessons.theft.equation_solving.LinearCopy": "a model (scikit-learn's coef_ and intercept_), not a result",
+}
+
+
+def result_record_problems(classes):
+    """``name: problem`` for each dataclass in ``{dotted name: class}`` that breaks the convention."""
+    found = []
+    for name, cls in sorted(classes.items()):
+        if name in NOT_RESULTS:
+            continue
+        if not cls.__dataclass_params__.frozen:
+            found.append(f"{name}: not frozen")
+        if not callable(getattr(cls, "to_frame", None)):
+            found.append(f"{name}: no to_frame()")
+        found += [f"{name}: field {f.name} is not snake_case" for f in dataclasses.fields(cls)
+                  if f.name != f.name.lower() or f.name.startswith("_")]
+    return found
+
+
+def _public_dataclasses():
+    found = {}
+    for info in pkgutil.walk_packages(mlsec_lessons.__path__, "mlsec_lessons."):
+        if ".grading.checks" in info.name or "flower_app" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and not name.startswith("_") and obj.__module__ == info.name
+                    and dataclasses.is_dataclass(obj)):
+                found[f"{info.name}.{name}"] = obj
+    return found
+
+
+def test_results_are_frozen_dataclasses_with_to_frame():
+    classes = _public_dataclasses()
+    assert not result_record_problems(classes), "\n".join(result_record_problems(classes))
+    assert not set(NOT_RESULTS) - set(classes), f"NOT_RESULTS names classes that are gone: {set(NOT_RESULTS) - set(classes)}"
+
+
+def test_the_result_rule_can_fail():
+    @dataclasses.dataclass
+    class Loose:
+        camelCase: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Shown:
+        value: int
+
+        def to_frame(self):
+            return None
+
+    assert result_record_problems({"m.Loose": Loose, "m.Shown": Shown}) == [
+        "m.Loose: not frozen", "m.Loose: no to_frame()", "m.Loose: field camelCase is not snake_case"]

@@ -21,14 +21,14 @@ STUB = ROOT / "exercises" / f"{NAME}.py"
 MLSEC = Path(sys.executable).with_name("mlsec")
 
 
-def report(exercise=NAME):
+def report(exercise=NAME, isolation=""):
     return Report(exercise, Path(f"{exercise}.py"), checks=[CheckResult("asr", 2, True),
-                                                            CheckResult("mrs", 1, False, "1 - asr, please")])
+                                                            CheckResult("mrs", 1, False, "1 - asr, please")],
+                  isolation=isolation)
 
 
 def test_results_follow_gradescopes_format():
-    graded = report()
-    graded.isolation = "sandbox (test)"
+    graded = report(isolation="sandbox (test)")
     results = gradescope.results_json(graded, 1.234)
     assert set(results) == {"score", "max_score", "execution_time", "output", "visibility", "tests"}
     assert (results["score"], results["max_score"], results["execution_time"]) == (2, 3, 1.2)
@@ -45,8 +45,7 @@ def test_results_follow_gradescopes_format():
 
 
 def test_a_report_survives_the_trip_through_plain_data():
-    original = report()
-    original.isolation = "sandbox (test)"
+    original = report(isolation="sandbox (test)")
     again = batch.as_report(json.loads(json.dumps(batch.as_dict(original, 1.0))))
     assert (again.score, again.total, again.isolation, again.failed()) == (2, 3, "sandbox (test)", {"mrs": "1 - asr, please"})
 

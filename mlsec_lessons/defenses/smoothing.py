@@ -87,6 +87,13 @@ class Certificate:
     n: int
     alpha: float
 
+    def to_frame(self):
+        """A row per input: the class (``-1`` = abstain), the certified L2 radius and the bound on pA."""
+        import pandas as pd
+
+        return pd.DataFrame({"prediction": self.prediction, "radius": self.radius, "p_lower": self.p_lower},
+                            index=pd.RangeIndex(len(self.prediction), name="input"))
+
     def accuracy_at(self, y, radii):
         """Certified accuracy: the share of inputs certified correct with a radius of at least ``r``, per ``r``."""
         ok = self.prediction == np.asarray(y)

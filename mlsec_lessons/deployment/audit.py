@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 from .keys import check_key
 
 try:
@@ -179,8 +180,8 @@ class AuditLog:
                 pass
 
 
-@dataclass
-class AuditReport:
+@dataclass(frozen=True)
+class AuditReport(OneRowFrame):
     """The result of :func:`verify_log`; ``first_bad`` is a 1-based line number."""
 
     ok: bool

@@ -101,8 +101,8 @@ def load_with_pickle(path, timeout=60):
                           timeout=timeout)
 
 
-@dataclass
-class ScanReport:
+@dataclass(frozen=True)
+class ScanReport(OneRowFrame):
     """What picklescan found: imports on its denylist (``dangerous``) and unknown ones (``suspicious``)."""
 
     path: str

@@ -241,7 +241,7 @@ class Client:
     held_shares: dict = dataclasses.field(default_factory=dict)  # peer -> (share of b_peer, share of sk_peer)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ServerView:
     """Everything the server received in a round: lesson 06 shows that no ``x_u`` is in it."""
 
@@ -252,7 +252,7 @@ class ServerView:
     responders: list        # the survivors that sent shares in the unmasking round
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RoundResult:
     """``total``: the sum mod ``modulus`` of the survivors' inputs, and how it came about."""
 
@@ -260,6 +260,17 @@ class RoundResult:
     survivors: list
     dropped: list
     server_view: ServerView
+
+    def to_frame(self):
+        """A row per client: whether it survived, and what the server ended up holding for it."""
+        import pandas as pd
+
+        view = self.server_view
+        rows = [{"client": c, "survived": c in self.survivors,
+                 "masked vector y_u": c in view.masked_vectors, "self-mask seed b_u": c in view.self_seeds,
+                 "secret key": c in view.secret_keys, "sent shares": c in view.responders}
+                for c in sorted(set(self.survivors) | set(self.dropped))]
+        return pd.DataFrame(rows).set_index("client")
 
 
 def advertise_keys(vectors, seed=None):

@@ -103,7 +103,7 @@ def measure(inventory):
     return CoverageReport(rows)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CoverageReport:
     """The outcome of every check; SC and its gaps follow from it."""
 

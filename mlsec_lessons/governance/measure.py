@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..records import OneRowFrame
 
 KINDS = ("accuracy", "robust accuracy", "dp epsilon", "membership tpr")
 RATES = ("accuracy", "robust accuracy", "membership tpr")  # kinds that live in [0, 1]
 
 
 @dataclass(frozen=True)
-class Measurement:
+class Measurement(OneRowFrame):
     """One measured number with its method, sample size ``n``, ``params`` and 95% ``interval``."""
 
     kind: str
@@ -261,7 +262,7 @@ def membership(model, x_members, y_members, x_nonmembers, y_nonmembers, fpr=0.01
 
 # --------------------------------------------------------------------------- artifact
 @dataclass(frozen=True)
-class ArtifactRecord:
+class ArtifactRecord(OneRowFrame):
     """What a card says about the file that is served: its hash, and the key its signature verified with.
 
     The manifest's own hash is left out on purpose: a card signed *into* the directory changes

@@ -46,9 +46,13 @@ CARD_FILE = "MODEL_CARD.json"
 OPTIONAL = ("worst_case_robustness", "release")  # rendered and written only when present
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelCard:
-    """The measured facts about one model; build it with :meth:`from_measurements`."""
+    """The measured facts about one model; build it with :meth:`from_measurements`.
+
+    Frozen: a card changes only into a new card (``dataclasses.replace``), so one that was written
+    and signed cannot drift from the object that was checked.
+    """
 
     name: str
     intended_use: str
@@ -88,9 +92,9 @@ class ModelCard:
         reasons = self.not_measured.values() if isinstance(self.not_measured, dict) else [None]
         if not all(isinstance(v, str) and v.strip() for v in reasons):
             raise InvalidParameterError("not_measured must map each property to the reason it was not measured")
-        self.limitations = list(self.limitations)
+        object.__setattr__(self, "limitations", list(self.limitations))  # frozen: normalised once, here
         if self.created is None:
-            self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            object.__setattr__(self, "created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @classmethod
     def from_measurements(cls, name, measurements, *, intended_use, training_data, artifact=None,
@@ -129,6 +133,22 @@ class ModelCard:
             slots[by_kind[m.kind]] = m
         return cls(name=name, intended_use=intended_use, training_data=dict(training_data), artifact=artifact,
                    not_measured=dict(not_measured or {}), limitations=list(limitations), **slots)
+
+    def to_frame(self):
+        """A row per property the card covers: its measurement, or why it was not measured."""
+        import pandas as pd
+
+        rows = []
+        for name in (*FIELDS, "worst_case_robustness"):
+            m = getattr(self, name)
+            if m is not None:
+                rows.append({"property": name, "value": m.value, "method": m.method, "n": m.n,
+                             "interval": m.interval, "not measured because": None})
+            elif name in self.not_measured:
+                rows.append({"property": name, "value": None, "method": None, "n": None, "interval": None,
+                             "not measured because": self.not_measured[name]})
+        return pd.DataFrame(rows, columns=["property", "value", "method", "n", "interval",
+                                           "not measured because"]).set_index("property")
 
     def missing(self):
         """The fields that were not measured (``artifact`` included)."""

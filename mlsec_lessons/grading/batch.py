@@ -76,7 +76,7 @@ class Student:
     stray: list = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Summary:
     """What :func:`grade_class` did, and where it wrote the results."""
 
@@ -88,6 +88,15 @@ class Summary:
     graded: int = 0  # exercise files graded in this run
     reused: int = 0  # unchanged since an earlier run
     warnings: list = field(default_factory=list)
+
+    def to_frame(self):
+        """The gradebook as a table: a row per student, each exercise's score and the total."""
+        import pandas as pd
+
+        rows = [{"student": name, **{n: results[n]["score"] for n in self.exercises},
+                 "total": sum(r["score"] for r in results.values()),
+                 "max_total": sum(r["total"] for r in results.values())} for name, results, _ in self.students]
+        return pd.DataFrame(rows, columns=["student", *self.exercises, "total", "max_total"])
 
 
 def find_students(folder, names=None):
@@ -202,10 +211,9 @@ def as_dict(report, seconds=None):
 
 def as_report(result):
     """The :class:`Report` that :func:`as_dict` came from (for Gradescope's format)."""
-    report = Report(result["exercise"], Path(result["file"] or f"{result['exercise']}.py"), note=result["note"],
-                    checks=[CheckResult(c["name"], c["points"], c["passed"], c["message"]) for c in result["checks"]])
-    report.isolation = result["isolation"]
-    return report
+    return Report(result["exercise"], Path(result["file"] or f"{result['exercise']}.py"), note=result["note"],
+                  checks=[CheckResult(c["name"], c["points"], c["passed"], c["message"]) for c in result["checks"]],
+                  isolation=result["isolation"])
 
 
 def missing(name, totals):
@@ -283,9 +291,8 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
     totals = {n: _totals(n, state, version, sandbox) for n in names if any(n not in s.files for s in students)}
     _save_state(state_file, state)
 
-    summary = Summary([], names, gradebook, output, feedback, warnings=warnings)
     stop = threading.Event()
-    done = {}
+    done, graded, reused = {}, 0, 0
     size = max(1, min(GROUP, -(-len(students) // jobs)))  # every job busy, and a group's judges shared
     groups = [students[i:i + size] for i in range(0, len(students), size)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -295,8 +302,8 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
             for future in as_completed(futures):
                 for student, results, fresh, seconds in future.result():
                     state["grades"].update(fresh)
-                    summary.graded += len(fresh)
-                    summary.reused += sum(r["file"] is not None for r in results.values()) - len(fresh)
+                    graded += len(fresh)
+                    reused += sum(r["file"] is not None for r in results.values()) - len(fresh)
                     done[student.name] = (student.name, results, student.stray)
                     _write_feedback(feedback / f"{student.name}.md", student, results, version)
                     progress(_progress_line(len(done), len(students), student.name, results, len(fresh), seconds))
@@ -306,7 +313,8 @@ def grade_class(folder, names=None, jobs=1, output=None, fmt="csv", sandbox=True
             for f in futures:
                 f.cancel()
             raise
-    summary.students = [done[name] for name in sorted(done)]
+    summary = Summary([done[name] for name in sorted(done)], names, gradebook, output, feedback, graded, reused,
+                      warnings)
     _write_gradebook(gradebook, summary.students, names, version)
     if fmt == "json":
         _write_json(output, {"grader_version": version, "exercises": names, "students": [

@@ -26,9 +26,9 @@ class CheckResult:
                               "passed": self.passed, "message": self.message}])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
-    """The results of grading one file against one exercise's checks."""
+    """The results of grading one file against one exercise's checks (the runner appends to ``checks``)."""
 
     exercise: str
     path: Path

@@ -210,7 +210,7 @@ def all_of(*policies):
     return policy
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AgentRun:
     """What one task did: the transcript the model saw and wrote, every call with its decision, and the outbox."""
 
@@ -218,6 +218,14 @@ class AgentRun:
     calls: list
     outbox: list
     stopped: str
+
+    def to_frame(self):
+        """A row per tool call the model wrote: the tool, its arguments, and the policy's decision."""
+        import pandas as pd
+
+        return pd.DataFrame([{"tool": call.tool, "args": ", ".join(call.args), "allowed": decision.allowed,
+                              "reason": decision.reason} for call, decision in self.calls],
+                            columns=["tool", "args", "allowed", "reason"])
 
 
 def _first_call(text):

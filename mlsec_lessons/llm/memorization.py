@@ -390,6 +390,13 @@ class ExtractedSecrets:
         secret = _check_secret(secret)
         return self.secrets.index(secret) + 1 if secret in self.secrets else None
 
+    def to_frame(self):
+        """A row per secret in the beam, best first: its rank and ``log p(secret | prefix)``."""
+        import pandas as pd
+
+        return pd.DataFrame({"secret": list(self.secrets), "log_prob": np.asarray(self.log_probs, dtype=float)},
+                            index=pd.RangeIndex(1, len(self.secrets) + 1, name="rank"))
+
 
 def extract(model, vocab, *, length=SECRET_LENGTH, prefix=PREFIX, beam_width=16, batch_size=4096):
     """Beam search for the most likely secrets of ``length`` digits after ``prefix``: the attacker's guess.

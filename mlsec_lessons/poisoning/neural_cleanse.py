@@ -64,6 +64,13 @@ class ReversedTriggers:
         """Classes whose anomaly index is above :data:`THRESHOLD` (a small mask suffices to reach them)."""
         return [int(k) for k in np.flatnonzero(self.anomaly > THRESHOLD)]
 
+    def to_frame(self):
+        """A row per class: the mask's L1 norm, its success rate, its anomaly index and whether it is flagged."""
+        import pandas as pd
+
+        return pd.DataFrame({"mask_l1": self.norms, "success": self.success, "anomaly": self.anomaly,
+                             "flagged": self.anomaly > THRESHOLD}, index=pd.RangeIndex(len(self.norms), name="class"))
+
 
 def reverse_triggers(model, x, *, steps=150, lam=0.1, learning_rate=0.1):
     """Neural Cleanse's per-class trigger search on clean images ``x``, all classes in one batch.
