@@ -14,7 +14,7 @@ TRIGGER = add_trigger(np.zeros((1, 8, 8, 1), np.float32))[0] > 0      # the four
 @pytest.fixture(scope="module")
 def poisoned(digits, small_cnn):
     return poison_clean_label(digits.x_train, digits.y_train, small_cnn, TARGET, pp_poison=0.5, eps=0.2,
-                              eps_step=0.05, max_iter=10, cache=False)
+                              eps_step=0.05, steps=10, cache=False)
 
 
 def test_every_poisoned_image_is_of_the_target_class_and_no_label_is_touched(digits, poisoned):
@@ -34,7 +34,7 @@ def test_the_perturbation_stays_within_eps_and_the_clip_range(digits, poisoned):
 
 def test_l2_perturbation_stays_within_eps(digits, small_cnn):
     x_p, idx = poison_clean_label(digits.x_train, digits.y_train, small_cnn, TARGET, pp_poison=0.2, norm=2, eps=1.0,
-                                  eps_step=0.25, max_iter=5, cache=False)
+                                  eps_step=0.25, steps=5, cache=False)
     delta = (x_p[idx] - digits.x_train[idx])[:, ~TRIGGER]
     assert np.linalg.norm(delta.reshape(len(idx), -1), axis=1).max() <= 1.0 + 1e-5
 
@@ -57,10 +57,10 @@ def test_the_perturbation_fools_the_proxy_where_the_trigger_alone_does_not(digit
 
 def test_the_same_seed_gives_the_same_poison_and_another_seed_another(digits, small_cnn, poisoned):
     again = poison_clean_label(digits.x_train, digits.y_train, small_cnn, TARGET, pp_poison=0.5, eps=0.2,
-                               eps_step=0.05, max_iter=10, cache=False)
+                               eps_step=0.05, steps=10, cache=False)
     assert np.array_equal(again[0], poisoned[0])
     other = poison_clean_label(digits.x_train, digits.y_train, small_cnn, TARGET, pp_poison=0.5, eps=0.2,
-                               eps_step=0.05, max_iter=1, seed=1, cache=False)
+                               eps_step=0.05, steps=1, seed=1, cache=False)
     assert not np.array_equal(other[1], poisoned[1])
 
 
@@ -68,8 +68,8 @@ def test_the_same_seed_gives_the_same_poison_and_another_seed_another(digits, sm
     (dict(pp_poison=0.0), InvalidParameterError, "pp_poison"), (dict(pp_poison=1.0), InvalidParameterError, "pp_poison"),
     (dict(pp_poison=0.001), InvalidParameterError, "no image"), (dict(norm=3), InvalidParameterError, "norm"),
     (dict(norm=True), InvalidParameterError, "norm"), (dict(eps=0.0), InvalidParameterError, "eps"),
-    (dict(eps_step=-1.0), InvalidParameterError, "eps_step"), (dict(max_iter=0), InvalidParameterError, "max_iter"),
-    (dict(max_iter=2.0), ParameterTypeError, "max_iter"), (dict(kind="star"), InvalidParameterError, "kind"),
+    (dict(eps_step=-1.0), InvalidParameterError, "eps_step"), (dict(steps=0), InvalidParameterError, "steps"),
+    (dict(steps=2.0), ParameterTypeError, "steps"), (dict(kind="star"), InvalidParameterError, "kind"),
     (dict(target=10), InvalidParameterError, "target"), (dict(seed=-1), InvalidParameterError, "seed"),
 ])
 def test_bad_arguments_are_refused(digits, small_cnn, kwargs, error, match):

@@ -172,6 +172,46 @@ def test_attack_steps_and_eps_step_are_keyword_only():
     assert not found, f"steps and eps_step must be keyword-only (after a bare *): {found}"
 
 
+def eps_step_rule_breaks(source, module):
+    """``module.function: why`` for each public function or method of ``source`` that takes ``eps_step``
+    without the one default rule: ``eps_step=None`` (:func:`attacks.default_eps_step`), with ``steps``."""
+    found = []
+    tree = ast.parse(source)
+    scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
+    for body, prefix in scopes:
+        for node in body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+                continue
+            args = node.args
+            positional = args.posonlyargs + args.args
+            defaults = dict(zip([a.arg for a in positional][len(positional) - len(args.defaults):], args.defaults))
+            defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+            names = [a.arg for a in positional + args.kwonlyargs]
+            if "eps_step" not in names:
+                continue
+            default = defaults.get("eps_step")
+            if default is not None and not (isinstance(default, ast.Constant) and default.value is None):
+                found.append(f"{prefix}.{node.name}: eps_step={ast.unparse(default)}")
+            if "steps" not in names:
+                found.append(f"{prefix}.{node.name}: no steps")
+    return found
+
+
+def test_eps_step_has_one_default_rule():
+    found = []
+    for module, path in _modules():
+        if ".grading.checks" not in module:
+            found += eps_step_rule_breaks(path.read_text(), module)
+    assert not found, f"eps_step=None (attacks.default_eps_step) and a steps argument, everywhere: {found}"
+
+
+def test_the_eps_step_rule_can_fail():
+    source = ("def pgd(model, x, y, eps, *, steps=10, eps_step=None): ...\n"
+              "def step(model, x, y, eps, *, eps_step): ...\n"
+              "def poison(x, eps=0.3, *, eps_step=0.075, max_iter=20): ...\n")
+    assert eps_step_rule_breaks(source, "m") == ["m.step: no steps", "m.poison: eps_step=0.075", "m.poison: no steps"]
+
+
 def test_the_keyword_only_rule_can_fail():
     source = ("def pgd(model, x, y, eps, steps=10, *, eps_step=None): ...\n"
               "def ok(model, x, y, eps, *, steps=10, eps_step=None): ...\n"

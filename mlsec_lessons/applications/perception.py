@@ -295,11 +295,12 @@ def random_transformations(x, copies=1, *, max_angle=10.0, max_shift=0.5, bright
     return np.stack(out)
 
 
-def per_image_patch(model, x, y, size, corner, *, steps=50, eps_step=0.1):
+def per_image_patch(model, x, y, size, corner, *, steps=50, eps_step=None):
     """A cross-check of :func:`train_patch`: PGD on the pixels of one square, for each image on its own.
 
     The course's PGD (:func:`mlsec_lessons.attacks.pgd`) with the square as its ``mask`` and an
-    L-inf radius of 1 (any value in [0, 1]), from a grey square. A universal patch at the same
+    L-inf radius of 1 (any value in [0, 1]), from a grey square (``eps_step=None``: the course's
+    :func:`~mlsec_lessons.attacks.default_eps_step` for that radius). A universal patch at the same
     corner is one of the points this attack may find for every image, so it should succeed at
     least as often.
 

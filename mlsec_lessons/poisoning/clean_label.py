@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import models
 from ..art_bridge import art_classifier
+from ..attacks import default_eps_step
 from ..cache import cached_arrays, fingerprint
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet, seeded_numpy_global
@@ -35,7 +36,7 @@ def _check_norm(norm):
     return norm
 
 
-def poison_clean_label(x, y, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.3, eps_step=0.075, max_iter=20,
+def poison_clean_label(x, y, proxy, target, eps=0.3, *, steps=20, eps_step=None, pp_poison=0.9, norm="inf",
                        kind="pattern", clip=(0.0, 1.0), seed=0, cache=True):
     """Poison images of the ``target`` class with ART's ``PoisoningAttackCleanLabelBackdoor``; labels stay as they are.
 
@@ -58,9 +59,12 @@ def poison_clean_label(x, y, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.
         ART's share of the target class to draw.
     norm : {"inf", 1, 2}
         PGD's norm (``np.inf`` is accepted for ``"inf"``).
-    eps, eps_step : float > 0
-        PGD's budget and step.
-    max_iter : int >= 1
+    eps : float > 0
+        PGD's budget.
+    steps : int >= 1
+        PGD's steps (ART's ``max_iter``).
+    eps_step : float > 0 or None
+        PGD's step; None: :func:`mlsec_lessons.attacks.default_eps_step` ``(eps, steps)``.
     kind : {"pattern", "pixel"}
         The trigger (:func:`~mlsec_lessons.poisoning.add_trigger`).
     clip : (lo, hi)
@@ -87,8 +91,9 @@ def poison_clean_label(x, y, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.
     pp_poison = check_real(pp_poison, "pp_poison", min_value=0, max_value=1, include_boundaries="neither")
     norm = _check_norm(norm)
     eps = check_real(eps, "eps", min_value=0, include_boundaries="neither")
-    eps_step = check_real(eps_step, "eps_step", min_value=0, include_boundaries="neither")
-    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    steps = check_int(steps, "steps", min_value=1)
+    eps_step = default_eps_step(eps, steps) if eps_step is None else check_real(
+        eps_step, "eps_step", min_value=0, include_boundaries="neither")
     if kind not in TRIGGERS:
         raise InvalidParameterError(f"kind must be one of {TRIGGERS}, got {kind!r}")
     if int(pp_poison * np.sum(y == target)) == 0:
@@ -96,10 +101,10 @@ def poison_clean_label(x, y, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.
                                     f"{target} is no image at all")
     seed = as_int_seed(check_seed(seed))
     config = dict(data=fingerprint(x, y), proxy=fingerprint(*proxy.get_weights()), target=target, pp_poison=pp_poison,
-                  norm=norm, eps=eps, eps_step=eps_step, max_iter=max_iter, kind=kind, clip=list(clip), seed=seed)
+                  norm=norm, eps=eps, eps_step=eps_step, steps=steps, kind=kind, clip=list(clip), seed=seed)
 
     def compute():
-        x_poisoned = _run_art(x, y, proxy, target, pp_poison, norm, eps, eps_step, max_iter, kind, clip, seed)
+        x_poisoned = _run_art(x, y, proxy, target, pp_poison, norm, eps, eps_step, steps, kind, clip, seed)
         idx = np.flatnonzero((x_poisoned != x).reshape(len(x), -1).any(axis=1))
         return {"x_poisoned": x_poisoned, "poison_idx": idx.astype(np.int64)}
 
@@ -107,7 +112,7 @@ def poison_clean_label(x, y, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.
     return arrays["x_poisoned"], arrays["poison_idx"]
 
 
-def _run_art(x, y, proxy, target, pp_poison, norm, eps, eps_step, max_iter, kind, clip, seed):
+def _run_art(x, y, proxy, target, pp_poison, norm, eps, eps_step, steps, kind, clip, seed):
     """ART's attack on the whole training set, with the true labels (so ART picks from the real target class)."""
     quiet()
     from art.attacks.poisoning import PoisoningAttackBackdoor, PoisoningAttackCleanLabelBackdoor
@@ -116,7 +121,7 @@ def _run_art(x, y, proxy, target, pp_poison, norm, eps, eps_step, max_iter, kind
     attack = PoisoningAttackCleanLabelBackdoor(
         PoisoningAttackBackdoor(lambda batch: add_trigger(batch, kind)),
         art_classifier(proxy, n_classes, x.shape[1:], clip), target=np.eye(n_classes)[target], pp_poison=pp_poison,
-        norm=np.inf if norm == "inf" else norm, eps=eps, eps_step=eps_step, max_iter=max_iter)
+        norm=np.inf if norm == "inf" else norm, eps=eps, eps_step=eps_step, max_iter=steps)
     # no progress bar; all the drawn images in one batch: PGD treats each image on its own (no random start), so
     # the poison is the same as with ART's batches of 32, in a fifth of the eager gradient calls
     attack.attack.set_params(verbose=False, batch_size=max(1, int(pp_poison * np.sum(y == target))))
@@ -168,7 +173,7 @@ class CleanLabelBackdoor:
                             index=["clean-label (PGD + trigger)", "control (trigger only)"])
 
 
-def train_clean_label(data, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.3, eps_step=0.075, max_iter=20,
+def train_clean_label(data, proxy, target, *, eps=0.3, steps=20, eps_step=None, pp_poison=0.9, norm="inf",
                       kind="pattern", epochs=15, batch_size=64, seed=0, cache=True):
     """Poison ``data`` with :func:`poison_clean_label`, train the victim and the control, measure both.
 
@@ -183,8 +188,8 @@ def train_clean_label(data, proxy, target, *, pp_poison=0.9, norm="inf", eps=0.3
     >>> result = train_clean_label(data.load_digits(), proxy, target=0)      # doctest: +SKIP
     >>> result.to_frame()                                                    # doctest: +SKIP
     """
-    x_p, idx = poison_clean_label(data.x_train, data.y_train, proxy, target, pp_poison=pp_poison, norm=norm,
-                                  eps=eps, eps_step=eps_step, max_iter=max_iter, kind=kind,
+    x_p, idx = poison_clean_label(data.x_train, data.y_train, proxy, target, eps, steps=steps, eps_step=eps_step,
+                                  pp_poison=pp_poison, norm=norm, kind=kind,
                                   clip=data.clip or (0.0, 1.0), seed=seed, cache=cache)
     x_c = data.x_train.copy()
     x_c[idx] = add_trigger(data.x_train[idx], kind)
