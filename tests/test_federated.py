@@ -112,8 +112,10 @@ def test_initial_weights_leave_the_callers_generators_alone():
 def test_run_simulation_refuses_bad_jobs_before_starting_ray():
     with pytest.raises(ValueError, match="each with its own name"):
         run_simulation([fedavg.Experiment("a"), fedavg.Experiment("a")])
-    with pytest.raises(ValueError, match="num_clients must be an integer >= 2"):
+    with pytest.raises(ValueError, match=r"num_clients must be in \[2, inf\], got 1"):
         run_simulation(fedavg.Experiment("a"), num_clients=1)
+    with pytest.raises(TypeError, match="num_clients must be an int"):
+        run_simulation(fedavg.Experiment("a"), num_clients=2.0)
 
 
 def test_client_update_trains_on_its_own_partition():

@@ -183,8 +183,16 @@ def test_shapiro_w_and_prada_arguments():
     d = np.random.default_rng(0).normal(size=200)
     assert shapiro_w(d, outlier_std=100) == pytest.approx(stats.shapiro(d).statistic)
     assert shapiro_w(np.ones(50)) == 0.0
+    for bad, error in [(dict(delta=1.5), ValueError), (dict(delta=0.0), ValueError), (dict(min_distances=2), ValueError),
+                       (dict(min_distances=3.0), TypeError), (dict(outlier_std=0.0), ValueError),
+                       (dict(delta="0.9"), TypeError)]:
+        with pytest.raises(error, match=next(iter(bad))):
+            PRADA(**bad)                                # refused when built, before any request reaches it
+    assert PRADA(min_distances=3).min_distances == 3    # the boundary is allowed
+    broken = PRADA()
+    broken.delta = 1.5                                  # changed after construction: caught before it is used
     with pytest.raises(ValueError, match="delta"):
-        PRADA(delta=1.5).observe("a", np.zeros((1, 2)), [0])
+        broken.observe("a", np.zeros((1, 2)), [0])
     with pytest.raises(ValueError, match="2 inputs but labels has 1"):
         PRADA().observe("a", np.zeros((2, 2)), [0])
 

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey, MLDSA65PublicKey
 
 from ..errors import InvalidParameterError, ParameterTypeError
+from ..validation import check_int
 from .artifacts import MANIFEST, SIGNATURE, IntegrityError, check_files, file_hashes
 from .keys import write_private
 
@@ -87,14 +88,6 @@ def _message(context, body):
     return DOMAIN + bytes([len(context)]) + context + body
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParameterTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise InvalidParameterError(f"{name} must be at least {low}, got {value}")
-    return value
-
-
 def sign_manifest_hybrid(manifest, key, *, context, version, valid_for_s, now=None):
     """Add context, version and validity to ``manifest`` and sign it with both keys.
 
@@ -107,8 +100,8 @@ def sign_manifest_hybrid(manifest, key, *, context, version, valid_for_s, now=No
         raise ParameterTypeError(f"key must be a HybridPrivateKey, got {type(key).__name__}")
     ctx = _context_bytes(context)
     issued = int(time.time() if now is None else now)
-    body = dict(manifest, format=FORMAT, context=context, version=_check_int("version", version, 1),
-                issued_at=issued, expires_at=issued + _check_int("valid_for_s", valid_for_s, 1))
+    body = dict(manifest, format=FORMAT, context=context, version=check_int(version, "version", min_value=1),
+                issued_at=issued, expires_at=issued + check_int(valid_for_s, "valid_for_s", min_value=1))
     body = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     message = _message(ctx, body)
     signatures = {"ed25519": key.ed25519.sign(message), "ml-dsa-65": key.mldsa.sign(message, ctx)}
@@ -127,7 +120,7 @@ def verify_manifest_hybrid(body, signatures, public_key, *, context, min_version
         raise ParameterTypeError(f"signatures must be a dict, got {type(signatures).__name__}")
     if not isinstance(public_key, HybridPublicKey):
         raise ParameterTypeError(f"public_key must be a HybridPublicKey, got {type(public_key).__name__}")
-    ctx, min_version = _context_bytes(context), _check_int("min_version", min_version, 1)
+    ctx, min_version = _context_bytes(context), check_int(min_version, "min_version", min_value=1)
     missing = [name for name in ALGORITHMS if not signatures.get(name)]
     if missing:
         raise IntegrityError(f"missing {' and '.join(missing)} signature; a hybrid manifest needs both "

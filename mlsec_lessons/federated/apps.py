@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from ..errors import InvalidParameterError, RunError
+from ..validation import check_int
 from . import fedavg
 from .secagg import secagg_router
 
@@ -94,8 +95,7 @@ def run_simulation(jobs, num_clients=10, num_cpus=None, verbose=False):
         after = getattr(job, "start_from", None)
         if after is not None and after not in names[:i]:
             raise InvalidParameterError(f"job {job.name!r} starts from {after!r}, which is not an earlier job")
-    if not (isinstance(num_clients, int) and num_clients >= 2):
-        raise InvalidParameterError(f"num_clients must be an integer >= 2, got {num_clients!r}")
+    num_clients = check_int(num_clients, "num_clients", min_value=2)
     results = {}
     start = time.perf_counter()
     with quiet_flower(verbose):

@@ -16,7 +16,7 @@ keeps the trigger at full strength. ART's entropy is also taken along the sample
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..validation import as_generator, check_fraction, check_int
+from ..validation import as_generator, check_fraction, check_int, check_real
 from ._common import check_images
 
 
@@ -58,8 +58,8 @@ def strip_entropy(model, x, x_clean, *, n_samples=20, blend="max", seed=0):
     if x.shape[1:] != x_clean.shape[1:]:
         raise InvalidParameterError(f"x has images of shape {x.shape[1:]} but x_clean {x_clean.shape[1:]}")
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    if not (blend == "max" or (isinstance(blend, float) and 0 < blend < 1)):
-        raise InvalidParameterError(f"blend must be 'max' or a float in (0, 1), got {blend!r}")
+    if not (isinstance(blend, str) and blend == "max"):
+        blend = check_real(blend, "blend", min_value=0, max_value=1, include_boundaries="neither")
     pick = as_generator(seed).integers(0, len(x_clean), size=(len(x), n_samples))
     others = x_clean[pick]
     mixed = np.maximum(x[:, None], others) if blend == "max" else blend * x[:, None] + (1 - blend) * others

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InvalidParameterError
+from ..validation import check_int, check_real
 
 
 class PradaStream:
@@ -113,15 +114,16 @@ class PRADA:
         self.delta = delta
         self.min_distances = min_distances
         self.outlier_std = outlier_std
+        self.check_settings()  # a bad setting fails here, not on the request that reaches the monitor
+
+    def check_settings(self):
+        """Raise ``ValueError`` (``TypeError`` for a wrong type) for a bad setting, like the other monitors."""
+        check_real(self.delta, "delta", min_value=0, max_value=1, include_boundaries="neither")
+        check_int(self.min_distances, "min_distances", min_value=3)
+        check_real(self.outlier_std, "outlier_std", min_value=0, include_boundaries="neither")
 
     def _check(self):
-        if not 0 < self.delta < 1:
-            raise InvalidParameterError(f"delta must be in (0, 1), got {self.delta!r}")
-        if isinstance(self.min_distances, bool) or not isinstance(self.min_distances, (int, np.integer)) \
-                or self.min_distances < 3:
-            raise InvalidParameterError(f"min_distances must be an integer >= 3, got {self.min_distances!r}")
-        if not self.outlier_std > 0:
-            raise InvalidParameterError(f"outlier_std must be positive, got {self.outlier_std!r}")
+        self.check_settings()  # again: a setting changed after construction is caught before it is used
         if not hasattr(self, "streams_"):
             self.streams_, self.alerts_ = {}, []
 
