@@ -91,9 +91,8 @@ def test_the_rule_can_fail(tmp_path, monkeypatch):
     assert [what for _, what in found] == ["mlsec_lessons.a._helper", "mlsec_lessons.a._helper"]
 
 
-def _public_names():
-    """Every public function and class each course module defines, by name."""
-    names = {}
+def _public_definitions():
+    """``(module name, name, object)`` for every public function and class a course module defines."""
     for info in pkgutil.walk_packages(mlsec_lessons.__path__, "mlsec_lessons."):
         if ".grading.checks" in info.name or info.name.endswith("flower_app") or ".flower_app." in info.name:
             continue
@@ -102,10 +101,16 @@ def _public_names():
         except Exception:  # noqa: BLE001 - an optional module that fails to import is another test's job
             continue
         for name, obj in vars(module).items():
-            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
-                continue
-            if getattr(obj, "__module__", None) == info.name:
-                names.setdefault(name, set()).add(info.name)
+            if (not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+                    and getattr(obj, "__module__", None) == info.name):
+                yield info.name, name, obj
+
+
+def _public_names():
+    """Every public function and class each course module defines, by name."""
+    names = {}
+    for module, name, _ in _public_definitions():
+        names.setdefault(name, set()).add(module)
     return names
 
 
@@ -149,19 +154,28 @@ ATTACK_MODULES = ("attacks", "defenses", "governance", "applications", "poisonin
 RULE_FUNCTIONS = {"mlsec_lessons.attacks.default_eps_step"}  # the rule itself: (eps, steps)
 
 
-def positional_attack_arguments(source, module):
-    """``module.function(argument)`` for each public function or method of ``source`` (module and class
-    level) that takes ``steps`` or ``eps_step`` by position."""
-    found = []
+def public_functions(source, module, *, init=False):
+    """``(module.function, its ast node)`` for each public function of ``source``, at module level and in
+    its classes (``Class.method``); with ``init``, every ``__init__`` too."""
     tree = ast.parse(source)
     scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
     for body, prefix in scopes:
         for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
-                name = f"{prefix}.{node.name}"
-                positional = [a.arg for a in node.args.posonlyargs + node.args.args]
-                found += [f"{name}({a})" for a in positional if a in ("steps", "eps_step") and name not in RULE_FUNCTIONS]
-    return found
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    not node.name.startswith("_") or (init and node.name == "__init__")):
+                yield f"{prefix}.{node.name}", node
+
+
+def course_sources():
+    """``(module, source)`` for every module of the package but the grader's checks (its internals)."""
+    return [(module, path.read_text()) for module, path in _modules() if ".grading.checks" not in module]
+
+
+def positional_attack_arguments(source, module):
+    """``module.function(argument)`` for each public function or method of ``source`` (module and class
+    level) that takes ``steps`` or ``eps_step`` by position."""
+    return [f"{name}({a.arg})" for name, node in public_functions(source, module) if name not in RULE_FUNCTIONS
+            for a in node.args.posonlyargs + node.args.args if a.arg in ("steps", "eps_step")]
 
 
 def test_attack_steps_and_eps_step_are_keyword_only():
@@ -172,36 +186,31 @@ def test_attack_steps_and_eps_step_are_keyword_only():
     assert not found, f"steps and eps_step must be keyword-only (after a bare *): {found}"
 
 
+def _defaults(args):
+    """``{argument: its default's ast node}`` for the arguments of a function that have one."""
+    positional = args.posonlyargs + args.args
+    defaults = dict(zip([a.arg for a in positional[len(positional) - len(args.defaults):]], args.defaults))
+    return defaults | {a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None}
+
+
 def eps_step_rule_breaks(source, module):
     """``module.function: why`` for each public function or method of ``source`` that takes ``eps_step``
     without the one default rule: ``eps_step=None`` (:func:`attacks.default_eps_step`), with ``steps``."""
     found = []
-    tree = ast.parse(source)
-    scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
-    for body, prefix in scopes:
-        for node in body:
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
-                continue
-            args = node.args
-            positional = args.posonlyargs + args.args
-            defaults = dict(zip([a.arg for a in positional][len(positional) - len(args.defaults):], args.defaults))
-            defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
-            names = [a.arg for a in positional + args.kwonlyargs]
-            if "eps_step" not in names:
-                continue
-            default = defaults.get("eps_step")
-            if default is not None and not (isinstance(default, ast.Constant) and default.value is None):
-                found.append(f"{prefix}.{node.name}: eps_step={ast.unparse(default)}")
-            if "steps" not in names:
-                found.append(f"{prefix}.{node.name}: no steps")
+    for name, node in public_functions(source, module):
+        names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+        if "eps_step" not in names:
+            continue
+        default = _defaults(node.args).get("eps_step")
+        if default is not None and not (isinstance(default, ast.Constant) and default.value is None):
+            found.append(f"{name}: eps_step={ast.unparse(default)}")
+        if "steps" not in names:
+            found.append(f"{name}: no steps")
     return found
 
 
 def test_eps_step_has_one_default_rule():
-    found = []
-    for module, path in _modules():
-        if ".grading.checks" not in module:
-            found += eps_step_rule_breaks(path.read_text(), module)
+    found = [f for module, source in course_sources() for f in eps_step_rule_breaks(source, module)]
     assert not found, f"eps_step=None (attacks.default_eps_step) and a steps argument, everywhere: {found}"
 
 
@@ -219,7 +228,6 @@ def test_the_keyword_only_rule_can_fail():
     assert positional_attack_arguments(source, "m") == ["m.pgd(steps)", "m.A.perturb(eps_step)"]
 
 
-
 # --------------------------------------------------------------------------- randomness
 # issue 15's convention: randomness comes in as ``seed`` (an int, a Generator or None), never as ``rng``
 # or ``random_state``, in every public function and method of the package.
@@ -229,24 +237,12 @@ RANDOMNESS_NAMES = {"rng", "random_state", "random_seed", "generator"}
 def randomness_parameters(source, module):
     """``module.function(argument)`` for each public function or method of ``source`` that takes its
     randomness under another name than ``seed``."""
-    found = []
-    tree = ast.parse(source)
-    scopes = [(tree.body, module)] + [(n.body, f"{module}.{n.name}") for n in tree.body if isinstance(n, ast.ClassDef)]
-    for body, prefix in scopes:
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                    not node.name.startswith("_") or node.name == "__init__"):
-                args = node.args
-                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
-                found += [f"{prefix}.{node.name}({a})" for a in names if a in RANDOMNESS_NAMES]
-    return found
+    return [f"{name}({a.arg})" for name, node in public_functions(source, module, init=True)
+            for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs if a.arg in RANDOMNESS_NAMES]
 
 
 def test_randomness_is_always_called_seed():
-    found = []
-    for module, path in _modules():
-        if ".grading.checks" not in module:  # the checks are the grader's internals, not the course's API
-            found += randomness_parameters(path.read_text(), module)
+    found = [f for module, source in course_sources() for f in randomness_parameters(source, module)]
     assert not found, f"take randomness as seed= (an int, a Generator or None): {found}"
 
 
@@ -311,22 +307,11 @@ def result_record_problems(classes):
     return found
 
 
-def _public_dataclasses():
-    found = {}
-    for info in pkgutil.walk_packages(mlsec_lessons.__path__, "mlsec_lessons."):
-        if ".grading.checks" in info.name or "flower_app" in info.name:
-            continue
-        module = importlib.import_module(info.name)
-        for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and not name.startswith("_") and obj.__module__ == info.name
-                    and dataclasses.is_dataclass(obj)):
-                found[f"{info.name}.{name}"] = obj
-    return found
-
-
 def test_results_are_frozen_dataclasses_with_to_frame():
-    classes = _public_dataclasses()
-    assert not result_record_problems(classes), "\n".join(result_record_problems(classes))
+    classes = {f"{module}.{name}": obj for module, name, obj in _public_definitions()
+               if inspect.isclass(obj) and dataclasses.is_dataclass(obj)}
+    problems = result_record_problems(classes)
+    assert not problems, "\n".join(problems)
     assert not set(NOT_RESULTS) - set(classes), f"NOT_RESULTS names classes that are gone: {set(NOT_RESULTS) - set(classes)}"
 
 

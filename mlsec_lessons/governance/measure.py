@@ -155,7 +155,7 @@ def robust_accuracy(model, x, y, eps, *, steps=40, eps_step=None, norm=np.inf, s
     x, y = _check_xy(x, y)
     if not (np.isfinite(eps) and eps > 0):
         raise InvalidParameterError(f"eps must be a positive budget, got {eps!r}; accuracy at eps=0 is the clean accuracy")
-    eps_step = attacks.default_eps_step(eps, steps) if eps_step is None else eps_step
+    eps, steps, eps_step = attacks.check_budget(eps, steps=steps, eps_step=eps_step)
     clean = np.argmax(_predict_logits(model, x), axis=1)
     x_adv = attacks.pgd(model, x, y, eps, steps=steps, eps_step=eps_step, norm=norm, seed=seed)
     adv = np.argmax(_predict_logits(model, x_adv), axis=1)

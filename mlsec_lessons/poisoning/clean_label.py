@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import models
 from ..art_bridge import art_classifier
-from ..attacks import default_eps_step
+from ..attacks import check_budget
 from ..cache import cached_arrays, fingerprint
 from ..errors import InvalidParameterError
 from ..reproducibility import quiet, seeded_numpy_global
@@ -63,7 +63,7 @@ def poison_clean_label(x, y, proxy, target, eps=0.3, *, steps=20, eps_step=None,
         PGD's budget.
     steps : int >= 1
         PGD's steps (ART's ``max_iter``).
-    eps_step : float > 0 or None
+    eps_step : float >= 0 or None
         PGD's step; None: :func:`mlsec_lessons.attacks.default_eps_step` ``(eps, steps)``.
     kind : {"pattern", "pixel"}
         The trigger (:func:`~mlsec_lessons.poisoning.add_trigger`).
@@ -90,10 +90,8 @@ def poison_clean_label(x, y, proxy, target, eps=0.3, *, steps=20, eps_step=None,
     target = check_class("target", target, n_classes)
     pp_poison = check_real(pp_poison, "pp_poison", min_value=0, max_value=1, include_boundaries="neither")
     norm = _check_norm(norm)
-    eps = check_real(eps, "eps", min_value=0, include_boundaries="neither")
-    steps = check_int(steps, "steps", min_value=1)
-    eps_step = default_eps_step(eps, steps) if eps_step is None else check_real(
-        eps_step, "eps_step", min_value=0, include_boundaries="neither")
+    eps = check_real(eps, "eps", min_value=0, include_boundaries="neither")  # a poison needs a budget
+    eps, steps, eps_step = check_budget(eps, steps=steps, eps_step=eps_step)
     if kind not in TRIGGERS:
         raise InvalidParameterError(f"kind must be one of {TRIGGERS}, got {kind!r}")
     if int(pp_poison * np.sum(y == target)) == 0:
